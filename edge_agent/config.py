@@ -1,0 +1,832 @@
+"""The agent's configuration: one YAML file, validated before anything runs.
+
+Validation is two-phase. First voluptuous checks the shape (known keys only, types, choices),
+then the built settings are checked as a whole (threshold order, address ranges, pin clashes).
+Every problem names its key path ("outputs[2].pin") and the rule broken; a configuration is
+either returned complete or rejected with the full list: nothing is ever half-applied.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import voluptuous as vol
+import voluptuous.error as vol_error
+import yaml
+
+from edge_agent.control.settings import (
+    BalanceSettings,
+    CellThresholds,
+    ControlSettings,
+    DualPvSettings,
+    MaxSocSettings,
+    OutputSettings,
+    OutputType,
+    SocAlarmSettings,
+    SocSettings,
+    TemperatureLimits,
+    default_outputs,
+)
+
+CellMonitorChip = Literal["isl94203", "isl94202"]
+ShuntChip = Literal["ina228", "ina226"]
+OutputDriver = Literal["mcp23008", "gpiod"]
+
+CELL_MONITOR_CHIPS: tuple[CellMonitorChip, ...] = ("isl94203", "isl94202")
+SHUNT_CHIPS: tuple[ShuntChip, ...] = ("ina228", "ina226")
+OUTPUT_DRIVERS: tuple[OutputDriver, ...] = ("mcp23008", "gpiod")
+CHEMISTRIES = ("lfp",)
+
+CELL_COUNT_RANGE = (3, 8)
+CELL_VOLTAGE_RANGE = (2.0, 4.3)  # volts per cell: outside this no LFP setting makes sense
+TEMPERATURE_RANGE = (-40.0, 125.0)
+ISL_ADDRESSES = (0x28, 0x29)
+INA_ADDRESS_RANGE = (0x40, 0x4F)
+MCP_ADDRESS_RANGE = (0x20, 0x27)
+MCP_PIN_RANGE = (0, 7)
+
+# Names end up in MQTT topics and Home Assistant ids: no '/', '+', '#' or spaces.
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_NAME_RULE = "must be 1 to 64 letters, digits, '_' or '-'"
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings objects
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CellMonitorSettings:
+    chip: CellMonitorChip = "isl94203"
+    address: int = 0x28
+
+
+@dataclass(frozen=True, slots=True)
+class ShuntSettings:
+    chip: ShuntChip = "ina228"
+    address: int = 0x40
+    rated_current_a: float = 250.0  # shunt rating: this current gives rated_millivolts
+    rated_millivolts: float = 75.0
+    zero_offset_a: float = 0.0  # subtracted from every reading (zero calibration)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputPinSettings:
+    """Where one EXTIO output is wired. mcp23008 uses address + pin, gpiod uses chip + line."""
+
+    name: str
+    driver: OutputDriver
+    address: int | None = None  # mcp23008: 0x20-0x27
+    pin: int | None = None  # mcp23008: 0-7
+    chip: str | None = None  # gpiod: chip label ("pinctrl-bcm2835") or "/dev/gpiochipN"
+    line: str | int | None = None  # gpiod: line name ("GPIO17") or offset
+    active_low: bool = False
+
+
+def default_output_pins() -> tuple[OutputPinSettings, ...]:
+    """The default outputs (see `default_outputs`) on an MCP23008 at 0x20, pins 0-3."""
+    return tuple(
+        OutputPinSettings(name=output.name, driver="mcp23008", address=0x20, pin=index)
+        for index, output in enumerate(default_outputs())
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareSettings:
+    i2c_bus: int = 1
+    cell_monitor: CellMonitorSettings = field(default_factory=CellMonitorSettings)
+    battery_shunt: ShuntSettings = field(default_factory=ShuntSettings)
+    pv_shunt: ShuntSettings | None = None
+    outputs: tuple[OutputPinSettings, ...] = field(default_factory=default_output_pins)
+
+
+@dataclass(frozen=True, slots=True)
+class TimingSettings:
+    sample_interval_s: float = 1.0
+    state_save_interval_s: float = 1.0
+    status_interval_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    state_path: Path = Path("/var/lib/sbms-agent/state.db")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    control: ControlSettings = field(default_factory=ControlSettings)
+    hardware: HardwareSettings = field(default_factory=HardwareSettings)
+    timing: TimingSettings = field(default_factory=TimingSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    agent_id: str = "sbms"
+
+
+class ConfigError(Exception):
+    """The configuration was rejected. `problems` holds one line per problem."""
+
+    def __init__(self, problems: Iterable[str], source: Path | None = None) -> None:
+        self.problems = tuple(problems)
+        self.source = source
+        prefix = f"{source}: " if source is not None else ""
+        super().__init__("\n".join(prefix + problem for problem in self.problems))
+
+
+def default_config() -> AgentConfig:
+    """A good 8S LFP box: the SBMS0 defaults on an ISL94203, an INA228 and an MCP23008."""
+    return AgentConfig()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Hashable] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # "<<" merges may legitimately be overridden
+        key = loader.construct_object(key_node, deep=True)
+        if isinstance(key, Hashable):
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_unique_mapping,
+)
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate a YAML configuration file. Raises ConfigError naming the file.
+
+    A relative storage.state_path is taken relative to the configuration file's directory
+    (a service's working directory is usually "/").
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(["file not found"], source=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot read the file: {exc}"], source=path) from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([_describe_yaml_error(exc)], source=path) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"invalid YAML: {exc}"], source=path) from None
+    if data is None:
+        raise ConfigError(["the file is empty: expected a mapping of settings"], source=path)
+    if not isinstance(data, Mapping):
+        kind = type(data).__name__
+        raise ConfigError([f"the top level must be a mapping of settings (got {kind})"], path)
+    try:
+        config = parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, source=path) from None
+    state_path = config.storage.state_path
+    if not state_path.is_absolute():
+        absolute = (path.parent / state_path).absolute()
+        config = replace(config, storage=StorageSettings(state_path=absolute))
+    return config
+
+
+def _describe_yaml_error(exc: yaml.MarkedYAMLError) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = exc.problem or exc.context or "syntax error"
+    return f"invalid YAML{where}: {problem}"
+
+
+def parse_config(data: Mapping[str, Any]) -> AgentConfig:
+    """Validate an already-parsed mapping (YAML or JSON) and build the configuration."""
+    untrusted: object = data  # callers may pass JSON of any shape despite the annotation
+    if not isinstance(untrusted, Mapping):
+        kind = type(untrusted).__name__
+        raise ConfigError([f"configuration: must be a mapping (got {kind})"])
+    try:
+        clean: dict[str, Any] = _TOP_SCHEMA(dict(data))
+    except vol.MultipleInvalid as exc:
+        raise ConfigError(_describe_invalid(error) for error in exc.errors) from None
+    config = _build_config(clean)
+    problems = [
+        *validate_control_settings(config.control),
+        *_validate_hardware(config.hardware),
+        *_validate_timing(config),
+    ]
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 1: shape and types (voluptuous)
+# ---------------------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise vol.Invalid(f"must be a number (got {value!r})")
+    if not math.isfinite(value):
+        raise vol.Invalid(f"must be a finite number (got {value!r})")
+    return float(value)
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise vol.Invalid(f"must be a whole number (got {value!r})")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise vol.Invalid(f"must be true or false (got {value!r})")
+    return value
+
+
+def _address(value: Any) -> int:
+    """I2C addresses: YAML reads 0x28 as an int; a quoted "0x28" is accepted as well."""
+    if isinstance(value, str):
+        try:
+            return int(value, 0)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise vol.Invalid(f"must be an I2C address such as 0x28 (got {value!r})")
+    return value
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not _NAME_PATTERN.match(value):
+        raise vol.Invalid(f"{_NAME_RULE} (got {value!r})")
+    return value
+
+
+def _non_empty_string(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise vol.Invalid(f"must be a non-empty string (got {value!r})")
+    return value
+
+
+def _one_of(choices: Sequence[str]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise vol.Invalid(f"must be one of {', '.join(choices)} (got {value!r})")
+        return cast(str, value)
+
+    return check
+
+
+def _output_type(value: Any) -> OutputType:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 6:
+        raise vol.Invalid(f"must be an output type 0 to 6 (got {value!r})")
+    return OutputType(value)
+
+
+def _gpio_line(value: Any) -> str | int:
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise vol.Invalid(f"must be a line name such as GPIO17 or an offset >= 0 (got {value!r})")
+
+
+def _mapping(schema: dict[Any, Any]) -> vol.Schema:
+    return vol.Schema(schema, extra=vol.PREVENT_EXTRA)
+
+
+def _section_schema(settings_class: type[Any], exclude: tuple[str, ...] = ()) -> vol.Schema:
+    """Every field of a settings dataclass, optional, typed from its default value."""
+    schema: dict[Any, Any] = {}
+    for settings_field in fields(settings_class):
+        if settings_field.name in exclude:
+            continue
+        default = settings_field.default
+        validator: Any = _boolean if isinstance(default, bool) else _number
+        if default is None:
+            validator = vol.Any(None, validator)
+        schema[vol.Optional(settings_field.name)] = validator
+    return _mapping(schema)
+
+
+_SHUNT_SCHEMA = _mapping(
+    {
+        vol.Optional("chip"): _one_of(SHUNT_CHIPS),
+        vol.Optional("address"): _address,
+        vol.Optional("rated_current_a"): _number,
+        vol.Optional("rated_millivolts"): _number,
+        vol.Optional("zero_offset_a"): _number,
+    }
+)
+
+_OUTPUT_COMMON: dict[Any, Any] = {
+    vol.Required("name"): _name,
+    vol.Optional("type"): _output_type,
+    vol.Required("driver"): _one_of(OUTPUT_DRIVERS),
+    vol.Optional("active_low"): _boolean,
+}
+_OUTPUT_SCHEMAS: dict[str, vol.Schema] = {
+    "mcp23008": _mapping(
+        {**_OUTPUT_COMMON, vol.Required("address"): _address, vol.Required("pin"): _integer}
+    ),
+    "gpiod": _mapping(
+        {
+            **_OUTPUT_COMMON,
+            vol.Required("chip"): _non_empty_string,
+            vol.Required("line"): _gpio_line,
+        }
+    ),
+}
+
+
+def _optional_shunt(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return cast(dict[str, Any], _SHUNT_SCHEMA(value))
+
+
+def _outputs(value: Any) -> list[dict[str, Any]]:
+    """Each item is checked against its driver's keys; all items' problems are collected."""
+    if not isinstance(value, list):
+        raise vol.Invalid(f"must be a list of outputs (got {type(value).__name__})")
+    errors: list[vol.Invalid] = []
+    clean: list[dict[str, Any]] = []
+    for index, item in enumerate(value):
+        try:
+            clean.append(_output_item(item))
+        except vol.Invalid as exc:
+            exc.prepend([index])
+            errors.extend(exc.errors if isinstance(exc, vol.MultipleInvalid) else [exc])
+    if errors:
+        raise vol.MultipleInvalid(errors)
+    return clean
+
+
+def _output_item(item: Any) -> dict[str, Any]:
+    if not isinstance(item, Mapping):
+        raise vol.Invalid(f"must be a mapping (got {type(item).__name__})")
+    driver = item.get("driver")
+    if "driver" not in item:
+        raise vol_error.RequiredFieldInvalid("required key is missing", path=["driver"])
+    if driver not in _OUTPUT_SCHEMAS:
+        raise vol.Invalid(
+            f"must be one of {', '.join(OUTPUT_DRIVERS)} (got {driver!r})", path=["driver"]
+        )
+    return cast(dict[str, Any], _OUTPUT_SCHEMAS[driver](dict(item)))
+
+
+_TOP_SCHEMA = _mapping(
+    {
+        vol.Optional("agent_id"): _name,
+        vol.Optional("battery"): _mapping(
+            {
+                vol.Optional("chemistry"): _one_of(CHEMISTRIES),
+                vol.Optional("cells"): _integer,
+                vol.Optional("capacity_ah"): _number,
+            }
+        ),
+        vol.Optional("i2c_bus"): _integer,
+        vol.Optional("cell_monitor"): _mapping(
+            {vol.Optional("chip"): _one_of(CELL_MONITOR_CHIPS), vol.Optional("address"): _address}
+        ),
+        vol.Optional("battery_shunt"): _SHUNT_SCHEMA,
+        vol.Optional("pv_shunt"): _optional_shunt,
+        vol.Optional("outputs"): _outputs,
+        vol.Optional("thresholds"): _section_schema(CellThresholds),
+        vol.Optional("balancing"): _section_schema(BalanceSettings),
+        # capacity_ah is written once, under battery:
+        vol.Optional("soc"): _section_schema(SocSettings, exclude=("capacity_ah",)),
+        vol.Optional("soc_alarms"): _section_schema(SocAlarmSettings),
+        vol.Optional("temperature"): _section_schema(TemperatureLimits),
+        vol.Optional("dual_pv"): _section_schema(DualPvSettings),
+        vol.Optional("max_soc"): _section_schema(MaxSocSettings),
+        vol.Optional("timing"): _mapping(
+            {
+                vol.Optional("sample_interval_s"): _number,
+                vol.Optional("stale_after_s"): _number,
+                vol.Optional("state_save_interval_s"): _number,
+                vol.Optional("status_interval_s"): _number,
+            }
+        ),
+        vol.Optional("storage"): _mapping({vol.Optional("state_path"): _non_empty_string}),
+        vol.Optional("lockouts_latch"): _boolean,
+    }
+)
+
+
+def _describe_invalid(error: vol.Invalid) -> str:
+    path = _format_path(error.path)
+    if error.msg == "extra keys not allowed":  # voluptuous has no class for this one
+        message = "unknown key"
+    elif isinstance(error, vol_error.RequiredFieldInvalid):
+        message = "required key is missing"
+    elif isinstance(error, vol_error.DictInvalid):
+        message = "must be a mapping"
+    else:
+        message = error.msg
+    return f"{path}: {message}" if path else message
+
+
+def _format_path(path: Sequence[Hashable]) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the objects
+# ---------------------------------------------------------------------------------------------
+
+
+# Slotted dataclasses keep no class-level defaults: read them from default instances.
+_DEFAULT_CONTROL = ControlSettings()
+_DEFAULT_HARDWARE = HardwareSettings()
+_DEFAULT_AGENT_ID = AgentConfig().agent_id
+
+
+def _build_config(clean: Mapping[str, Any]) -> AgentConfig:
+    battery = clean.get("battery", {})
+    timing = dict(clean.get("timing", {}))
+    stale_after_s = timing.pop("stale_after_s", _DEFAULT_CONTROL.stale_after_s)
+    soc = dict(clean.get("soc", {}))
+    if "capacity_ah" in battery:
+        soc["capacity_ah"] = battery["capacity_ah"]
+    output_items: list[dict[str, Any]] | None = clean.get("outputs")
+    control = ControlSettings(
+        cell_count=battery.get("cells", _DEFAULT_CONTROL.cell_count),
+        cells=CellThresholds(**clean.get("thresholds", {})),
+        balance=BalanceSettings(**clean.get("balancing", {})),
+        soc=SocSettings(**soc),
+        soc_alarms=SocAlarmSettings(**clean.get("soc_alarms", {})),
+        temperature=TemperatureLimits(**clean.get("temperature", {})),
+        dual_pv=DualPvSettings(**clean.get("dual_pv", {})),
+        max_soc=MaxSocSettings(**clean.get("max_soc", {})),
+        outputs=default_outputs() if output_items is None else _control_outputs(output_items),
+        stale_after_s=stale_after_s,
+        lockouts_latch=clean.get("lockouts_latch", _DEFAULT_CONTROL.lockouts_latch),
+    )
+    pv_shunt = clean.get("pv_shunt")
+    hardware = HardwareSettings(
+        i2c_bus=clean.get("i2c_bus", _DEFAULT_HARDWARE.i2c_bus),
+        cell_monitor=CellMonitorSettings(**clean.get("cell_monitor", {})),
+        battery_shunt=ShuntSettings(**clean.get("battery_shunt", {})),
+        pv_shunt=None if pv_shunt is None else ShuntSettings(**pv_shunt),
+        outputs=default_output_pins() if output_items is None else _pin_outputs(output_items),
+    )
+    storage = clean.get("storage", {})
+    return AgentConfig(
+        control=control,
+        hardware=hardware,
+        timing=TimingSettings(**timing),
+        storage=StorageSettings(Path(storage["state_path"])) if storage else StorageSettings(),
+        agent_id=clean.get("agent_id", _DEFAULT_AGENT_ID),
+    )
+
+
+def _control_outputs(items: Sequence[Mapping[str, Any]]) -> tuple[OutputSettings, ...]:
+    return tuple(
+        OutputSettings(name=item["name"], type=item.get("type", OutputType.UNUSED))
+        for item in items
+    )
+
+
+def _pin_outputs(items: Sequence[Mapping[str, Any]]) -> tuple[OutputPinSettings, ...]:
+    return tuple(
+        OutputPinSettings(**{key: value for key, value in item.items() if key != "type"})
+        for item in items
+    )
+
+
+def config_to_dict(config: AgentConfig) -> dict[str, Any]:
+    """The configuration as plain YAML/JSON data; `parse_config` rebuilds an equal object."""
+    control = config.control
+    hardware = config.hardware
+    soc = _dataclass_dict(control.soc)
+    capacity_ah = soc.pop("capacity_ah")
+    return {
+        "agent_id": config.agent_id,
+        "battery": {"chemistry": "lfp", "cells": control.cell_count, "capacity_ah": capacity_ah},
+        "i2c_bus": hardware.i2c_bus,
+        "cell_monitor": _dataclass_dict(hardware.cell_monitor),
+        "battery_shunt": _dataclass_dict(hardware.battery_shunt),
+        "pv_shunt": None if hardware.pv_shunt is None else _dataclass_dict(hardware.pv_shunt),
+        "outputs": _outputs_to_list(control.outputs, hardware.outputs),
+        "thresholds": _dataclass_dict(control.cells),
+        "balancing": _dataclass_dict(control.balance),
+        "soc": soc,
+        "soc_alarms": _dataclass_dict(control.soc_alarms),
+        "temperature": _dataclass_dict(control.temperature),
+        "dual_pv": _dataclass_dict(control.dual_pv),
+        "max_soc": _dataclass_dict(control.max_soc),
+        "timing": {
+            "sample_interval_s": config.timing.sample_interval_s,
+            "stale_after_s": control.stale_after_s,
+            "state_save_interval_s": config.timing.state_save_interval_s,
+            "status_interval_s": config.timing.status_interval_s,
+        },
+        "storage": {"state_path": str(config.storage.state_path)},
+        "lockouts_latch": control.lockouts_latch,
+    }
+
+
+def _dataclass_dict(instance: Any) -> dict[str, Any]:
+    return {item.name: getattr(instance, item.name) for item in fields(instance)}
+
+
+def _outputs_to_list(
+    control_outputs: Sequence[OutputSettings], pins: Sequence[OutputPinSettings]
+) -> list[dict[str, Any]]:
+    types = {output.name: output.type for output in control_outputs}
+    if set(types) != {pin.name for pin in pins} or len(pins) != len(control_outputs):
+        raise ValueError("control.outputs and hardware.outputs must name the same outputs")
+    items: list[dict[str, Any]] = []
+    for pin in pins:
+        item: dict[str, Any] = {"name": pin.name, "type": int(types[pin.name])}
+        item["driver"] = pin.driver
+        if pin.driver == "mcp23008":
+            item.update(address=pin.address, pin=pin.pin)
+        else:
+            item.update(chip=pin.chip, line=pin.line)
+        item["active_low"] = pin.active_low
+        items.append(item)
+    return items
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 2: rules across values
+# ---------------------------------------------------------------------------------------------
+
+_THRESHOLD_ORDER = ("uvlo", "lvd", "lvd_reconnect", "hvd_reconnect", "hvd", "ovlo")
+
+
+def validate_control_settings(settings: ControlSettings) -> list[str]:
+    """Every rule the control core relies on, as "key.path: problem" lines (empty = valid).
+
+    Paths use the YAML names, so remote configuration can report them the same way.
+    """
+    problems: list[str] = []
+    low, high = CELL_COUNT_RANGE
+    if not low <= settings.cell_count <= high:
+        problems.append(
+            f"battery.cells: must be between {low} and {high} (got {settings.cell_count})"
+        )
+    problems += _check_thresholds(settings.cells)
+    problems += _check_balance(settings.balance)
+    problems += _check_soc(settings.soc)
+    problems += _check_soc_alarms(settings.soc_alarms)
+    problems += _check_temperature(settings.temperature)
+    problems += _check_dual_pv(settings.dual_pv)
+    problems += _check_max_soc(settings.max_soc)
+    problems += _check_control_outputs(settings.outputs)
+    problems += _at_least("timing.stale_after_s", settings.stale_after_s, 0.0, inclusive=False)
+    return problems
+
+
+def _between(path: str, value: float, low: float, high: float, unit: str = "") -> list[str]:
+    if low <= value <= high:
+        return []
+    return [f"{path}: must be between {low:g} and {high:g}{unit} (got {value:g})"]
+
+
+def _at_least(path: str, value: float, minimum: float, *, inclusive: bool = True) -> list[str]:
+    if value > minimum or (inclusive and value == minimum):
+        return []
+    rule = "at least" if inclusive else "greater than"
+    return [f"{path}: must be {rule} {minimum:g} (got {value:g})"]
+
+
+def _below(
+    section: str, values: Any, lower: str, upper: str, *, equal_ok: bool = False
+) -> list[str]:
+    low_value = getattr(values, lower)
+    high_value = getattr(values, upper)
+    if low_value < high_value or (equal_ok and low_value == high_value):
+        return []
+    if equal_ok:
+        return [
+            f"{section}.{lower}: must not exceed {section}.{upper} "
+            f"(got {low_value:g} > {high_value:g})"
+        ]
+    return [
+        f"{section}.{lower}: must be below {section}.{upper} (got {low_value:g} >= {high_value:g})"
+    ]
+
+
+def _check_thresholds(cells: CellThresholds) -> list[str]:
+    problems: list[str] = []
+    low, high = CELL_VOLTAGE_RANGE
+    for name in (*_THRESHOLD_ORDER, "eoc"):
+        problems += _between(f"thresholds.{name}", getattr(cells, name), low, high, " V")
+    for lower, upper in itertools.pairwise(_THRESHOLD_ORDER):
+        problems += _below("thresholds", cells, lower, upper)
+    problems += _below("thresholds", cells, "hvd_reconnect", "eoc")
+    problems += _below("thresholds", cells, "eoc", "hvd", equal_ok=True)
+    problems += _between(
+        "thresholds.lockout_release_margin", cells.lockout_release_margin, 0.0, 0.5, " V"
+    )
+    return problems
+
+
+def _check_balance(balance: BalanceSettings) -> list[str]:
+    low, high = CELL_VOLTAGE_RANGE
+    return [
+        *_between("balancing.min_cell", balance.min_cell, low, high, " V"),
+        *_between("balancing.max_cell", balance.max_cell, low, high, " V"),
+        *_below("balancing", balance, "min_cell", "max_cell"),
+        *_at_least("balancing.min_delta", balance.min_delta, 0.0, inclusive=False),
+        *_below("balancing", balance, "min_delta", "max_delta"),
+        *_at_least("balancing.min_charge_current", balance.min_charge_current, 0.0),
+    ]
+
+
+def _check_soc(soc: SocSettings) -> list[str]:
+    return [
+        *_at_least("battery.capacity_ah", soc.capacity_ah, 0.0, inclusive=False),
+        *_between("soc.coulombic_efficiency", soc.coulombic_efficiency, 0.5, 1.0),
+        *_between("soc.initial_soc", soc.initial_soc, 0.0, 100.0, " %"),
+        *(
+            _between("soc.empty_soc", soc.empty_soc, 0.0, 100.0, " %")
+            if soc.empty_soc is not None
+            else []
+        ),
+        *_at_least("soc.tail_current", soc.tail_current, 0.0),
+        *_at_least("soc.eoc_hold_s", soc.eoc_hold_s, 0.0),
+        *_at_least("soc.rest_current", soc.rest_current, 0.0),
+        *_at_least("soc.rest_time_s", soc.rest_time_s, 0.0),
+    ]
+
+
+def _check_soc_alarms(alarms: SocAlarmSettings) -> list[str]:
+    problems: list[str] = []
+    for name in ("low", "low_release", "high_release", "high"):
+        problems += _between(f"soc_alarms.{name}", getattr(alarms, name), 0.0, 100.0, " %")
+    problems += _below("soc_alarms", alarms, "low", "low_release")
+    problems += _below("soc_alarms", alarms, "low_release", "high_release")
+    problems += _below("soc_alarms", alarms, "high_release", "high")
+    return problems
+
+
+def _check_temperature(limits: TemperatureLimits) -> list[str]:
+    problems: list[str] = []
+    low, high = TEMPERATURE_RANGE
+    for name in ("charge_min", "charge_max", "internal_release", "internal_cutoff"):
+        problems += _between(f"temperature.{name}", getattr(limits, name), low, high, " C")
+    problems += _below("temperature", limits, "charge_min", "charge_max")
+    problems += _below("temperature", limits, "internal_release", "internal_cutoff")
+    problems += _at_least("temperature.charge_hysteresis", limits.charge_hysteresis, 0.0)
+    return problems
+
+
+def _check_dual_pv(dual_pv: DualPvSettings) -> list[str]:
+    problems = _at_least("dual_pv.imax", dual_pv.imax, 0.0, inclusive=False)
+    problems += _at_least(
+        "dual_pv.up_to_l2_fraction", dual_pv.up_to_l2_fraction, 0.0, inclusive=False
+    )
+    problems += _below("dual_pv", dual_pv, "up_to_l2_fraction", "up_to_l3_fraction")
+    if dual_pv.up_to_l3_fraction >= 1.0:
+        problems.append(
+            f"dual_pv.up_to_l3_fraction: must be below 1 (got {dual_pv.up_to_l3_fraction:g})"
+        )
+    if dual_pv.down_fraction <= 1.0:
+        problems.append(f"dual_pv.down_fraction: must be above 1 (got {dual_pv.down_fraction:g})")
+    problems += _at_least("dual_pv.min_level_hold_s", dual_pv.min_level_hold_s, 0.0)
+    return problems
+
+
+def _check_max_soc(max_soc: MaxSocSettings) -> list[str]:
+    return [
+        *_between("max_soc.max_soc", max_soc.max_soc, 10.0, 100.0, " %"),
+        *_between("max_soc.hysteresis", max_soc.hysteresis, 0.1, 50.0, " %"),
+        *_between("max_soc.utc_offset_hours", max_soc.utc_offset_hours, -12.0, 14.0),
+    ]
+
+
+def _check_control_outputs(outputs: Sequence[OutputSettings]) -> list[str]:
+    problems: list[str] = []
+    first_index: dict[str, int] = {}
+    for index, output in enumerate(outputs):
+        path = f"outputs[{index}]"
+        if not _NAME_PATTERN.match(output.name):
+            problems.append(f"{path}.name: {_NAME_RULE} (got {output.name!r})")
+        if output.name in first_index:
+            problems.append(
+                f"{path}.name: duplicate output name {output.name!r} "
+                f"(also outputs[{first_index[output.name]}])"
+            )
+        else:
+            first_index[output.name] = index
+    types = [output.type for output in outputs]
+    if OutputType.DUAL_PV in types and OutputType.HVD not in types:
+        index = types.index(OutputType.DUAL_PV)
+        problems.append(
+            f"outputs[{index}].type: type 6 (dual PV) needs at least one type 1 (HVD) output"
+        )
+    return problems
+
+
+def _validate_hardware(hardware: HardwareSettings) -> list[str]:
+    problems = _at_least("i2c_bus", hardware.i2c_bus, 0)
+    monitor = hardware.cell_monitor
+    if monitor.address not in ISL_ADDRESSES:
+        problems.append(
+            f"cell_monitor.address: must be 0x28 or 0x29 for {monitor.chip} "
+            f"(got {_hex(monitor.address)})"
+        )
+    shunts = [("battery_shunt", hardware.battery_shunt)]
+    if hardware.pv_shunt is not None:
+        shunts.append(("pv_shunt", hardware.pv_shunt))
+    for path, shunt in shunts:
+        problems += _check_shunt(path, shunt)
+    pv_shunt = hardware.pv_shunt
+    if pv_shunt is not None and pv_shunt.address == hardware.battery_shunt.address:
+        problems.append(
+            "pv_shunt.address: must differ from battery_shunt.address "
+            f"(both {_hex(pv_shunt.address)})"
+        )
+    problems += _check_output_pins(hardware.outputs)
+    return problems
+
+
+def _hex(address: int) -> str:
+    return f"0x{address:02X}"
+
+
+def _check_shunt(path: str, shunt: ShuntSettings) -> list[str]:
+    problems: list[str] = []
+    low, high = INA_ADDRESS_RANGE
+    if not low <= shunt.address <= high:
+        problems.append(
+            f"{path}.address: must be between {_hex(low)} and {_hex(high)} for {shunt.chip} "
+            f"(got {_hex(shunt.address)})"
+        )
+    problems += _at_least(f"{path}.rated_current_a", shunt.rated_current_a, 0.0, inclusive=False)
+    problems += _at_least(f"{path}.rated_millivolts", shunt.rated_millivolts, 0.0, inclusive=False)
+    return problems
+
+
+def _check_output_pins(pins: Sequence[OutputPinSettings]) -> list[str]:
+    problems: list[str] = []
+    claimed: dict[tuple[str, str], int] = {}
+    for index, pin in enumerate(pins):
+        path = f"outputs[{index}]"
+        if pin.driver == "mcp23008":
+            problems += _check_mcp_pin(path, pin)
+            key = ("mcp23008", f"{_hex(pin.address or 0)} pin {pin.pin}")
+        else:
+            key = ("gpiod", f"{pin.chip} line {pin.line}")
+        if key in claimed:
+            problems.append(f"{path}: {key[0]} {key[1]} is already used by outputs[{claimed[key]}]")
+        else:
+            claimed[key] = index
+    return problems
+
+
+def _check_mcp_pin(path: str, pin: OutputPinSettings) -> list[str]:
+    problems: list[str] = []
+    low, high = MCP_ADDRESS_RANGE
+    if pin.address is None or not low <= pin.address <= high:
+        got = "none" if pin.address is None else _hex(pin.address)
+        problems.append(
+            f"{path}.address: must be between {_hex(low)} and {_hex(high)} for mcp23008 (got {got})"
+        )
+    first, last = MCP_PIN_RANGE
+    if pin.pin is None or not first <= pin.pin <= last:
+        problems.append(f"{path}.pin: must be between {first} and {last} (got {pin.pin})")
+    return problems
+
+
+def _validate_timing(config: AgentConfig) -> list[str]:
+    timing = config.timing
+    problems = [
+        *_at_least("timing.sample_interval_s", timing.sample_interval_s, 0.0, inclusive=False),
+        *_at_least(
+            "timing.state_save_interval_s", timing.state_save_interval_s, 0.0, inclusive=False
+        ),
+        *_at_least("timing.status_interval_s", timing.status_interval_s, 0.0, inclusive=False),
+    ]
+    stale_after_s = config.control.stale_after_s
+    if timing.sample_interval_s > 0 and stale_after_s < 2 * timing.sample_interval_s:
+        problems.append(
+            "timing.stale_after_s: must be at least 2 x timing.sample_interval_s "
+            f"(got {stale_after_s:g} < {2 * timing.sample_interval_s:g})"
+        )
+    return problems

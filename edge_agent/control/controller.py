@@ -1,0 +1,609 @@
+"""The control core: the one place that combines measurements, state machines and
+protections into output states.
+
+Pure and deterministic: no I/O, time comes from the samples (and the `now` arguments).
+
+Safety invariants, enforced in `_compose_outputs` and nowhere else:
+* a charge-type output (1, 3, 6) is ON only while charging is allowed, a load-type output
+  (2, 4) only while loads are allowed; both need a fresh, plausible measurement;
+* an output forced off from outside stays OFF until its time; nothing from outside turns
+  anything on;
+* a fault output (5) is asserted while any fault is active.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from edge_agent.control.counters import EnergyCounterAccumulator
+from edge_agent.control.dual_pv import DualPvStager, LevelChange
+from edge_agent.control.extio import (
+    OutputRequestInputs,
+    is_charge_type,
+    is_load_type,
+    requested_state,
+)
+from edge_agent.control.hysteresis import LowerLimit, Transition, UpperLimit
+from edge_agent.control.model import (
+    ControlEvent,
+    ControlReport,
+    EnergyCounters,
+    EventKind,
+    Fault,
+    Interlock,
+    Measurement,
+    MeasurementFailure,
+)
+from edge_agent.control.protection import (
+    MAX_PLAUSIBLE_CURRENT_A,
+    StalenessMonitor,
+    TemperatureInterlocks,
+    VoltageLockouts,
+    battery_temperature,
+    implausibility,
+)
+from edge_agent.control.settings import ControlSettings, OutputType
+from edge_agent.control.soc import (
+    NO_INTERVAL,
+    AnchorKind,
+    Interval,
+    SocEstimator,
+    SocState,
+    initial_soc_state,
+    integrate_interval,
+)
+
+SECONDS_PER_DAY = 86400.0
+PERSISTED_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LimitStates:
+    """Hysteresis memories, persisted so a restart inside a band keeps the last decision."""
+
+    hvd_active: bool = False
+    lvd_active: bool = False
+    over_voltage_condition: bool = False
+    under_voltage_condition: bool = False
+    high_soc_alarm: bool = False
+    low_soc_alarm: bool = False
+    charge_too_cold: bool = False
+    charge_too_hot: bool = False
+    internal_over_temperature: bool = False
+    max_soc_holding: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PersistedState:
+    """Everything that must survive a restart."""
+
+    soc: SocState
+    counters: EnergyCounters = field(default_factory=EnergyCounters)
+    full_charge_day: int | None = None  # local day of the last full sync (max-SoC limit)
+    dual_pv_level: int = 1
+    dual_pv_level_since: float | None = None
+    dual_pv_charging_was_allowed: bool = False
+    latched_faults: frozenset[Fault] = frozenset()
+    reported_faults: frozenset[Fault] = frozenset()
+    limits: LimitStates = field(default_factory=LimitStates)
+    forced_off: Mapping[str, float] = field(default_factory=dict)  # output name -> until
+    last_timestamp: float | None = None  # last good measurement
+    last_battery_current: float | None = None
+    last_pv_current: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe (infinite force-off times are written as null)."""
+        return {
+            "version": PERSISTED_FORMAT_VERSION,
+            "soc": {**asdict(self.soc), "anchor_kind": self.soc.anchor_kind.value},
+            "counters": asdict(self.counters),
+            "full_charge_day": self.full_charge_day,
+            "dual_pv_level": self.dual_pv_level,
+            "dual_pv_level_since": self.dual_pv_level_since,
+            "dual_pv_charging_was_allowed": self.dual_pv_charging_was_allowed,
+            "latched_faults": sorted(f.value for f in self.latched_faults),
+            "reported_faults": sorted(f.value for f in self.reported_faults),
+            "limits": asdict(self.limits),
+            "forced_off": {
+                name: (until if math.isfinite(until) else None)
+                for name, until in sorted(self.forced_off.items())
+            },
+            "last_timestamp": self.last_timestamp,
+            "last_battery_current": self.last_battery_current,
+            "last_pv_current": self.last_pv_current,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PersistedState:
+        """Rebuild from `to_dict` output; ValueError naming the key on malformed data."""
+        reader = _Reader(data, "")
+        version = reader.integer("version")
+        if version != PERSISTED_FORMAT_VERSION:
+            raise ValueError(f"persisted state key 'version': unsupported {version}")
+        level = reader.integer("dual_pv_level")
+        if not 1 <= level <= 3:
+            raise ValueError(f"persisted state key 'dual_pv_level': {level} outside 1..3")
+        return cls(
+            soc=_read_soc_state(reader.child("soc")),
+            counters=_read_counters(reader.child("counters")),
+            full_charge_day=reader.optional_integer("full_charge_day"),
+            dual_pv_level=level,
+            dual_pv_level_since=reader.optional_number("dual_pv_level_since"),
+            dual_pv_charging_was_allowed=reader.boolean("dual_pv_charging_was_allowed"),
+            latched_faults=reader.faults("latched_faults"),
+            reported_faults=reader.faults("reported_faults"),
+            limits=_read_limits(reader.child("limits")),
+            forced_off=reader.forced_off("forced_off"),
+            last_timestamp=reader.optional_number("last_timestamp"),
+            last_battery_current=reader.optional_number("last_battery_current"),
+            last_pv_current=reader.optional_number("last_pv_current"),
+        )
+
+
+class Controller:
+    def __init__(
+        self, settings: ControlSettings, now: float, persisted: PersistedState | None = None
+    ) -> None:
+        names = [output.name for output in settings.outputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate output names in {names}")
+        state = persisted or PersistedState(initial_soc_state(settings.soc))
+        self.settings = settings
+        self._outputs_by_name = {output.name: output for output in settings.outputs}
+        self._has_dual_pv = any(o.type is OutputType.DUAL_PV for o in settings.outputs)
+        self._build_state_machines(settings, state, now)
+        self._full_charge_day = state.full_charge_day
+        self._reported_faults = frozenset(state.reported_faults)
+        self._forced_off: dict[str, float] = {
+            name: until for name, until in state.forced_off.items() if name in names
+        }
+        self._last_timestamp = state.last_timestamp
+        self._last_battery_current = state.last_battery_current
+        self._last_pv_current = state.last_pv_current
+        self._run_last_good_time: float | None = None  # this run only: clocks may jump at boot
+        self._measurement: Measurement | None = None
+        self._pending_events: list[ControlEvent] = []
+        self._report: ControlReport | None = None
+        self.last_failure_reason: str | None = None
+
+    def _build_state_machines(
+        self, settings: ControlSettings, state: PersistedState, now: float
+    ) -> None:
+        cells, limits, alarms = settings.cells, state.limits, settings.soc_alarms
+        self._soc = SocEstimator(settings.soc, cells, state.soc)
+        self._counters = EnergyCounterAccumulator(state.counters)
+        self._hvd = UpperLimit(cells.hvd, cells.hvd_reconnect, active=limits.hvd_active)
+        self._lvd = LowerLimit(cells.lvd, cells.lvd_reconnect, active=limits.lvd_active)
+        self._high_soc = UpperLimit(alarms.high, alarms.high_release, active=limits.high_soc_alarm)
+        self._low_soc = LowerLimit(alarms.low, alarms.low_release, active=limits.low_soc_alarm)
+        max_soc = settings.max_soc
+        self._max_soc_hold = UpperLimit(
+            max_soc.max_soc, max_soc.max_soc - max_soc.hysteresis, active=limits.max_soc_holding
+        )
+        self._lockouts = VoltageLockouts(
+            cells,
+            settings.lockouts_latch,
+            over_condition=limits.over_voltage_condition,
+            under_condition=limits.under_voltage_condition,
+            latched=state.latched_faults,
+        )
+        self._temperatures = TemperatureInterlocks(
+            settings.temperature,
+            too_cold=limits.charge_too_cold,
+            too_hot=limits.charge_too_hot,
+            internal_hot=limits.internal_over_temperature,
+        )
+        self._staleness = StalenessMonitor(settings.stale_after_s, now)
+        self._dual_pv = DualPvStager(
+            settings.dual_pv,
+            state.dual_pv_level,
+            state.dual_pv_level_since if state.dual_pv_level_since is not None else now,
+            state.dual_pv_charging_was_allowed,
+        )
+
+    # --- public API -----------------------------------------------------------------------
+
+    @property
+    def report(self) -> ControlReport | None:
+        return self._report
+
+    def update(self, sample: Measurement | MeasurementFailure) -> ControlReport:
+        """Take one sample (its timestamp is the time) and decide every output."""
+        now = sample.timestamp
+        events, self._pending_events = self._pending_events, []
+        measurement = self._accept(sample)
+        if measurement is not None:
+            events.extend(self._ingest(measurement))
+        self._report = self._decide(now, events, measurement)
+        return self._report
+
+    def force_off(self, output_name: str, until: float, now: float) -> None:
+        """Hold an output OFF until `until` (replacing any earlier hold on it)."""
+        output = self._outputs_by_name[output_name]  # KeyError for an unknown name
+        if output.type is OutputType.FAULT:
+            raise ValueError(f"{output_name} is a fault output: forcing it off hides faults")
+        if math.isnan(until):
+            raise ValueError("force_off until is NaN")
+        self._forced_off[output_name] = until
+
+    def cancel_force_off(self, output_name: str, now: float) -> None:
+        if output_name not in self._outputs_by_name:
+            raise KeyError(output_name)
+        self._forced_off.pop(output_name, None)
+
+    def clear_faults(self, now: float) -> bool:
+        """Clear latched lockouts whose condition is gone; True when any was cleared."""
+        return self._lockouts.clear_latched()
+
+    def set_soc(self, soc_percent: float, now: float) -> None:
+        self._soc.set_soc(soc_percent)
+
+    def mark_full(self, now: float) -> None:
+        self._pending_events.append(self._soc.mark_full(now))
+        self._full_charge_day = self._local_day(now)
+
+    def zero_current_offset(self, measured_current_at_rest: float) -> float:
+        """The reading while no current flows is the offset (bounded to +-0.5 % of capacity
+        in amps); returns the offset now in use."""
+        return self._soc.set_offset(measured_current_at_rest)
+
+    def snapshot(self) -> PersistedState:
+        return PersistedState(
+            soc=self._soc.state,
+            counters=self._counters.totals,
+            full_charge_day=self._full_charge_day,
+            dual_pv_level=self._dual_pv.level,
+            dual_pv_level_since=self._dual_pv.level_since,
+            dual_pv_charging_was_allowed=self._dual_pv.charging_was_allowed,
+            latched_faults=frozenset(self._lockouts.latched),
+            reported_faults=self._reported_faults,
+            limits=LimitStates(
+                hvd_active=self._hvd.active,
+                lvd_active=self._lvd.active,
+                over_voltage_condition=self._lockouts.over_condition,
+                under_voltage_condition=self._lockouts.under_condition,
+                high_soc_alarm=self._high_soc.active,
+                low_soc_alarm=self._low_soc.active,
+                charge_too_cold=self._temperatures.charge_too_cold,
+                charge_too_hot=self._temperatures.charge_too_hot,
+                internal_over_temperature=self._temperatures.internal_over_temperature,
+                max_soc_holding=self._max_soc_hold.active,
+            ),
+            forced_off=dict(self._forced_off),
+            last_timestamp=self._last_timestamp,
+            last_battery_current=self._last_battery_current,
+            last_pv_current=self._last_pv_current,
+        )
+
+    # --- ingesting a good measurement -----------------------------------------------------
+
+    def _accept(self, sample: Measurement | MeasurementFailure) -> Measurement | None:
+        if isinstance(sample, MeasurementFailure):
+            self.last_failure_reason = sample.reason
+            return None
+        reason = implausibility(sample, self.settings.cell_count, self._run_last_good_time)
+        if reason is None:
+            reason = self._charge_delta_problem(sample)
+        if reason is not None:
+            self.last_failure_reason = reason
+            return None
+        return sample
+
+    def _charge_delta_problem(self, measurement: Measurement) -> str | None:
+        delta = measurement.charge_delta_ah
+        previous = self._run_last_good_time
+        if delta is None or previous is None:
+            return None
+        # One second of slack covers timestamp jitter against the accumulator's own clock.
+        limit = MAX_PLAUSIBLE_CURRENT_A * (measurement.timestamp - previous + 1.0) / 3600.0
+        return None if abs(delta) <= limit else f"charge delta {delta} Ah implausible"
+
+    def _ingest(self, m: Measurement) -> list[ControlEvent]:
+        now = m.timestamp
+        self._staleness.record_good(now)
+        self._run_last_good_time = now
+        events: list[ControlEvent] = []
+        hvd = self._hvd.update(m.max_cell)
+        lvd = self._lvd.update(m.min_cell)
+        events += _limit_events(hvd, now, EventKind.HVD_TRIP, EventKind.HVD_RELEASE)
+        events += _limit_events(lvd, now, EventKind.LVD_TRIP, EventKind.LVD_RELEASE)
+        self._lockouts.update(m.max_cell, m.min_cell)
+        self._temperatures.update(
+            battery_temperature(m.external_temperatures), m.internal_temperature
+        )
+        events += self._count_charge(m, hvd_tripped=hvd.tripped, lvd_tripped=lvd.tripped)
+        events += self._update_soc_limits(now)
+        if hvd.released and self._has_dual_pv:
+            # Restart on the smallest source: the pack is near full.
+            events += _level_events(self._dual_pv.restart_at_lowest(now), now)
+        self._measurement = m
+        return events
+
+    def _count_charge(
+        self, m: Measurement, *, hvd_tripped: bool, lvd_tripped: bool
+    ) -> list[ControlEvent]:
+        now = m.timestamp
+        previous = self._last_timestamp
+        if previous is not None and now < previous:
+            previous = None  # clock went back across a restart: the interval is unknown
+        interval = integrate_interval(
+            previous, self._last_battery_current, now, m.battery_current, m.charge_delta_ah
+        )
+        update = self._soc.update(m, interval, hvd_tripped=hvd_tripped, lvd_tripped=lvd_tripped)
+        if update.full_sync:
+            self._full_charge_day = self._local_day(now)
+        pv_interval = NO_INTERVAL
+        if m.pv_current is not None:
+            pv_interval = integrate_interval(
+                previous, self._last_pv_current, now, m.pv_current, None
+            )
+        pv_delta = None if m.pv_current is None else _pv_charge(pv_interval, interval)
+        self._counters.add_interval(update.battery_delta_ah, m.battery_voltage, pv_delta)
+        self._last_timestamp = now
+        self._last_battery_current = m.battery_current
+        self._last_pv_current = m.pv_current
+        return list(update.events)
+
+    def _update_soc_limits(self, now: float) -> list[ControlEvent]:
+        soc = self._soc.soc
+        events = _limit_events(
+            self._high_soc.update(soc), now, EventKind.HIGH_SOC_ALARM, EventKind.HIGH_SOC_CLEAR
+        )
+        events += _limit_events(
+            self._low_soc.update(soc), now, EventKind.LOW_SOC_ALARM, EventKind.LOW_SOC_CLEAR
+        )
+        full_today = self._full_charge_day == self._local_day(now)
+        if self.settings.max_soc.enabled and full_today:
+            self._max_soc_hold.update(soc)
+        else:
+            self._max_soc_hold.active = False  # a new day: one charge to 100 % is allowed
+        return events
+
+    def _local_day(self, now: float) -> int:
+        offset_s = self.settings.max_soc.utc_offset_hours * 3600.0
+        return math.floor((now + offset_s) / SECONDS_PER_DAY)
+
+    # --- deciding -------------------------------------------------------------------------
+
+    def _decide(
+        self, now: float, events: list[ControlEvent], measurement: Measurement | None
+    ) -> ControlReport:
+        fresh = self._staleness.fresh(now)
+        faults = self._active_faults(now)
+        charge_blocks = self._charge_blocks(fresh, faults)
+        load_blocks = self._load_blocks(fresh, faults)
+        charge_allowed = not charge_blocks
+        load_allowed = not load_blocks
+        if measurement is not None and self._has_dual_pv:
+            change = self._dual_pv.update(now, measurement.battery_current, charge_allowed)
+            events += _level_events(change, now)
+        self._drop_expired_holds(now)
+        outputs = self._compose_outputs(now, charge_allowed, load_allowed, faults)
+        interlocks = set(charge_blocks | load_blocks)
+        if self._forced_off:
+            interlocks.add(Interlock.FORCED_OFF)
+        events += self._fault_events(faults, now)
+        return ControlReport(
+            timestamp=now,
+            outputs=outputs,
+            soc=self._soc.soc,
+            remaining_ah=self._soc.remaining_ah,
+            capacity_ah=self._soc.capacity_ah,
+            time_to_full_s=self._soc.time_to_full_s(),
+            time_to_empty_s=self._soc.time_to_empty_s(),
+            charge_allowed=charge_allowed,
+            load_allowed=load_allowed,
+            faults=faults,
+            interlocks=frozenset(interlocks),
+            dual_pv_level=self._dual_pv.level if self._has_dual_pv else None,
+            counters=self._counters.totals,
+            events=tuple(events),
+            measurement=self._measurement,
+        )
+
+    def _active_faults(self, now: float) -> frozenset[Fault]:
+        faults = set(self._lockouts.active_faults())
+        if self._temperatures.internal_over_temperature:
+            faults.add(Fault.OVER_TEMPERATURE)
+        if self._staleness.failing(now):
+            faults.add(Fault.MEASUREMENT_FAILURE)
+        return frozenset(faults)
+
+    def _charge_blocks(self, fresh: bool, faults: frozenset[Fault]) -> frozenset[Interlock]:
+        blocks = set(self._temperatures.charge_interlocks())
+        if not fresh:
+            blocks.add(Interlock.MEASUREMENT_STALE)
+        if self._hvd.active:
+            blocks.add(Interlock.HVD)
+        if Fault.OVER_VOLTAGE_LOCKOUT in faults:
+            blocks.add(Interlock.OVER_VOLTAGE_LOCKOUT)
+        if self._max_soc_hold.active:
+            blocks.add(Interlock.MAX_SOC)
+        return frozenset(blocks)
+
+    def _load_blocks(self, fresh: bool, faults: frozenset[Fault]) -> frozenset[Interlock]:
+        blocks = set(self._temperatures.load_interlocks())
+        if not fresh:
+            blocks.add(Interlock.MEASUREMENT_STALE)
+        if self._lvd.active:
+            blocks.add(Interlock.LVD)
+        if Fault.UNDER_VOLTAGE_LOCKOUT in faults:
+            blocks.add(Interlock.UNDER_VOLTAGE_LOCKOUT)
+        return frozenset(blocks)
+
+    def _drop_expired_holds(self, now: float) -> None:
+        for name in [name for name, until in self._forced_off.items() if now >= until]:
+            del self._forced_off[name]
+
+    def _compose_outputs(
+        self, now: float, charge_allowed: bool, load_allowed: bool, faults: frozenset[Fault]
+    ) -> dict[str, bool]:
+        """The only place output states are decided; see the module docstring."""
+        requests = OutputRequestInputs(
+            high_soc_alarm=self._high_soc.active,
+            low_soc_alarm=self._low_soc.active,
+            dual_pv_level=self._dual_pv.level if self._has_dual_pv else None,
+            fault_active=bool(faults),
+        )
+        states: dict[str, bool] = {}
+        for output in self.settings.outputs:
+            if is_charge_type(output.type):
+                permitted = charge_allowed
+            elif is_load_type(output.type):
+                permitted = load_allowed
+            else:
+                permitted = output.type is OutputType.FAULT
+            held_off = output.name in self._forced_off and now < self._forced_off[output.name]
+            wanted = requested_state(output.type, requests)
+            states[output.name] = wanted and permitted and not held_off
+        return states
+
+    def _fault_events(self, faults: frozenset[Fault], now: float) -> list[ControlEvent]:
+        raised = sorted(faults - self._reported_faults)
+        cleared = sorted(self._reported_faults - faults)
+        self._reported_faults = faults
+        return [ControlEvent(EventKind.FAULT_RAISED, now, {"fault": f.value}) for f in raised] + [
+            ControlEvent(EventKind.FAULT_CLEARED, now, {"fault": f.value}) for f in cleared
+        ]
+
+
+def _limit_events(
+    transition: Transition, now: float, trip: EventKind, release: EventKind
+) -> list[ControlEvent]:
+    if transition.tripped:
+        return [ControlEvent(trip, now)]
+    if transition.released:
+        return [ControlEvent(release, now)]
+    return []
+
+
+def _level_events(change: LevelChange | None, now: float) -> list[ControlEvent]:
+    if change is None:
+        return []
+    detail = {"from": change.previous, "to": change.new}
+    return [ControlEvent(EventKind.DUAL_PV_LEVEL, now, detail)]
+
+
+def _pv_charge(pv_interval: Interval, battery_interval: Interval) -> float:
+    """PV has no hardware accumulator: count it over the same time as the battery."""
+    if pv_interval.counted_s <= 0.0 or battery_interval.counted_s <= 0.0:
+        return 0.0
+    return pv_interval.charge_ah * min(1.0, battery_interval.counted_s / pv_interval.counted_s)
+
+
+# --- reading persisted data ---------------------------------------------------------------
+
+
+class _Reader:
+    """Typed access to a mapping; every error names the full key."""
+
+    def __init__(self, data: Any, prefix: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"persisted state key '{prefix or '<root>'}': not a mapping")
+        self.data = data
+        self.prefix = prefix
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def _bad(self, key: str, problem: str) -> ValueError:
+        return ValueError(f"persisted state key '{self._key(key)}': {problem}")
+
+    def _get(self, key: str) -> Any:
+        if key not in self.data:
+            raise self._bad(key, "missing")
+        return self.data[key]
+
+    def child(self, key: str) -> _Reader:
+        return _Reader(self._get(key), self._key(key))
+
+    def number(self, key: str) -> float:
+        value = self._get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._bad(key, f"expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise self._bad(key, f"not finite: {value!r}")
+        return float(value)
+
+    def optional_number(self, key: str) -> float | None:
+        return None if self._get(key) is None else self.number(key)
+
+    def integer(self, key: str) -> int:
+        value = self._get(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._bad(key, f"expected an integer, got {value!r}")
+        return value
+
+    def optional_integer(self, key: str) -> int | None:
+        return None if self._get(key) is None else self.integer(key)
+
+    def boolean(self, key: str) -> bool:
+        value = self._get(key)
+        if not isinstance(value, bool):
+            raise self._bad(key, f"expected true or false, got {value!r}")
+        return value
+
+    def faults(self, key: str) -> frozenset[Fault]:
+        value = self._get(key)
+        if not isinstance(value, list):
+            raise self._bad(key, f"expected a list, got {value!r}")
+        try:
+            return frozenset(Fault(item) for item in value)
+        except ValueError as error:
+            raise self._bad(key, str(error)) from error
+
+    def forced_off(self, key: str) -> dict[str, float]:
+        holds = self.child(key)
+        result: dict[str, float] = {}
+        for name in holds.data:
+            if not isinstance(name, str):
+                raise self._bad(key, f"output name {name!r} is not a string")
+            result[name] = math.inf if holds.data[name] is None else holds.number(name)
+        return result
+
+
+def _read_soc_state(reader: _Reader) -> SocState:
+    capacity = reader.number("capacity_ah")
+    if capacity <= 0.0:
+        raise reader._bad("capacity_ah", f"must be positive, got {capacity}")
+    try:
+        anchor_kind = AnchorKind(reader._get("anchor_kind"))
+    except ValueError as error:
+        raise reader._bad("anchor_kind", str(error)) from error
+    return SocState(
+        charge_ah=reader.number("charge_ah"),
+        capacity_ah=capacity,
+        offset_a=reader.number("offset_a"),
+        anchor_kind=anchor_kind,
+        anchor_time=reader.optional_number("anchor_time"),
+        counted_since_anchor_ah=reader.number("counted_since_anchor_ah"),
+        eoc_since=reader.optional_number("eoc_since"),
+        eoc_synced=reader.boolean("eoc_synced"),
+        rest_since=reader.optional_number("rest_since"),
+        rest_corrected=reader.boolean("rest_corrected"),
+        current_ema_a=reader.optional_number("current_ema_a"),
+        last_sample_time=reader.optional_number("last_sample_time"),
+        uncounted_s=reader.number("uncounted_s"),
+        uncounted_at_anchor_s=reader.number("uncounted_at_anchor_s"),
+        last_sync_time=reader.optional_number("last_sync_time"),
+        full_reference_time=reader.optional_number("full_reference_time"),
+        counted_since_full_ah=reader.number("counted_since_full_ah"),
+        uncounted_at_full_s=reader.number("uncounted_at_full_s"),
+    )
+
+
+def _read_counters(reader: _Reader) -> EnergyCounters:
+    values = {}
+    for counter in fields(EnergyCounters):
+        value = reader.number(counter.name)
+        if value < 0.0:
+            raise reader._bad(counter.name, f"negative: {value}")
+        values[counter.name] = value
+    return EnergyCounters(**values)
+
+
+def _read_limits(reader: _Reader) -> LimitStates:
+    return LimitStates(**{limit.name: reader.boolean(limit.name) for limit in fields(LimitStates)})

@@ -1,0 +1,51 @@
+"""Monotonic energy counters (ampere-hours and watt-hours since installation)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from edge_agent.control.model import EnergyCounters
+
+
+class EnergyCounterAccumulator:
+    """Adds one interval at a time. Totals never decrease: a negative, NaN or infinite
+    increment is dropped, never subtracted."""
+
+    def __init__(self, initial: EnergyCounters | None = None) -> None:
+        self.totals = initial if initial is not None else EnergyCounters()
+
+    def add_interval(
+        self, battery_delta_ah: float, battery_voltage: float, pv_delta_ah: float | None
+    ) -> EnergyCounters:
+        """battery_delta_ah: signed charge into the battery over the interval (positive =
+        charging); pv_delta_ah: PV charge over the interval, None without a PV shunt."""
+        charged = max(0.0, battery_delta_ah)
+        discharged = max(0.0, -battery_delta_ah)
+        if pv_delta_ah is None:
+            pv_ah = 0.0
+            load_ah = discharged  # without a PV shunt, only the battery's discharge is seen
+        else:
+            pv_ah = max(0.0, pv_delta_ah)
+            load_ah = max(0.0, pv_ah - battery_delta_ah)  # PV in minus what the battery took
+        volts = max(0.0, battery_voltage)
+        t = self.totals
+        self.totals = replace(
+            t,
+            battery_in_ah=_grow(t.battery_in_ah, charged),
+            battery_out_ah=_grow(t.battery_out_ah, discharged),
+            battery_in_wh=_grow(t.battery_in_wh, charged * volts),
+            battery_out_wh=_grow(t.battery_out_wh, discharged * volts),
+            pv_ah=_grow(t.pv_ah, pv_ah),
+            pv_wh=_grow(t.pv_wh, pv_ah * volts),
+            load_ah=_grow(t.load_ah, load_ah),
+            load_wh=_grow(t.load_wh, load_ah * volts),
+        )
+        return self.totals
+
+
+def _grow(total: float, increment: float) -> float:
+    if not math.isfinite(increment) or increment <= 0.0:
+        return total
+    grown = total + increment
+    return grown if math.isfinite(grown) else total

@@ -1,0 +1,143 @@
+"""Values that flow into and out of the control core.
+
+Measurements come in (from the hardware sampler or a stock SBMS decoder); a report comes out
+with the desired output states, SoC, counters and events. Units: volts, amps (positive =
+charging the battery), ampere-hours, watt-hours, degrees Celsius, UNIX seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One good sample of the battery box."""
+
+    timestamp: float
+    cell_voltages: tuple[float, ...]
+    battery_current: float
+    # Charge counted by the shunt monitor's own accumulator since the previous measurement (an
+    # INA228 integrates at every conversion, so polling gaps lose nothing). None: the control
+    # core integrates battery_current over the interval instead.
+    charge_delta_ah: float | None = None
+    pv_current: float | None = None  # None when no PV shunt is fitted
+    pack_voltage: float | None = None  # shunt monitor bus voltage; None: sum of the cells
+    internal_temperature: float | None = None
+    external_temperatures: tuple[float | None, ...] = ()
+    balancing: tuple[bool, ...] = ()
+    monitor_flags: frozenset[str] = frozenset()  # cell monitor status flags currently set
+
+    @property
+    def min_cell(self) -> float:
+        return min(self.cell_voltages)
+
+    @property
+    def max_cell(self) -> float:
+        return max(self.cell_voltages)
+
+    @property
+    def cell_delta(self) -> float:
+        return self.max_cell - self.min_cell
+
+    @property
+    def battery_voltage(self) -> float:
+        if self.pack_voltage is not None:
+            return self.pack_voltage
+        return sum(self.cell_voltages)
+
+
+@dataclass(frozen=True, slots=True)
+class MeasurementFailure:
+    """A sample that could not be taken or was implausible."""
+
+    timestamp: float
+    reason: str
+
+
+Sample = Measurement | MeasurementFailure
+
+
+class Fault(StrEnum):
+    """Conditions that assert a type 5 (fault) output."""
+
+    OVER_VOLTAGE_LOCKOUT = "over_voltage_lockout"
+    UNDER_VOLTAGE_LOCKOUT = "under_voltage_lockout"
+    OVER_TEMPERATURE = "over_temperature"
+    MEASUREMENT_FAILURE = "measurement_failure"
+
+
+class Interlock(StrEnum):
+    """Reasons a charge or load output is held off."""
+
+    HVD = "hvd"
+    LVD = "lvd"
+    CHARGE_TOO_COLD = "charge_too_cold"
+    CHARGE_TOO_HOT = "charge_too_hot"
+    INTERNAL_OVER_TEMPERATURE = "internal_over_temperature"
+    OVER_VOLTAGE_LOCKOUT = "over_voltage_lockout"
+    UNDER_VOLTAGE_LOCKOUT = "under_voltage_lockout"
+    MEASUREMENT_STALE = "measurement_stale"
+    MAX_SOC = "max_soc"
+    FORCED_OFF = "forced_off"
+
+
+class EventKind(StrEnum):
+    """Transitions worth telling the outside world about."""
+
+    HVD_TRIP = "hvd_trip"
+    HVD_RELEASE = "hvd_release"
+    LVD_TRIP = "lvd_trip"
+    LVD_RELEASE = "lvd_release"
+    HIGH_SOC_ALARM = "high_soc_alarm"
+    HIGH_SOC_CLEAR = "high_soc_clear"
+    LOW_SOC_ALARM = "low_soc_alarm"
+    LOW_SOC_CLEAR = "low_soc_clear"
+    FAULT_RAISED = "fault_raised"
+    FAULT_CLEARED = "fault_cleared"
+    DUAL_PV_LEVEL = "dual_pv_level"
+    SOC_SYNC = "soc_sync"
+
+
+@dataclass(frozen=True, slots=True)
+class ControlEvent:
+    kind: EventKind
+    timestamp: float
+    detail: Mapping[str, str | float | int | bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyCounters:
+    """Monotonic totals since installation; they never go backwards."""
+
+    battery_in_ah: float = 0.0
+    battery_out_ah: float = 0.0
+    battery_in_wh: float = 0.0
+    battery_out_wh: float = 0.0
+    pv_ah: float = 0.0
+    pv_wh: float = 0.0
+    load_ah: float = 0.0
+    load_wh: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ControlReport:
+    """What the control core decided for one sample."""
+
+    timestamp: float
+    outputs: Mapping[str, bool]  # output name -> desired state (True = conducting)
+    soc: float  # percent
+    remaining_ah: float
+    capacity_ah: float  # learned capacity in use
+    time_to_full_s: float | None
+    time_to_empty_s: float | None
+    charge_allowed: bool
+    load_allowed: bool
+    faults: frozenset[Fault]
+    interlocks: frozenset[Interlock]
+    dual_pv_level: int | None  # 1..3 when a type 6 output exists
+    counters: EnergyCounters
+    events: tuple[ControlEvent, ...]
+    measurement: Measurement | None  # the last good measurement

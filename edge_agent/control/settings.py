@@ -1,0 +1,147 @@
+"""Settings the control core runs with.
+
+Plain frozen dataclasses: the YAML loader (`edge_agent.config`) builds and validates them, the
+control core only reads them. All cell voltages are per cell, in volts; currents in amps
+(positive = charging the battery); temperatures in degrees Celsius; times in seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class OutputType(IntEnum):
+    """EXTIO output types, numbered as on the SBMS0."""
+
+    UNUSED = 0
+    HVD = 1  # charge sources: off when a cell reaches the high limit
+    LVD = 2  # loads: off when a cell reaches the low limit
+    HIGH_SOC = 3  # like HVD, at a SoC threshold
+    LOW_SOC = 4  # like LVD, at a SoC threshold
+    FAULT = 5  # asserted on lockout levels, over-temperature, measurement failure
+    DUAL_PV = 6  # secondary (~2x) charge source, staged with the type 1 outputs
+
+
+@dataclass(frozen=True, slots=True)
+class CellThresholds:
+    """Cell-voltage limits, volts per cell. Order: uvlo < lvd < lvd_reconnect <
+    hvd_reconnect < hvd < ovlo, and hvd_reconnect < eoc <= hvd."""
+
+    uvlo: float = 2.50  # under-voltage lockout (fault)
+    # Loads off. 3.00 V (about 4 % left at rest) keeps a reserve for the agent's own computer,
+    # which runs from the pack after LVD: at 2.80 V a 3 W controller took a 100 Ah 12 V pack
+    # from LVD to UVLO in one night in the simulator.
+    lvd: float = 3.00
+    lvd_reconnect: float = 3.20  # loads back on when every cell is above this
+    hvd_reconnect: float = 3.40  # charge back on when every cell is below this
+    eoc: float = 3.53  # end of charge: SoC is synchronised to 100 %
+    hvd: float = 3.60  # charge off
+    ovlo: float = 3.75  # over-voltage lockout (fault)
+    lockout_release_margin: float = 0.05  # a lockout clears this far back inside the limit
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceSettings:
+    """Balancing window written into the ISL94203 (the chip applies it)."""
+
+    min_cell: float = 3.20  # CBMIN: balance only when every cell is above this
+    max_cell: float = 3.65  # CBMAX: and below this
+    min_delta: float = 0.010  # CBMINDV: start when the spread exceeds this
+    max_delta: float = 0.50  # CBMAXDV: a larger spread means a fault, not imbalance
+    min_charge_current: float = 0.3  # seed rule: balance only while charging above this
+
+
+@dataclass(frozen=True, slots=True)
+class SocAlarmSettings:
+    """Thresholds for output types 3 and 4 and the SoC alarm events, percent."""
+
+    high: float = 95.0  # type 3 output off at or above this
+    high_release: float = 90.0  # and back on below this
+    low: float = 20.0  # type 4 output off at or below this
+    low_release: float = 25.0  # and back on above this
+
+
+@dataclass(frozen=True, slots=True)
+class TemperatureLimits:
+    """Temperature interlocks, degrees Celsius."""
+
+    charge_min: float = 0.0  # no charging below this (battery temperature)
+    charge_max: float = 45.0  # no charging above this (battery temperature)
+    charge_hysteresis: float = 2.0
+    internal_cutoff: float = 60.0  # charge and load off above this (board temperature)
+    internal_release: float = 50.0  # back on below this
+
+
+@dataclass(frozen=True, slots=True)
+class DualPvSettings:
+    """Dual-PV staging (output type 6 with type 1)."""
+
+    imax: float = 50.0  # maximum battery charge current, amps
+    up_to_l2_fraction: float = 0.50  # at L1, go to L2 below this fraction of imax
+    up_to_l3_fraction: float = 0.66  # at L2, go to L3 below this fraction of imax
+    down_fraction: float = 1.20  # step down when the charge current exceeds this fraction
+    min_level_hold_s: float = 60.0  # stay at least this long on a level before stepping up
+
+
+@dataclass(frozen=True, slots=True)
+class MaxSocSettings:
+    """SBMS0 max-SoC charge limit: charge to 100 % once a day, then cycle below max_soc."""
+
+    enabled: bool = False
+    max_soc: float = 90.0
+    hysteresis: float = 3.0
+    utc_offset_hours: float = 0.0  # where "a day" begins, for the once-a-day full charge
+
+
+@dataclass(frozen=True, slots=True)
+class SocSettings:
+    """SoC estimator parameters."""
+
+    capacity_ah: float = 100.0  # nominal; learned capacity replaces it between anchors
+    coulombic_efficiency: float = 0.995  # charge in counts this fraction
+    initial_soc: float = 50.0  # a new install starts here, as the SBMS0 does
+    tail_current: float = 2.0  # charge current below which a CV charger has finished, amps
+    eoc_hold_s: float = 30.0  # end of charge must hold this long before syncing to 100 %
+    # SoC assigned at the low-voltage anchor (LVD trip). None: the resting-OCV SoC of the LVD
+    # voltage (about 4 % at 3.00 V), so the anchor agrees with a true empty at 2.5 V.
+    empty_soc: float | None = None
+    rest_current: float = 0.0  # |current| below which the pack rests; 0 = capacity / 100
+    rest_time_s: float = 5400.0  # a rest this long allows an OCV correction
+    learn_capacity: bool = True
+    learn_offset: bool = True  # learn the current-sense offset from drift between syncs
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSettings:
+    """One EXTIO output as the control core sees it (no pins: those are hardware)."""
+
+    name: str  # e.g. "extio3"
+    type: OutputType
+
+
+def default_outputs() -> tuple[OutputSettings, ...]:
+    """SBMS0 defaults: EXTIO3 loads, EXTIO4 charge, EXTIO5 unused, EXTIO6 fault."""
+    return (
+        OutputSettings("extio3", OutputType.LVD),
+        OutputSettings("extio4", OutputType.HVD),
+        OutputSettings("extio5", OutputType.UNUSED),
+        OutputSettings("extio6", OutputType.FAULT),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ControlSettings:
+    """Everything the pure control core needs."""
+
+    cell_count: int = 8
+    cells: CellThresholds = field(default_factory=CellThresholds)
+    balance: BalanceSettings = field(default_factory=BalanceSettings)
+    soc: SocSettings = field(default_factory=SocSettings)
+    soc_alarms: SocAlarmSettings = field(default_factory=SocAlarmSettings)
+    temperature: TemperatureLimits = field(default_factory=TemperatureLimits)
+    dual_pv: DualPvSettings = field(default_factory=DualPvSettings)
+    max_soc: MaxSocSettings = field(default_factory=MaxSocSettings)
+    outputs: tuple[OutputSettings, ...] = field(default_factory=default_outputs)
+    stale_after_s: float = 5.0  # no good measurement for this long: charge and load off, fault on
+    lockouts_latch: bool = False  # OVLO/UVLO faults stay until cleared by a command

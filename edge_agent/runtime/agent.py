@@ -1,0 +1,110 @@
+"""One agent: sample, decide, switch, persist. Everything else (loops, MQTT) calls `step`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from edge_agent.config import AgentConfig
+from edge_agent.control.controller import Controller, PersistedState
+from edge_agent.control.model import ControlReport, MeasurementFailure
+from edge_agent.drivers.bus import DeviceError
+from edge_agent.drivers.gpio import GpioError
+from edge_agent.runtime.hardware import Hardware, configure_cell_monitor
+from edge_agent.runtime.sampler import Sampler
+from edge_agent.storage.state_store import StateStore
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class Agent:
+    """Owns the controller, the hardware and the state store of one battery box."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        hardware: Hardware,
+        store: StateStore | None,
+        now: float,
+    ) -> None:
+        self._config = config
+        self._hardware = hardware
+        self._store = store
+        self._sampler = Sampler(hardware.cell_monitor, hardware.battery_shunt, hardware.pv_shunt)
+        self.controller = Controller(config.control, now, _restore_state(store))
+        self._last_save = now
+        self._measurement_failing = False
+        self._output_failing = False
+        # Outputs start released (off); configure the cell monitor before the first decision.
+        self._configure_cell_monitor()
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self._hardware.outputs.names
+
+    def step(self, now: float) -> ControlReport:
+        """Take one sample, decide, drive the outputs, persist when due."""
+        sample = self._sampler.sample(now)
+        self._note_measurement(sample)
+        report = self.controller.update(sample)
+        self._apply_outputs(report)
+        if now - self._last_save >= self._config.timing.state_save_interval_s:
+            self.save(now)
+        return report
+
+    def save(self, now: float) -> None:
+        if self._store is None:
+            return
+        self._store.save(self.controller.snapshot().to_dict(), now)
+        self._last_save = now
+
+    def close(self, now: float) -> None:
+        """Release every output (off) and persist the final state."""
+        self._hardware.outputs.release()
+        self.save(now)
+        if self._store is not None:
+            self._store.close()
+
+    def _configure_cell_monitor(self) -> None:
+        control = self._config.control
+        try:
+            configure_cell_monitor(self._hardware, control.cells, control.balance)
+        except DeviceError as err:
+            _LOGGER.error("Could not configure the cell monitor: %s", err)
+
+    def _note_measurement(self, sample: object) -> None:
+        failing = isinstance(sample, MeasurementFailure)
+        if failing and not self._measurement_failing:
+            assert isinstance(sample, MeasurementFailure)
+            _LOGGER.warning("Measurement failed: %s", sample.reason)
+        elif not failing and self._measurement_failing:
+            _LOGGER.warning("Measurements are back")
+            # A chip that lost power reloads its EEPROM defaults: put our thresholds back.
+            self._configure_cell_monitor()
+        self._measurement_failing = failing
+
+    def _apply_outputs(self, report: ControlReport) -> None:
+        try:
+            self._hardware.outputs.apply(report.outputs)
+        except (DeviceError, GpioError, OSError) as err:
+            if not self._output_failing:
+                _LOGGER.error("Could not switch outputs: %s", err)
+            self._output_failing = True
+            return
+        if self._output_failing:
+            _LOGGER.warning("Outputs respond again")
+        self._output_failing = False
+
+
+def _restore_state(store: StateStore | None) -> PersistedState | None:
+    if store is None:
+        return None
+    data: dict[str, Any] | None = store.load()
+    if data is None:
+        return None
+    try:
+        return PersistedState.from_dict(data)
+    except ValueError as err:
+        # Protection matters more than history: start fresh, loudly, and keep running.
+        _LOGGER.error("Saved state is unusable (%s); starting from the configured defaults", err)
+        return None

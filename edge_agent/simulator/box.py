@@ -1,0 +1,499 @@
+"""The simulated battery box: pack, PV arrays, loads and the register-accurate chips on one bus.
+
+`SimulatedBox.advance` moves the physics forward in blocks of 1 s steps, vectorised over the
+block. At every block boundary (every `control_block_s` of simulated time on a grid anchored at
+`spec.start`, at local midnight, and at the end of every `advance` call) the box re-reads the
+MCP23008 outputs (DSSRs and the load contactor) and the ISL94203's balancing decision, and feeds
+the chips the new cell voltages, temperatures and shunt voltages; the INA228 charge accumulator
+gets the block's exact integral, so it loses no coulombs between polls.
+
+Splitting: weather and loads are pure functions of (seed, time), and blocks sit on a fixed grid,
+so `advance(3600)` and `advance(1800)` twice give identical trajectories. Advancing in steps
+shorter than a block re-reads the switches more often and evaluates the load and PV currents at
+a fresher pack voltage: the trajectories then differ by rounding-level amounts (constant-power
+load current off by I * dV / V within a block, typically < 0.1 %). Sensor noise (off by default)
+is drawn once per block, so it does depend on the split.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+from edge_agent.simulator.ina2xx import SimIna226, SimIna228
+from edge_agent.simulator.isl94203 import SimIsl94203
+from edge_agent.simulator.lfp import CellParameters, FloatArray
+from edge_agent.simulator.loads import HouseholdLoad, HouseholdLoadSpec
+from edge_agent.simulator.mcp23008 import SimMcp23008
+from edge_agent.simulator.pack import Pack, PackSpec
+from edge_agent.simulator.pv import (
+    PANEL_36_CELL,
+    PANEL_72_CELL,
+    AmbientSpec,
+    CloudClass,
+    CloudSpec,
+    PvArraySpec,
+    SiteSpec,
+    Weather,
+    dssr20_current,
+    local_day,
+    panel_temperature,
+    pv_array_current,
+)
+from edge_agent.simulator.smbus import FakeSMBus
+
+JUNE_1_2026_UTC = 1780272000.0
+_PACK_STREAM, _NOISE_STREAM = 0, 3
+_MCP_PINS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ShuntErrorSpec:
+    """Current-sense imperfections: measured = true * (1 + gain_error) + offset + noise."""
+
+    gain_error: float = 0.0  # fraction, e.g. 0.005 = +0.5 %
+    offset_a: float = 0.0
+    noise_a: float = 0.0  # gaussian sigma of each instantaneous reading
+
+
+@dataclass(frozen=True, slots=True)
+class OutputWiring:
+    """Which MCP23008 pin drives what (None: not wired). The fault lamp has no physical effect."""
+
+    loads_pin: int | None = 0  # EXTIO3, LVD: the switched household loads
+    pv_primary_pin: int | None = 1  # EXTIO4, HVD: the primary array's DSSR20
+    pv_secondary_pin: int | None = 2  # EXTIO5, dual PV: the secondary array's DSSR20
+    fault_pin: int | None = 3  # EXTIO6
+
+
+@dataclass(frozen=True)
+class BoxSpec:
+    """Everything that defines a simulated box; the same spec and seed give the same run."""
+
+    cell_count: int = 8
+    capacity_ah: float = 100.0
+    capacity_spread: float = 0.02
+    initial_soc: float = 0.5  # fraction
+    soc_spread: float = 0.02
+    pack_resistance_ohm: float = 0.005
+    self_discharge_per_month: float = 0.02
+    balance_resistor_ohm: float = 24.0
+    cell: CellParameters = field(default_factory=CellParameters)
+    seed: int = 1
+    latitude_deg: float = 45.0
+    start: float = JUNE_1_2026_UTC  # UNIX seconds
+    utc_offset_hours: float = 0.0
+    clouds: CloudSpec = field(default_factory=CloudSpec)
+    ambient: AmbientSpec = field(default_factory=AmbientSpec)
+    internal_temperature_rise_c: float = 5.0  # board above ambient
+    pv_primary: PvArraySpec = field(default_factory=PvArraySpec)
+    pv_secondary: PvArraySpec | None = None
+    base_load_w: float = 5.0  # controller and computer, unswitched
+    load_brownout_cell_v: float = 2.0  # below this average cell voltage every load cuts out
+    switched_load: HouseholdLoadSpec = field(default_factory=HouseholdLoadSpec)
+    battery_shunt_error: ShuntErrorSpec = field(default_factory=ShuntErrorSpec)
+    pv_shunt_error: ShuntErrorSpec = field(default_factory=ShuntErrorSpec)
+    battery_shunt_rating: tuple[float, float] = (250.0, 75.0)  # amps, millivolts
+    pv_shunt_rating: tuple[float, float] | None = (50.0, 50.0)  # None: no PV shunt fitted
+    battery_shunt_chip: Literal["ina228", "ina226"] = "ina228"
+    isl_address: int = 0x28
+    battery_shunt_address: int = 0x40
+    pv_shunt_address: int = 0x41
+    mcp_address: int = 0x20
+    wiring: OutputWiring = field(default_factory=OutputWiring)
+    physics_step_s: float = 1.0
+    control_block_s: float = 60.0  # switches and balancing are re-read at least this often
+
+    def __post_init__(self) -> None:
+        if self.physics_step_s <= 0 or self.control_block_s < self.physics_step_s:
+            raise ValueError("need 0 < physics_step_s <= control_block_s")
+        if self.battery_shunt_chip not in ("ina228", "ina226"):
+            raise ValueError("battery_shunt_chip must be ina228 or ina226")
+        self.pack_spec()  # validates the cell count and the pack values
+
+    @classmethod
+    def for_cells(cls, cell_count: int, **overrides: object) -> BoxSpec:
+        """A sensibly sized box: 3-4 cells (12 V) with 36-cell panels, 5-8 cells (24 V class)
+        with 72-cell panels; loads scale with the pack voltage."""
+        small = cell_count <= 4
+        panel = PANEL_36_CELL if small else PANEL_72_CELL
+        scale = cell_count / 8.0
+        defaults = cls(
+            cell_count=cell_count,
+            pv_primary=PvArraySpec(panel=panel, panels_in_parallel=2),
+            base_load_w=3.0 if small else 5.0,
+            switched_load=HouseholdLoadSpec().scaled(scale),
+        )
+        return replace(defaults, **overrides)  # type: ignore[arg-type]
+
+    def pack_spec(self) -> PackSpec:
+        return PackSpec(
+            cell_count=self.cell_count,
+            capacity_ah=self.capacity_ah,
+            capacity_spread=self.capacity_spread,
+            initial_soc=self.initial_soc,
+            soc_spread=self.soc_spread,
+            pack_resistance_ohm=self.pack_resistance_ohm,
+            self_discharge_per_month=self.self_discharge_per_month,
+            balance_resistor_ohm=self.balance_resistor_ohm,
+            cell=self.cell,
+        )
+
+    def site(self) -> SiteSpec:
+        return SiteSpec(
+            latitude_deg=self.latitude_deg,
+            utc_offset_hours=self.utc_offset_hours,
+            clouds=self.clouds,
+            ambient=self.ambient,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BoxTruth:
+    """What really happened in the box, for tests to compare the agent against.
+
+    Currents are at the last physics step (amps; battery positive = charging); `*_ah` totals
+    are exact integrals since the box was built. `soc_percent` is the pack's usable SoC: 100 at
+    the first full cell, 0 at the first empty one (see `edge_agent.simulator.pack`).
+    """
+
+    timestamp: float
+    soc_percent: float
+    remaining_ah: float
+    usable_capacity_ah: float
+    cell_soc_percent: tuple[float, ...]
+    cell_capacity_ah: tuple[float, ...]
+    cell_voltages: tuple[float, ...]
+    pack_voltage: float
+    battery_current: float
+    pv_current: float  # both arrays
+    pv_primary_current: float
+    pv_secondary_current: float
+    load_current: float  # base + switched
+    switched_load_current: float
+    balancing: tuple[bool, ...]
+    loads_on: bool
+    pv_primary_on: bool
+    pv_secondary_on: bool
+    max_cell_voltage_seen: float
+    min_cell_voltage_seen: float
+    irradiance_w_m2: float
+    ambient_c: float
+    battery_temperature_c: float
+    internal_temperature_c: float
+    cloud_class: CloudClass
+    battery_charge_ah: float  # net charge through the battery shunt
+    battery_in_ah: float
+    battery_out_ah: float
+    pv_charge_ah: float
+    load_charge_ah: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Outputs:
+    loads: bool
+    pv_primary: bool
+    pv_secondary: bool
+
+
+@dataclass(slots=True)
+class _LastStep:
+    battery_current: float = 0.0
+    pv_primary_current: float = 0.0
+    pv_secondary_current: float = 0.0
+    switched_load_current: float = 0.0
+    base_load_current: float = 0.0
+    irradiance: float = 0.0
+    ambient_c: float = 20.0
+    outputs: _Outputs = field(default_factory=lambda: _Outputs(False, False, False))
+
+
+@dataclass(slots=True)
+class _Totals:
+    battery_in_ah: float = 0.0
+    battery_out_ah: float = 0.0
+    pv_ah: float = 0.0
+    load_ah: float = 0.0
+
+
+class SimulatedBox:
+    """A battery box behind a fake I2C bus; `advance` is the only way time moves."""
+
+    def __init__(self, spec: BoxSpec) -> None:
+        self.spec = spec
+        self.pack = Pack(spec.pack_spec(), np.random.default_rng([spec.seed, _PACK_STREAM]))
+        self.weather = Weather(spec.site(), spec.seed)
+        self.household = HouseholdLoad(spec.switched_load, spec.seed)
+        self._noise_rng = np.random.default_rng([spec.seed, _NOISE_STREAM])
+
+        self.isl = SimIsl94203(spec.cell_count)
+        self.battery_shunt: SimIna228 | SimIna226 = (
+            SimIna228() if spec.battery_shunt_chip == "ina228" else SimIna226()
+        )
+        self.pv_shunt = SimIna228() if spec.pv_shunt_rating is not None else None
+        self.mcp = SimMcp23008()
+        self.bus = FakeSMBus()
+        self.bus.attach(spec.isl_address, self.isl)
+        self.bus.attach(spec.battery_shunt_address, self.battery_shunt)
+        if self.pv_shunt is not None:
+            self.bus.attach(spec.pv_shunt_address, self.pv_shunt)
+        self.bus.attach(spec.mcp_address, self.mcp)
+
+        self._now = spec.start
+        self._balancing: FloatArray = np.zeros(spec.cell_count)
+        self._ambient_override: float | None = None
+        self._internal_override: float | None = None
+        self._forced_levels: tuple[bool, ...] | None = None
+        self._last = _LastStep()
+        self._totals = _Totals()
+        self._last.ambient_c = self._ambient_at(self._now)
+        self._fed_temperatures = (math.inf, math.inf)
+        self._feed_devices()
+
+    # -- time ---------------------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Run the physics for `seconds` of simulated time (any length; 0 does nothing)."""
+        if seconds < 0 or not math.isfinite(seconds):
+            raise ValueError("seconds must be finite and not negative")
+        end = self._now + seconds
+        step = self.spec.physics_step_s
+        while end - self._now > 1e-9:
+            steps, dt = self._plan_block(end - self._now, step)
+            self._run_block(steps, dt, self._read_outputs())
+            if abs(end - self._now) < 1e-6:
+                self._now = end  # no float drift between the caller's clock and ours
+            self._feed_devices()
+            self._balancing = np.asarray(self.isl.balancing_cells(), dtype=np.float64)
+
+    def _plan_block(self, remaining: float, step: float) -> tuple[int, float]:
+        """Steps and step length of the next block: whole steps up to the next grid line or
+        local midnight; a final remainder shorter than a step is one short step."""
+        if remaining < step - 1e-9:
+            return 1, remaining
+        block = self.spec.control_block_s
+        since_start = self._now - self.spec.start
+        to_grid = block - (since_start % block)
+        if to_grid < step - 1e-9:
+            to_grid += block
+        _, second_of_day = local_day(self._now, self.spec.utc_offset_hours)
+        to_midnight = 86400.0 - second_of_day
+        horizon = min(remaining, to_grid, max(to_midnight, step))
+        return max(1, int(horizon / step + 1e-9)), step
+
+    # -- physics ------------------------------------------------------------------------------
+
+    def _run_block(self, steps: int, dt: float, outputs: _Outputs) -> None:
+        spec = self.spec
+        day, second_of_day = local_day(self._now, spec.utc_offset_hours)
+        weather = self.weather.day(day)
+        index = np.minimum(
+            (second_of_day + np.arange(steps) * dt).astype(np.int64), weather.ambient_c.size - 1
+        )
+        irradiance = weather.irradiance_w_m2[index]
+        ambient = (
+            weather.ambient_c[index]
+            if self._ambient_override is None
+            else np.full(steps, self._ambient_override)
+        )
+        pack_voltage = self.pack.pack_voltage  # the battery is nearly linear within a block
+        pv_primary = self._array_current(spec.pv_primary, outputs.pv_primary, pack_voltage,
+                                         irradiance, ambient)  # fmt: skip
+        pv_secondary = self._array_current(spec.pv_secondary, outputs.pv_secondary, pack_voltage,
+                                           irradiance, ambient)  # fmt: skip
+        # Constant-power loads; electronics stop drawing once the pack has collapsed.
+        powered = pack_voltage >= spec.load_brownout_cell_v * spec.cell_count
+        switched_w = self.household.day(day)[index] if outputs.loads and powered else None
+        switched_a = np.zeros(steps) if switched_w is None else switched_w / pack_voltage
+        base_a = spec.base_load_w / pack_voltage if powered else 0.0
+        battery = pv_primary + pv_secondary - switched_a - base_a
+
+        pack_voltages = self.pack.step_block(battery, dt, self._balancing)
+        self._account(steps, dt, battery, pv_primary + pv_secondary, switched_a + base_a)
+        self._feed_shunts(steps * dt, battery, pv_primary + pv_secondary, pack_voltages)
+        self._now += steps * dt
+        self._last = _LastStep(
+            battery_current=float(battery[-1]),
+            pv_primary_current=float(pv_primary[-1]),
+            pv_secondary_current=float(pv_secondary[-1]),
+            switched_load_current=float(switched_a[-1]),
+            base_load_current=base_a,
+            irradiance=float(irradiance[-1]),
+            ambient_c=float(ambient[-1]),
+            outputs=outputs,
+        )
+
+    @staticmethod
+    def _array_current(
+        array: PvArraySpec | None,
+        is_on: bool,
+        pack_voltage: float,
+        irradiance: FloatArray,
+        ambient: FloatArray,
+    ) -> FloatArray:
+        if array is None or not is_on:
+            return np.zeros(irradiance.size)
+        cell_temperature = panel_temperature(ambient, irradiance, array.panel.noct_c)
+        source = pv_array_current(array, pack_voltage, irradiance, cell_temperature)
+        return dssr20_current(True, source)
+
+    def _account(
+        self, steps: int, dt: float, battery: FloatArray, pv: FloatArray, load: FloatArray
+    ) -> None:
+        to_ah = dt / 3600.0
+        charged = float(np.maximum(battery, 0.0).sum())
+        self._totals.battery_in_ah += charged * to_ah
+        self._totals.battery_out_ah += (charged - float(battery.sum())) * to_ah
+        self._totals.pv_ah += float(pv.sum()) * to_ah
+        self._totals.load_ah += float(load.sum()) * to_ah
+
+    # -- devices ------------------------------------------------------------------------------
+
+    def _read_outputs(self) -> _Outputs:
+        levels = self._forced_levels or tuple(self.mcp.output_levels())
+        wiring = self.spec.wiring
+
+        def level(pin: int | None) -> bool:
+            return pin is not None and pin < len(levels) and levels[pin]
+
+        return _Outputs(
+            loads=level(wiring.loads_pin),
+            pv_primary=level(wiring.pv_primary_pin),
+            pv_secondary=self.spec.pv_secondary is not None and level(wiring.pv_secondary_pin),
+        )
+
+    def _measured(self, true_a: float, error: ShuntErrorSpec, with_noise: bool) -> float:
+        measured = true_a * (1.0 + error.gain_error) + error.offset_a
+        if with_noise and error.noise_a > 0.0:
+            measured += float(self._noise_rng.normal(0.0, error.noise_a))
+        return measured
+
+    @staticmethod
+    def _volts_per_amp(rating: tuple[float, float]) -> float:
+        amps, millivolts = rating
+        return millivolts / 1000.0 / amps
+
+    def _feed_shunts(
+        self, duration_s: float, battery: FloatArray, pv: FloatArray, pack_voltages: FloatArray
+    ) -> None:
+        """Give the INA accumulators the block's exact mean (charge = mean x duration)."""
+        spec = self.spec
+        steps = battery.size
+        mean_bus = float(pack_voltages.sum()) / steps
+        battery_mean = self._measured(float(battery.sum()) / steps, spec.battery_shunt_error, False)
+        self.battery_shunt.advance(
+            duration_s, battery_mean * self._volts_per_amp(spec.battery_shunt_rating), mean_bus
+        )
+        if self.pv_shunt is not None and spec.pv_shunt_rating is not None:
+            pv_mean = self._measured(float(pv.sum()) / steps, spec.pv_shunt_error, False)
+            self.pv_shunt.advance(
+                duration_s, pv_mean * self._volts_per_amp(spec.pv_shunt_rating), mean_bus
+            )
+
+    def _feed_devices(self) -> None:
+        """Present the latest state on the chips' registers."""
+        spec = self.spec
+        pack = self.pack
+        self.isl.set_cell_voltages([float(v) for v in pack.cell_voltages])
+        self.isl.set_pack_current(self._last.battery_current)
+        temperatures = (self._internal_temperature(), self._battery_temperature())
+        # Skip sub-resolution changes: the chip's codes are ~0.25 C apart and this is slow.
+        fed = self._fed_temperatures
+        if abs(temperatures[0] - fed[0]) >= 0.01 or abs(temperatures[1] - fed[1]) >= 0.01:
+            self.isl.set_temperatures(temperatures[0], (temperatures[1], None))
+            self._fed_temperatures = temperatures
+        pack_voltage = pack.pack_voltage
+        battery = self._measured(self._last.battery_current, spec.battery_shunt_error, True)
+        self.battery_shunt.set_inputs(
+            battery * self._volts_per_amp(spec.battery_shunt_rating), pack_voltage
+        )
+        if self.pv_shunt is not None and spec.pv_shunt_rating is not None:
+            pv_true = self._last.pv_primary_current + self._last.pv_secondary_current
+            pv = self._measured(pv_true, spec.pv_shunt_error, True)
+            self.pv_shunt.set_inputs(pv * self._volts_per_amp(spec.pv_shunt_rating), pack_voltage)
+
+    def _ambient_at(self, unix_s: float) -> float:
+        if self._ambient_override is not None:
+            return self._ambient_override
+        day, second = local_day(unix_s, self.spec.utc_offset_hours)
+        ambient = self.weather.day(day).ambient_c
+        return float(ambient[min(int(second), ambient.size - 1)])
+
+    def _battery_temperature(self) -> float:
+        return self._last.ambient_c if self._ambient_override is None else self._ambient_override
+
+    def _internal_temperature(self) -> float:
+        if self._internal_override is not None:
+            return self._internal_override
+        return self._battery_temperature() + self.spec.internal_temperature_rise_c
+
+    # -- test hooks ---------------------------------------------------------------------------
+
+    def set_ambient_temperature_override(self, celsius: float | None) -> None:
+        """Hold the ambient (battery and panel air) temperature; None returns to the weather."""
+        self._ambient_override = celsius
+        self._feed_devices()
+
+    def set_internal_temperature_override(self, celsius: float | None) -> None:
+        """Hold the board (ISL internal) temperature; None: ambient + the configured rise."""
+        self._internal_override = celsius
+        self._feed_devices()  # at once: a test may read the register before advancing
+
+    def reset_extremes(self) -> None:
+        self.pack.reset_extremes()
+
+    def force_output_levels(self, levels: Sequence[bool] | None) -> None:
+        """Drive the DSSRs and loads from `levels` (per MCP23008 pin) instead of the chip, for
+        physics-only runs without an agent; None hands control back to the MCP23008."""
+        if levels is not None and len(levels) != _MCP_PINS:
+            raise ValueError(f"need {_MCP_PINS} levels, one per MCP23008 pin")
+        self._forced_levels = None if levels is None else tuple(bool(v) for v in levels)
+
+    # -- truth --------------------------------------------------------------------------------
+
+    @property
+    def truth(self) -> BoxTruth:
+        pack = self.pack
+        last = self._last
+        totals = self._totals
+        day, _ = local_day(self._now, self.spec.utc_offset_hours)
+        return BoxTruth(
+            timestamp=self._now,
+            soc_percent=100.0 * pack.soc_fraction,
+            remaining_ah=pack.remaining_ah,
+            usable_capacity_ah=pack.usable_capacity_ah,
+            cell_soc_percent=tuple(float(v) for v in 100.0 * pack.soc),
+            cell_capacity_ah=tuple(float(v) for v in pack.capacities_ah),
+            cell_voltages=tuple(float(v) for v in pack.cell_voltages),
+            pack_voltage=pack.pack_voltage,
+            battery_current=last.battery_current,
+            pv_current=last.pv_primary_current + last.pv_secondary_current,
+            pv_primary_current=last.pv_primary_current,
+            pv_secondary_current=last.pv_secondary_current,
+            load_current=last.switched_load_current + last.base_load_current,
+            switched_load_current=last.switched_load_current,
+            balancing=tuple(bool(v) for v in self._balancing),
+            loads_on=last.outputs.loads,
+            pv_primary_on=last.outputs.pv_primary,
+            pv_secondary_on=last.outputs.pv_secondary,
+            max_cell_voltage_seen=pack.max_cell_voltage_seen,
+            min_cell_voltage_seen=pack.min_cell_voltage_seen,
+            irradiance_w_m2=last.irradiance,
+            ambient_c=last.ambient_c,
+            battery_temperature_c=self._battery_temperature(),
+            internal_temperature_c=self._internal_temperature(),
+            cloud_class=self.weather.day(day).cloud_class,
+            battery_charge_ah=totals.battery_in_ah - totals.battery_out_ah,
+            battery_in_ah=totals.battery_in_ah,
+            battery_out_ah=totals.battery_out_ah,
+            pv_charge_ah=totals.pv_ah,
+            load_charge_ah=totals.load_ah,
+        )

@@ -1,0 +1,127 @@
+"""The real agent wired to a simulated box: used by `sbms-agent --simulate`, tests and benchmarks.
+
+The agent gets a configuration that matches the box's wiring and the simulated I2C bus; from
+there on it runs exactly the production drivers, control core and state store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from edge_agent.config import (
+    AgentConfig,
+    CellMonitorSettings,
+    HardwareSettings,
+    OutputPinSettings,
+    ShuntSettings,
+    StorageSettings,
+    TimingSettings,
+    default_config,
+)
+from edge_agent.control.model import ControlReport
+from edge_agent.control.settings import ControlSettings, OutputSettings, OutputType, SocSettings
+from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.hardware import open_hardware
+from edge_agent.simulator.box import BoxSpec, SimulatedBox
+from edge_agent.storage.state_store import StateStore
+
+# Which EXTIO drives what in the simulated box (BoxSpec's default MCP23008 wiring).
+_LOADS_PIN, _PRIMARY_PV_PIN, _SECONDARY_PV_PIN, _FAULT_PIN = 0, 1, 2, 3
+
+
+def simulated_config(
+    spec: BoxSpec,
+    control: ControlSettings | None = None,
+    sample_interval_s: float = 1.0,
+    state_path: Path | None = None,
+) -> AgentConfig:
+    """An agent configuration for `spec`'s box: its chips, addresses and output wiring."""
+    base = default_config()
+    control = control or dataclasses.replace(
+        base.control,
+        cell_count=spec.cell_count,
+        soc=SocSettings(capacity_ah=spec.capacity_ah),
+    )
+    dual_pv = spec.pv_secondary is not None
+    outputs = (
+        OutputSettings("extio3", OutputType.LVD),
+        OutputSettings("extio4", OutputType.HVD),
+        OutputSettings("extio5", OutputType.DUAL_PV if dual_pv else OutputType.UNUSED),
+        OutputSettings("extio6", OutputType.FAULT),
+    )
+    control = dataclasses.replace(control, cell_count=spec.cell_count, outputs=outputs)
+    hardware = HardwareSettings(
+        i2c_bus=1,
+        cell_monitor=CellMonitorSettings(chip="isl94203", address=spec.isl_address),
+        battery_shunt=ShuntSettings(
+            chip=spec.battery_shunt_chip,
+            address=spec.battery_shunt_address,
+            rated_current_a=spec.battery_shunt_rating[0],
+            rated_millivolts=spec.battery_shunt_rating[1],
+        ),
+        pv_shunt=None
+        if spec.pv_shunt_rating is None
+        else ShuntSettings(
+            chip="ina228",
+            address=spec.pv_shunt_address,
+            rated_current_a=spec.pv_shunt_rating[0],
+            rated_millivolts=spec.pv_shunt_rating[1],
+        ),
+        outputs=tuple(
+            OutputPinSettings(name=name, driver="mcp23008", address=spec.mcp_address, pin=pin)
+            for name, pin in (
+                ("extio3", _LOADS_PIN),
+                ("extio4", _PRIMARY_PV_PIN),
+                ("extio5", _SECONDARY_PV_PIN),
+                ("extio6", _FAULT_PIN),
+            )
+        ),
+    )
+    stale_after = max(base.control.stale_after_s, 2.5 * sample_interval_s)
+    return dataclasses.replace(
+        base,
+        agent_id="simulator",
+        control=dataclasses.replace(control, stale_after_s=stale_after),
+        hardware=hardware,
+        timing=TimingSettings(
+            sample_interval_s=sample_interval_s,
+            state_save_interval_s=max(1.0, sample_interval_s),
+            status_interval_s=1.0,
+        ),
+        storage=StorageSettings(state_path=state_path or Path("sbms-sim-state.db")),
+    )
+
+
+class SimulatedSystem:
+    """A simulated box and the real agent driving it, stepped synchronously."""
+
+    def __init__(
+        self,
+        spec: BoxSpec,
+        config: AgentConfig | None = None,
+        store: StateStore | None = None,
+    ) -> None:
+        self.box = SimulatedBox(spec)
+        self.config = config or simulated_config(spec)
+        hardware = open_hardware(
+            self.config.hardware, self.config.control.cell_count, self.box.bus, self.box.bus.name
+        )
+        self.agent = Agent(self.config, hardware, store, self.box.now)
+
+    def run(
+        self,
+        seconds: float,
+        on_report: Callable[[ControlReport], None] | None = None,
+    ) -> ControlReport | None:
+        """Advance the box and sample at the configured interval for `seconds`."""
+        interval = self.config.timing.sample_interval_s
+        report: ControlReport | None = None
+        end = self.box.now + seconds
+        while self.box.now < end - 1e-9:
+            self.box.advance(min(interval, end - self.box.now))
+            report = self.agent.step(self.box.now)
+            if on_report is not None:
+                on_report(report)
+        return report

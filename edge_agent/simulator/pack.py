@@ -1,0 +1,162 @@
+"""A series LiFePO4 pack: per-cell capacity, charge, resistance, self-discharge and balancing.
+
+The pack is stepped in blocks: the caller gives the pack current for every physics step of the
+block (it is exogenous to the cells) and which cells the cell monitor is bleeding; the pack
+returns the cell voltages at every step, so no excursion between samples goes unnoticed.
+
+Pack SoC (what an agent's SoC should be compared against) is the *usable* state of charge:
+
+    remaining_ah = min over cells of (cell SoC * cell capacity)      charge until the first cell
+                                                                      is empty
+    headroom_ah  = min over cells of ((1 - cell SoC) * capacity)     charge until the first cell
+                                                                      is full
+    soc          = remaining_ah / (remaining_ah + headroom_ah)
+
+It is 100 % when the first cell is full (where an agent syncs at end of charge) and 0 % when the
+first cell is empty (its low anchor); with balanced equal cells it equals the cell SoC, and in
+general it is remaining_ah over the capacity the pack can actually cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_agent.simulator.lfp import (
+    CellParameters,
+    FloatArray,
+    polarisation_target,
+    relax_polarisation,
+    terminal_voltage,
+)
+
+_SECONDS_PER_MONTH = 30.0 * 86400.0
+MIN_CELLS, MAX_CELLS = 3, 8
+
+
+@dataclass(frozen=True, slots=True)
+class PackSpec:
+    """A pack of identical-nominal cells in series; spreads are +- fractions, drawn per cell."""
+
+    cell_count: int = 8
+    capacity_ah: float = 100.0
+    capacity_spread: float = 0.02
+    initial_soc: float = 0.5  # fraction
+    soc_spread: float = 0.02  # fraction of SoC, +-
+    pack_resistance_ohm: float = 0.005  # DC, cells and busbars; split over the cells
+    resistance_spread: float = 0.10
+    self_discharge_per_month: float = 0.02  # the worst cell; others draw 25..100 % of it
+    balance_resistor_ohm: float = 24.0
+    cell: CellParameters = field(default_factory=CellParameters)
+
+    def __post_init__(self) -> None:
+        if not MIN_CELLS <= self.cell_count <= MAX_CELLS:
+            raise ValueError(f"cell_count must be {MIN_CELLS}..{MAX_CELLS}")
+        if self.capacity_ah <= 0 or self.pack_resistance_ohm < 0:
+            raise ValueError("capacity must be positive and resistance not negative")
+        if not 0.0 <= self.self_discharge_per_month <= 0.03:
+            raise ValueError("self-discharge must be 0..3 %/month for LFP")
+
+
+class Pack:
+    """Mutable pack state; `step_block` is the only thing that moves it forward."""
+
+    def __init__(self, spec: PackSpec, rng: np.random.Generator) -> None:
+        self.spec = spec
+        n = spec.cell_count
+        self.capacities_ah: FloatArray = spec.capacity_ah * (
+            1.0 + rng.uniform(-spec.capacity_spread, spec.capacity_spread, n)
+        )
+        self.resistances_ohm: FloatArray = (spec.pack_resistance_ohm / n) * (
+            1.0 + rng.uniform(-spec.resistance_spread, spec.resistance_spread, n)
+        )
+        monthly = spec.self_discharge_per_month * rng.uniform(0.25, 1.0, n)
+        # A constant leak: monthly fraction of capacity spread over a month, in amps.
+        self.self_discharge_a: FloatArray = np.asarray(
+            monthly * self.capacities_ah * 3600.0 / _SECONDS_PER_MONTH, dtype=np.float64
+        )
+        self.soc: FloatArray = spec.initial_soc + rng.uniform(-spec.soc_spread, spec.soc_spread, n)
+        self.polarisation_v: FloatArray = np.zeros(n)
+        self.cell_currents_a: FloatArray = np.zeros(n)
+        self.cell_voltages: FloatArray = terminal_voltage(
+            self.soc, self.cell_currents_a, self.polarisation_v, self.resistances_ohm
+        )
+        self.max_cell_voltage_seen = float(self.cell_voltages.max())
+        self.min_cell_voltage_seen = float(self.cell_voltages.min())
+        self.bled_ah: FloatArray = np.zeros(n)  # charge each cell lost to its balance resistor
+
+    @property
+    def cell_count(self) -> int:
+        return self.spec.cell_count
+
+    @property
+    def pack_voltage(self) -> float:
+        return float(self.cell_voltages.sum())
+
+    @property
+    def remaining_ah(self) -> float:
+        """Charge the pack can deliver before its first cell is empty."""
+        return max(0.0, float((self.soc * self.capacities_ah).min()))
+
+    @property
+    def headroom_ah(self) -> float:
+        """Charge the pack can take before its first cell is full."""
+        return max(0.0, float(((1.0 - self.soc) * self.capacities_ah).min()))
+
+    @property
+    def usable_capacity_ah(self) -> float:
+        return self.remaining_ah + self.headroom_ah
+
+    @property
+    def soc_fraction(self) -> float:
+        """Usable SoC (see the module docstring), 0..1."""
+        usable = self.usable_capacity_ah
+        if usable <= 0.0:
+            # Cells are so far apart that one is full while another is empty.
+            return 0.0 if self.remaining_ah <= 0.0 else 1.0
+        return self.remaining_ah / usable
+
+    def reset_extremes(self) -> None:
+        self.max_cell_voltage_seen = float(self.cell_voltages.max())
+        self.min_cell_voltage_seen = float(self.cell_voltages.min())
+
+    def bleed_currents(self, balancing: FloatArray) -> FloatArray:
+        """Balance-resistor current per cell (amps) for a 0/1 mask, at the present voltages."""
+        result: FloatArray = np.asarray(
+            balancing * self.cell_voltages / self.spec.balance_resistor_ohm, dtype=np.float64
+        )
+        return result
+
+    def step_block(
+        self, pack_current_a: FloatArray, dt_s: float, balancing: FloatArray
+    ) -> FloatArray:
+        """Move `len(pack_current_a)` steps of `dt_s` forward; returns the pack voltage at the
+        end of every step.
+
+        pack_current_a: current into the pack's terminals per step (positive = charging).
+        balancing: 0/1 per cell, held for the block; a bleeding cell loses V/R through its
+        resistor (evaluated at the block's start voltage: it moves by millivolts in a block).
+        """
+        params = self.spec.cell
+        leak = self.bleed_currents(balancing) + self.self_discharge_a
+        cell_current = pack_current_a[:, None] - leak[None, :]
+        stored_current = np.where(cell_current > 0.0, cell_current * params.charge_efficiency,
+                                  cell_current)  # fmt: skip
+        soc = self.soc[None, :] + np.cumsum(stored_current, axis=0) * (
+            dt_s / 3600.0 / self.capacities_ah[None, :]
+        )
+        target = polarisation_target(cell_current, self.capacities_ah[None, :], params)
+        polarisation = relax_polarisation(
+            self.polarisation_v, target, dt_s, params.polarisation_tau_s
+        )
+        voltages = terminal_voltage(soc, cell_current, polarisation, self.resistances_ohm[None, :])
+        self.soc = soc[-1].copy()
+        self.polarisation_v = polarisation[-1].copy()
+        self.cell_currents_a = cell_current[-1].copy()
+        self.cell_voltages = voltages[-1].copy()
+        self.bled_ah += (leak - self.self_discharge_a) * (len(pack_current_a) * dt_s / 3600.0)
+        self.max_cell_voltage_seen = max(self.max_cell_voltage_seen, float(voltages.max()))
+        self.min_cell_voltage_seen = min(self.min_cell_voltage_seen, float(voltages.min()))
+        pack_voltages: FloatArray = voltages.sum(axis=1)
+        return pack_voltages

@@ -1,0 +1,94 @@
+"""`sbms-agent` as a user runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_agent.cli import EXIT_CONFIG, EXIT_HARDWARE, EXIT_OK, main
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_check_config_accepts_the_shipped_examples(
+    example: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check-config", str(example)]) == EXIT_OK
+    assert "OK" in capsys.readouterr().out
+
+
+def test_check_config_names_the_key_and_the_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("battery: {cells: 9}\nthresholds: {lvd: 3.5, lvd_reconnect: 3.2}\n")
+
+    assert main(["check-config", str(bad)]) == EXIT_CONFIG
+
+    err = capsys.readouterr().err
+    assert str(bad) in err
+    assert "battery.cells" in err
+
+
+def test_check_config_reports_a_missing_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.yaml"
+    assert main(["check-config", str(missing)]) == EXIT_CONFIG
+    assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_simulate_runs_and_prints_a_status_line_per_simulated_minute(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(
+        [
+            "--simulate",
+            "--cells",
+            "4",
+            "--speed",
+            "1e9",
+            "--duration",
+            "0.05",
+            "--log-level",
+            "WARNING",
+        ]
+    )
+    assert code == EXIT_OK
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(lines) == 3  # 180 simulated seconds, one line a minute when not on a terminal
+    assert "SoC" in lines[0]
+    assert "extio3=ON" in lines[0]
+    assert "cells 3." in lines[0]
+
+
+def test_simulate_keeps_its_state_between_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "sim.db"
+    args = ["--simulate", "--speed", "1e9", "--duration", "0.02", "--quiet", "--state", str(state)]
+    assert main(args) == EXIT_OK
+    assert state.exists()
+    assert main(args) == EXIT_OK
+
+
+def test_running_on_hardware_without_i2c_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("i2c_bus: 97\nstorage: {state_path: " + str(tmp_path / "state.db") + "}\n")
+    assert main(["--config", str(config)]) == EXIT_HARDWARE
+    err = capsys.readouterr().err
+    assert "cannot start" in err
+    assert "i2c-97" in err
+
+
+def test_a_bad_configuration_stops_the_agent_before_it_touches_hardware(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("thresholds: {hvd: 3.9}\n")
+    assert main(["--config", str(config)]) == EXIT_CONFIG
+    assert "thresholds" in capsys.readouterr().err

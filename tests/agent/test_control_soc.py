@@ -1,0 +1,274 @@
+"""SoC estimator: counting, anchors, OCV correction, learning, and a 30-day accuracy run."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+
+from edge_agent.control.controller import Controller
+from edge_agent.control.lfp_ocv import ocv_from_soc, soc_from_ocv
+from edge_agent.control.model import EventKind, Measurement
+from edge_agent.control.settings import CellThresholds, ControlSettings, SocSettings
+from edge_agent.control.soc import (
+    AnchorKind,
+    Interval,
+    SocEstimator,
+    integrate_interval,
+)
+
+CELLS = CellThresholds()
+
+
+def m(t: float, volts: float = 3.30, current: float = 0.0) -> Measurement:
+    return Measurement(float(t), (volts,) * 8, current)
+
+
+def feed(estimator: SocEstimator, t: float, volts: float, current: float, dt: float) -> list[str]:
+    interval = Interval(current * dt / 3600.0, dt, 0.0, gap=False)
+    update = estimator.update(m(t, volts, current), interval, hvd_tripped=False, lvd_tripped=False)
+    return [str(e.detail["reason"]) for e in update.events]
+
+
+def test_ocv_table_round_trips_and_clamps() -> None:
+    assert ocv_from_soc(50.0) == pytest.approx(3.295)
+    assert soc_from_ocv(3.20) == pytest.approx(10.0)
+    assert soc_from_ocv(3.14) == pytest.approx(7.5)
+    assert soc_from_ocv(2.0) == 0.0
+    assert soc_from_ocv(3.6) == 100.0
+
+
+def test_integration_trapezoid_hardware_and_gap() -> None:
+    trapezoid = integrate_interval(0.0, 10.0, 36.0, 20.0, None)
+    assert trapezoid.charge_ah == pytest.approx(0.15)
+    assert not trapezoid.gap
+    hardware = integrate_interval(0.0, 10.0, 600.0, 20.0, 1.25)
+    assert hardware.charge_ah == 1.25
+    assert hardware.counted_s == 600.0
+    assert hardware.uncounted_s == 0
+    gap = integrate_interval(0.0, 10.0, 600.0, 36.0, None)
+    assert gap.gap
+    assert gap.counted_s == 60.0
+    assert gap.uncounted_s == 540.0
+    assert gap.charge_ah == pytest.approx(0.6)  # newest current over the capped 60 s
+    assert integrate_interval(None, None, 5.0, 10.0, 3.0).charge_ah == 0.0
+
+
+def test_counting_with_efficiency_and_offset() -> None:
+    estimator = SocEstimator(SocSettings(initial_soc=50.0), CELLS)
+    estimator.set_offset(0.5)
+    feed(estimator, 3600.0, 3.3, 10.5, 3600.0)  # 10 A true for an hour
+    assert estimator.soc == pytest.approx(50.0 + 10.0 * 0.995)
+    feed(estimator, 7200.0, 3.3, -9.5, 3600.0)  # -10 A true
+    assert estimator.soc == pytest.approx(50.0 + 10.0 * 0.995 - 10.0)
+
+
+def test_taper_sync_after_hold_only() -> None:
+    estimator = SocEstimator(SocSettings(initial_soc=80.0), CELLS)
+    assert feed(estimator, 0.0, 3.55, 1.5, 1.0) == []
+    assert feed(estimator, 29.0, 3.55, 1.5, 1.0) == []
+    assert feed(estimator, 30.0, 3.55, 1.5, 1.0) == ["eoc"]
+    assert estimator.soc == 100.0
+    assert feed(estimator, 31.0, 3.55, 1.5, 1.0) == []  # once per episode
+
+
+def test_direct_pv_sync_without_taper() -> None:
+    estimator = SocEstimator(SocSettings(initial_soc=90.0), CELLS)
+    feed(estimator, 0.0, 3.53, 30.0, 1.0)
+    feed(estimator, 20.0, 3.52, 30.0, 1.0)  # dipped below eoc: the hold restarts
+    feed(estimator, 21.0, 3.53, 30.0, 1.0)
+    assert feed(estimator, 50.0, 3.53, 30.0, 1.0) == []
+    assert feed(estimator, 51.0, 3.53, 30.0, 1.0) == ["eoc"]
+    assert estimator.soc == 100.0
+
+
+def test_no_eoc_sync_while_discharging() -> None:
+    estimator = SocEstimator(SocSettings(initial_soc=60.0), CELLS)
+    for t in range(0, 100, 10):
+        assert feed(estimator, t, 3.55, -5.0, 10.0) == []
+    assert estimator.soc < 60.0
+
+
+def test_hvd_and_lvd_anchors_through_controller() -> None:
+    controller = Controller(ControlSettings(), 0.0)
+    report = controller.update(m(1, 3.60, 10.0))
+    syncs = [e.detail for e in report.events if e.kind is EventKind.SOC_SYNC]
+    assert report.soc == 100.0
+    assert syncs[0]["to"] == 100.0
+    assert syncs[0]["reason"] == "hvd"
+    report = controller.update(m(2, 2.80, -10.0))
+    # The low anchor is the resting-OCV SoC of the LVD voltage (3.00 V: between 2 % and 5 %).
+    expected = soc_from_ocv(ControlSettings().cells.lvd)
+    assert 2.0 < expected < 5.0
+    assert report.soc == pytest.approx(expected)
+    syncs = [e.detail["to"] for e in report.events if e.kind is EventKind.SOC_SYNC]
+    assert syncs == [pytest.approx(expected, abs=0.001)]
+
+
+def test_a_configured_empty_soc_overrides_the_ocv_anchor() -> None:
+    controller = Controller(ControlSettings(soc=SocSettings(empty_soc=0.0)), 0.0)
+    report = controller.update(m(2, 2.80, -10.0))
+    assert report.soc == 0.0
+
+
+def test_ocv_correction_only_after_full_rest_in_steep_region() -> None:
+    settings = SocSettings(initial_soc=30.0, rest_time_s=5400.0)  # rest below 1 A
+    estimator = SocEstimator(settings, CELLS)
+    feed(estimator, 0.0, 3.14, 0.5, 60.0)
+    assert feed(estimator, 5399.0, 3.14, 0.5, 60.0) == []
+    soc_before = estimator.raw_soc
+    assert feed(estimator, 5400.0, 3.14, 0.0, 60.0) == ["ocv"]  # OCV says 7.5 %
+    assert estimator.raw_soc == pytest.approx(soc_before + 0.5 * (7.5 - soc_before))
+    assert feed(estimator, 9000.0, 3.14, 0.5, 60.0) == []  # once per rest
+
+
+def test_no_ocv_correction_in_flat_region_or_under_current() -> None:
+    estimator = SocEstimator(SocSettings(initial_soc=30.0), CELLS)
+    for t in range(0, 20000, 600):
+        assert feed(estimator, t, 3.30, 0.2, 600.0) == []  # flat part of the curve
+    estimator = SocEstimator(SocSettings(initial_soc=30.0), CELLS)
+    for t in range(0, 20000, 600):
+        assert feed(estimator, t, 3.10, -1.5, 600.0) == []  # not a rest: 1.5 A > C/100
+
+
+def test_high_end_ocv_correction_uses_highest_cell() -> None:
+    estimator = SocEstimator(SocSettings(initial_soc=90.0), CELLS)
+    cells = (3.33,) * 7 + (3.40,)
+    for t in (0.0, 6000.0):
+        update = estimator.update(
+            Measurement(t, cells, 0.0),
+            Interval(0.0, 600.0, 0.0, False),
+            hvd_tripped=False,
+            lvd_tripped=False,
+        )
+    assert [e.detail["to"] for e in update.events] == [95.0]
+
+
+def test_capacity_learning_is_bounded_and_conservative() -> None:
+    settings = SocSettings(initial_soc=50.0, capacity_ah=100.0, empty_soc=0.0)
+    estimator = SocEstimator(settings, CELLS)
+    estimator.update(
+        m(0, 3.6, 5.0), Interval(0.0, 0.0, 0.0, True), hvd_tripped=True, lvd_tripped=False
+    )
+    feed(estimator, 10 * 3600.0, 3.0, -9.0, 10 * 3600.0)  # 90 Ah out, full to empty
+    estimator.update(
+        m(10 * 3600 + 1, 2.8, -9.0),
+        Interval(0.0, 1.0, 0.0, False),
+        hvd_tripped=False,
+        lvd_tripped=True,
+    )
+    assert estimator.capacity_ah == pytest.approx(97.0)  # 30 % of the way to 90
+    assert estimator.soc == 0.0
+    feed(estimator, 30 * 3600.0, 3.3, 3.0, 20 * 3600.0)  # 60 Ah in (x0.995)
+    estimator.update(
+        m(30 * 3600 + 1, 3.6, 3.0),
+        Interval(0.0, 1.0, 0.0, False),
+        hvd_tripped=True,
+        lvd_tripped=False,
+    )
+    assert estimator.capacity_ah == pytest.approx(92.0)  # 5 % of nominal per anchor at most
+    assert estimator.state.anchor_kind is AnchorKind.FULL
+
+
+def _daily_cycles(
+    estimator: SocEstimator, days: int, offset_at: Callable[[float], float]
+) -> list[float]:
+    """Synthetic pack: 100 Ah, partial daily cycles, full every day by HVD (which then cuts
+    the charge); the sensor adds offset_at(t) amps. Returns the learned offset each day."""
+    true_charge, t, step = 100.0, 0.0, 300.0
+    learned = []
+    estimator.update(m(t, 3.6), Interval(0.0, 0.0, 0.0, True), hvd_tripped=True, lvd_tripped=False)
+    for _ in range(days):
+        charging_cut = False
+        for phase_current, hours in ((-6.0, 10.0), (-2.0, 4.0), (12.0, 10.0)):
+            for _ in range(int(hours * 3600 / step)):
+                t += step
+                current = 0.0 if charging_cut and phase_current > 0 else phase_current
+                if current > 0:  # HVD cuts the charge the moment the pack is full
+                    current = min(current, (100.0 - true_charge) / (0.995 * step / 3600))
+                true_charge += (current * 0.995 if current > 0 else current) * step / 3600
+                measured = current + offset_at(t)
+                tripped = true_charge >= 100.0 - 1e-9 and not charging_cut
+                charging_cut = charging_cut or tripped
+                true_charge = min(true_charge, 100.0)
+                interval = Interval(measured * step / 3600, step, 0.0, False)
+                volts = 3.6 if tripped else 3.3
+                estimator.update(
+                    m(t, volts, measured), interval, hvd_tripped=tripped, lvd_tripped=False
+                )
+        learned.append(estimator.offset_a)
+    return learned
+
+
+def test_offset_learning_converges() -> None:
+    estimator = SocEstimator(SocSettings(), CELLS)
+    learned = _daily_cycles(estimator, 12, lambda _t: 0.2)
+    assert learned[-1] == pytest.approx(0.2, abs=0.01)
+    assert abs(learned[0]) <= 0.1 + 1e-9  # bounded step per anchor
+
+
+def test_offset_learning_tracks_a_drifting_sensor() -> None:
+    estimator = SocEstimator(SocSettings(), CELLS)
+
+    def drift(t: float) -> float:
+        return 0.05 + 0.10 * t / (20 * 86400.0)
+
+    learned = _daily_cycles(estimator, 20, drift)
+    assert learned[-1] == pytest.approx(drift(20 * 86400.0), abs=0.02)
+
+
+def test_time_to_full_and_empty_use_smoothed_current() -> None:
+    estimator = SocEstimator(SocSettings(initial_soc=50.0), CELLS)
+    feed(estimator, 0.0, 3.3, 10.0, 0.0)
+    assert estimator.time_to_full_s() == pytest.approx(50.0 / 10.0 * 3600.0)
+    assert estimator.time_to_empty_s() is None
+    feed(estimator, 1.0, 3.3, -40.0, 1.0)  # a one-second spike barely moves the estimate
+    assert estimator.time_to_full_s() is not None
+    for t in range(2, 1200):
+        feed(estimator, float(t), 3.3, -10.0, 1.0)
+    assert estimator.time_to_empty_s() == pytest.approx(
+        estimator.remaining_ah / 10 * 3600, rel=0.01
+    )
+    for t in range(1200, 2400):
+        feed(estimator, float(t), 3.3, 0.0, 1.0)
+    assert estimator.time_to_full_s() is None
+    assert estimator.time_to_empty_s() is None
+
+
+def _simulate_month(learn_offset: bool) -> float:
+    """30 days of sunny and cloudy days on a 100 Ah pack driven by the controller's own
+    outputs; the shunt reads 0.5 % high plus 50 mA. Returns the worst |SoC error|."""
+
+    def ocv(soc: float) -> float:
+        return ocv_from_soc(soc) if soc < 98 else 3.35 + (soc - 98) / 2 * 0.10
+
+    weather = "SSSSSCCSSSCCCSSSSCSCCSSSSCCCSS"
+    controller = Controller(
+        ControlSettings(soc=SocSettings(initial_soc=60.0, learn_offset=learn_offset)), 0.0
+    )
+    charge, t, worst = 60.0, 0.0, 0.0
+    charge_on = load_on = False
+    while t < 30 * 86400:
+        hour = t % 86400 / 3600
+        peak = 12.0 if weather[int(t // 86400)] == "S" else 4.0
+        pv = peak * math.sin(math.pi * (hour - 7) / 12) if 7 <= hour <= 19 else 0.0
+        load = 2.0 + (4.0 if 18 <= hour < 23 else 0.0)
+        dt = 10.0 if charge > 98.5 and charge_on and pv > 0 else 120.0
+        current = (pv if charge_on else 0.0) - (load if load_on else 0.0)
+        charge = min(100.0, charge + (current * 0.995 if current > 0 else current) * dt / 3600)
+        knee = 0.25 * ((charge - 97) / 3) ** 3 if current > 0 and charge > 97 else 0.0
+        volts = max(2.0, ocv(charge) + current * 0.0008 + knee)
+        measured = current * 1.005 + 0.05
+        t += dt
+        report = controller.update(
+            Measurement(t, (volts,) * 8, measured, charge_delta_ah=measured * dt / 3600)
+        )
+        charge_on, load_on = report.outputs["extio4"], report.outputs["extio3"]
+        worst = max(worst, abs(report.soc - charge))
+    return worst
+
+
+def test_thirty_days_of_partial_cycles_stay_within_two_percent() -> None:
+    assert _simulate_month(learn_offset=True) < 2.0
+    assert _simulate_month(learn_offset=False) > 3.0  # what plain counting with syncs does
