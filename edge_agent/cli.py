@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -74,6 +75,9 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--capacity", type=float, default=100.0, help="simulated Ah")
     parser.add_argument("--seed", type=int, default=1, help="simulated weather seed")
     parser.add_argument(
+        "--start-hour", type=float, default=7.0, help="simulated time of day to start at (UTC)"
+    )
+    parser.add_argument(
         "--speed", type=float, default=1.0, help="simulated seconds per real second"
     )
     parser.add_argument("--duration", type=float, help="stop after this many (simulated) hours")
@@ -126,6 +130,7 @@ def _simulated_agent(args: argparse.Namespace) -> tuple[Agent, Clock, AgentConfi
     from edge_agent.simulator.harness import SimulatedSystem, simulated_config  # noqa: PLC0415
 
     spec = BoxSpec.for_cells(args.cells, capacity_ah=args.capacity, seed=args.seed)
+    spec = dataclasses.replace(spec, start=spec.start + args.start_hour * 3600)
     store = StateStore(args.state) if args.state is not None else None
     config = simulated_config(spec)
     system = SimulatedSystem(spec, config, store)
