@@ -90,25 +90,15 @@ def configure_cell_monitor(
 
 
 def _open_shunt(bus: SMBusLike, bus_name: str, shunt: ShuntSettings) -> ShuntMonitor:
-    monitor: ShuntMonitor
-    if shunt.chip == "ina228":
-        monitor = Ina228(
-            bus,
-            bus_name,
-            shunt.address,
-            rated_current_a=shunt.rated_current_a,
-            rated_millivolts=shunt.rated_millivolts,
-            zero_offset_a=shunt.zero_offset_a,
-        )
-    else:
-        monitor = Ina226(
-            bus,
-            bus_name,
-            shunt.address,
-            rated_current_a=shunt.rated_current_a,
-            rated_millivolts=shunt.rated_millivolts,
-            zero_offset_a=shunt.zero_offset_a,
-        )
+    chip: type[Ina228] | type[Ina226] = Ina228 if shunt.chip == "ina228" else Ina226
+    monitor: ShuntMonitor = chip(
+        bus,
+        bus_name,
+        shunt.address,
+        rated_current_a=shunt.rated_current_a,
+        rated_millivolts=shunt.rated_millivolts,
+        zero_offset_a=shunt.zero_offset_a,
+    )
     monitor.start()
     return monitor
 

@@ -226,3 +226,20 @@ def test_measurement_failure_reason_names_bus_and_address() -> None:
     assert "sim-i2c-1" in reason
     assert "0x40" in reason
     assert isinstance(MeasurementFailure(0.0, reason), MeasurementFailure)
+
+
+def test_an_ina226_battery_shunt_is_integrated_by_the_control_core() -> None:
+    spec = BoxSpec.for_cells(4, battery_shunt_chip="ina226", pv_shunt_rating=None)
+    system = SimulatedSystem(spec, simulated_config(spec))
+    first = system.run(600)
+    assert first is not None
+    measurement = first.measurement
+    assert measurement is not None
+    assert measurement.charge_delta_ah is None  # no accumulator: the current is integrated
+    assert measurement.pv_current is None
+    soc_before, truth_before = first.soc, system.box.truth.soc_percent
+    report = system.run(3 * 3600)
+    assert report is not None
+    moved, truly_moved = report.soc - soc_before, system.box.truth.soc_percent - truth_before
+    assert abs(truly_moved) > 1.0
+    assert moved == pytest.approx(truly_moved, abs=0.5)
