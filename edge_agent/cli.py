@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import logging
-import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -22,11 +21,18 @@ from edge_agent import __version__
 from edge_agent.config import AgentConfig, ConfigError, load_config
 from edge_agent.control.model import ControlReport
 from edge_agent.drivers.bus import DeviceError
+from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.clock import Clock, WallClock
 from edge_agent.runtime.hardware import open_hardware
-from edge_agent.runtime.loop import run_agent
+from edge_agent.runtime.remote import RemoteControl, load_effective_config
+from edge_agent.runtime.service import Identity, build_link, serve
 from edge_agent.runtime.status import status_line
+from edge_agent.storage.config_overlay import (
+    ConfigOverlay,
+    ConfigOverlayError,
+    overlay_path_for,
+)
 from edge_agent.storage.state_store import StateStore, StateStoreError
 
 _LOGGER = logging.getLogger("edge_agent")
@@ -82,10 +88,22 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--duration", type=float, help="stop after this many (simulated) hours")
     parser.add_argument("--state", type=Path, help="state database (default: config or none)")
+    parser.add_argument("--agent-id", default="simulator", help="simulated box's agent id")
+    parser.add_argument("--mqtt-host", help="simulated box: publish to this MQTT broker")
+    parser.add_argument("--mqtt-port", type=int, default=1883)
     parser.add_argument("--quiet", action="store_true", help="no status line")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
+
+
+@dataclass(slots=True)
+class _Setup:
+    agent: Agent
+    clock: Clock
+    remote: RemoteControl
+    mqtt: MqttSettings | None
+    identity: Identity
 
 
 def _run(argv: list[str]) -> int:
@@ -94,36 +112,50 @@ def _run(argv: list[str]) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        if args.simulate:
-            agent, clock, config = _simulated_agent(args)
-        else:
-            agent, clock, config = _hardware_agent(args.config, args.state)
+        setup = _simulated_setup(args) if args.simulate else _hardware_setup(args)
     except ConfigError as err:
         print(f"{args.config}: invalid configuration\n{err}", file=sys.stderr)
         return EXIT_CONFIG
-    except (DeviceError, StateStoreError, OSError) as err:
+    except (DeviceError, StateStoreError, ConfigOverlayError, OSError, ValueError) as err:
         print(f"sbms-agent: cannot start: {err}", file=sys.stderr)
         return EXIT_HARDWARE
-    interval = config.timing.sample_interval_s
+    interval = setup.agent.config.timing.sample_interval_s
     max_samples = None if args.duration is None else int(args.duration * 3600 / interval)
     listener = None if args.quiet else _status_printer(sys.stdout, args.speed)
-    asyncio.run(_run_until_signal(agent, clock, interval, listener, max_samples))
+    link = None if setup.mqtt is None else build_link(setup.mqtt, setup.remote, setup.identity)
+    asyncio.run(
+        serve(
+            setup.agent,
+            setup.clock,
+            interval,
+            link=link,
+            listener=listener,
+            max_samples=max_samples,
+        )
+    )
+    if listener is not None:
+        print()
     return EXIT_OK
 
 
-def _hardware_agent(config_path: Path, state_path: Path | None) -> tuple[Agent, Clock, AgentConfig]:
+def _hardware_setup(args: argparse.Namespace) -> _Setup:
     import smbus2  # noqa: PLC0415 - only a real battery box needs the kernel's I2C
 
-    config = load_config(config_path)
+    file_config = load_config(args.config)
+    state_path = args.state or file_config.storage.state_path
+    overlay = ConfigOverlay(overlay_path_for(state_path))
+    config, _revision = load_effective_config(file_config, overlay)
     bus = smbus2.SMBus(config.hardware.i2c_bus)
     bus_name = f"/dev/i2c-{config.hardware.i2c_bus}"
     hardware = open_hardware(config.hardware, config.control.cell_count, bus, bus_name)
-    store = StateStore(state_path or config.storage.state_path)
+    store = StateStore(state_path)
     clock = WallClock()
-    return Agent(config, hardware, store, clock.now()), clock, config
+    agent = Agent(config, hardware, store, clock.now())
+    remote = RemoteControl(agent, config, overlay, clock.now())
+    return _Setup(agent, clock, remote, config.mqtt, Identity("diy", _machine_serial(config)))
 
 
-def _simulated_agent(args: argparse.Namespace) -> tuple[Agent, Clock, AgentConfig]:
+def _simulated_setup(args: argparse.Namespace) -> _Setup:
     # The simulator is only imported here: the production path never loads it.
     from edge_agent.simulator.box import BoxSpec  # noqa: PLC0415
     from edge_agent.simulator.clock import SimulatedClock  # noqa: PLC0415
@@ -132,26 +164,27 @@ def _simulated_agent(args: argparse.Namespace) -> tuple[Agent, Clock, AgentConfi
     spec = BoxSpec.for_cells(args.cells, capacity_ah=args.capacity, seed=args.seed)
     spec = dataclasses.replace(spec, start=spec.start + args.start_hour * 3600)
     store = StateStore(args.state) if args.state is not None else None
-    config = simulated_config(spec)
+    overlay = ConfigOverlay(overlay_path_for(args.state)) if args.state is not None else None
+    config = dataclasses.replace(simulated_config(spec), agent_id=args.agent_id)
+    if overlay is not None:
+        config, _revision = load_effective_config(config, overlay)
     system = SimulatedSystem(spec, config, store)
-    return system.agent, SimulatedClock(system.box, args.speed), config
+    clock = SimulatedClock(system.box, args.speed)
+    remote = RemoteControl(system.agent, config, overlay, clock.now())
+    mqtt = None
+    if args.mqtt_host is not None:
+        mqtt = MqttSettings(host=args.mqtt_host, port=args.mqtt_port, agent_id=args.agent_id)
+    identity = Identity("simulator", f"simulator-{args.cells}s-seed{args.seed}")
+    return _Setup(system.agent, clock, remote, mqtt, identity)
 
 
-async def _run_until_signal(
-    agent: Agent,
-    clock: Clock,
-    interval: float,
-    listener: Callable[[ControlReport], None] | None,
-    max_samples: int | None,
-) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # not on every platform
-            loop.add_signal_handler(signum, stop.set)
-    await run_agent(agent, clock, interval, stop, on_report=listener, max_samples=max_samples)
-    if listener is not None:
-        print()
+def _machine_serial(config: AgentConfig) -> str:
+    """A stable id of the box: the OS machine id when there is one, else the agent id."""
+    try:
+        machine_id = Path("/etc/machine-id").read_text(encoding="ascii").strip()
+    except OSError:
+        return config.agent_id
+    return machine_id[:16] or config.agent_id
 
 
 def _status_printer(stream: TextIO, speed: float) -> Callable[[ControlReport], None]:

@@ -33,6 +33,8 @@ from edge_agent.control.settings import (
     TemperatureLimits,
     default_outputs,
 )
+from edge_agent.mqtt.publish_settings import PublishSettings, validate_publish_settings
+from edge_agent.mqtt.settings import MqttSettings
 
 CellMonitorChip = Literal["isl94203", "isl94202"]
 ShuntChip = Literal["ina228", "ina226"]
@@ -125,6 +127,8 @@ class AgentConfig:
     timing: TimingSettings = field(default_factory=TimingSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     agent_id: str = "sbms"
+    publish: PublishSettings = field(default_factory=PublishSettings)
+    mqtt: MqttSettings | None = None  # None: no MQTT link (the agent still protects)
 
 
 class ConfigError(Exception):
@@ -223,11 +227,14 @@ def parse_config(data: Mapping[str, Any]) -> AgentConfig:
         clean: dict[str, Any] = _TOP_SCHEMA(dict(data))
     except vol.MultipleInvalid as exc:
         raise ConfigError(_describe_invalid(error) for error in exc.errors) from None
-    config = _build_config(clean)
+    mqtt_problems: list[str] = []
+    config = _build_config(clean, mqtt_problems)
     problems = [
         *validate_control_settings(config.control),
         *_validate_hardware(config.hardware),
         *_validate_timing(config),
+        *validate_publish_settings(config.publish),
+        *mqtt_problems,
     ]
     if problems:
         raise ConfigError(problems)
@@ -425,6 +432,27 @@ _TOP_SCHEMA = _mapping(
         ),
         vol.Optional("storage"): _mapping({vol.Optional("state_path"): _non_empty_string}),
         vol.Optional("lockouts_latch"): _boolean,
+        vol.Optional("publish"): _section_schema(PublishSettings),
+        vol.Optional("mqtt"): _mapping(
+            {
+                vol.Required("host"): _non_empty_string,
+                vol.Optional("port"): _integer,
+                vol.Optional("username"): _non_empty_string,
+                vol.Optional("password"): str,
+                vol.Optional("tls"): _boolean,
+                vol.Optional("ca_file"): _non_empty_string,
+                vol.Optional("cert_file"): _non_empty_string,
+                vol.Optional("key_file"): _non_empty_string,
+                vol.Optional("tls_insecure"): _boolean,
+                vol.Optional("keepalive_s"): _integer,
+                vol.Optional("base_topic"): _non_empty_string,
+                vol.Optional("client_id"): _non_empty_string,
+                vol.Optional("protocol"): vol.In([5, 4], msg="must be 5 (MQTT 5) or 4 (3.1.1)"),
+                vol.Optional("backoff_initial_s"): _number,
+                vol.Optional("backoff_max_s"): _number,
+                vol.Optional("event_queue_size"): _integer,
+            }
+        ),
     }
 )
 
@@ -463,7 +491,26 @@ _DEFAULT_HARDWARE = HardwareSettings()
 _DEFAULT_AGENT_ID = AgentConfig().agent_id
 
 
-def _build_config(clean: Mapping[str, Any]) -> AgentConfig:
+_MQTT_PATH_KEYS = ("ca_file", "cert_file", "key_file")
+
+
+def _build_mqtt(
+    section: Mapping[str, Any] | None, agent_id: str, problems: list[str]
+) -> MqttSettings | None:
+    """The MQTT link's settings; rule violations go to `problems` with their key paths."""
+    if section is None:
+        return None
+    values: dict[str, Any] = {
+        key: Path(value) if key in _MQTT_PATH_KEYS else value for key, value in section.items()
+    }
+    try:
+        return MqttSettings(agent_id=agent_id, **values)
+    except ValueError as err:
+        problems.extend(f"mqtt.{problem}" for problem in str(err).split("; "))
+        return None
+
+
+def _build_config(clean: Mapping[str, Any], mqtt_problems: list[str] | None = None) -> AgentConfig:
     battery = clean.get("battery", {})
     timing = dict(clean.get("timing", {}))
     stale_after_s = timing.pop("stale_after_s", _DEFAULT_CONTROL.stale_after_s)
@@ -493,12 +540,17 @@ def _build_config(clean: Mapping[str, Any]) -> AgentConfig:
         outputs=default_output_pins() if output_items is None else _pin_outputs(output_items),
     )
     storage = clean.get("storage", {})
+    agent_id = clean.get("agent_id", _DEFAULT_AGENT_ID)
     return AgentConfig(
         control=control,
         hardware=hardware,
         timing=TimingSettings(**timing),
         storage=StorageSettings(Path(storage["state_path"])) if storage else StorageSettings(),
-        agent_id=clean.get("agent_id", _DEFAULT_AGENT_ID),
+        agent_id=agent_id,
+        publish=PublishSettings(**clean.get("publish", {})),
+        mqtt=_build_mqtt(
+            clean.get("mqtt"), agent_id, [] if mqtt_problems is None else mqtt_problems
+        ),
     )
 
 
@@ -545,6 +597,19 @@ def config_to_dict(config: AgentConfig) -> dict[str, Any]:
         },
         "storage": {"state_path": str(config.storage.state_path)},
         "lockouts_latch": control.lockouts_latch,
+        "publish": _dataclass_dict(config.publish),
+        **({} if config.mqtt is None else {"mqtt": _mqtt_to_dict(config.mqtt)}),
+    }
+
+
+def _mqtt_to_dict(mqtt: MqttSettings) -> dict[str, Any]:
+    data = _dataclass_dict(mqtt)
+    del data["agent_id"]  # the top-level agent_id
+    del data["operation_timeout_s"]  # not a file setting
+    return {
+        key: str(value) if isinstance(value, Path) else value
+        for key, value in data.items()
+        if value is not None
     }
 
 
@@ -830,3 +895,148 @@ def _validate_timing(config: AgentConfig) -> list[str]:
             f"(got {stale_after_s:g} < {2 * timing.sample_interval_s:g})"
         )
     return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Remote changes (MQTT config/set)
+# ---------------------------------------------------------------------------------------------
+
+# Sections a remote client may change, in the file's shape. Everything else is wiring (buses,
+# chips, pins), identity or local policy and stays with whoever edits the file on the box.
+REMOTE_SECTIONS = (
+    "thresholds",
+    "balancing",
+    "soc",
+    "soc_alarms",
+    "temperature",
+    "dual_pv",
+    "max_soc",
+    "publish",
+)
+REMOTE_READ_ONLY_KEYS = (
+    "agent_id",
+    "i2c_bus",
+    "cell_monitor",
+    "battery_shunt",
+    "pv_shunt",
+    "storage",
+    "timing",
+    "mqtt",
+)
+_REMOTE_BATTERY_KEYS = ("capacity_ah",)
+_BATTERY_WIRING_KEYS = ("chemistry", "cells")
+_OUTPUT_WIRING_KEYS = ("name", "driver", "address", "pin", "chip", "line", "active_low")
+_READ_ONLY = "read-only over MQTT"
+_OUTPUT_INDEX_PATH = re.compile(r"^outputs\[(\d+)\]")
+
+
+def merge_remote_config(current: AgentConfig, changes: Mapping[str, Any]) -> AgentConfig:
+    """The configuration in force with a remote change set applied, validated like the file.
+
+    `changes` has the file's shape restricted to the remote sections, except that outputs are
+    addressed by name: {"outputs": {"extio5": {"type": 6}}}. Raises ConfigError listing every
+    problem as "key.path: reason"; output paths use the name ("outputs.extio5.type").
+    """
+    untrusted: object = changes
+    if not isinstance(untrusted, Mapping):
+        raise ConfigError([f"must be a mapping (got {type(untrusted).__name__})"])
+    data = config_to_dict(current)
+    problems: list[str] = []
+    for key, value in changes.items():
+        problems += _merge_remote_key(data, str(key), value)
+    names = [item["name"] for item in data["outputs"]]
+    try:
+        # Validated even when some keys were refused, so one answer lists every problem.
+        config = parse_config(data)
+    except ConfigError as exc:
+        problems += (_output_paths_by_name(problem, names) for problem in exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _merge_remote_key(data: dict[str, Any], key: str, value: Any) -> list[str]:
+    if key in REMOTE_READ_ONLY_KEYS:
+        return [f"{key}: {_READ_ONLY}"]
+    if key == "battery":
+        return _merge_remote_battery(data, value)
+    if key == "outputs":
+        return _merge_remote_outputs(data["outputs"], value)
+    if key == "lockouts_latch":
+        data[key] = value  # parse_config checks the type
+        return []
+    if key not in REMOTE_SECTIONS:
+        return [f"{key}: unknown key"]
+    if not isinstance(value, Mapping):
+        return [f"{key}: must be a mapping (got {_json_kind(value)})"]
+    section = data.get(key)
+    # A section this agent does not have yet still goes to parse_config, which names it.
+    data[key] = {**(section if isinstance(section, Mapping) else {}), **value}
+    return []
+
+
+def _merge_remote_battery(data: dict[str, Any], value: Any) -> list[str]:
+    if not isinstance(value, Mapping):
+        return [f"battery: must be a mapping (got {_json_kind(value)})"]
+    problems: list[str] = []
+    for key, item in value.items():
+        if key in _REMOTE_BATTERY_KEYS:
+            data["battery"][key] = item
+        elif key in _BATTERY_WIRING_KEYS:
+            problems.append(f"battery.{key}: {_READ_ONLY}")
+        else:
+            problems.append(f"battery.{key}: unknown key")
+    return problems
+
+
+def _merge_remote_outputs(items: list[dict[str, Any]], value: Any) -> list[str]:
+    if not isinstance(value, Mapping):
+        return [
+            "outputs: must be a mapping of output name to settings, such as "
+            f'{{"extio5": {{"type": 6}}}} (got {_json_kind(value)})'
+        ]
+    by_name = {item["name"]: item for item in items}
+    problems: list[str] = []
+    for name, settings in value.items():
+        path = f"outputs.{name}"
+        if name not in by_name:
+            problems.append(f"{path}: unknown output (outputs: {', '.join(by_name)})")
+        elif not isinstance(settings, Mapping):
+            problems.append(f"{path}: must be a mapping (got {_json_kind(settings)})")
+        else:
+            problems += _merge_remote_output(by_name[name], path, settings)
+    return problems
+
+
+def _merge_remote_output(item: dict[str, Any], path: str, settings: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    for key, setting in settings.items():
+        if key == "type":
+            item["type"] = setting
+        elif key in _OUTPUT_WIRING_KEYS:
+            problems.append(f"{path}.{key}: {_READ_ONLY}")
+        else:
+            problems.append(f"{path}.{key}: unknown key")
+    return problems
+
+
+def _output_paths_by_name(problem: str, names: Sequence[str]) -> str:
+    """ "outputs[2].type: ..." -> "outputs.extio5.type: ...": remote clients address by name."""
+    match = _OUTPUT_INDEX_PATH.match(problem)
+    if match is None or int(match.group(1)) >= len(names):
+        return problem
+    return f"outputs.{names[int(match.group(1))]}{problem[match.end() :]}"
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__

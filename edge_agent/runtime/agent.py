@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 from edge_agent.config import AgentConfig
 from edge_agent.control.controller import Controller, PersistedState
 from edge_agent.control.model import ControlReport, MeasurementFailure
+from edge_agent.control.settings import ControlSettings, OutputType
 from edge_agent.drivers.bus import DeviceError
 from edge_agent.drivers.gpio import GpioError
 from edge_agent.runtime.hardware import Hardware, configure_cell_monitor
@@ -33,6 +35,9 @@ class Agent:
         self._sampler = Sampler(hardware.cell_monitor, hardware.battery_shunt, hardware.pv_shunt)
         self.controller = Controller(config.control, now, _restore_state(store))
         self._last_save = now
+        self._started_at = now
+        self._last_good_time: float | None = None  # this run's last good measurement
+        self._last_report: ControlReport | None = None
         self._measurement_failing = False
         self._output_failing = False
         # Outputs start released (off); configure the cell monitor before the first decision.
@@ -42,11 +47,53 @@ class Agent:
     def output_names(self) -> tuple[str, ...]:
         return self._hardware.outputs.names
 
+    @property
+    def config(self) -> AgentConfig:
+        """The configuration in force (remote changes included)."""
+        return self._config
+
+    @property
+    def last_report(self) -> ControlReport | None:
+        """The latest report; unlike `controller.report` it survives a settings change."""
+        return self._last_report
+
+    def apply_control_settings(self, settings: ControlSettings, now: float) -> None:
+        """Run with new (already validated) control settings from the next sample on.
+
+        The controller is rebuilt from its own snapshot, so SoC, counters, learned values,
+        hysteresis and latched faults carry over. Outputs are not switched here: the next
+        `step` measures first and then decides with the new settings. Raises ValueError when
+        the settings name other outputs than the hardware has.
+        """
+        names = {output.name for output in settings.outputs}
+        if names != set(self.output_names) or len(names) != len(settings.outputs):
+            raise ValueError(
+                f"the outputs {sorted(names)} do not match the hardware's "
+                f"{sorted(self.output_names)}"
+            )
+        state = _carry_over(self.controller.snapshot(), self._config.control, settings)
+        # The staleness clock restarts from the last good measurement, not from now: a failing
+        # measurement must not get a fresh grace period because the settings changed.
+        reference = self._last_good_time if self._last_good_time is not None else self._started_at
+        controller = Controller(settings, min(reference, now), state)
+        controller.last_failure_reason = self.controller.last_failure_reason
+        cell_monitor_changed = (
+            settings.cells != self._config.control.cells
+            or settings.balance != self._config.control.balance
+        )
+        self.controller = controller
+        self._config = dataclasses.replace(self._config, control=settings)
+        if cell_monitor_changed:
+            self._configure_cell_monitor()
+
     def step(self, now: float) -> ControlReport:
         """Take one sample, decide, drive the outputs, persist when due."""
         sample = self._sampler.sample(now)
         self._note_measurement(sample)
         report = self.controller.update(sample)
+        self._last_report = report
+        if report.measurement is not None:
+            self._last_good_time = report.measurement.timestamp
         self._apply_outputs(report)
         if now - self._last_save >= self._config.timing.state_save_interval_s:
             self.save(now)
@@ -94,6 +141,28 @@ class Agent:
         if self._output_failing:
             _LOGGER.warning("Outputs respond again")
         self._output_failing = False
+
+
+def _carry_over(
+    state: PersistedState, old: ControlSettings, new: ControlSettings
+) -> PersistedState:
+    """The persisted state adjusted to new settings."""
+    types = {output.name: output.type for output in new.outputs}
+    # A hold on an output that became a fault output would hide faults: drop it.
+    forced_off = {
+        name: until
+        for name, until in state.forced_off.items()
+        if name in types and types[name] is not OutputType.FAULT
+    }
+    soc = state.soc
+    if new.soc.capacity_ah != old.soc.capacity_ah:
+        # A new nominal capacity restarts learning from it (learning is bounded around the
+        # nominal value); the SoC in percent is kept.
+        fraction = soc.charge_ah / soc.capacity_ah
+        soc = dataclasses.replace(
+            soc, capacity_ah=new.soc.capacity_ah, charge_ah=fraction * new.soc.capacity_ah
+        )
+    return dataclasses.replace(state, forced_off=forced_off, soc=soc)
 
 
 def _restore_state(store: StateStore | None) -> PersistedState | None:

@@ -1,0 +1,424 @@
+"""The agent's MQTT link: publishes status, announce, config, state and events; answers
+`config/set` and `cmd/<name>` requests. Built on aiomqtt (paho-mqtt underneath).
+
+The control loop never waits on MQTT: it hands each report to `MqttLink.offer_report`, which
+only stores it and queues its events. `MqttLink.run` does all network work in its own task,
+survives any broker fault (reconnecting with capped, jittered exponential backoff) and delivers
+queued events once the broker is back. Events are removed from the queue only after the broker
+acknowledged them (QoS 1), so an outage mid-publish repeats an event rather than losing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_agent.control.model import ControlEvent, ControlReport
+from edge_agent.mqtt.payloads import encode, event_payload, result_payload, state_payload
+from edge_agent.mqtt.policy import PublishPolicy, PublishSettings
+from edge_agent.mqtt.settings import MqttSettings
+from edge_agent.mqtt.topics import Topics
+
+if TYPE_CHECKING:  # the link only calls it; no import cycle with the runtime at run time
+    from edge_agent.runtime.remote import RemoteControl, RemoteResult
+
+_LOGGER = logging.getLogger(__name__)
+
+QOS = 1
+ONLINE = b"online"
+OFFLINE = b"offline"
+# CONNACK codes that mean "your credentials are wrong" (MQTT 3.1.1: 4, 5; MQTT 5: 0x86, 0x87).
+_AUTH_CODES = frozenset({4, 5, 0x86, 0x87})
+
+PayloadFactory = Callable[[], dict[str, Any]]
+
+
+class Backoff:
+    """Capped exponential delays with jitter: each delay is drawn from [d/2, d] where d doubles
+    from `initial_s` up to `max_s`. The jitter keeps a fleet of agents from reconnecting in
+    lockstep after a broker restart."""
+
+    def __init__(
+        self, initial_s: float, max_s: float, rng: Callable[[], float] = random.random
+    ) -> None:
+        self._initial = initial_s
+        self._max = max_s
+        self._rng = rng
+        self._attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self._max, self._initial * 2.0 ** min(self._attempt, 30))
+        self._attempt += 1
+        return ceiling * (0.5 + 0.5 * self._rng())
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+def describe_error(error: BaseException) -> str:
+    """One line an installer can act on."""
+    if isinstance(error, aiomqtt.MqttCodeError) and _code(error.rc) in _AUTH_CODES:
+        return f"not authorised: check username/password ({error})"
+    text = str(error)
+    if "Disconnected" in text or isinstance(error, _SessionEndedError):
+        cause = error.__cause__
+        return f"connection lost ({cause or text})"
+    if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(error, ssl.SSLCertVerificationError):
+        return (
+            f"TLS certificate check failed: {text} (check ca_file; tls_insecure disables the "
+            "check, for testing only)"
+        )
+    if isinstance(error, ssl.SSLError) or "SSL" in text:
+        return f"TLS error: {text}"
+    if "Connection refused" in text or "Errno 111" in text:
+        return f"broker refuses connections (not running or wrong port?): {text}"
+    if "timed out" in text:
+        return f"broker did not answer in time: {text}"
+    return text or type(error).__name__
+
+
+def _code(rc: object) -> int | None:
+    value = getattr(rc, "value", rc)
+    return value if isinstance(value, int) else None
+
+
+class _SessionEndedError(Exception):
+    """The connection ended while the link was still supposed to run."""
+
+
+class MqttLink:
+    """One agent's connection to its broker. Create it in the event loop that runs the agent;
+    call `offer_report` from that loop's thread (the control loop's `on_report` hook)."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        topics: Topics,
+        announce: PayloadFactory,
+        config_payload: PayloadFactory,
+        remote: RemoteControl | None,
+        *,
+        policy: PublishPolicy | None = None,
+        publish_settings: Callable[[], PublishSettings] | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`announce` and `config_payload` build the retained payloads (called at each connect
+        and after an accepted config/set); `publish_settings`, when given, is read after each
+        accepted config/set so a remote change of the `publish` section takes effect."""
+        self.settings = settings
+        self.topics = topics
+        self._announce = announce
+        self._config_payload = config_payload
+        self._remote = remote
+        self._policy = policy or PublishPolicy()
+        self._publish_settings = publish_settings
+        self._now = wall_clock
+        self._events: deque[ControlEvent] = deque(maxlen=settings.event_queue_size)
+        self._latest: ControlReport | None = None
+        self._wake = asyncio.Event()
+        self._backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s)
+        self._outage_logged = False
+        self._outage_started: float | None = None
+        self._dropped_since_log = 0
+        self.dropped_events = 0  # events lost to a full queue since start
+        self.connected = False
+        self.connections = 0  # successful connects since start
+        self.messages_published = 0
+        self.bytes_published = 0  # payload bytes
+
+    # -- the control loop's side ----------------------------------------------------------------
+
+    def offer_report(self, report: ControlReport) -> None:
+        """Keep the latest report for the state and queue its events. Never blocks or raises."""
+        try:
+            self._latest = report
+            for event in report.events:
+                if len(self._events) == self._events.maxlen:
+                    self.dropped_events += 1
+                    self._dropped_since_log += 1
+                self._events.append(event)  # a full deque drops its oldest
+            self._wake.set()
+        except Exception:  # never let a publishing problem reach protection
+            _LOGGER.exception("Could not queue a report for MQTT")
+
+    @property
+    def queued_events(self) -> int:
+        return len(self._events)
+
+    # -- the link's own task --------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, publish and answer until `stop` is set; only cancellation escapes."""
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # every broker or network fault: log once, retry
+                self._note_outage(err)
+            finally:
+                self.connected = False
+            if stop.is_set():
+                break
+            await _wait(stop, self._backoff.next_delay())
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        async with self._client() as client:
+            self._note_connected()
+            await self._publish_retained(client, online=True)
+            if self._remote is not None:
+                await client.subscribe(
+                    [(self.topics.config_set, QOS), (self.topics.command_wildcard, QOS)]
+                )
+            self._policy.reset()  # a fresh connection gets a full state at once
+            self._wake.set()
+            await self._serve(client, stop)
+            # Stopping: say goodbye explicitly, a clean disconnect does not fire the will.
+            with contextlib.suppress(aiomqtt.MqttError, asyncio.TimeoutError):
+                await self._publish(
+                    client, self.topics.status, OFFLINE, retain=True, ack_timeout_s=2
+                )
+
+    def _client(self) -> aiomqtt.Client:
+        s = self.settings
+        return aiomqtt.Client(
+            s.host,
+            s.port,
+            username=s.username,
+            password=s.password,
+            identifier=s.effective_client_id,
+            protocol=(
+                aiomqtt.ProtocolVersion.V5 if s.protocol == 5 else aiomqtt.ProtocolVersion.V311
+            ),
+            will=aiomqtt.Will(self.topics.status, OFFLINE, qos=QOS, retain=True),
+            keepalive=s.keepalive_s,
+            timeout=s.operation_timeout_s,
+            tls_context=self._tls_context() if s.tls else None,
+            logger=_LOGGER.getChild("paho"),
+        )
+
+    def _tls_context(self) -> ssl.SSLContext:
+        s = self.settings
+        context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
+        if s.cert_file is not None and s.key_file is not None:
+            context.load_cert_chain(str(s.cert_file), str(s.key_file))
+        if s.tls_insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        """Receive requests and publish state/events until stop or the connection breaks."""
+        tasks = [
+            asyncio.ensure_future(self._receive(client)),
+            asyncio.ensure_future(self._publish_loop(client)),
+            asyncio.ensure_future(stop.wait()),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            error = task.exception()
+            if error is not None:
+                raise error
+        if not stop.is_set():
+            raise _SessionEndedError("connection closed")
+
+    async def _publish_retained(self, client: aiomqtt.Client, *, online: bool) -> None:
+        if online:
+            await self._publish(client, self.topics.status, ONLINE, retain=True)
+        await self._publish(client, self.topics.announce, encode(self._announce()), retain=True)
+        await self._publish(client, self.topics.config, encode(self._config_payload()), retain=True)
+
+    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            # Also look again after min_interval_s without news: a change held back by the
+            # rate limit goes out then, even if the control loop has gone quiet.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._policy.settings.min_interval_s)
+            self._wake.clear()
+            await self._flush_events(client)
+            await self._maybe_publish_state(client)
+
+    async def _flush_events(self, client: aiomqtt.Client) -> None:
+        if self._dropped_since_log:
+            _LOGGER.warning(
+                "MQTT event queue was full: dropped the %d oldest events", self._dropped_since_log
+            )
+            self._dropped_since_log = 0
+        while self._events:
+            event = self._events[0]
+            await self._publish(client, self.topics.event, encode(event_payload(event)))
+            # Only after the broker's acknowledgement; the queue may have moved meanwhile.
+            if self._events and self._events[0] is event:
+                self._events.popleft()
+
+    async def _maybe_publish_state(self, client: aiomqtt.Client) -> None:
+        report = self._latest
+        if report is None:
+            return
+        now = self._now()
+        if not self._policy.due(report, now):
+            return
+        await self._publish(client, self.topics.state, encode(state_payload(report)))
+        self._policy.mark_published(report, now)
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            await self._handle(client, message)
+
+    async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        remote = self._remote
+        if remote is None:
+            return
+        if message.retain:
+            # A retained request would be replayed at every reconnect (set_soc again and
+            # again): requests must be fresh.
+            _LOGGER.warning("Ignoring a retained request on %s", message.topic.value)
+            return
+        payload = _payload_bytes(message.payload)
+        topic = message.topic.value
+        now = self._now()
+        result_topic: str
+        try:
+            if topic == self.topics.config_set:
+                result = remote.handle_config_set(payload, now)
+                result_topic = self.topics.config_result
+            else:
+                name = self.topics.parse_command_topic(topic)
+                if name is None:
+                    _LOGGER.debug("Ignoring a message on %s", topic)
+                    return
+                result = remote.handle_command(name, payload, now)
+                result_topic = self.topics.command_result(name)
+        except Exception:  # a bug in one handler must not take the link down
+            _LOGGER.exception("Handling the request on %s failed", topic)
+            return
+        await self._answer(client, message, result_topic, result, now)
+        if result.accepted and result.config_revision is not None:
+            await self._config_changed(client)
+
+    async def _answer(
+        self,
+        client: aiomqtt.Client,
+        message: aiomqtt.Message,
+        result_topic: str,
+        result: RemoteResult,
+        now: float,
+    ) -> None:
+        body = encode(
+            result_payload(
+                result.command, result.request_id, result.errors, now, result.config_revision
+            )
+        )
+        await self._publish(client, result_topic, body)
+        response_topic, correlation = _response_target(message)
+        if response_topic is not None and response_topic != result_topic:
+            properties = None
+            if correlation is not None:
+                properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                properties.CorrelationData = correlation
+            await self._publish(client, response_topic, body, properties=properties)
+
+    async def _config_changed(self, client: aiomqtt.Client) -> None:
+        """An accepted config/set: new retained config and announce (output types may have
+        changed), and the new publishing policy."""
+        if self._publish_settings is not None:
+            self._policy.settings = self._publish_settings()
+        await self._publish_retained(client, online=False)
+        self._wake.set()  # thresholds may have changed what the state says
+
+    async def _publish(
+        self,
+        client: aiomqtt.Client,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        properties: Properties | None = None,
+        ack_timeout_s: float | None = None,
+    ) -> None:
+        await client.publish(
+            topic, payload, qos=QOS, retain=retain, properties=properties, timeout=ack_timeout_s
+        )
+        self.messages_published += 1
+        self.bytes_published += len(payload)
+
+    # -- logging ----------------------------------------------------------------------------------
+
+    def _note_connected(self) -> None:
+        self.connected = True
+        self.connections += 1
+        self._backoff.reset()
+        s = self.settings
+        if self._outage_started is not None:
+            _LOGGER.warning(
+                "MQTT connected again to %s:%d after %.0f s",
+                s.host,
+                s.port,
+                time.monotonic() - self._outage_started,
+            )
+        else:
+            _LOGGER.info("MQTT connected to %s:%d as %s", s.host, s.port, s.effective_client_id)
+        self._outage_logged = False
+        self._outage_started = None
+
+    def _note_outage(self, error: BaseException) -> None:
+        """One clear line per outage; the retries of the same outage go to debug."""
+        if self._outage_started is None:
+            self._outage_started = time.monotonic()
+        s = self.settings
+        if self._outage_logged:
+            _LOGGER.debug("MQTT still unavailable: %s", describe_error(error))
+            return
+        self._outage_logged = True
+        _LOGGER.error(
+            "MQTT broker %s:%d unavailable: %s; retrying with backoff up to %g s "
+            "(protection continues)",
+            s.host,
+            s.port,
+            describe_error(error),
+            s.backoff_max_s,
+        )
+
+
+def _payload_bytes(payload: object) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode("utf-8")
+
+
+def _response_target(message: aiomqtt.Message) -> tuple[str | None, bytes | None]:
+    """The MQTT 5 response topic and correlation data of a request, if it carried them."""
+    properties = message.properties
+    if properties is None:
+        return None, None
+    topic = getattr(properties, "ResponseTopic", None)
+    correlation = getattr(properties, "CorrelationData", None)
+    if not isinstance(topic, str) or not topic or any(c in topic for c in "+#"):
+        return None, None
+    return topic, correlation if isinstance(correlation, bytes) else None
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+__all__ = ["Backoff", "MqttLink", "describe_error"]

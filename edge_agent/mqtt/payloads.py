@@ -1,0 +1,271 @@
+"""Pure builders for the JSON payloads of protocol v1 (docs/protocol.md, docs/schemas/).
+
+Numbers are rounded to what the sensors resolve, to keep messages (and Home Assistant's
+database) small. `encode` is the only way a payload becomes bytes: compact UTF-8 JSON in which a
+NaN or infinity becomes null, because JSON has no such numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import Any
+
+import edge_agent
+from edge_agent.config import AgentConfig, config_to_dict
+from edge_agent.control.model import ControlEvent, ControlReport, Interlock, Measurement
+from edge_agent.control.settings import OutputType
+from edge_agent.mqtt import DEFAULT_BASE, PROTOCOL_VERSION
+from edge_agent.mqtt.topics import Topics
+
+MODEL = "SBMS edge agent"
+SOURCES = ("diy", "sbms0", "simulator")
+TEMPERATURE_NAMES = ("internal", "battery", "external2")
+CONFIG_SET_COMMAND = "config/set"
+
+# Sections of config_to_dict() never published: file paths of the box, and the broker
+# connection (credentials; a consumer already knows the broker it reads this from).
+_HIDDEN_CONFIG_SECTIONS = ("storage", "mqtt")
+
+# Digits kept per quantity.
+_CELL_V, _PACK_V, _AMPS, _WATTS, _SOC, _AH, _WH, _CELSIUS, _TIME = 3, 2, 2, 1, 1, 2, 1, 1, 3
+_COUNTER_AH = 3
+
+
+def _round(value: float, digits: int) -> float:
+    return round(value, digits) if math.isfinite(value) else value
+
+
+def _round_opt(value: float | None, digits: int) -> float | None:
+    return None if value is None else _round(value, digits)
+
+
+def _seconds(value: float | None) -> int | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Derived quantities (shared with the publishing policy)
+# ---------------------------------------------------------------------------------------------
+
+
+def load_current(measurement: Measurement) -> float | None:
+    """Current into the loads: PV in minus what the battery took. None without a PV shunt
+    (the battery's discharge alone is not the load while PV is charging). Never negative, as
+    in the energy counters: a negative remainder is another charge source, not a load."""
+    if measurement.pv_current is None:
+        return None
+    return max(0.0, measurement.pv_current - measurement.battery_current)
+
+
+def temperatures(measurement: Measurement | None) -> dict[str, float | None]:
+    """internal = the cell monitor's die, battery = xT1, external2 = xT2."""
+    if measurement is None:
+        return dict.fromkeys(TEMPERATURE_NAMES)
+    external = measurement.external_temperatures
+    return {
+        "internal": measurement.internal_temperature,
+        "battery": external[0] if len(external) > 0 else None,
+        "external2": external[1] if len(external) > 1 else None,
+    }
+
+
+def measurement_ok(report: ControlReport) -> bool:
+    """True while the measured fields are current: a good measurement exists and is not
+    stale. A single failed read does not clear it; staleness (stale_after_s) does."""
+    return report.measurement is not None and Interlock.MEASUREMENT_STALE not in report.interlocks
+
+
+# ---------------------------------------------------------------------------------------------
+# Payloads
+# ---------------------------------------------------------------------------------------------
+
+
+def announce_payload(
+    config: AgentConfig,
+    source: str,
+    serial: str,
+    commands: Sequence[str],
+    *,
+    topics: Topics | None = None,
+    config_set: bool | None = None,
+    pv_current: bool | None = None,
+    temperature_inputs: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The retained description of the box.
+
+    Defaults follow from the configuration and source: a stock SBMS0 is read-only
+    (config_set false) and has two temperature inputs; a DIY or simulated box has the cell
+    monitor's three. The keyword arguments override them when the agent knows better.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)} (got {source!r})")
+    topics = topics or Topics(DEFAULT_BASE, config.agent_id)
+    if pv_current is None:
+        pv_current = config.hardware.pv_shunt is not None
+    if temperature_inputs is None:
+        temperature_inputs = TEMPERATURE_NAMES[:2] if source == "sbms0" else TEMPERATURE_NAMES
+    unknown = set(temperature_inputs) - set(TEMPERATURE_NAMES)
+    if unknown:
+        raise ValueError(f"unknown temperature inputs {sorted(unknown)}")
+    return {
+        "protocol_version": PROTOCOL_VERSION,
+        "agent_version": edge_agent.__version__,
+        "agent_id": config.agent_id,
+        "model": MODEL,
+        "source": source,
+        "serial": serial,
+        "cells": config.control.cell_count,
+        "capacity_ah": config.control.soc.capacity_ah,
+        "measurements": {
+            "pv_current": pv_current,
+            "temperatures": [name for name in TEMPERATURE_NAMES if name in temperature_inputs],
+        },
+        "outputs": [
+            {
+                "name": output.name,
+                "type": int(output.type),
+                "type_name": output_type_name(output.type),
+            }
+            for output in config.control.outputs
+        ],
+        "capabilities": {
+            "config_set": source != "sbms0" if config_set is None else config_set,
+            "commands": list(commands),
+        },
+        "topics": topics.as_dict(),
+    }
+
+
+def state_payload(report: ControlReport) -> dict[str, Any]:
+    """Telemetry for one control report; measured fields are null before the first
+    measurement."""
+    m = report.measurement
+    return {
+        "timestamp": _round(report.timestamp, _TIME),
+        "soc": _round(report.soc, _SOC),
+        "remaining_ah": _round(report.remaining_ah, _AH),
+        "capacity_ah": _round(report.capacity_ah, _AH),
+        **_measured_fields(m),
+        "faults": sorted(fault.value for fault in report.faults),
+        "interlocks": sorted(interlock.value for interlock in report.interlocks),
+        "charge_allowed": report.charge_allowed,
+        "load_allowed": report.load_allowed,
+        "outputs": dict(report.outputs),
+        "dual_pv_level": report.dual_pv_level,
+        "time_to_full_s": _seconds(report.time_to_full_s),
+        "time_to_empty_s": _seconds(report.time_to_empty_s),
+        "counters": _counters(report),
+        "measurement_ok": measurement_ok(report),
+    }
+
+
+def _measured_fields(m: Measurement | None) -> dict[str, Any]:
+    temps = {name: _round_opt(value, _CELSIUS) for name, value in temperatures(m).items()}
+    if m is None:
+        return {
+            **dict.fromkeys(("voltage", "battery_current", "battery_power", "pv_current")),
+            **dict.fromkeys(("pv_power", "load_current", "load_power")),
+            "cells": [],
+            **dict.fromkeys(("cell_min", "cell_max", "cell_delta")),
+            "balancing": [],
+            "temperatures": temps,
+            "flags": [],
+        }
+    volts = m.battery_voltage
+    load = load_current(m)
+    return {
+        "voltage": _round(volts, _PACK_V),
+        "battery_current": _round(m.battery_current, _AMPS),
+        "battery_power": _round(m.battery_current * volts, _WATTS),
+        "pv_current": _round_opt(m.pv_current, _AMPS),
+        "pv_power": None if m.pv_current is None else _round(m.pv_current * volts, _WATTS),
+        "load_current": _round_opt(load, _AMPS),
+        "load_power": None if load is None else _round(load * volts, _WATTS),
+        "cells": [_round(cell, _CELL_V) for cell in m.cell_voltages],
+        "cell_min": _round(m.min_cell, _CELL_V),
+        "cell_max": _round(m.max_cell, _CELL_V),
+        "cell_delta": _round(m.cell_delta, _CELL_V),
+        "balancing": list(m.balancing),
+        "temperatures": temps,
+        "flags": sorted(m.monitor_flags),
+    }
+
+
+def _counters(report: ControlReport) -> dict[str, float]:
+    counters = report.counters
+    # Rounding to nearest is monotonic, so published totals still never go backwards.
+    return {
+        item.name: _round(
+            getattr(counters, item.name), _COUNTER_AH if item.name.endswith("_ah") else _WH
+        )
+        for item in fields(counters)
+    }
+
+
+def config_payload(config: AgentConfig, revision: int) -> dict[str, Any]:
+    """The configuration in force, minus file paths and broker credentials."""
+    data = config_to_dict(config)
+    for section in _HIDDEN_CONFIG_SECTIONS:
+        data.pop(section, None)
+    data["config_revision"] = revision
+    return data
+
+
+def event_payload(event: ControlEvent) -> dict[str, Any]:
+    return {
+        "kind": event.kind.value,
+        "timestamp": _round(event.timestamp, _TIME),
+        "detail": dict(event.detail),
+    }
+
+
+def result_payload(
+    command: str,
+    request_id: str | None,
+    errors: Sequence[tuple[str, str]],
+    now: float,
+    config_revision: int | None = None,
+) -> dict[str, Any]:
+    """The answer to a request: accepted when `errors` is empty. `config_revision` is only
+    given for an accepted config/set."""
+    payload: dict[str, Any] = {
+        "request_id": request_id,
+        "command": command,
+        "status": "rejected" if errors else "accepted",
+        "errors": [{"field": field, "reason": reason} for field, reason in errors],
+        "timestamp": _round(now, _TIME),
+    }
+    if config_revision is not None:
+        payload["config_revision"] = config_revision
+    return payload
+
+
+def output_type_name(output_type: OutputType) -> str:
+    return output_type.name.lower()
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+# ---------------------------------------------------------------------------------------------
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(key): _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def encode(payload: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; NaN and infinities become null (json.dumps would write NaN)."""
+    return json.dumps(
+        _finite(payload), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")

@@ -1,0 +1,84 @@
+"""How the agent reaches its MQTT broker: address, credentials, TLS, timing.
+
+Connection settings stay local (never settable over MQTT): a remote request that could change
+where the agent connects or with which credentials would let anyone on the broker take it over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+MqttProtocol = Literal[5, 4]  # 5: MQTT 5.0; 4: MQTT 3.1.1 (paho's protocol number)
+
+DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    """Connection settings of the MQTT link; the defaults suit a broker on the local network."""
+
+    host: str
+    agent_id: str = "sbms"
+    port: int = DEFAULT_PORT
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never printed in logs
+    tls: bool = False
+    ca_file: Path | None = None  # None with tls: the system's trusted CAs
+    cert_file: Path | None = None  # client certificate (mutual TLS)
+    key_file: Path | None = None
+    # Certificate checking stays on unless explicitly disabled: a broker impersonator could
+    # otherwise switch outputs off and read the whole configuration.
+    tls_insecure: bool = False
+    keepalive_s: int = 30
+    base_topic: str = "sbms"
+    client_id: str | None = None  # None: f"sbms-agent-{agent_id}"
+    protocol: MqttProtocol = 5
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    event_queue_size: int = 1000
+    # How long one broker operation (connect, publish acknowledgement) may take before the
+    # connection is treated as dead and rebuilt.
+    operation_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def effective_client_id(self) -> str:
+        return self.client_id if self.client_id is not None else f"sbms-agent-{self.agent_id}"
+
+    def problems(self) -> list[str]:
+        """Every rule this instance breaks (empty when valid)."""
+        problems: list[str] = []
+        if not self.host:
+            problems.append("host: must not be empty")
+        if not 1 <= self.port <= 65535:
+            problems.append("port: must be 1 to 65535")
+        if self.password is not None and self.username is None:
+            problems.append("password: needs a username")
+        if (self.cert_file is None) != (self.key_file is None):
+            problems.append("cert_file/key_file: give both or neither")
+        if not self.tls and (self.ca_file or self.cert_file or self.tls_insecure):
+            problems.append("tls: ca_file, cert_file and tls_insecure need tls: true")
+        if not 5 <= self.keepalive_s <= 3600:
+            problems.append("keepalive_s: must be 5 to 3600 seconds")
+        if (
+            not self.base_topic
+            or any(c in self.base_topic for c in "+#")
+            or (self.base_topic.startswith("/") or self.base_topic.endswith("/"))
+        ):
+            problems.append("base_topic: must be non-empty, without '+', '#' or edge '/'")
+        if self.protocol not in (4, 5):
+            problems.append("protocol: must be 5 (MQTT 5) or 4 (MQTT 3.1.1)")
+        if not 0 < self.backoff_initial_s <= self.backoff_max_s:
+            problems.append("backoff_initial_s: must be > 0 and <= backoff_max_s")
+        if self.event_queue_size < 1:
+            problems.append("event_queue_size: must be at least 1")
+        if self.operation_timeout_s <= 0:
+            problems.append("operation_timeout_s: must be > 0")
+        return problems

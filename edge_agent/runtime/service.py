@@ -1,0 +1,86 @@
+"""The running agent: the control loop and, when configured, the MQTT link beside it.
+
+The loop never waits for MQTT: it hands each report to the link, which publishes when it can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edge_agent.control.model import ControlReport
+from edge_agent.mqtt.client import MqttLink
+from edge_agent.mqtt.payloads import announce_payload, config_payload
+from edge_agent.mqtt.settings import MqttSettings
+from edge_agent.mqtt.topics import Topics
+from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.clock import Clock
+from edge_agent.runtime.loop import run_agent
+from edge_agent.runtime.remote import RemoteControl
+
+_LOGGER = logging.getLogger(__name__)
+
+# How long the link may take to say "offline" and disconnect once the loop has stopped.
+_LINK_SHUTDOWN_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What the announce says about where the data comes from."""
+
+    source: str  # "diy", "sbms0" or "simulator"
+    serial: str
+
+
+def build_link(mqtt: MqttSettings, remote: RemoteControl, identity: Identity) -> MqttLink:
+    topics = Topics(mqtt.base_topic, remote.config.agent_id)
+    return MqttLink(
+        mqtt,
+        topics,
+        announce=lambda: announce_payload(
+            remote.config, identity.source, identity.serial, remote.commands, topics=topics
+        ),
+        config_payload=lambda: config_payload(remote.config, remote.revision),
+        remote=remote,
+        publish_settings=lambda: remote.config.publish,
+    )
+
+
+async def serve(
+    agent: Agent,
+    clock: Clock,
+    interval_s: float,
+    *,
+    link: MqttLink | None = None,
+    listener: Callable[[ControlReport], None] | None = None,
+    max_samples: int | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM (or max_samples); then release outputs and say offline."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # not on every platform
+            loop.add_signal_handler(signum, stop.set)
+
+    def on_report(report: ControlReport) -> None:
+        if link is not None:
+            link.offer_report(report)
+        if listener is not None:
+            listener(report)
+
+    link_task = asyncio.ensure_future(link.run(stop)) if link is not None else None
+    try:
+        await run_agent(
+            agent, clock, interval_s, stop, on_report=on_report, max_samples=max_samples
+        )
+    finally:
+        stop.set()
+        if link_task is not None:
+            try:
+                await asyncio.wait_for(link_task, _LINK_SHUTDOWN_S)
+            except TimeoutError:
+                _LOGGER.warning("MQTT link did not stop within %.0f s", _LINK_SHUTDOWN_S)

@@ -1,0 +1,189 @@
+"""`sbms-agent --simulate` talking to a real mosquitto, seen by an ordinary MQTT client.
+
+The agent runs as the user would start it (a subprocess of the console entry point); the
+client checks the documented payload shapes against docs/schemas and drives config/set and
+commands through the real RemoteControl.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import paho.mqtt.client as paho
+import pytest
+
+from tests.mqtt_broker import MosquittoBroker
+
+SCHEMAS = Path(__file__).parents[2] / "docs" / "schemas"
+AGENT_ID = "e2e-box"
+ROOT = f"sbms/{AGENT_ID}"
+
+pytestmark = pytest.mark.usefixtures("allow_sockets")
+
+
+def _schema(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    return loaded
+
+
+class Watcher:
+    """A paho client that records every message under the agent's topics."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
+        self.retained: dict[str, bytes] = {}
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="e2e-watcher")
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(f"{ROOT}/#", qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, _client: Any, _userdata: Any, message: paho.MQTTMessage) -> None:
+        self.messages.put((message.topic, message.payload, bool(message.retain)))
+
+    def wait_for(self, topic: str, timeout_s: float = 20.0, **fields: Any) -> bytes:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                got_topic, payload, _retain = self.messages.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if got_topic != topic:
+                continue
+            if fields:
+                data = json.loads(payload)
+                if any(data.get(key) != value for key, value in fields.items()):
+                    continue
+            return payload
+        raise AssertionError(f"nothing on {topic} matching {fields} within {timeout_s} s")
+
+    def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        self.client.publish(topic, json.dumps(payload), qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    with MosquittoBroker(tmp_path / "broker") as running:
+        yield running
+
+
+def _start_agent(broker: MosquittoBroker, state: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_agent",
+            "--simulate",
+            "--speed",
+            "20",
+            "--quiet",
+            "--agent-id",
+            AGENT_ID,
+            "--mqtt-host",
+            broker.host,
+            "--mqtt-port",
+            str(broker.port),
+            "--state",
+            str(state),
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _stop(agent: subprocess.Popen[bytes]) -> str:
+    agent.send_signal(signal.SIGTERM)
+    _out, err = agent.communicate(timeout=20)
+    return err.decode()
+
+
+def test_the_simulated_agent_publishes_the_documented_topics_and_obeys_requests(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    watcher = Watcher(broker.port)
+    agent = _start_agent(broker, tmp_path / "state.db")
+    try:
+        assert watcher.wait_for(f"{ROOT}/status") == b"online"
+        announce = json.loads(watcher.wait_for(f"{ROOT}/announce"))
+        jsonschema.validate(announce, _schema("announce"))
+        assert announce["source"] == "simulator"
+        assert "force_off" in announce["capabilities"]["commands"]
+        config = json.loads(watcher.wait_for(f"{ROOT}/config"))
+        jsonschema.validate(config, _schema("config"))
+        state = json.loads(watcher.wait_for(f"{ROOT}/state"))
+        jsonschema.validate(state, _schema("state"))
+        assert len(state["cells"]) == 8
+        assert state["outputs"]["extio3"] is True
+
+        # A good change is applied, announced in config, and numbered.
+        watcher.publish(
+            f"{ROOT}/config/set",
+            {"request_id": "r1", "config": {"soc_alarms": {"low": 30, "low_release": 35}}},
+        )
+        result = json.loads(watcher.wait_for(f"{ROOT}/config/result", request_id="r1"))
+        jsonschema.validate(result, _schema("result"))
+        assert result["status"] == "accepted", result
+        revision = result["config_revision"]
+        new_config = json.loads(watcher.wait_for(f"{ROOT}/config", config_revision=revision))
+        assert new_config["soc_alarms"]["low"] == 30
+
+        # A bad one names the field and changes nothing.
+        watcher.publish(
+            f"{ROOT}/config/set",
+            {"request_id": "r2", "config": {"thresholds": {"hvd": 3.9}}},
+        )
+        result = json.loads(watcher.wait_for(f"{ROOT}/config/result", request_id="r2"))
+        assert result["status"] == "rejected"
+        assert any(e["field"].startswith("config.thresholds") for e in result["errors"])
+
+        # Commands: a charge output forced off shows as off; the fault output cannot be.
+        watcher.publish(
+            f"{ROOT}/cmd/force_off", {"request_id": "c1", "output": "extio4", "seconds": 600}
+        )
+        result = json.loads(watcher.wait_for(f"{ROOT}/cmd/force_off/result", request_id="c1"))
+        assert result["status"] == "accepted", result
+        forced = json.loads(watcher.wait_for(f"{ROOT}/state"))
+        deadline = time.monotonic() + 20
+        while forced["outputs"]["extio4"] and time.monotonic() < deadline:
+            forced = json.loads(watcher.wait_for(f"{ROOT}/state"))
+        assert forced["outputs"]["extio4"] is False
+        assert "forced_off" in forced["interlocks"]
+        watcher.publish(
+            f"{ROOT}/cmd/force_off", {"request_id": "c2", "output": "extio6", "seconds": 600}
+        )
+        result = json.loads(watcher.wait_for(f"{ROOT}/cmd/force_off/result", request_id="c2"))
+        assert result["status"] == "rejected"
+        assert result["errors"][0]["field"] == "output"
+        watcher.publish(f"{ROOT}/cmd/self_destruct", {"request_id": "c3"})
+        result = json.loads(watcher.wait_for(f"{ROOT}/cmd/self_destruct/result", request_id="c3"))
+        assert result["status"] == "rejected"
+    finally:
+        errors = _stop(agent)
+    assert agent.returncode == 0, errors
+    assert watcher.wait_for(f"{ROOT}/status") == b"offline"
+    watcher.close()
+
+    # The accepted change survives a restart of the agent.
+    watcher = Watcher(broker.port)
+    agent = _start_agent(broker, tmp_path / "state.db")
+    try:
+        config = json.loads(watcher.wait_for(f"{ROOT}/config", config_revision=revision))
+        assert config["soc_alarms"]["low"] == 30
+    finally:
+        _stop(agent)
+        watcher.close()

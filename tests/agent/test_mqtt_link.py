@@ -1,0 +1,633 @@
+"""The MQTT link against a real mosquitto started by the tests (tests/mqtt_broker.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_agent.config import AgentConfig
+from edge_agent.control.model import ControlEvent, ControlReport, EnergyCounters, EventKind
+from edge_agent.mqtt.client import Backoff, MqttLink, describe_error
+from edge_agent.mqtt.payloads import announce_payload, config_payload
+from edge_agent.mqtt.settings import MqttSettings
+from edge_agent.mqtt.topics import Topics
+from edge_agent.runtime.loop import run_agent
+from edge_agent.simulator.box import BoxSpec
+from edge_agent.simulator.clock import SimulatedClock
+from edge_agent.simulator.harness import SimulatedSystem, simulated_config
+from tests.mqtt_broker import (
+    BrokerCertificates,
+    MosquittoBroker,
+    free_port,
+    generate_certificates,
+)
+
+AGENT_ID = "box1"
+_REPO_ROOT = str(Path(__file__).resolve().parents[2])
+COMMANDS = ("set_soc", "mark_full", "zero_current", "force_off", "cancel_force_off", "clear_fault")
+ROOT = f"sbms/{AGENT_ID}"
+
+
+pytestmark = pytest.mark.usefixtures("allow_sockets")
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    with MosquittoBroker(tmp_path / "broker") as running:
+        yield running
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Seen:
+    topic: str
+    payload: bytes
+    retain: bool
+    properties: Any
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class Watcher:
+    """A second MQTT client, like Home Assistant, recording everything under sbms/#."""
+
+    def __init__(self, broker: MosquittoBroker, **client_args: Any) -> None:
+        self._broker = broker
+        self._client_args = client_args
+        self.messages: list[Seen] = []
+        self._changed = asyncio.Event()
+        self.client: aiomqtt.Client | None = None
+
+    async def run(self, ready: asyncio.Event) -> None:
+        async with aiomqtt.Client(
+            self._broker.host,
+            self._broker.port,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            **self._client_args,
+        ) as client:
+            self.client = client
+            await client.subscribe("sbms/#", qos=1)
+            await client.subscribe("reply/#", qos=1)
+            ready.set()
+            async for message in client.messages:
+                payload = message.payload
+                assert isinstance(payload, bytes)
+                self.messages.append(
+                    Seen(
+                        message.topic.value,
+                        payload,
+                        bool(message.retain),
+                        message.properties,
+                        time.monotonic(),
+                    )
+                )
+                self._changed.set()
+
+    def on(self, suffix: str) -> list[Seen]:
+        topic = f"{ROOT}/{suffix}" if not suffix.startswith("reply/") else suffix
+        return [m for m in self.messages if m.topic == topic]
+
+    async def wait_for(
+        self, predicate: Callable[[Watcher], bool], within_s: float = 10.0, what: str = ""
+    ) -> None:
+        deadline = time.monotonic() + within_s
+        while not predicate(self):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                topics = [(m.topic, m.payload[:60]) for m in self.messages[-15:]]
+                raise AssertionError(f"timed out waiting for {what}; last: {topics}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
+
+    async def publish(self, topic: str, payload: bytes, **kwargs: Any) -> None:
+        assert self.client is not None
+        await self.client.publish(topic, payload, qos=1, **kwargs)
+
+
+@dataclasses.dataclass
+class FakeResult:
+    command: str
+    request_id: str | None
+    errors: tuple[tuple[str, str], ...] = ()
+    config_revision: int | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return not self.errors
+
+
+class FakeRemote:
+    """Stands in for RemoteControl: records requests, accepts config and set_soc."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, bytes]] = []
+        self.revision = 1
+
+    def handle_config_set(self, payload: bytes, now: float) -> FakeResult:
+        self.requests.append(("config/set", payload))
+        data = json.loads(payload)
+        if "bad" in data.get("config", {}):
+            return FakeResult("config/set", data.get("request_id"), (("config.bad", "unknown"),))
+        self.revision += 1
+        return FakeResult("config/set", data.get("request_id"), (), self.revision)
+
+    def handle_command(self, name: str, payload: bytes, now: float) -> FakeResult:
+        self.requests.append((name, payload))
+        request_id = json.loads(payload).get("request_id")
+        if name not in COMMANDS:
+            return FakeResult(name, request_id, (("command", "unknown command"),))
+        return FakeResult(name, request_id)
+
+
+def _config() -> AgentConfig:
+    spec = BoxSpec.for_cells(4)
+    return dataclasses.replace(simulated_config(spec), agent_id=AGENT_ID)
+
+
+def _settings(broker: MosquittoBroker, **overrides: Any) -> MqttSettings:
+    values: dict[str, Any] = {
+        "host": broker.host,
+        "port": broker.port,
+        "agent_id": AGENT_ID,
+        "backoff_initial_s": 0.1,
+        "backoff_max_s": 0.5,
+        "keepalive_s": 5,
+        "operation_timeout_s": 3.0,
+    }
+    values.update(overrides)
+    return MqttSettings(**values)
+
+
+def _link(
+    settings: MqttSettings, remote: FakeRemote | None = None, config: AgentConfig | None = None
+) -> MqttLink:
+    config = config or _config()
+    topics = Topics(settings.base_topic, AGENT_ID)
+    revision = remote.revision if remote else 1
+
+    def config_factory() -> dict[str, Any]:
+        return config_payload(config, remote.revision if remote else revision)
+
+    return MqttLink(
+        settings,
+        topics,
+        lambda: announce_payload(config, "simulator", "sim-1", COMMANDS, topics=topics),
+        config_factory,
+        remote,  # type: ignore[arg-type]
+    )
+
+
+async def _connects(link: MqttLink, within_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while not link.connected and time.monotonic() < deadline:  # noqa: ASYNC110 (a plain flag)
+        await asyncio.sleep(0.05)
+    return link.connected
+
+
+def _report(timestamp: float, *events: ControlEvent, soc: float = 50.0) -> ControlReport:
+    return ControlReport(
+        timestamp=timestamp,
+        outputs={"extio3": True},
+        soc=soc,
+        remaining_ah=50.0,
+        capacity_ah=100.0,
+        time_to_full_s=None,
+        time_to_empty_s=None,
+        charge_allowed=True,
+        load_allowed=True,
+        faults=frozenset(),
+        interlocks=frozenset(),
+        dual_pv_level=None,
+        counters=EnergyCounters(),
+        events=events,
+        measurement=None,
+    )
+
+
+@dataclasses.dataclass
+class Running:
+    link: MqttLink
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+@pytest.fixture
+async def start_link() -> AsyncIterator[Callable[[MqttLink], Running]]:
+    runs: list[Running] = []
+
+    def start(link: MqttLink) -> Running:
+        stop = asyncio.Event()
+        running = Running(link, stop, asyncio.ensure_future(link.run(stop)))
+        runs.append(running)
+        return running
+
+    yield start
+    for running in runs:
+        running.stop.set()
+    for running in runs:
+        await asyncio.wait_for(running.task, 10)
+
+
+@pytest.fixture
+async def start_watcher() -> AsyncIterator[Callable[..., Any]]:
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start(broker: MosquittoBroker, **client_args: Any) -> Watcher:
+        watcher = Watcher(broker, **client_args)
+        ready = asyncio.Event()
+        task = asyncio.ensure_future(watcher.run(ready))
+        tasks.append(task)
+        await asyncio.wait(
+            {task, asyncio.ensure_future(ready.wait())},
+            timeout=10,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if task.done():
+            task.result()
+        return watcher
+
+    yield start
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure parts
+# ---------------------------------------------------------------------------------------------
+
+
+def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
+    low = Backoff(1.0, 60.0, rng=lambda: 0.0)
+    assert [low.next_delay() for _ in range(8)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
+    high = Backoff(1.0, 60.0, rng=lambda: 1.0)
+    assert [high.next_delay() for _ in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    high.reset()
+    assert high.next_delay() == 1
+
+
+def test_settings_defaults_and_rules() -> None:
+    settings = MqttSettings(host="broker", agent_id="garage")
+    assert settings.port == 1883
+    assert settings.protocol == 5
+    assert settings.effective_client_id == "sbms-agent-garage"
+    assert not settings.tls_insecure
+    assert "secret" not in repr(MqttSettings(host="h", username="u", password="secret"))
+    with pytest.raises(ValueError, match="password: needs a username"):
+        MqttSettings(host="h", password="p")
+    with pytest.raises(ValueError, match="tls"):
+        MqttSettings(host="h", tls_insecure=True)
+    with pytest.raises(ValueError, match="base_topic"):
+        MqttSettings(host="h", base_topic="a/#")
+
+
+def test_offer_report_keeps_the_newest_events_and_counts_the_dropped() -> None:
+    settings = MqttSettings(host="127.0.0.1", event_queue_size=3)
+
+    async def build() -> MqttLink:
+        return MqttLink(settings, Topics("sbms", "x"), dict, dict, None)
+
+    link = asyncio.run(build())
+    events = [ControlEvent(EventKind.SOC_SYNC, float(i)) for i in range(5)]
+    link.offer_report(_report(1.0, *events))
+    assert link.queued_events == 3
+    assert link.dropped_events == 2
+    link.offer_report(None)  # type: ignore[arg-type]  # a bug upstream must not raise here
+
+
+def test_errors_are_described_for_an_installer() -> None:
+    auth = aiomqtt.MqttCodeError(5, "Connection refused")
+    assert describe_error(auth).startswith("not authorised: check username/password")
+    refused = aiomqtt.MqttError("[Errno 111] Connection refused")
+    assert "refuses connections" in describe_error(refused)
+
+
+# ---------------------------------------------------------------------------------------------
+# Against mosquitto
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_retained_status_announce_config_then_state_and_offline_at_stop(
+    broker: MosquittoBroker, start_link: Callable[[MqttLink], Running], start_watcher: Any
+) -> None:
+    running = start_link(_link(_settings(broker)))
+    for second in range(3):
+        running.link.offer_report(_report(1000.0 + second, soc=50.0 + second))
+        await asyncio.sleep(0.05)
+    # A client that arrives later still learns everything from the retained topics.
+    await asyncio.sleep(0.5)
+    watcher = await start_watcher(broker)
+    await watcher.wait_for(
+        lambda w: w.on("status") and w.on("announce") and w.on("config"), what="retained"
+    )
+    assert [m.payload for m in watcher.on("status")] == [b"online"]
+    assert all(
+        m.retain for m in watcher.on("status") + watcher.on("announce") + watcher.on("config")
+    )
+    announce = watcher.on("announce")[0].json()
+    assert announce["protocol_version"] == 1
+    assert announce["agent_id"] == AGENT_ID
+    assert announce["capabilities"]["commands"] == list(COMMANDS)
+    assert watcher.on("config")[0].json()["config_revision"] == 1
+
+    running.link.offer_report(_report(1010.0, soc=60.0))  # significant: published at once
+    await watcher.wait_for(lambda w: w.on("state"), what="state")
+    state = watcher.on("state")[-1].json()
+    assert state["soc"] == pytest.approx(60.0)
+    assert running.link.connected
+
+    running.stop.set()
+    await asyncio.wait_for(running.task, 10)
+    await watcher.wait_for(lambda w: w.on("status")[-1].payload == b"offline", what="offline")
+
+
+async def test_requests_are_answered_with_correlation(
+    broker: MosquittoBroker, start_link: Callable[[MqttLink], Running], start_watcher: Any
+) -> None:
+    remote = FakeRemote()
+    start_link(_link(_settings(broker), remote))
+    watcher = await start_watcher(broker)
+    await watcher.wait_for(lambda w: w.on("config"), what="config")
+
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.ResponseTopic = "reply/ha"
+    properties.CorrelationData = b"\x01corr"
+    await watcher.publish(
+        f"{ROOT}/cmd/set_soc",
+        b'{"request_id": "r-1", "soc": 40}',
+        properties=properties,
+    )
+    await watcher.wait_for(lambda w: w.on("cmd/set_soc/result") and w.on("reply/ha"), what="res")
+    result = watcher.on("cmd/set_soc/result")[0].json()
+    assert result["request_id"] == "r-1"
+    assert result["status"] == "accepted"
+    assert result["command"] == "set_soc"
+    response = watcher.on("reply/ha")[0]
+    assert response.json() == result
+    assert response.properties.CorrelationData == b"\x01corr"
+
+    await watcher.publish(f"{ROOT}/cmd/explode", b'{"request_id": "r-2"}')
+    await watcher.wait_for(lambda w: w.on("cmd/explode/result"), what="unknown command")
+    rejected = watcher.on("cmd/explode/result")[0].json()
+    assert rejected["status"] == "rejected"
+    assert rejected["errors"] == [{"field": "command", "reason": "unknown command"}]
+
+    await watcher.publish(f"{ROOT}/config/set", b'{"request_id": "c-1", "config": {"bad": 1}}')
+    await watcher.wait_for(lambda w: w.on("config/result"), what="config rejected")
+    assert watcher.on("config/result")[0].json()["status"] == "rejected"
+    assert len(watcher.on("config")) == 1  # nothing changed: no new config
+
+    await watcher.publish(f"{ROOT}/config/set", b'{"request_id": "c-2", "config": {}}')
+    await watcher.wait_for(lambda w: len(w.on("config/result")) == 2, what="config accepted")
+    accepted = watcher.on("config/result")[1].json()
+    assert accepted["status"] == "accepted"
+    assert accepted["config_revision"] == 2
+    await watcher.wait_for(lambda w: len(w.on("config")) == 2, what="new config")
+    assert watcher.on("config")[-1].json()["config_revision"] == 2
+
+
+async def test_a_retained_request_is_not_replayed_at_connect(
+    broker: MosquittoBroker, start_link: Callable[[MqttLink], Running], start_watcher: Any
+) -> None:
+    watcher = await start_watcher(broker)
+    # Left retained by a careless client: replaying it at every reconnect would be wrong.
+    await watcher.publish(f"{ROOT}/cmd/set_soc", b'{"soc": 10}', retain=True)
+    remote = FakeRemote()
+    start_link(_link(_settings(broker), remote))
+    await watcher.wait_for(lambda w: w.on("config"), what="config")
+    await watcher.publish(f"{ROOT}/cmd/mark_full", b'{"request_id": "fresh"}')
+    await watcher.wait_for(lambda w: w.on("cmd/mark_full/result"), what="result")
+    assert [name for name, _ in remote.requests] == ["mark_full"]
+    assert not watcher.on("cmd/set_soc/result")
+    await watcher.publish(f"{ROOT}/cmd/set_soc", b"", retain=True)  # clear it
+
+
+async def test_mqtt_311_works_too(
+    broker: MosquittoBroker, start_link: Callable[[MqttLink], Running], start_watcher: Any
+) -> None:
+    remote = FakeRemote()
+    start_link(_link(_settings(broker, protocol=4), remote))
+    watcher = await start_watcher(broker)
+    await watcher.wait_for(lambda w: w.on("config"), what="config")
+    await watcher.publish(f"{ROOT}/cmd/mark_full", b'{"request_id": "m"}')
+    await watcher.wait_for(lambda w: w.on("cmd/mark_full/result"), what="result")
+
+
+_CHILD = """
+import asyncio, sys
+sys.path.insert(0, {root!r})
+from edge_agent.mqtt.client import MqttLink
+from edge_agent.mqtt.settings import MqttSettings
+from edge_agent.mqtt.topics import Topics
+
+async def main():
+    settings = MqttSettings(host="127.0.0.1", port={port}, agent_id={agent!r}, keepalive_s=5)
+    link = MqttLink(settings, Topics("sbms", {agent!r}), dict, dict, None)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(link.run(stop))
+    while not link.connected:
+        await asyncio.sleep(0.05)
+    print("connected", flush=True)
+    await task
+
+asyncio.run(main())
+"""
+
+
+async def test_last_will_when_the_agent_dies(broker: MosquittoBroker, start_watcher: Any) -> None:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _CHILD.format(root=_REPO_ROOT, port=broker.port, agent=AGENT_ID),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None
+        line = await asyncio.wait_for(child.stdout.readline(), 20)
+        assert line.strip() == b"connected"
+        watcher = await start_watcher(broker)
+        await watcher.wait_for(lambda w: w.on("status"), what="online")
+        assert watcher.on("status")[-1].payload == b"online"
+        child.send_signal(signal.SIGKILL)  # no goodbye: only the broker's will can tell
+        await watcher.wait_for(
+            lambda w: w.on("status")[-1].payload == b"offline", within_s=15, what="will"
+        )
+    finally:
+        if child.returncode is None:
+            child.kill()
+        await child.wait()
+
+
+async def test_broker_restart_keeps_cadence_reconnects_and_delivers_queued_events(
+    broker: MosquittoBroker,
+    start_link: Callable[[MqttLink], Running],
+    start_watcher: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="edge_agent.mqtt")
+    spec = BoxSpec.for_cells(4)
+    config = dataclasses.replace(simulated_config(spec, sample_interval_s=0.1), agent_id=AGENT_ID)
+    system = SimulatedSystem(spec, config)
+    running = start_link(_link(_settings(broker), config=config))
+    link = running.link
+    sample_times: list[float] = []
+    inject: list[ControlEvent] = []
+
+    def on_report(report: ControlReport) -> None:
+        sample_times.append(time.monotonic())
+        if inject:
+            report = dataclasses.replace(report, events=(*report.events, *inject))
+            inject.clear()
+        link.offer_report(report)
+
+    loop_stop = asyncio.Event()
+    clock = SimulatedClock(system.box, speed=1.0)
+    loop_task = asyncio.ensure_future(
+        run_agent(system.agent, clock, 0.1, loop_stop, on_report=on_report)
+    )
+    try:
+        watcher = await start_watcher(broker)
+        await watcher.wait_for(lambda w: w.on("state"), what="first state")
+
+        await asyncio.to_thread(broker.kill)  # (in a thread: the test must not stall the loop)
+        await asyncio.sleep(0.3)
+        inject.extend(
+            ControlEvent(EventKind.LVD_TRIP, system.box.now + i, {"n": i}) for i in range(3)
+        )
+        await asyncio.sleep(1.5)  # several failed reconnects while the loop keeps sampling
+        assert not link.connected
+        assert link.queued_events == 3
+        connections = link.connections
+        await asyncio.to_thread(broker.start)
+
+        watcher = await start_watcher(broker)  # the old watcher lost its broker too
+        await watcher.wait_for(lambda w: len(w.on("event")) >= 3, within_s=15, what="events")
+        assert [m.json()["detail"]["n"] for m in watcher.on("event")] == [0, 1, 2]
+        assert link.connections == connections + 1
+        await watcher.wait_for(
+            lambda w: w.on("status") and w.on("announce") and w.on("config") and w.on("state"),
+            what="republished",
+        )
+        assert watcher.on("status")[-1].payload == b"online"
+        assert link.queued_events == 0
+        await asyncio.sleep(0.5)
+    finally:
+        loop_stop.set()
+        await asyncio.wait_for(loop_task, 10)
+
+    gaps = [b - a for a, b in itertools.pairwise(sample_times)]
+    assert len(sample_times) > 20
+    assert max(gaps) < 0.35, f"control loop stalled: {max(gaps):.3f} s"
+    unavailable = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(unavailable) == 1  # one line per outage, retries at debug
+    assert "connection lost" in unavailable[0].getMessage()
+    assert any("connected again" in r.getMessage() for r in caplog.records)
+
+
+async def test_password_auth(
+    tmp_path: Path,
+    start_link: Callable[[MqttLink], Running],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="edge_agent.mqtt")
+    with MosquittoBroker(tmp_path / "b", users={"agent": "s3cret"}) as broker:
+        good = start_link(_link(_settings(broker, username="agent", password="s3cret")))
+        bad = start_link(
+            _link(_settings(broker, username="agent", password="wrong", client_id="bad"))
+        )
+        assert await _connects(good.link)
+        await asyncio.sleep(1.5)
+        assert bad.link.connections == 0
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1, errors
+        assert "not authorised: check username/password" in errors[0]
+        retries = [r for r in caplog.records if "still unavailable" in r.getMessage()]
+        assert retries, "the link must keep retrying"
+        good.stop.set()
+        bad.stop.set()
+        await asyncio.wait_for(asyncio.gather(good.task, bad.task), 10)
+
+
+def _tls_broker(directory: Path, certificates: BrokerCertificates) -> MosquittoBroker:
+    return MosquittoBroker(directory, tls=certificates)
+
+
+async def test_tls_with_the_ca_connects_and_a_foreign_certificate_is_refused(
+    tmp_path: Path,
+    start_link: Callable[[MqttLink], Running],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="edge_agent.mqtt")
+    ours = generate_certificates(tmp_path / "ours", "ours")
+    foreign = generate_certificates(tmp_path / "foreign", "foreign")
+    with _tls_broker(tmp_path / "b", foreign) as broker:
+        trusting = start_link(
+            _link(_settings(broker, tls=True, ca_file=ours.ca_file, client_id="checks"))
+        )
+        await asyncio.sleep(1.5)
+        assert trusting.link.connections == 0
+        errors = [r.getMessage() for r in caplog.records]
+        assert len(errors) == 1, errors
+        assert "TLS certificate check failed" in errors[0]
+        # One link per event loop, as in the agent: two links failing and connecting side by
+        # side in one loop upset aiomqtt's socket callbacks on Python 3.11 (not seen on 3.13).
+        trusting.stop.set()
+        await asyncio.wait_for(trusting.task, 10)
+        insecure = start_link(
+            _link(_settings(broker, tls=True, tls_insecure=True, client_id="insecure"))
+        )
+        assert await _connects(insecure.link)
+    with _tls_broker(tmp_path / "c", ours) as broker:
+        mutual = start_link(
+            _link(
+                _settings(
+                    broker,
+                    tls=True,
+                    ca_file=ours.ca_file,
+                    cert_file=ours.client_cert,
+                    key_file=ours.client_key,
+                )
+            )
+        )
+        assert await _connects(mutual.link)
+        for running in (trusting, insecure, mutual):
+            running.stop.set()
+        await asyncio.wait_for(asyncio.gather(trusting.task, insecure.task, mutual.task), 10)
+
+
+async def test_a_link_that_failed_tls_connects_once_the_broker_presents_a_trusted_certificate(
+    tmp_path: Path,
+    start_link: Callable[[MqttLink], Running],
+) -> None:
+    """Failed TLS handshakes must leave nothing behind that breaks the next connection."""
+    ours = generate_certificates(tmp_path / "ours", "ours")
+    foreign = generate_certificates(tmp_path / "foreign", "foreign")
+    port = free_port()
+    with MosquittoBroker(tmp_path / "b", tls=foreign, port=port) as broker:
+        running = start_link(_link(_settings(broker, tls=True, ca_file=ours.ca_file)))
+        await asyncio.sleep(1.5)  # several refused handshakes
+        assert running.link.connections == 0
+    with MosquittoBroker(tmp_path / "c", tls=ours, port=port):
+        assert await _connects(running.link)

@@ -1,0 +1,267 @@
+"""Contract tests: the agent's real payloads and the examples in docs/protocol.md against the
+JSON Schemas in docs/schemas/."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from edge_agent.control.model import ControlEvent, ControlReport, EventKind, Fault
+from edge_agent.mqtt.payloads import (
+    announce_payload,
+    config_payload,
+    encode,
+    event_payload,
+    result_payload,
+    state_payload,
+)
+from edge_agent.simulator.box import JUNE_1_2026_UTC, BoxSpec
+from edge_agent.simulator.harness import SimulatedSystem
+from edge_agent.simulator.pv import CloudSpec, PvArraySpec
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMAS = ROOT / "docs" / "schemas"
+PROTOCOL = ROOT / "docs" / "protocol.md"
+SCHEMA_NAMES = ("announce", "state", "config", "event", "result", "config_set", "command")
+COMMANDS = ("set_soc", "mark_full", "zero_current", "force_off", "cancel_force_off", "clear_fault")
+
+
+@cache
+def _schema(name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((SCHEMAS / f"{name}.schema.json").read_text("utf-8"))
+    return schema
+
+
+def _validator(name: str) -> Draft202012Validator:
+    """`command:set_soc` selects one command's $defs entry."""
+    base, _, part = name.partition(":")
+    schema = _schema(base)
+    if part:
+        schema = {**schema, "anyOf": [{"$ref": f"#/$defs/{part}"}]}
+        assert part in schema["$defs"], f"no command {part!r} in command.schema.json"
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def _assert_valid(name: str, payload: Any) -> None:
+    # Validate what goes on the wire, not the Python object.
+    wire = json.loads(encode(payload)) if isinstance(payload, dict) else payload
+    errors = sorted(_validator(name).iter_errors(wire), key=lambda error: list(error.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+
+@pytest.mark.parametrize("name", SCHEMA_NAMES)
+def test_schemas_are_valid_draft_2020_12(name: str) -> None:
+    schema = _schema(name)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(schema)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real payloads from the simulated box
+# ---------------------------------------------------------------------------------------------
+
+
+def _sunny_dual_pv_spec() -> BoxSpec:
+    return BoxSpec(
+        start=JUNE_1_2026_UTC + 10 * 3600.0,  # mid-morning: PV, charging, dual-PV staging
+        clouds=CloudSpec(sunny_probability=1.0, sunny_passing_clouds_per_day=0.0),
+        pv_secondary=PvArraySpec(panels_in_parallel=4),
+    )
+
+
+@pytest.fixture(scope="module")
+def running() -> tuple[SimulatedSystem, list[ControlReport]]:
+    system = SimulatedSystem(_sunny_dual_pv_spec())
+    reports: list[ControlReport] = []
+    system.run(300.0, reports.append)
+    return system, reports
+
+
+@pytest.fixture(scope="module")
+def failing() -> tuple[SimulatedSystem, list[ControlReport]]:
+    """A box whose bus fails from the first sample: no measurement ever, then faults."""
+    system = SimulatedSystem(BoxSpec())
+    system.box.bus.fail_all()
+    reports: list[ControlReport] = []
+    system.run(20.0, reports.append)
+    return system, reports
+
+
+def test_state_from_a_running_box(running: tuple[SimulatedSystem, list[ControlReport]]) -> None:
+    _, reports = running
+    for report in [*reports[::10], reports[-1]]:
+        _assert_valid("state", state_payload(report))
+    last = state_payload(reports[-1])
+    assert last["measurement_ok"] is True
+    assert len(last["cells"]) == 8
+    assert last["dual_pv_level"] in (1, 2, 3)
+    assert last["pv_current"] is not None
+    assert last["pv_current"] > 0
+
+
+def test_state_before_any_measurement(
+    failing: tuple[SimulatedSystem, list[ControlReport]],
+) -> None:
+    _, reports = failing
+    first = state_payload(reports[0])
+    _assert_valid("state", first)
+    assert first["voltage"] is None
+    assert first["cells"] == []
+    assert first["measurement_ok"] is False
+
+
+def test_state_with_faults(failing: tuple[SimulatedSystem, list[ControlReport]]) -> None:
+    _, reports = failing
+    payload = state_payload(reports[-1])
+    _assert_valid("state", payload)
+    assert Fault.MEASUREMENT_FAILURE.value in payload["faults"]
+    assert "measurement_stale" in payload["interlocks"]
+    assert payload["outputs"]["extio6"] is True  # the fault output asserts
+
+
+def test_state_when_measurements_stop_after_good_ones() -> None:
+    system = SimulatedSystem(_sunny_dual_pv_spec())
+    system.run(30.0)
+    system.box.bus.fail_all()
+    report = system.run(20.0)
+    assert report is not None
+    payload = state_payload(report)
+    _assert_valid("state", payload)
+    assert payload["measurement_ok"] is False
+    assert payload["voltage"] is not None  # the last good values stay visible
+    assert payload["faults"] == ["measurement_failure"]
+
+
+def _events(reports: list[ControlReport]) -> Iterator[ControlEvent]:
+    for report in reports:
+        yield from report.events
+
+
+def test_events_from_the_simulated_box(
+    running: tuple[SimulatedSystem, list[ControlReport]],
+    failing: tuple[SimulatedSystem, list[ControlReport]],
+) -> None:
+    events = [*_events(running[1]), *_events(failing[1])]
+    kinds = {event.kind for event in events}
+    assert EventKind.FAULT_RAISED in kinds
+    for event in events:
+        _assert_valid("event", event_payload(event))
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        ControlEvent(EventKind.HVD_TRIP, 1.0),
+        ControlEvent(EventKind.LVD_RELEASE, 2.0),
+        ControlEvent(EventKind.LOW_SOC_ALARM, 3.0),
+        ControlEvent(EventKind.FAULT_CLEARED, 4.0, {"fault": "over_temperature"}),
+        ControlEvent(EventKind.DUAL_PV_LEVEL, 5.0, {"from": 1, "to": 2}),
+        ControlEvent(EventKind.SOC_SYNC, 6.0, {"from": 97.2, "to": 100.0, "reason": "eoc"}),
+    ],
+)
+def test_every_event_kind_shape(event: ControlEvent) -> None:
+    _assert_valid("event", event_payload(event))
+
+
+def test_bad_event_detail_is_caught_by_the_schema() -> None:
+    bad = {"kind": "fault_raised", "timestamp": 1.0, "detail": {"fault": "bogus"}}
+    assert list(_validator("event").iter_errors(bad))
+
+
+def test_every_event_kind_is_in_the_schema() -> None:
+    assert set(_schema("event")["properties"]["kind"]["enum"]) == {k.value for k in EventKind}
+
+
+@pytest.mark.parametrize("source", ["diy", "sbms0", "simulator"])
+def test_announce(running: tuple[SimulatedSystem, list[ControlReport]], source: str) -> None:
+    system, _ = running
+    payload = announce_payload(system.config, source, "sim-0001", COMMANDS)
+    _assert_valid("announce", payload)
+    assert payload["outputs"][2] == {"name": "extio5", "type": 6, "type_name": "dual_pv"}
+
+
+def test_config(running: tuple[SimulatedSystem, list[ControlReport]]) -> None:
+    system, _ = running
+    payload = config_payload(system.config, 7)
+    _assert_valid("config", payload)
+    assert "storage" not in payload
+    assert payload["config_revision"] == 7
+
+
+@pytest.mark.parametrize(
+    ("command", "errors", "revision"),
+    [
+        ("config/set", [], 3),
+        ("config/set", [("thresholds.hvd", "must be between 2 and 4.3 V (got 9)")], None),
+        ("set_soc", [], None),
+        ("force_off", [("output", "unknown output 'x'")], None),
+        ("nonsense", [("command", "unknown command")], None),
+    ],
+)
+def test_results(command: str, errors: list[tuple[str, str]], revision: int | None) -> None:
+    _assert_valid("result", result_payload(command, "r-1", errors, 1780272000.25, revision))
+    _assert_valid("result", result_payload(command, None, errors, 1780272000.25, revision))
+
+
+def test_result_schema_rejects_inconsistent_results() -> None:
+    validator = _validator("result")
+    accepted_with_errors = result_payload("set_soc", None, [], 1.0)
+    accepted_with_errors["errors"] = [{"field": "soc", "reason": "x"}]
+    rejected_without_errors = result_payload("set_soc", None, [("soc", "x")], 1.0)
+    rejected_without_errors["errors"] = []
+    revision_on_a_command = result_payload("set_soc", None, [], 1.0, 2)
+    for bad in (accepted_with_errors, rejected_without_errors, revision_on_a_command):
+        assert list(validator.iter_errors(bad))
+
+
+@pytest.mark.parametrize(
+    ("name", "payload"),
+    [
+        ("command:set_soc", {"soc": 101}),
+        ("command:set_soc", {"soc": 50, "extra": 1}),
+        ("command:force_off", {"output": "extio3", "seconds": 0}),
+        ("command:force_off", {"output": "extio3", "seconds": 604801}),
+        ("command:mark_full", {"request_id": "has space"}),
+        ("config_set", {"config": {"cell_monitor": {"address": 41}}}),
+        ("config_set", {"config": {"outputs": {"extio5": {"pin": 3}}}}),
+        ("config_set", {"config": {}}),
+        ("config_set", {"config": {"thresholds": {"hvd": "3.6"}}}),
+    ],
+)
+def test_request_schemas_reject_bad_requests(name: str, payload: dict[str, Any]) -> None:
+    assert list(_validator(name).iter_errors(payload))
+
+
+# ---------------------------------------------------------------------------------------------
+# Examples in docs/protocol.md
+# ---------------------------------------------------------------------------------------------
+
+_EXAMPLE = re.compile(r"<!-- schema: ([a-z_]+(?::[a-z_]+)?) -->\s*```json\n(.*?)```", re.DOTALL)
+
+
+def _examples() -> list[tuple[str, str]]:
+    return [(m.group(1), m.group(2)) for m in _EXAMPLE.finditer(PROTOCOL.read_text("utf-8"))]
+
+
+def test_protocol_doc_has_examples_for_every_schema() -> None:
+    names = {name.partition(":")[0] for name, _ in _examples()}
+    assert names == set(SCHEMA_NAMES)
+    commands = {name.partition(":")[2] for name, _ in _examples() if name.startswith("command:")}
+    assert commands == set(COMMANDS)
+
+
+@pytest.mark.parametrize(("name", "text"), _examples())
+def test_protocol_doc_example_is_valid(name: str, text: str) -> None:
+    _assert_valid(name, json.loads(text))
+
+
+def test_every_json_block_in_the_doc_is_checked() -> None:
+    text = PROTOCOL.read_text("utf-8")
+    assert text.count("```json") == len(_examples())
