@@ -451,6 +451,8 @@ _TOP_SCHEMA = _mapping(
                 vol.Optional("backoff_initial_s"): _number,
                 vol.Optional("backoff_max_s"): _number,
                 vol.Optional("event_queue_size"): _integer,
+                vol.Optional("ha_discovery"): _boolean,
+                vol.Optional("ha_discovery_prefix"): _non_empty_string,
             }
         ),
     }

@@ -193,6 +193,7 @@ class MosquittoBroker:
         tls: BrokerCertificates | None = None,
         require_client_certificate: bool = False,
         port: int | None = None,
+        acl_file: Path | None = None,
     ) -> None:
         binary = mosquitto_binary()
         if binary is None:
@@ -203,6 +204,7 @@ class MosquittoBroker:
         self.users = users
         self.tls = tls
         self.require_client_certificate = require_client_certificate
+        self.acl_file = acl_file
         self.port = port if port is not None else free_port()
         self.host = "127.0.0.1"
         self.config_path = self.directory / "mosquitto.conf"
@@ -234,6 +236,8 @@ class MosquittoBroker:
                     capture_output=True,
                 )
             lines += ["allow_anonymous false", f"password_file {password_file}"]
+        if self.acl_file is not None:
+            lines.append(f"acl_file {self.acl_file}")
         if self.tls is not None:
             lines += [
                 f"cafile {self.tls.ca_file}",

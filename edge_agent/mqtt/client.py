@@ -25,6 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.control.model import ControlEvent, ControlReport
+from edge_agent.mqtt.ha_discovery import birth_topic
 from edge_agent.mqtt.payloads import encode, event_payload, result_payload, state_payload
 from edge_agent.mqtt.policy import PublishPolicy, PublishSettings
 from edge_agent.mqtt.settings import MqttSettings
@@ -33,6 +34,7 @@ from edge_agent.mqtt.topics import Topics
 if TYPE_CHECKING:  # the link only calls it; no import cycle with the runtime at run time
     from edge_agent.runtime.remote import RemoteControl, RemoteResult
 
+_MIN_RECHECK_S = 0.05
 _LOGGER = logging.getLogger(__name__)
 
 QOS = 1
@@ -42,6 +44,8 @@ OFFLINE = b"offline"
 _AUTH_CODES = frozenset({4, 5, 0x86, 0x87})
 
 PayloadFactory = Callable[[], dict[str, Any]]
+# Native Home Assistant discovery: (topic, payload), see edge_agent.mqtt.ha_discovery.
+DiscoveryFactory = Callable[[], tuple[str, dict[str, Any]]]
 
 
 class Backoff:
@@ -112,10 +116,13 @@ class MqttLink:
         policy: PublishPolicy | None = None,
         publish_settings: Callable[[], PublishSettings] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        discovery: DiscoveryFactory | None = None,
     ) -> None:
         """`announce` and `config_payload` build the retained payloads (called at each connect
         and after an accepted config/set); `publish_settings`, when given, is read after each
-        accepted config/set so a remote change of the `publish` section takes effect."""
+        accepted config/set so a remote change of the `publish` section takes effect.
+        `discovery` builds the Home Assistant discovery message; it is published only while
+        `settings.ha_discovery` is on."""
         self.settings = settings
         self.topics = topics
         self._announce = announce
@@ -124,6 +131,8 @@ class MqttLink:
         self._policy = policy or PublishPolicy()
         self._publish_settings = publish_settings
         self._now = wall_clock
+        self._discovery = discovery if settings.ha_discovery else None
+        self._birth_topic = birth_topic(settings.ha_discovery_prefix)
         self._events: deque[ControlEvent] = deque(maxlen=settings.event_queue_size)
         self._latest: ControlReport | None = None
         self._wake = asyncio.Event()
@@ -181,6 +190,10 @@ class MqttLink:
                 await client.subscribe(
                     [(self.topics.config_set, QOS), (self.topics.command_wildcard, QOS)]
                 )
+            if self._discovery is not None:
+                # Home Assistant says "online" here after a restart: discovery again then,
+                # in case it lost the retained message (a broker without persistence).
+                await client.subscribe(self._birth_topic, QOS)
             self._policy.reset()  # a fresh connection gets a full state at once
             self._wake.set()
             await self._serve(client, stop)
@@ -242,17 +255,29 @@ class MqttLink:
         if online:
             await self._publish(client, self.topics.status, ONLINE, retain=True)
         await self._publish(client, self.topics.announce, encode(self._announce()), retain=True)
+        # Also after a config change: an output type change adds or removes entities.
+        await self._publish_discovery(client)
         await self._publish(client, self.topics.config, encode(self._config_payload()), retain=True)
+
+    async def _publish_discovery(self, client: aiomqtt.Client) -> None:
+        if self._discovery is None:
+            return
+        topic, payload = self._discovery()
+        await self._publish(client, topic, encode(payload), retain=True)
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         while True:
             # Also look again after min_interval_s without news: a change held back by the
             # rate limit goes out then, even if the control loop has gone quiet.
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._policy.settings.min_interval_s)
+                await asyncio.wait_for(self._wake.wait(), self._recheck_s())
             self._wake.clear()
             await self._flush_events(client)
             await self._maybe_publish_state(client)
+
+    def _recheck_s(self) -> float:
+        # A floor, so that min_interval_s: 0 (publish every change) cannot make this loop spin.
+        return max(_MIN_RECHECK_S, self._policy.settings.min_interval_s)
 
     async def _flush_events(self, client: aiomqtt.Client) -> None:
         if self._dropped_since_log:
@@ -282,6 +307,9 @@ class MqttLink:
             await self._handle(client, message)
 
     async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        if self._discovery is not None and message.topic.value == self._birth_topic:
+            await self._home_assistant_status(client, message)
+            return
         remote = self._remote
         if remote is None:
             return
@@ -311,6 +339,15 @@ class MqttLink:
         await self._answer(client, message, result_topic, result, now)
         if result.accepted and result.config_revision is not None:
             await self._config_changed(client)
+
+    async def _home_assistant_status(
+        self, client: aiomqtt.Client, message: aiomqtt.Message
+    ) -> None:
+        # A retained "online" is old news: discovery went out moments ago at connect.
+        if message.retain or _payload_bytes(message.payload).strip() != ONLINE:
+            return
+        _LOGGER.info("Home Assistant came online: publishing discovery again")
+        await self._publish_discovery(client)
 
     async def _answer(
         self,

@@ -42,6 +42,10 @@ class MqttSettings:
     # How long one broker operation (connect, publish acknowledgement) may take before the
     # connection is treated as dead and rebuilt.
     operation_timeout_s: float = 10.0
+    # Native Home Assistant MQTT discovery, for users without the sbms integration. Off by
+    # default: with the integration installed it would create every entity twice.
+    ha_discovery: bool = False
+    ha_discovery_prefix: str = "homeassistant"
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -67,12 +71,10 @@ class MqttSettings:
             problems.append("tls: ca_file, cert_file and tls_insecure need tls: true")
         if not 5 <= self.keepalive_s <= 3600:
             problems.append("keepalive_s: must be 5 to 3600 seconds")
-        if (
-            not self.base_topic
-            or any(c in self.base_topic for c in "+#")
-            or (self.base_topic.startswith("/") or self.base_topic.endswith("/"))
-        ):
+        if not _valid_base(self.base_topic):
             problems.append("base_topic: must be non-empty, without '+', '#' or edge '/'")
+        if not _valid_base(self.ha_discovery_prefix):
+            problems.append("ha_discovery_prefix: must be non-empty, without '+', '#' or edge '/'")
         if self.protocol not in (4, 5):
             problems.append("protocol: must be 5 (MQTT 5) or 4 (MQTT 3.1.1)")
         if not 0 < self.backoff_initial_s <= self.backoff_max_s:
@@ -82,3 +84,12 @@ class MqttSettings:
         if self.operation_timeout_s <= 0:
             problems.append("operation_timeout_s: must be > 0")
         return problems
+
+
+def _valid_base(base: str) -> bool:
+    """A topic prefix the agent can build on: no wildcards, no empty first or last level."""
+    return (
+        bool(base)
+        and not any(c in base for c in "+#")
+        and not (base.startswith("/") or base.endswith("/"))
+    )

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 from edge_agent.control.model import ControlReport
 from edge_agent.mqtt.client import MqttLink
+from edge_agent.mqtt.ha_discovery import discovery_payload
 from edge_agent.mqtt.payloads import announce_payload, config_payload
+from edge_agent.mqtt.policy import PublishPolicy
 from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.mqtt.topics import Topics
 from edge_agent.runtime.agent import Agent
@@ -46,7 +48,21 @@ def build_link(mqtt: MqttSettings, remote: RemoteControl, identity: Identity) ->
         ),
         config_payload=lambda: config_payload(remote.config, remote.revision),
         remote=remote,
-        publish_settings=lambda: remote.config.publish,
+        policy=PublishPolicy(remote.config.publish),  # the configured policy from the start
+        publish_settings=lambda: remote.config.publish,  # and after every accepted change
+        discovery=(
+            (
+                lambda: discovery_payload(
+                    remote.config,
+                    topics,
+                    identity.serial,
+                    identity.source,
+                    prefix=mqtt.ha_discovery_prefix,
+                )
+            )
+            if mqtt.ha_discovery
+            else None
+        ),
     )
 
 

@@ -559,3 +559,33 @@ def test_any_input_is_either_accepted_or_a_config_error(section: str, key: str, 
     else:
         assert parse_config(config_to_dict(config)) == config
     assert all(": " in problem for problem in problems)
+
+
+# --- mqtt: native Home Assistant discovery ----------------------------------------------------
+
+
+def test_mqtt_ha_discovery_keys_are_read_and_round_trip() -> None:
+    data = full_data()
+    data["mqtt"] = {"host": "broker", "ha_discovery": True, "ha_discovery_prefix": "ha/site1"}
+    config = parse_config(data)
+    assert config.mqtt is not None
+    assert config.mqtt.ha_discovery is True
+    assert config.mqtt.ha_discovery_prefix == "ha/site1"
+    assert config_to_dict(config)["mqtt"]["ha_discovery"] is True
+    assert parse_config(yaml.safe_load(yaml.safe_dump(config_to_dict(config)))) == config
+
+    default = parse_config({**full_data(), "mqtt": {"host": "broker"}})
+    assert default.mqtt is not None
+    assert default.mqtt.ha_discovery is False
+    assert default.mqtt.ha_discovery_prefix == "homeassistant"
+
+
+@pytest.mark.parametrize("prefix", ["home/#", "/homeassistant", "homeassistant/", "a/+"])
+def test_mqtt_ha_discovery_prefix_must_be_a_topic_base(prefix: str) -> None:
+    data = {**full_data(), "mqtt": {"host": "broker", "ha_discovery_prefix": prefix}}
+    assert any(problem.startswith("mqtt.ha_discovery_prefix") for problem in problems_of(data))
+
+
+def test_mqtt_ha_discovery_must_be_a_boolean() -> None:
+    data = {**full_data(), "mqtt": {"host": "broker", "ha_discovery": "yes please"}}
+    assert any(problem.startswith("mqtt.ha_discovery") for problem in problems_of(data))

@@ -7,6 +7,8 @@ commands through the real RemoteControl.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import queue
 import signal
@@ -21,6 +23,12 @@ import jsonschema
 import paho.mqtt.client as paho
 import pytest
 
+from edge_agent.mqtt.publish_settings import PublishSettings
+from edge_agent.mqtt.settings import MqttSettings
+from edge_agent.runtime.remote import RemoteControl
+from edge_agent.runtime.service import Identity, build_link
+from edge_agent.simulator.box import BoxSpec
+from edge_agent.simulator.harness import SimulatedSystem
 from tests.mqtt_broker import MosquittoBroker
 
 SCHEMAS = Path(__file__).parents[2] / "docs" / "schemas"
@@ -186,4 +194,46 @@ def test_the_simulated_agent_publishes_the_documented_topics_and_obeys_requests(
         assert config["soc_alarms"]["low"] == 30
     finally:
         _stop(agent)
+        watcher.close()
+
+
+async def test_the_configured_publish_policy_is_in_force_from_the_first_connection(
+    broker: MosquittoBroker,
+) -> None:
+    every_change = PublishSettings(
+        interval_s=0.001,
+        min_interval_s=0.0,
+        soc_delta=0.0,
+        voltage_delta=0.0,
+        current_delta=0.0,
+        current_relative_delta=0.0,
+        cell_delta=0.0,
+        temperature_delta=0.0,
+    )
+    system = SimulatedSystem(BoxSpec.for_cells(4))
+    config = dataclasses.replace(system.config, agent_id=AGENT_ID, publish=every_change)
+    remote = RemoteControl(system.agent, config, None, system.box.now)
+    settings = MqttSettings(host=broker.host, port=broker.port, agent_id=AGENT_ID)
+    link = build_link(settings, remote, Identity("simulator", "test"))
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(link.run(stop))
+    watcher = Watcher(broker.port)
+    try:
+        for _ in range(100):
+            if link.connected:
+                break
+            await asyncio.sleep(0.05)
+        for _ in range(5):
+            system.box.advance(1.0)
+            link.offer_report(system.agent.step(system.box.now))
+            await asyncio.sleep(0.1)
+        states = 0
+        while not watcher.messages.empty():
+            topic, _payload, _retain = watcher.messages.get()
+            states += topic == f"{ROOT}/state"
+        # The default policy (30 s, deadbands) would have sent one state in half a second.
+        assert states >= 5
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
         watcher.close()

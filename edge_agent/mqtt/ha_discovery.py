@@ -1,0 +1,258 @@
+"""Native Home Assistant MQTT discovery (optional, off by default): one retained device-based
+discovery message (Home Assistant 2024.11+) that makes the agent's retained `state` usable
+without the sbms integration.
+
+Every component reads the protocol's own `state` topic through a value template, so nothing
+extra is published per sample. Names are short ("SoC", "Pack voltage"): MQTT entities have
+has_entity_name semantics and Home Assistant puts the device name in front.
+
+`object_id` is never used: it stops working in Home Assistant 2026.4. `default_entity_id`
+(the full entity id) replaces it; 2025.x versions that do not know it drop it silently.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import edge_agent
+from edge_agent.config import AgentConfig
+from edge_agent.control.settings import OutputType
+from edge_agent.mqtt.payloads import MODEL, SOURCES, TEMPERATURE_NAMES
+from edge_agent.mqtt.topics import Topics, _check_base
+
+DEFAULT_PREFIX = "homeassistant"
+ORIGIN_NAME = "sbms-agent"
+ORIGIN_URL = "https://github.com/sbms-ha/sbms-ha"
+ONLINE = "online"
+OFFLINE = "offline"
+
+_SLUG = re.compile(r"[^a-z0-9_]+")
+
+_TEMPERATURE_LABELS = {
+    "internal": "Internal temperature",
+    "battery": "Battery temperature",
+    "external2": "External temperature 2",
+}
+
+# (state key, name, unit, device class, suggested display precision)
+_MEASUREMENTS: tuple[tuple[str, str, str, str, int], ...] = (
+    ("voltage", "Pack voltage", "V", "voltage", 2),
+    ("battery_current", "Battery current", "A", "current", 2),
+    ("battery_power", "Battery power", "W", "power", 0),
+)
+_PV_MEASUREMENTS: tuple[tuple[str, str, str, str, int], ...] = (
+    ("pv_current", "PV current", "A", "current", 2),
+    ("pv_power", "PV power", "W", "power", 0),
+    ("load_current", "Load current", "A", "current", 2),
+    ("load_power", "Load power", "W", "power", 0),
+)
+_CELL_SUMMARY: tuple[tuple[str, str], ...] = (
+    ("cell_min", "Cell minimum"),
+    ("cell_max", "Cell maximum"),
+    ("cell_delta", "Cell delta"),
+)
+# (counter key in Wh, name); the PV counter only with a PV shunt (it stays 0 without one).
+_ENERGY: tuple[tuple[str, str], ...] = (
+    ("battery_in_wh", "Battery energy in"),
+    ("battery_out_wh", "Battery energy out"),
+    ("load_wh", "Load energy"),
+)
+_PV_ENERGY = ("pv_wh", "PV energy")
+
+
+def slug(text: str) -> str:
+    """A lower-case entity-id part, as Home Assistant builds them."""
+    return _SLUG.sub("_", text.lower()).strip("_") or "sbms"
+
+
+def discovery_topic(agent_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{_check_base(prefix)}/device/{agent_id}/config"
+
+
+def birth_topic(prefix: str = DEFAULT_PREFIX) -> str:
+    """Where Home Assistant announces itself ("online") after a start."""
+    return f"{_check_base(prefix)}/status"
+
+
+def discovery_payload(
+    config: AgentConfig,
+    topics: Topics,
+    serial: str,
+    source: str,
+    *,
+    prefix: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The discovery topic and payload for this box. `prefix` defaults to the config's
+    `mqtt.ha_discovery_prefix` (or "homeassistant")."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)} (got {source!r})")
+    if prefix is None:
+        prefix = config.mqtt.ha_discovery_prefix if config.mqtt is not None else DEFAULT_PREFIX
+    builder = _Components(config.agent_id, topics.state)
+    _add_components(builder, config, source)
+    payload: dict[str, Any] = {
+        "dev": {
+            "ids": [f"sbms_{config.agent_id}"],
+            "name": f"SBMS {config.agent_id}",
+            "mf": "Electrodacus" if source == "sbms0" else "DIY",
+            "mdl": MODEL,
+            "sw": edge_agent.__version__,
+            "sn": serial,
+        },
+        "o": {"name": ORIGIN_NAME, "sw": edge_agent.__version__, "url": ORIGIN_URL},
+        "avty": [{"t": topics.status, "pl_avail": ONLINE, "pl_not_avail": OFFLINE}],
+        "cmps": builder.components,
+        "qos": 1,
+    }
+    return discovery_topic(config.agent_id, prefix), payload
+
+
+def _add_components(builder: _Components, config: AgentConfig, source: str) -> None:
+    has_pv = config.hardware.pv_shunt is not None
+    builder.sensor("soc", "SoC", "{{ value_json.soc }}", "%", "battery", precision=1)
+    for key, name, unit, device_class, precision in (
+        *_MEASUREMENTS,
+        *(_PV_MEASUREMENTS if has_pv else ()),
+    ):
+        builder.sensor(key, name, _value(key), unit, device_class, precision=precision)
+    builder.sensor("remaining_ah", "Remaining charge", _value("remaining_ah"), "Ah", None)
+    for key, name in (("time_to_full_s", "Time to full"), ("time_to_empty_s", "Time to empty")):
+        builder.sensor(key, name, _value(key), "s", "duration", precision=0)
+    _add_cells(builder, config.control.cell_count)
+    # The same rule as the announce: a stock SBMS0 has two temperature inputs.
+    names = TEMPERATURE_NAMES[:2] if source == "sbms0" else TEMPERATURE_NAMES
+    for name in names:
+        builder.sensor(
+            f"temperature_{name}",
+            _TEMPERATURE_LABELS[name],
+            f"{{{{ value_json.temperatures.{name} }}}}",
+            "°C",
+            "temperature",
+            precision=1,
+            diagnostic=name == "internal",
+        )
+    if any(output.type is OutputType.DUAL_PV for output in config.control.outputs):
+        builder.sensor("dual_pv_level", "Dual PV level", _value("dual_pv_level"), None, None)
+    for key, name in (*_ENERGY, *((_PV_ENERGY,) if has_pv else ())):
+        builder.energy(key, name)
+    _add_binary_sensors(builder, config)
+
+
+def _add_cells(builder: _Components, cell_count: int) -> None:
+    for key, name in _CELL_SUMMARY:
+        builder.sensor(key, name, _value(key), "V", "voltage", precision=3)
+    for index in range(cell_count):
+        # A report without a measurement has no cells: say None (unknown), not an error.
+        template = (
+            f"{{{{ value_json.cells[{index}] if value_json.cells | length > {index} else None }}}}"
+        )
+        builder.sensor(
+            f"cell_{index + 1}",
+            f"Cell {index + 1} voltage",
+            template,
+            "V",
+            "voltage",
+            precision=3,
+            enabled=False,  # 16 cells would crowd the device page; enable the ones you watch
+            diagnostic=True,
+        )
+
+
+def _add_binary_sensors(builder: _Components, config: AgentConfig) -> None:
+    builder.binary("charge_allowed", "Charge allowed", _flag("value_json.charge_allowed"))
+    builder.binary("load_allowed", "Load allowed", _flag("value_json.load_allowed"))
+    for output in config.control.outputs:
+        builder.binary(
+            f"output_{slug(output.name)}",
+            f"Output {output.name}",
+            _flag(f"value_json.outputs[{output.name!r}]"),
+        )
+    builder.binary(
+        "problem",
+        "Problem",
+        _flag("value_json.faults | length > 0"),
+        device_class="problem",
+    )
+
+
+def _value(key: str) -> str:
+    return f"{{{{ value_json.{key} }}}}"
+
+
+def _flag(expression: str) -> str:
+    """A binary sensor's template: Home Assistant's default payloads are ON and OFF."""
+    return f"{{{{ 'ON' if {expression} else 'OFF' }}}}"
+
+
+class _Components:
+    """Collects the `cmps` mapping: unique id -> component configuration."""
+
+    def __init__(self, agent_id: str, state_topic: str) -> None:
+        self._prefix = f"sbms_{agent_id}"
+        self._entity_prefix = f"sbms_{slug(agent_id)}"
+        self._state_topic = state_topic
+        self.components: dict[str, dict[str, Any]] = {}
+
+    def _base(self, platform: str, key: str, name: str, template: str) -> dict[str, Any]:
+        unique_id = f"{self._prefix}_{key}"
+        if unique_id in self.components:
+            raise ValueError(f"duplicate discovery component {unique_id}")
+        component: dict[str, Any] = {
+            "p": platform,
+            "name": name,
+            "uniq_id": unique_id,
+            "default_entity_id": f"{platform}.{self._entity_prefix}_{key}",
+            "stat_t": self._state_topic,
+            "val_tpl": template,
+        }
+        self.components[unique_id] = component
+        return component
+
+    def sensor(
+        self,
+        key: str,
+        name: str,
+        template: str,
+        unit: str | None,
+        device_class: str | None,
+        *,
+        precision: int | None = None,
+        enabled: bool = True,
+        diagnostic: bool = False,
+    ) -> None:
+        component = self._base("sensor", key, name, template)
+        if unit is not None:
+            component["unit_of_meas"] = unit
+        if device_class is not None:
+            component["dev_cla"] = device_class
+        component["stat_cla"] = "measurement"
+        if precision is not None:
+            component["sug_dsp_prc"] = precision
+        if diagnostic:
+            component["ent_cat"] = "diagnostic"
+        if not enabled:
+            component["en"] = False
+
+    def energy(self, key: str, name: str) -> None:
+        """A kWh total that never decreases: what the Energy dashboard accepts."""
+        template = f"{{{{ (value_json.counters.{key} / 1000) | round(4) }}}}"
+        component = self._base("sensor", key.removesuffix("_wh") + "_energy", name, template)
+        component.update(
+            {
+                "unit_of_meas": "kWh",
+                "dev_cla": "energy",
+                "stat_cla": "total_increasing",
+                "sug_dsp_prc": 2,
+            }
+        )
+
+    def binary(
+        self, key: str, name: str, template: str, *, device_class: str | None = None
+    ) -> None:
+        component = self._base("binary_sensor", key, name, template)
+        if device_class is not None:
+            component["dev_cla"] = device_class
+
+
+__all__ = ["birth_topic", "discovery_payload", "discovery_topic", "slug"]

@@ -1,0 +1,331 @@
+"""Native Home Assistant MQTT discovery: the payload (pure) and the link against mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from edge_agent.config import AgentConfig
+from edge_agent.control.model import ControlReport
+from edge_agent.mqtt.ha_discovery import discovery_payload
+from edge_agent.mqtt.payloads import encode, state_payload
+from edge_agent.mqtt.settings import MqttSettings
+from edge_agent.mqtt.topics import Topics
+from edge_agent.runtime.remote import RemoteControl
+from edge_agent.runtime.service import Identity, build_link
+from edge_agent.simulator.box import BoxSpec
+from edge_agent.simulator.harness import SimulatedSystem, simulated_config
+from tests.mqtt_broker import MosquittoBroker
+
+pytestmark = pytest.mark.usefixtures("allow_sockets")
+
+AGENT_ID = "shed"
+TOPICS = Topics("sbms", AGENT_ID)
+
+
+def _system(**spec: Any) -> SimulatedSystem:
+    box = BoxSpec(**spec)
+    config = dataclasses.replace(simulated_config(box), agent_id=AGENT_ID)
+    return SimulatedSystem(box, config)
+
+
+@pytest.fixture(scope="module")
+def running() -> tuple[AgentConfig, ControlReport]:
+    system = _system()
+    report = system.run(30.0)
+    assert report is not None
+    return system.config, report
+
+
+def _components(config: AgentConfig, source: str = "diy") -> dict[str, dict[str, Any]]:
+    topic, payload = discovery_payload(config, TOPICS, "sn-1", source)
+    assert topic == f"homeassistant/device/{AGENT_ID}/config"
+    components: dict[str, dict[str, Any]] = payload["cmps"]
+    return components
+
+
+def _render(template: str, state: dict[str, Any]) -> str:
+    """Render like Home Assistant does (jinja2) when available, else check the key names."""
+    try:
+        import jinja2  # optional: only the Home Assistant venv has it
+    except ImportError:
+        keys = re.findall(r"value_json\.(\w+)", template)
+        assert keys
+        for key in keys:
+            assert key in state, template
+        return "checked"
+    return (
+        jinja2.Environment(undefined=jinja2.StrictUndefined)
+        .from_string(template)
+        .render(value_json=state)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The payload
+# ---------------------------------------------------------------------------------------------
+
+
+def test_device_origin_availability(running: tuple[AgentConfig, ControlReport]) -> None:
+    config, _ = running
+    _, payload = discovery_payload(config, TOPICS, "sn-1", "diy")
+    assert payload["dev"]["ids"] == [f"sbms_{AGENT_ID}"]
+    assert payload["dev"]["sn"] == "sn-1"
+    assert {"name", "mf", "mdl", "sw"} <= set(payload["dev"])
+    assert payload["o"]["name"] == "sbms-agent"
+    assert {"sw", "url"} <= set(payload["o"])
+    assert payload["avty"] == [
+        {"t": TOPICS.status, "pl_avail": "online", "pl_not_avail": "offline"}
+    ]
+    assert payload["qos"] == 1
+    assert "object_id" not in encode(payload).decode()  # stops working in HA 2026.4
+
+
+def test_every_component_reads_the_state_topic(
+    running: tuple[AgentConfig, ControlReport],
+) -> None:
+    config, report = running
+    state = json.loads(encode(state_payload(report)))
+    components = _components(config)
+    for unique_id, component in components.items():
+        assert component["uniq_id"] == unique_id
+        assert component["stat_t"] == TOPICS.state
+        assert component["p"] in ("sensor", "binary_sensor")
+        assert component["default_entity_id"].startswith(f"{component['p']}.sbms_{AGENT_ID}_")
+        rendered = _render(component["val_tpl"], state)
+        if component["p"] == "binary_sensor" and rendered != "checked":
+            assert rendered in ("ON", "OFF"), (unique_id, rendered)
+        elif rendered != "checked":
+            assert rendered == "None" or float(rendered) == float(rendered), unique_id
+    ids = {component["default_entity_id"] for component in components.values()}
+    assert len(ids) == len(components)
+
+
+def test_templates_survive_a_state_without_measurement() -> None:
+    system = _system()
+    system.box.bus.fail_all()
+    report = system.run(3.0)
+    assert report is not None
+    state = json.loads(encode(state_payload(report)))
+    assert state["cells"] == []
+    for component in _components(system.config).values():
+        rendered = _render(component["val_tpl"], state)
+        if component["p"] == "sensor" and component.get("dev_cla") != "energy":
+            assert rendered in ("None", "checked") or component["uniq_id"].endswith(
+                ("_soc", "_remaining_ah")
+            ), (component["uniq_id"], rendered)
+
+
+def test_expected_components(running: tuple[AgentConfig, ControlReport]) -> None:
+    config, _ = running
+    components = _components(config)
+    names = {component["name"] for component in components.values()}
+    assert {"SoC", "Pack voltage", "Battery current", "PV power", "Load power"} <= names
+    assert {"Charge allowed", "Load allowed", "Problem"} <= names
+    soc = components[f"sbms_{AGENT_ID}_soc"]
+    assert (soc["unit_of_meas"], soc["dev_cla"], soc["stat_cla"]) == ("%", "battery", "measurement")
+    cells = [c for c in components.values() if re.fullmatch(r"Cell \d+ voltage", c["name"])]
+    assert len(cells) == config.control.cell_count
+    assert all(cell["en"] is False for cell in cells)
+    assert all("en" not in c for c in components.values() if c not in cells)
+    problem = components[f"sbms_{AGENT_ID}_problem"]
+    assert (problem["p"], problem["dev_cla"]) == ("binary_sensor", "problem")
+    outputs = [c for c in components.values() if c["name"].startswith("Output ")]
+    assert len(outputs) == len(config.control.outputs)
+    assert components[f"sbms_{AGENT_ID}_time_to_empty_s"]["dev_cla"] == "duration"
+
+
+def test_energy_sensors_fit_the_energy_dashboard(
+    running: tuple[AgentConfig, ControlReport],
+) -> None:
+    config, report = running
+    state = json.loads(encode(state_payload(report)))
+    energy = [c for c in _components(config).values() if c.get("dev_cla") == "energy"]
+    assert {c["name"] for c in energy} == {
+        "Battery energy in",
+        "Battery energy out",
+        "PV energy",
+        "Load energy",
+    }
+    for component in energy:
+        assert component["stat_cla"] == "total_increasing"
+        assert component["unit_of_meas"] == "kWh"
+        assert "/ 1000" in component["val_tpl"]
+        rendered = _render(component["val_tpl"], state)
+        if rendered != "checked":
+            key = re.search(r"counters\.(\w+)", component["val_tpl"])
+            assert key is not None
+            assert float(rendered) == pytest.approx(state["counters"][key[1]] / 1000, abs=1e-4)
+
+
+def test_pv_components_need_a_pv_shunt() -> None:
+    system = _system(pv_shunt_rating=None)
+    components = _components(system.config)
+    names = {component["name"] for component in components.values()}
+    assert not names & {"PV current", "PV power", "Load current", "Load power", "PV energy"}
+    assert "Load energy" in names  # the battery's discharge is still counted
+
+
+def test_dual_pv_level_only_with_a_type_6_output() -> None:
+    assert "Dual PV level" not in {c["name"] for c in _components(_system().config).values()}
+    dual = _system(pv_secondary=BoxSpec().pv_primary)
+    assert "Dual PV level" in {c["name"] for c in _components(dual.config).values()}
+
+
+def test_temperatures_that_exist() -> None:
+    config = _system().config
+    temperature_names = {
+        c["name"]
+        for c in _components(config, "sbms0").values()
+        if c.get("dev_cla") == "temperature"
+    }
+    assert temperature_names == {"Internal temperature", "Battery temperature"}
+
+
+def test_prefix_comes_from_the_settings() -> None:
+    config = _system().config
+    config = dataclasses.replace(
+        config, mqtt=MqttSettings(host="h", ha_discovery=True, ha_discovery_prefix="ha/site1")
+    )
+    topic, _ = discovery_payload(config, TOPICS, "sn", "diy")
+    assert topic == f"ha/site1/device/{AGENT_ID}/config"
+    with pytest.raises(ValueError, match="ha_discovery_prefix"):
+        MqttSettings(host="h", ha_discovery_prefix="ha/#")
+
+
+# ---------------------------------------------------------------------------------------------
+# Against mosquitto
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    with MosquittoBroker(tmp_path / "broker") as running_broker:
+        yield running_broker
+
+
+@dataclasses.dataclass
+class Seen:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class Recorder:
+    """A client like Home Assistant: records everything under homeassistant/# and sbms/#."""
+
+    def __init__(self) -> None:
+        self.messages: list[Seen] = []
+        self.client: aiomqtt.Client | None = None
+
+    async def run(self, broker: MosquittoBroker, ready: asyncio.Event) -> None:
+        async with aiomqtt.Client(broker.host, broker.port) as client:
+            self.client = client
+            await client.subscribe([("homeassistant/#", 1), ("sbms/#", 1)])
+            ready.set()
+            async for message in client.messages:
+                payload = message.payload
+                assert isinstance(payload, bytes)
+                self.messages.append(Seen(message.topic.value, payload, bool(message.retain)))
+
+    def on(self, topic: str) -> list[Seen]:
+        return [m for m in self.messages if m.topic == topic]
+
+    async def wait_for(self, topic: str, count: int, within_s: float = 10.0) -> list[Seen]:
+        deadline = time.monotonic() + within_s
+        while len(self.on(topic)) < count:
+            assert time.monotonic() < deadline, f"waited for {count} on {topic}: {self.messages}"
+            await asyncio.sleep(0.05)
+        return self.on(topic)
+
+
+@contextlib.asynccontextmanager
+async def _recording(broker: MosquittoBroker) -> AsyncIterator[Recorder]:
+    recorder = Recorder()
+    ready = asyncio.Event()
+    task = asyncio.ensure_future(recorder.run(broker, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    try:
+        yield recorder
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def _agent(broker: MosquittoBroker, *, ha_discovery: bool) -> AsyncIterator[None]:
+    """The real wiring: build_link with a RemoteControl over a simulated box."""
+    system = _system()
+    report = system.run(5.0)
+    assert report is not None
+    settings = MqttSettings(
+        host=broker.host,
+        port=broker.port,
+        agent_id=AGENT_ID,
+        backoff_initial_s=0.1,
+        backoff_max_s=0.5,
+        ha_discovery=ha_discovery,
+    )
+    remote = RemoteControl(system.agent, system.config, None, system.box.now)
+    link = build_link(settings, remote, Identity("simulator", "sim-1"))
+    link.offer_report(report)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(link.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+DISCOVERY_TOPIC = f"homeassistant/device/{AGENT_ID}/config"
+
+
+async def test_discovery_is_retained_and_republished_when_home_assistant_starts(
+    broker: MosquittoBroker,
+) -> None:
+    async with _agent(broker, ha_discovery=True):
+        async with _recording(broker) as early:
+            first = await early.wait_for(DISCOVERY_TOPIC, 1)
+        payload = json.loads(first[0].payload)
+        assert payload["o"]["name"] == "sbms-agent"
+        assert all(c["stat_t"] == TOPICS.state for c in payload["cmps"].values())
+
+        # A client that connects later gets it retained.
+        async with _recording(broker) as late:
+            retained = await late.wait_for(DISCOVERY_TOPIC, 1)
+            assert retained[0].retain
+            # Home Assistant's birth message: the agent publishes discovery again.
+            assert late.client is not None
+            await late.client.publish("homeassistant/status", b"online", qos=1)
+            again = await late.wait_for(DISCOVERY_TOPIC, 2)
+            assert json.loads(again[-1].payload) == payload
+            # Anything else on the status topic (HA going offline) is ignored.
+            await late.client.publish("homeassistant/status", b"offline", qos=1)
+            await late.client.publish("homeassistant/status", b"online", qos=1)
+            await late.wait_for(DISCOVERY_TOPIC, 3)
+            await asyncio.sleep(0.3)
+            assert len(late.on(DISCOVERY_TOPIC)) == 3
+
+
+async def test_nothing_under_homeassistant_without_discovery(broker: MosquittoBroker) -> None:
+    async with _recording(broker) as recorder, _agent(broker, ha_discovery=False):
+        await recorder.wait_for(f"sbms/{AGENT_ID}/config", 1)
+        await recorder.wait_for(f"sbms/{AGENT_ID}/state", 1)
+        assert recorder.client is not None
+        await recorder.client.publish("homeassistant/status", b"online", qos=1)
+        await asyncio.sleep(0.5)
+    assert [m.topic for m in recorder.messages if m.topic.startswith("homeassistant/")] == [
+        "homeassistant/status"
+    ]
