@@ -26,18 +26,6 @@ from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem
 from tests.mqtt_broker import MosquittoBroker
 
-# Publish every report: no interval, no deadbands.
-_EVERY_REPORT = PublishSettings(
-    interval_s=0.001,
-    min_interval_s=0.0,
-    soc_delta=0.0,
-    voltage_delta=0.0,
-    current_delta=0.0,
-    current_relative_delta=0.0,
-    cell_delta=0.0,
-    temperature_delta=0.0,
-)
-
 
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
@@ -59,7 +47,9 @@ def bench_payload(count: int) -> None:
 async def bench_link(port: int, count: int) -> None:
     spec = BoxSpec.for_cells(8)
     system = SimulatedSystem(spec)
-    config = dataclasses.replace(system.config, agent_id="bench", publish=_EVERY_REPORT)
+    config = dataclasses.replace(
+        system.config, agent_id="bench", publish=PublishSettings.every_sample()
+    )
     remote = RemoteControl(system.agent, config, None, system.box.now)
     settings = MqttSettings(host="127.0.0.1", port=port, agent_id="bench")
     link = build_link(settings, remote, Identity("simulator", "bench"))

@@ -25,6 +25,20 @@ class PublishSettings:
     cell_delta: float = 0.01  # volts, any cell
     temperature_delta: float = 0.5  # degrees Celsius, any sensor
 
+    @classmethod
+    def every_sample(cls) -> PublishSettings:
+        """Publish every report: no deadbands, no rate limit (tests and latency benchmarks)."""
+        return cls(
+            interval_s=0.001,
+            min_interval_s=0.0,
+            soc_delta=0.0,
+            voltage_delta=0.0,
+            current_delta=0.0,
+            current_relative_delta=0.0,
+            cell_delta=0.0,
+            temperature_delta=0.0,
+        )
+
 
 def validate_publish_settings(settings: PublishSettings) -> list[str]:
     """Problems as "publish.key: rule" lines, like `edge_agent.config` (empty = valid)."""

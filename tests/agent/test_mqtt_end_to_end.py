@@ -200,16 +200,7 @@ def test_the_simulated_agent_publishes_the_documented_topics_and_obeys_requests(
 async def test_the_configured_publish_policy_is_in_force_from_the_first_connection(
     broker: MosquittoBroker,
 ) -> None:
-    every_change = PublishSettings(
-        interval_s=0.001,
-        min_interval_s=0.0,
-        soc_delta=0.0,
-        voltage_delta=0.0,
-        current_delta=0.0,
-        current_relative_delta=0.0,
-        cell_delta=0.0,
-        temperature_delta=0.0,
-    )
+    every_change = PublishSettings.every_sample()
     system = SimulatedSystem(BoxSpec.for_cells(4))
     config = dataclasses.replace(system.config, agent_id=AGENT_ID, publish=every_change)
     remote = RemoteControl(system.agent, config, None, system.box.now)
