@@ -17,7 +17,7 @@ import random
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the link only calls it; no import cycle with the runtime at
     from edge_agent.runtime.remote import RemoteControl, RemoteResult
 
 _MIN_RECHECK_S = 0.05
+_RECANCEL_S = 0.1  # how long a cancelled session task gets before it is cancelled again
 _LOGGER = logging.getLogger(__name__)
 
 QOS = 1
@@ -241,9 +242,7 @@ class MqttLink:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel_all(tasks)
         for task in done:
             error = task.exception()
             if error is not None:
@@ -269,8 +268,10 @@ class MqttLink:
         while True:
             # Also look again after min_interval_s without news: a change held back by the
             # rate limit goes out then, even if the control loop has gone quiet.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._recheck_s())
+            # asyncio.timeout, not wait_for: see _cancel_all.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._recheck_s()):
+                    await self._wake.wait()
             self._wake.clear()
             await self._flush_events(client)
             await self._maybe_publish_state(client)
@@ -454,8 +455,25 @@ def _response_target(message: aiomqtt.Message) -> tuple[str | None, bytes | None
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):  # not wait_for: see _cancel_all
+            await stop.wait()
+
+
+async def _cancel_all(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel the tasks and wait until every one has ended.
+
+    On Python 3.11, asyncio.wait_for swallows a cancel that arrives just as the future it
+    waits for completes (CPython gh-86296, fixed in 3.12): the task carries on as if never
+    cancelled. A stop set before the session served hit this every time in the publish loop
+    (hence asyncio.timeout there); aiomqtt still waits for acknowledgements with wait_for, so
+    cancel again until each task has ended.
+    """
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=_RECANCEL_S)
 
 
 __all__ = ["Backoff", "MqttLink", "describe_error"]

@@ -115,10 +115,11 @@ def _add_components(builder: _Components, config: AgentConfig, source: str) -> N
         *_MEASUREMENTS,
         *(_PV_MEASUREMENTS if has_pv else ()),
     ):
-        builder.sensor(key, name, _value(key), unit, device_class, precision=precision)
+        builder.sensor(key, name, _measured(key), unit, device_class, precision=precision)
     builder.sensor("remaining_ah", "Remaining charge", _value("remaining_ah"), "Ah", None)
+    # "At the present current": as stale as the current when the measurement is.
     for key, name in (("time_to_full_s", "Time to full"), ("time_to_empty_s", "Time to empty")):
-        builder.sensor(key, name, _value(key), "s", "duration", precision=0)
+        builder.sensor(key, name, _measured(key), "s", "duration", precision=0)
     _add_cells(builder, config.control.cell_count)
     # The same rule as the announce: a stock SBMS0 has two temperature inputs.
     names = TEMPERATURE_NAMES[:2] if source == "sbms0" else TEMPERATURE_NAMES
@@ -126,7 +127,7 @@ def _add_components(builder: _Components, config: AgentConfig, source: str) -> N
         builder.sensor(
             f"temperature_{name}",
             _TEMPERATURE_LABELS[name],
-            f"{{{{ value_json.temperatures.{name} }}}}",
+            _measured(f"temperatures.{name}"),
             "°C",
             "temperature",
             precision=1,
@@ -141,11 +142,12 @@ def _add_components(builder: _Components, config: AgentConfig, source: str) -> N
 
 def _add_cells(builder: _Components, cell_count: int) -> None:
     for key, name in _CELL_SUMMARY:
-        builder.sensor(key, name, _value(key), "V", "voltage", precision=3)
+        builder.sensor(key, name, _measured(key), "V", "voltage", precision=3)
     for index in range(cell_count):
         # A report without a measurement has no cells: say None (unknown), not an error.
         template = (
-            f"{{{{ value_json.cells[{index}] if value_json.cells | length > {index} else None }}}}"
+            f"{{{{ value_json.cells[{index}] if value_json.measurement_ok"
+            f" and value_json.cells | length > {index} else None }}}}"
         )
         builder.sensor(
             f"cell_{index + 1}",
@@ -178,6 +180,12 @@ def _add_binary_sensors(builder: _Components, config: AgentConfig) -> None:
 
 def _value(key: str) -> str:
     return f"{{{{ value_json.{key} }}}}"
+
+
+def _measured(key: str) -> str:
+    """A measured field: while `measurement_ok` is false the state repeats the last good value
+    (or null); Home Assistant would show that stale number as current, so say None (unknown)."""
+    return f"{{{{ value_json.{key} if value_json.measurement_ok else None }}}}"
 
 
 def _flag(expression: str) -> str:

@@ -126,6 +126,29 @@ def test_templates_survive_a_state_without_measurement() -> None:
             ), (component["uniq_id"], rendered)
 
 
+def test_stale_measurements_render_as_unknown() -> None:
+    """After a failure the state repeats the last good values with measurement_ok false:
+    Home Assistant must not show them as current (None renders as unknown)."""
+    system = _system()
+    system.run(5.0)
+    system.box.bus.fail_all()
+    report = system.run(system.config.control.stale_after_s + 1.0)
+    assert report is not None
+    state = json.loads(encode(state_payload(report)))
+    assert state["measurement_ok"] is False
+    assert state["voltage"] is not None  # the stale value the templates must hide
+    measured = {"voltage", "battery_power", "cell_min", "cell_max", "cell_1", "time_to_empty_s"}
+    for component in _components(system.config).values():
+        key = component["uniq_id"].removeprefix(f"sbms_{AGENT_ID}_")
+        rendered = _render(component["val_tpl"], state)
+        if rendered == "checked":  # no jinja2 (agent-only venv): key names checked instead
+            continue
+        if key in measured or key.startswith("temperature_"):
+            assert rendered == "None", (key, rendered)
+        elif key in ("soc", "remaining_ah") or component.get("dev_cla") == "energy":
+            assert float(rendered) >= 0, (key, rendered)
+
+
 def test_expected_components(running: tuple[AgentConfig, ControlReport]) -> None:
     config, _ = running
     components = _components(config)
