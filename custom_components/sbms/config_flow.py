@@ -1,33 +1,751 @@
-"""Config flow: one entry per battery box, identified by its agent id."""
+"""Config flow for SBMS battery boxes, and the options flow that configures the agent.
+
+One entry per box, keyed by its agent id. A box is found through MQTT discovery of its retained
+announce (the manifest's `sbms/+/announce`), or by hand: the user step lists the agents whose
+announce is retained on the broker, or takes an id and base topic. An entry is only created for
+an agent that answers (announce retained, status online).
+
+The options flow does not store settings: it sends them to the agent with `config/set` and
+finishes only when the agent accepts. The agent's retained `config` stays the source of truth,
+so every form is prefilled from it and a rejection shows the agent's reason.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
 import voluptuous as vol
-from homeassistant.config_entries import ConfigFlow, ConfigFlowResult
+from homeassistant.components import mqtt
+from homeassistant.components.mqtt.models import ReceiveMessage
+from homeassistant.config_entries import (
+    ConfigEntry,
+    ConfigEntryState,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlow,
+)
+from homeassistant.const import PERCENTAGE, UnitOfElectricCurrent, UnitOfTemperature, UnitOfTime
+from homeassistant.const import UnitOfElectricPotential as Volt
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers.selector import (
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectOptionDict,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+)
+from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 
-from .const import AGENT_ID_PATTERN, CONF_AGENT_ID, DOMAIN
+from .const import (
+    AGENT_ID_PATTERN,
+    CONF_AGENT_ID,
+    CONF_BASE_TOPIC,
+    CONF_TOPIC_PREFIX,
+    DEFAULT_BASE_TOPIC,
+    DISCOVERY_LISTEN_S,
+    DOMAIN,
+    OUTPUT_TYPE_NAMES,
+    SUPPORTED_PROTOCOL_VERSIONS,
+)
+from .coordinator import (
+    CONF_ANNOUNCE,
+    AgentRejectedError,
+    AgentRequestError,
+    SbmsConfigEntry,
+    SbmsCoordinator,
+)
+from .models import Announce, Payload, ProtocolError, RequestResult, protocol_version_of
+
+# How long the manual and reconfigure steps wait for an agent's announce and `online` status:
+# a retained announce arrives at once, an agent that is just starting needs a moment.
+AGENT_CHECK_S: Final = 5.0
+
+# Topic filters for agents under a base of one to three levels (`sbms`, `site1/sbms`, ...).
+_LISTEN_FILTERS: Final = ("+/announce", "+/+/announce", "+/+/+/announce")
+
+CONF_AGENT: Final = "agent"
+CONF_OUTPUT: Final = "output"
+CONF_OUTPUT_TYPE: Final = "output_type"
+_MANUAL: Final = "manual"
 
 _AGENT_ID = re.compile(AGENT_ID_PATTERN)
-_USER_SCHEMA = vol.Schema({vol.Required(CONF_AGENT_ID): str})
+# A base is one or more topic levels without wildcards or empty levels.
+_BASE_TOPIC = re.compile(r"^[^/#+\s]+(/[^/#+\s]+)*$")
+
+
+# --- finding agents ---------------------------------------------------------------------------
+
+
+class _AnnounceError(Exception):
+    """An announce the integration cannot use; `reason` is the abort or error key."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class FoundAgent:
+    """An agent whose valid announce was seen on the broker."""
+
+    prefix: str
+    announce: Announce
+    raw: dict[str, Any]
+
+    @property
+    def agent_id(self) -> str:
+        return self.announce.agent_id
+
+    def entry_data(self) -> dict[str, Any]:
+        """The config entry's data for this agent (the coordinator reads these keys)."""
+        return {
+            CONF_AGENT_ID: self.agent_id,
+            CONF_TOPIC_PREFIX: self.prefix,
+            CONF_ANNOUNCE: self.raw,
+        }
+
+    def label(self) -> str:
+        a = self.announce
+        return f"{a.agent_id} ({self.prefix}, {a.cells} cells, {a.capacity_ah:g} Ah, {a.source})"
+
+    def placeholders(self) -> dict[str, str]:
+        a = self.announce
+        outputs = ", ".join(f"{o.name} ({o.type_name})" for o in a.outputs) or "-"
+        return {
+            "agent_id": a.agent_id,
+            "model": a.model,
+            "source": a.source,
+            "cells": str(a.cells),
+            "capacity": f"{a.capacity_ah:g}",
+            "outputs": outputs,
+            "prefix": self.prefix,
+        }
+
+
+def parse_announce(topic: str, payload: Payload) -> FoundAgent:
+    """A usable agent from an announce message, or `_AnnounceError` saying why not.
+
+    The version is read first so a newer agent is reported as such even if the rest of its
+    announce changed shape.
+    """
+    if not payload:
+        raise _AnnounceError("invalid_discovery_info")
+    try:
+        version = protocol_version_of(payload)
+    except ProtocolError as err:
+        raise _AnnounceError("invalid_discovery_info") from err
+    if version not in SUPPORTED_PROTOCOL_VERSIONS:
+        raise _AnnounceError("unsupported_protocol")
+    try:
+        announce = Announce.from_payload(payload)
+    except ProtocolError as err:
+        raise _AnnounceError("invalid_discovery_info") from err
+    prefix = topic.removesuffix("/announce")
+    # Topics live under <base>/<agent_id>/: an announce elsewhere is not an agent's own.
+    if not _AGENT_ID.match(announce.agent_id) or not prefix.endswith(f"/{announce.agent_id}"):
+        raise _AnnounceError("invalid_discovery_info")
+    return FoundAgent(prefix=prefix, announce=announce, raw=json.loads(payload))
+
+
+async def _async_listen_for_agents(hass: HomeAssistant) -> dict[str, FoundAgent]:
+    """Every valid retained announce seen within DISCOVERY_LISTEN_S, keyed by topic prefix."""
+    found: dict[str, FoundAgent] = {}
+
+    @callback
+    def on_announce(message: ReceiveMessage) -> None:
+        try:
+            agent = parse_announce(message.topic, message.payload)
+        except _AnnounceError:
+            return  # other devices may use .../announce too; list only SBMS agents
+        found[agent.prefix] = agent
+
+    unsubscribers = [
+        await mqtt.async_subscribe(hass, topic, on_announce, qos=1) for topic in _LISTEN_FILTERS
+    ]
+    try:
+        await asyncio.sleep(DISCOVERY_LISTEN_S)
+    finally:
+        _unsubscribe_all(unsubscribers)
+    return found
+
+
+class _Probe:
+    """Collects one agent's retained announce and status."""
+
+    def __init__(self) -> None:
+        self.announce: ReceiveMessage | None = None
+        self.status: str | None = None
+        self.ready = asyncio.Event()
+
+    @callback
+    def on_announce(self, message: ReceiveMessage) -> None:
+        # An empty payload clears the retained announce: the agent was removed.
+        self.announce = message if message.payload else None
+        self._check()
+
+    @callback
+    def on_status(self, message: ReceiveMessage) -> None:
+        self.status = str(message.payload)
+        self._check()
+
+    def _check(self) -> None:
+        if self.announce is not None and self.status == "online":
+            self.ready.set()
+
+
+async def _async_check_agent(hass: HomeAssistant, prefix: str) -> FoundAgent:
+    """The agent under `prefix` if it answers; else `_AnnounceError` with the form error."""
+    probe = _Probe()
+    unsubscribers = [
+        await mqtt.async_subscribe(hass, f"{prefix}/announce", probe.on_announce, qos=1),
+        await mqtt.async_subscribe(hass, f"{prefix}/status", probe.on_status, qos=1),
+    ]
+    try:
+        async with asyncio.timeout(AGENT_CHECK_S):
+            await probe.ready.wait()
+    except TimeoutError:
+        pass  # judged below from what did arrive
+    finally:
+        _unsubscribe_all(unsubscribers)
+    if probe.announce is None:
+        raise _AnnounceError("agent_not_found")
+    try:
+        agent = parse_announce(probe.announce.topic, probe.announce.payload)
+    except _AnnounceError as err:
+        raise _AnnounceError(
+            "unsupported_protocol" if err.reason == "unsupported_protocol" else "invalid_announce"
+        ) from err
+    if probe.status != "online":
+        raise _AnnounceError("agent_offline")
+    return agent
+
+
+def _unsubscribe_all(unsubscribers: Sequence[CALLBACK_TYPE]) -> None:
+    for unsubscribe in unsubscribers:
+        unsubscribe()
+
+
+async def _async_mqtt_problem(hass: HomeAssistant) -> str | None:
+    """Why the broker cannot be asked now (an abort reason), or None."""
+    if not await mqtt.async_wait_for_mqtt_client(hass):
+        return "mqtt_not_configured"
+    if not mqtt.is_connected(hass):
+        return "mqtt_not_connected"
+    return None
+
+
+def _topic_schema(agent_id: str | None, base: str) -> vol.Schema:
+    agent_key = (
+        vol.Required(CONF_AGENT_ID)
+        if agent_id is None
+        else vol.Required(CONF_AGENT_ID, default=agent_id)
+    )
+    return vol.Schema(
+        {
+            agent_key: TextSelector(),
+            vol.Required(CONF_BASE_TOPIC, default=base): TextSelector(),
+        }
+    )
+
+
+def _read_topic_input(user_input: Mapping[str, Any]) -> tuple[str, str, dict[str, str]]:
+    """Agent id and base topic from a form, with the field errors of bad ones."""
+    agent_id = str(user_input[CONF_AGENT_ID]).strip()
+    base = str(user_input[CONF_BASE_TOPIC]).strip().strip("/")
+    errors: dict[str, str] = {}
+    if not _AGENT_ID.match(agent_id):
+        errors[CONF_AGENT_ID] = "invalid_agent_id"
+    if not _BASE_TOPIC.match(base):
+        errors[CONF_BASE_TOPIC] = "invalid_base_topic"
+    return agent_id, base, errors
+
+
+# --- config flow ------------------------------------------------------------------------------
 
 
 class SbmsConfigFlow(ConfigFlow, domain=DOMAIN):
-    """Ask for the agent id; MQTT discovery of agents comes with a later version."""
+    """Add a battery box: discovered over MQTT, picked from the agents seen, or by id."""
 
     VERSION = 1
 
+    def __init__(self) -> None:
+        self._discovered: FoundAgent | None = None
+        self._found: dict[str, FoundAgent] = {}
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> SbmsOptionsFlow:
+        return SbmsOptionsFlow()
+
+    # --- MQTT discovery ---------------------------------------------------------------------
+
+    async def async_step_mqtt(self, discovery_info: MqttServiceInfo) -> ConfigFlowResult:
+        """An agent's retained announce arrived on `sbms/<agent_id>/announce`."""
+        try:
+            agent = parse_announce(discovery_info.topic, discovery_info.payload)
+        except _AnnounceError as err:
+            return self.async_abort(reason=err.reason)
+        # A configured box gets its new announce even while another flow is open for it;
+        # only then does a second flow for the same box abort as already in progress.
+        existing = await self.async_set_unique_id(agent.agent_id, raise_on_progress=False)
+        # A new announce is stored without a reload (the coordinator follows announce
+        # changes itself); moved topics need the reload to subscribe anew.
+        moved = existing is not None and existing.data.get(CONF_TOPIC_PREFIX) != agent.prefix
+        self._abort_if_unique_id_configured(
+            updates={CONF_TOPIC_PREFIX: agent.prefix, CONF_ANNOUNCE: agent.raw},
+            reload_on_update=moved,
+        )
+        await self.async_set_unique_id(agent.agent_id)
+        self._discovered = agent
+        self.context["title_placeholders"] = {"name": agent.agent_id}
+        return await self.async_step_discovery_confirm()
+
+    async def async_step_discovery_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show the discovered box before adding it."""
+        assert self._discovered is not None
+        if user_input is not None:
+            return self._create_entry(self._discovered)
+        self._set_confirm_only()
+        return self.async_show_form(
+            step_id="discovery_confirm",
+            description_placeholders=self._discovered.placeholders(),
+        )
+
+    # --- by hand ----------------------------------------------------------------------------
+
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Pick one of the agents seen on the broker, or enter another id."""
+        errors: dict[str, str] = {}
+        if user_input is None:
+            if problem := await _async_mqtt_problem(self.hass):
+                return self.async_abort(reason=problem)
+            configured = self._async_current_ids(include_ignore=False)
+            self._found = {
+                prefix: agent
+                for prefix, agent in (await _async_listen_for_agents(self.hass)).items()
+                if agent.agent_id not in configured
+            }
+            if not self._found:
+                return await self.async_step_manual()
+        elif user_input[CONF_AGENT] == _MANUAL:
+            return await self.async_step_manual()
+        else:
+            agent = self._found[user_input[CONF_AGENT]]
+            if result := await self._async_add_checked(agent.prefix, agent.agent_id, errors):
+                return result
+        return self.async_show_form(
+            step_id="user", data_schema=self._agents_schema(), errors=errors
+        )
+
+    def _agents_schema(self) -> vol.Schema:
+        options = [
+            SelectOptionDict(value=prefix, label=agent.label())
+            for prefix, agent in sorted(self._found.items())
+        ]
+        options.append(SelectOptionDict(value=_MANUAL, label=_MANUAL))
+        return vol.Schema(
+            {
+                vol.Required(CONF_AGENT): SelectSelector(
+                    SelectSelectorConfig(
+                        options=options,
+                        mode=SelectSelectorMode.LIST,
+                        translation_key="discovered_agent",
+                    )
+                )
+            }
+        )
+
+    async def async_step_manual(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Enter an agent id and base topic."""
+        errors: dict[str, str] = {}
+        agent_id: str | None = None
+        base = DEFAULT_BASE_TOPIC
+        if user_input is not None:
+            agent_id, base, errors = _read_topic_input(user_input)
+            if not errors and (
+                result := await self._async_add_checked(f"{base}/{agent_id}", agent_id, errors)
+            ):
+                return result
+        return self.async_show_form(
+            step_id="manual", data_schema=_topic_schema(agent_id, base), errors=errors
+        )
+
+    async def _async_add_checked(
+        self, prefix: str, agent_id: str, errors: dict[str, str]
+    ) -> ConfigFlowResult | None:
+        """The new entry if the agent answers; else None with the reason in `errors`."""
+        # The user's choice wins over a discovery flow still open for the same box.
+        await self.async_set_unique_id(agent_id, raise_on_progress=False)
+        self._abort_if_unique_id_configured()
+        try:
+            agent = await _async_check_agent(self.hass, prefix)
+        except _AnnounceError as err:
+            errors["base"] = err.reason
+            return None
+        return self._create_entry(agent)
+
+    def _create_entry(self, agent: FoundAgent) -> ConfigFlowResult:
+        return self.async_create_entry(title=f"SBMS {agent.agent_id}", data=agent.entry_data())
+
+    # --- reconfigure ------------------------------------------------------------------------
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Move the box to another base topic; the agent id is its identity and stays."""
+        entry = self._get_reconfigure_entry()
+        agent_id: str = entry.data[CONF_AGENT_ID]
+        base = str(entry.data[CONF_TOPIC_PREFIX]).removesuffix(f"/{agent_id}")
         errors: dict[str, str] = {}
         if user_input is not None:
-            agent_id = str(user_input[CONF_AGENT_ID]).strip()
-            if _AGENT_ID.match(agent_id):
-                await self.async_set_unique_id(agent_id)
-                self._abort_if_unique_id_configured()
-                return self.async_create_entry(
-                    title=f"SBMS {agent_id}", data={CONF_AGENT_ID: agent_id}
+            agent_id, base, errors = _read_topic_input(user_input)
+            if not errors:
+                await self.async_set_unique_id(agent_id, raise_on_progress=False)
+                self._abort_if_unique_id_mismatch(reason="wrong_agent")
+                if problem := await _async_mqtt_problem(self.hass):
+                    return self.async_abort(reason=problem)
+                try:
+                    agent = await _async_check_agent(self.hass, f"{base}/{agent_id}")
+                except _AnnounceError as err:
+                    errors["base"] = err.reason
+                else:
+                    return self.async_update_reload_and_abort(
+                        entry, data_updates=agent.entry_data()
+                    )
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=_topic_schema(agent_id, base),
+            errors=errors,
+            description_placeholders={"agent_id": entry.data[CONF_AGENT_ID]},
+        )
+
+
+# --- options flow: the agent's settings -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Setting:
+    """One agent setting on a form: `section.key` in the agent's config."""
+
+    section: str
+    key: str
+    selector: NumberSelector
+
+    @property
+    def path(self) -> str:
+        """The field name the agent uses in a rejection."""
+        return f"config.{self.section}.{self.key}"
+
+
+def _number(
+    unit: str | None, step: float, minimum: float, maximum: float | None = None
+) -> NumberSelector:
+    config = NumberSelectorConfig(mode=NumberSelectorMode.BOX, step=step, min=minimum)
+    if maximum is not None:
+        config["max"] = maximum
+    if unit is not None:
+        config["unit_of_measurement"] = unit
+    return NumberSelector(config)
+
+
+# Ranges are only what the agent could ever accept; the agent checks the order and the rest.
+_CELL_V = _number(Volt.VOLT, 0.001, 2.0, 4.3)
+_SOC = _number(PERCENTAGE, 0.1, 0.0, 100.0)
+_TEMPERATURE = _number(UnitOfTemperature.CELSIUS, 0.1, -40.0, 125.0)
+_FRACTION = _number(None, 0.01, 0.0)
+
+
+def _settings(section: str, selector: NumberSelector, *keys: str) -> tuple[Setting, ...]:
+    return tuple(Setting(section=section, key=key, selector=selector) for key in keys)
+
+
+# Highest voltage first, as the levels stack up on a cell.
+THRESHOLDS: Final = _settings(
+    "thresholds", _CELL_V, "ovlo", "hvd", "eoc", "hvd_reconnect", "lvd_reconnect", "lvd", "uvlo"
+)
+SOC_ALARMS: Final = _settings("soc_alarms", _SOC, "high", "high_release", "low_release", "low")
+TEMPERATURE: Final = (
+    *_settings("temperature", _TEMPERATURE, "charge_min", "charge_max"),
+    Setting(
+        section="temperature",
+        key="charge_hysteresis",
+        selector=_number(UnitOfTemperature.CELSIUS, 0.1, 0.0, 50.0),
+    ),
+    *_settings("temperature", _TEMPERATURE, "internal_cutoff", "internal_release"),
+)
+_DUAL_PV_LEVELS: Final = (
+    Setting(
+        section="dual_pv", key="imax", selector=_number(UnitOfElectricCurrent.AMPERE, 0.1, 0.0)
+    ),
+    *_settings("dual_pv", _FRACTION, "up_to_l2_fraction", "up_to_l3_fraction", "down_fraction"),
+)
+DUAL_PV: Final = (
+    *_DUAL_PV_LEVELS,
+    Setting(
+        section="dual_pv",
+        key="min_level_hold_s",
+        selector=_number(UnitOfTime.SECONDS, 1, 0.0),
+    ),
+)
+
+# The settings each output type acts on (by type number); unused and fault have none.
+OUTPUT_TYPE_SETTINGS: Final[Mapping[int, tuple[Setting, ...]]] = {
+    1: tuple(s for s in THRESHOLDS if s.key in ("hvd", "hvd_reconnect")),
+    2: tuple(s for s in THRESHOLDS if s.key in ("lvd_reconnect", "lvd")),
+    3: tuple(s for s in SOC_ALARMS if s.key in ("high", "high_release")),
+    4: tuple(s for s in SOC_ALARMS if s.key in ("low_release", "low")),
+    6: _DUAL_PV_LEVELS,
+}
+
+_MENU: Final = ("thresholds", "soc_alarms", "temperature", "dual_pv", "outputs")
+
+
+def _settings_schema(
+    settings: Sequence[Setting], values: Mapping[str, Any], extra: Mapping[Any, Any] | None = None
+) -> vol.Schema:
+    """A form of `settings`, each prefilled with `values[key]` when known."""
+    fields: dict[Any, Any] = dict(extra or {})
+    for setting in settings:
+        value = values.get(setting.key)
+        marker = (
+            vol.Required(setting.key) if value is None else vol.Required(setting.key, default=value)
+        )
+        fields[marker] = setting.selector
+    return vol.Schema(fields)
+
+
+def _form_errors(result: RequestResult, fields: Mapping[str, str]) -> dict[str, str]:
+    """Put each of the agent's errors on its form field (`fields`: agent path -> field)."""
+    errors = {fields.get(error.field, "base"): "rejected" for error in result.errors}
+    return errors or {"base": "rejected"}
+
+
+class SbmsOptionsFlow(OptionsFlow):
+    """Change the agent's thresholds and output types; applied only once the agent accepts."""
+
+    def __init__(self) -> None:
+        self._output: str | None = None
+        self._output_type: int | None = None
+
+    @property
+    def _coordinator(self) -> SbmsCoordinator:
+        entry: SbmsConfigEntry = self.config_entry
+        return entry.runtime_data
+
+    def _current(self, settings: Sequence[Setting]) -> dict[str, Any]:
+        """The values in force, from the agent's retained config."""
+        config = self._coordinator.data.config
+        assert config is not None  # checked when the flow opened
+        return {s.key: config.value(s.section, s.key) for s in settings}
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Choose what to change; only while the agent can answer."""
+        if self.config_entry.state is not ConfigEntryState.LOADED:
+            return self.async_abort(reason="not_loaded")
+        data = self._coordinator.data
+        if not data.available:
+            return self.async_abort(reason="agent_offline")
+        if not data.announce.config_set:
+            return self.async_abort(reason="config_set_not_supported")
+        if data.config is None:
+            return self.async_abort(reason="config_unknown")
+        menu = [item for item in _MENU if item != "outputs" or data.announce.outputs]
+        return self.async_show_menu(step_id="init", menu_options=menu)
+
+    async def async_step_thresholds(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        return await self._async_settings_step("thresholds", THRESHOLDS, user_input)
+
+    async def async_step_soc_alarms(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        return await self._async_settings_step("soc_alarms", SOC_ALARMS, user_input)
+
+    async def async_step_temperature(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        return await self._async_settings_step("temperature", TEMPERATURE, user_input)
+
+    async def async_step_dual_pv(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        return await self._async_settings_step("dual_pv", DUAL_PV, user_input)
+
+    async def _async_settings_step(
+        self, step_id: str, settings: Sequence[Setting], user_input: dict[str, Any] | None
+    ) -> ConfigFlowResult:
+        """A form of settings; submitting sends the changed ones."""
+        values = self._current(settings)
+        errors: dict[str, str] = {}
+        reason = ""
+        if user_input is not None:
+            changes = _changes(settings, values, user_input)
+            errors, reason = await self._async_send(changes, _paths(settings))
+            if not errors:
+                return self._finish()
+            values = user_input  # show what the user asked for, to correct it
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=_settings_schema(settings, values),
+            errors=errors,
+            description_placeholders={"reason": reason},
+        )
+
+    # --- outputs ----------------------------------------------------------------------------
+
+    async def async_step_outputs(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Pick an output."""
+        if user_input is not None:
+            self._output = user_input[CONF_OUTPUT]
+            return await self.async_step_output_type()
+        options = [SelectOptionDict(value=name, label=name) for name in self._output_types()]
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_OUTPUT): SelectSelector(
+                    SelectSelectorConfig(options=options, mode=SelectSelectorMode.LIST)
                 )
-            errors[CONF_AGENT_ID] = "invalid_agent_id"
-        return self.async_show_form(step_id="user", data_schema=_USER_SCHEMA, errors=errors)
+            }
+        )
+        return self.async_show_form(step_id="outputs", data_schema=schema)
+
+    def _output_types(self) -> dict[str, int]:
+        """Each output's type in force: the agent's config, else its announce."""
+        types = {output.name: output.type for output in self._coordinator.data.announce.outputs}
+        config = self._coordinator.data.config
+        for item in config.data.get("outputs", []) if config else []:
+            if (
+                isinstance(item, dict)
+                and item.get("name") in types
+                and isinstance(item.get("type"), int)
+            ):
+                types[item["name"]] = item["type"]
+        return types
+
+    async def async_step_output_type(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Pick the output's type; types without settings are sent at once."""
+        assert self._output is not None
+        current = self._output_types()[self._output]
+        errors: dict[str, str] = {}
+        reason = ""
+        chosen = current
+        if user_input is not None:
+            chosen = int(user_input[CONF_OUTPUT_TYPE])
+            self._output_type = chosen
+            if chosen in OUTPUT_TYPE_SETTINGS:
+                return await self.async_step_output_settings()
+            changes = self._type_change(chosen, current)
+            errors, reason = await self._async_send(changes, {self._type_path(): CONF_OUTPUT_TYPE})
+            if not errors:
+                return self._finish()
+        return self.async_show_form(
+            step_id="output_type",
+            data_schema=_output_type_schema(chosen),
+            errors=errors,
+            description_placeholders={"output": self._output, "reason": reason},
+        )
+
+    async def async_step_output_settings(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """The settings the chosen type acts on; sent together with the type change."""
+        assert self._output is not None
+        assert self._output_type is not None
+        settings = OUTPUT_TYPE_SETTINGS[self._output_type]
+        values = self._current(settings)
+        errors: dict[str, str] = {}
+        reason = ""
+        if user_input is not None:
+            current_type = self._output_types()[self._output]
+            changes = {
+                **self._type_change(self._output_type, current_type),
+                **_changes(settings, values, user_input),
+            }
+            errors, reason = await self._async_send(changes, _paths(settings))
+            if not errors:
+                return self._finish()
+            values = user_input
+        return self.async_show_form(
+            step_id="output_settings",
+            data_schema=_settings_schema(settings, values),
+            errors=errors,
+            description_placeholders={
+                "output": self._output,
+                "type": OUTPUT_TYPE_NAMES[self._output_type],
+                "reason": reason,
+            },
+        )
+
+    def _type_change(self, chosen: int, current: int) -> dict[str, Any]:
+        assert self._output is not None
+        if chosen == current:
+            return {}
+        return {"outputs": {self._output: {"type": chosen}}}
+
+    def _type_path(self) -> str:
+        return f"config.outputs.{self._output}.type"
+
+    # --- sending ----------------------------------------------------------------------------
+
+    async def _async_send(
+        self, changes: dict[str, Any], fields: Mapping[str, str]
+    ) -> tuple[dict[str, str], str]:
+        """Send `changes` in one config/set: (form errors, the agent's reason); no errors = ok."""
+        if not changes:
+            return {}, ""  # nothing to change: no request
+        try:
+            await self._coordinator.async_set_config(changes, interactive=True)
+        except AgentRejectedError as err:
+            return _form_errors(err.result, fields), err.result.describe()
+        except AgentRequestError:
+            return {"base": "agent_unavailable"}, ""
+        return {}, ""
+
+    def _finish(self) -> ConfigFlowResult:
+        # The agent's retained config is the record of what is applied: nothing to store.
+        return self.async_create_entry(data=dict(self.config_entry.options))
+
+
+def _changes(
+    settings: Sequence[Setting], values: Mapping[str, Any], user_input: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Only the settings whose submitted value differs from the one in force, by section."""
+    changes: dict[str, dict[str, Any]] = {}
+    for setting in settings:
+        wanted = user_input.get(setting.key)
+        if wanted is not None and wanted != values.get(setting.key):
+            changes.setdefault(setting.section, {})[setting.key] = wanted
+    return changes
+
+
+def _paths(settings: Sequence[Setting]) -> dict[str, str]:
+    return {setting.path: setting.key for setting in settings}
+
+
+def _output_type_schema(current: int) -> vol.Schema:
+    options = [str(number) for number in range(len(OUTPUT_TYPE_NAMES))]
+    return vol.Schema(
+        {
+            vol.Required(CONF_OUTPUT_TYPE, default=str(current)): SelectSelector(
+                SelectSelectorConfig(
+                    options=options,
+                    mode=SelectSelectorMode.DROPDOWN,
+                    translation_key=CONF_OUTPUT_TYPE,
+                )
+            )
+        }
+    )

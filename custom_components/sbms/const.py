@@ -2,11 +2,65 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 DOMAIN: Final = "sbms"
+LOGGER: Final = logging.getLogger(__package__)
 
 CONF_AGENT_ID: Final = "agent_id"
+# Topic prefix of one agent, `<base>/<agent_id>` (the base is configurable on the agent).
+CONF_TOPIC_PREFIX: Final = "topic_prefix"
+CONF_BASE_TOPIC: Final = "base_topic"
+DEFAULT_BASE_TOPIC: Final = "sbms"
 
 # Agent ids appear in MQTT topics (sbms/<agent_id>/...): the same rule as the agent's config.
 AGENT_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+
+# The protocol versions this integration understands (docs/protocol.md).
+SUPPORTED_PROTOCOL_VERSIONS: Final = frozenset({1})
+
+# How long to wait for the agent's answer to config/set or a command.
+REQUEST_TIMEOUT_S: Final = 10.0
+# How long the config flow listens for retained announcements.
+DISCOVERY_LISTEN_S: Final = 2.0
+
+# Repair issue thresholds.
+OFFLINE_REPAIR_AFTER_S: Final = 15 * 60.0
+CELL_IMBALANCE_REPAIR_V: Final = 0.1
+CELL_IMBALANCE_REPAIR_AFTER_S: Final = 30 * 60.0
+
+# Bus event fired for every agent event (and agent offline/online); device triggers listen to it.
+EVENT_SBMS: Final = f"{DOMAIN}_event"
+ATTR_DEVICE_ID: Final = "device_id"
+ATTR_KIND: Final = "kind"
+
+# Agent event kinds (docs/protocol.md "event") plus the integration's own availability kinds.
+AGENT_EVENT_KINDS: Final = (
+    "hvd_trip",
+    "hvd_release",
+    "lvd_trip",
+    "lvd_release",
+    "high_soc_alarm",
+    "high_soc_clear",
+    "low_soc_alarm",
+    "low_soc_clear",
+    "fault_raised",
+    "fault_cleared",
+    "dual_pv_level",
+    "soc_sync",
+)
+KIND_AGENT_OFFLINE: Final = "agent_offline"
+KIND_AGENT_ONLINE: Final = "agent_online"
+
+# EXTIO output types, as on the SBMS0 (docs/protocol.md "announce").
+OUTPUT_TYPE_NAMES: Final = (
+    "unused",
+    "hvd",
+    "lvd",
+    "high_soc",
+    "low_soc",
+    "fault",
+    "dual_pv",
+)
+OUTPUT_TYPE_FAULT: Final = 5

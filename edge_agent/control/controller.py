@@ -402,6 +402,9 @@ class Controller:
             counters=self._counters.totals,
             events=tuple(events),
             measurement=self._measurement,
+            forced_off=dict(self._forced_off),
+            high_soc_alarm=self._high_soc.active,
+            low_soc_alarm=self._low_soc.active,
         )
 
     def _active_faults(self, now: float) -> frozenset[Fault]:

@@ -141,3 +141,7 @@ class ControlReport:
     counters: EnergyCounters
     events: tuple[ControlEvent, ...]
     measurement: Measurement | None  # the last good measurement
+    # output name -> end of its hold (time base of `timestamp`); only holds still running
+    forced_off: Mapping[str, float] = field(default_factory=dict)
+    high_soc_alarm: bool = False  # the SoC alarms as decided, with their hysteresis
+    low_soc_alarm: bool = False

@@ -156,6 +156,11 @@ def state_payload(report: ControlReport) -> dict[str, Any]:
         "charge_allowed": report.charge_allowed,
         "load_allowed": report.load_allowed,
         "outputs": dict(report.outputs),
+        "forced_off": {
+            name: _round(until, _TIME) for name, until in sorted(report.forced_off.items())
+        },
+        "high_soc_alarm": report.high_soc_alarm,
+        "low_soc_alarm": report.low_soc_alarm,
         "dual_pv_level": report.dual_pv_level,
         "time_to_full_s": _seconds(report.time_to_full_s),
         "time_to_empty_s": _seconds(report.time_to_empty_s),

@@ -38,6 +38,8 @@ def _snapshot(report: ControlReport) -> _Snapshot:
         report.dual_pv_level,
         report.charge_allowed,
         report.load_allowed,
+        report.high_soc_alarm,
+        report.low_soc_alarm,
         measurement_ok(report),
         None if m is None else m.monitor_flags,
     )

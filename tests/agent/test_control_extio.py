@@ -98,6 +98,25 @@ def test_soc_alarm_events_raised_without_such_outputs() -> None:
     controller.set_soc(96.0, now=0.0)
     report = controller.update(Measurement(1.0, (3.3,) * 8, 0.0))
     assert EventKind.HIGH_SOC_ALARM in [e.kind for e in report.events]
+    assert (report.high_soc_alarm, report.low_soc_alarm) == (True, False)
+
+
+def test_the_report_carries_the_alarm_states_with_their_hysteresis() -> None:
+    controller = Controller(ControlSettings(), 0.0)
+    alarms = []
+    for t, soc in enumerate([50.0, 20.0, 24.0, 25.01, 95.0, 91.0, 89.99], start=1):
+        controller.set_soc(soc, now=float(t))
+        report = controller.update(Measurement(float(t), (3.3,) * 8, 0.0))
+        alarms.append((report.low_soc_alarm, report.high_soc_alarm))
+    assert alarms == [
+        (False, False),
+        (True, False),
+        (True, False),  # inside the release band: still raised
+        (False, False),
+        (False, True),
+        (False, True),
+        (False, False),
+    ]
 
 
 def test_soc_types_also_obey_protection() -> None:

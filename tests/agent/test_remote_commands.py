@@ -16,6 +16,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.control.extio import is_charge_type, is_load_type
 from edge_agent.control.model import EventKind, Fault
 from edge_agent.control.settings import CellThresholds
+from edge_agent.mqtt.payloads import state_payload
 from edge_agent.runtime.remote import COMMANDS, RemoteControl, RemoteResult
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
@@ -173,14 +174,19 @@ def test_force_off_holds_an_output_off_for_the_time_then_releases() -> None:
     assert report is not None
     assert report.outputs["extio3"] is True
 
+    asked_at = rig.now
     assert rig.command("force_off", output="extio3", seconds=30, request_id="f").accepted
 
     report = rig.system.run(10.0)
     assert report is not None
     assert report.outputs["extio3"] is False
+    assert report.forced_off == {"extio3": pytest.approx(asked_at + 30, abs=1.0)}
+    assert state_payload(report)["forced_off"] == {"extio3": pytest.approx(asked_at + 30, abs=1.0)}
     report = rig.system.run(25.0)
     assert report is not None
     assert report.outputs["extio3"] is True
+    assert report.forced_off == {}
+    assert state_payload(report)["forced_off"] == {}
 
 
 def test_cancel_force_off() -> None:

@@ -1,63 +1,60 @@
-"""The SBMS integration skeleton in a real Home Assistant: config flow, setup and unload."""
+"""Setting up, unloading and removing a battery box's entry in a real Home Assistant."""
 
 from __future__ import annotations
 
-from homeassistant import config_entries
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from homeassistant.helpers import device_registry as dr
 
-from custom_components.sbms.const import CONF_AGENT_ID, DOMAIN
-
-
-async def _start_user_flow(hass: HomeAssistant) -> str:
-    result = await hass.config_entries.flow.async_init(
-        DOMAIN, context={"source": config_entries.SOURCE_USER}
-    )
-    assert result["type"] is FlowResultType.FORM
-    assert result["step_id"] == "user"
-    assert result["errors"] == {}
-    return str(result["flow_id"])
+from custom_components.sbms.const import DOMAIN
+from tests.integration.conftest import SetupBox
+from tests.integration.fake_agent import FakeAgent
 
 
-async def test_user_step_creates_an_entry_keyed_by_agent_id(hass: HomeAssistant) -> None:
-    flow_id = await _start_user_flow(hass)
-    result = await hass.config_entries.flow.async_configure(flow_id, {CONF_AGENT_ID: "garage-box"})
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert result["title"] == "SBMS garage-box"
-    assert result["data"] == {CONF_AGENT_ID: "garage-box"}
-    entries = hass.config_entries.async_entries(DOMAIN)
-    assert len(entries) == 1
-    assert entries[0].unique_id == "garage-box"
-    assert entries[0].state is ConfigEntryState.LOADED
-
-
-async def test_same_agent_twice_aborts(hass: HomeAssistant) -> None:
-    MockConfigEntry(
-        domain=DOMAIN, unique_id="garage-box", data={CONF_AGENT_ID: "garage-box"}
-    ).add_to_hass(hass)
-    flow_id = await _start_user_flow(hass)
-    result = await hass.config_entries.flow.async_configure(flow_id, {CONF_AGENT_ID: "garage-box"})
-    assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "already_configured"
-    assert len(hass.config_entries.async_entries(DOMAIN)) == 1
-
-
-async def test_invalid_agent_id_shows_the_form_again(hass: HomeAssistant) -> None:
-    flow_id = await _start_user_flow(hass)
-    result = await hass.config_entries.flow.async_configure(flow_id, {CONF_AGENT_ID: "garage/box"})
-    assert result["type"] is FlowResultType.FORM
-    assert result["errors"] == {CONF_AGENT_ID: "invalid_agent_id"}
-    assert hass.config_entries.async_entries(DOMAIN) == []
-
-
-async def test_setup_and_unload_entry(hass: HomeAssistant) -> None:
-    entry = MockConfigEntry(domain=DOMAIN, unique_id="van-box", data={CONF_AGENT_ID: "van-box"})
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+async def test_setup_registers_the_box_and_unload_stops_it(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    entry = await setup_box(agent)
     assert entry.state is ConfigEntryState.LOADED
+    coordinator = entry.runtime_data
+    assert coordinator.topic_prefix == "sbms/shed"
+    assert coordinator.data.available
+    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, "shed")})
+    assert device is not None
+    assert device.name == "SBMS shed"
+    assert device.serial_number == "rpi-10000000a1b2c3d4"
+    assert device.config_entries == {entry.entry_id}
+
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.NOT_LOADED
+    # Unsubscribed: a new state no longer reaches the unloaded coordinator.
+    before = coordinator.data.state
+    await agent.set_state(soc=12.5)
+    await hass.async_block_till_done()
+    assert coordinator.data.state is before
+
+
+async def test_setup_without_mqtt_is_retried_later(hass: HomeAssistant) -> None:
+    fake = FakeAgent(hass)
+    entry = fake.config_entry()
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    assert entry.reason is not None
+    # Unloading cancels the retry timer, so the test leaves nothing behind.
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert entry.state is ConfigEntryState.NOT_LOADED
+
+
+async def test_removing_the_entry_removes_the_device(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    entry = await setup_box(agent)
+    registry = dr.async_get(hass)
+    assert registry.async_get_device(identifiers={(DOMAIN, "shed")}) is not None
+    assert await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    assert hass.config_entries.async_entries(DOMAIN) == []
+    assert registry.async_get_device(identifiers={(DOMAIN, "shed")}) is None

@@ -1,0 +1,242 @@
+"""Binary sensors of a battery box: connection, permissions, outputs, faults and SoC alarms."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from homeassistant.components.binary_sensor import (
+    BinarySensorDeviceClass,
+    BinarySensorEntity,
+    BinarySensorEntityDescription,
+)
+from homeassistant.const import EntityCategory
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.util import dt as dt_util
+
+from .coordinator import SbmsConfigEntry, SbmsCoordinator
+from .entity import SbmsEntity
+from .models import AgentEvent, BoxState, OutputInfo
+
+# Push entities: nothing to poll, so no limit on parallel updates.
+PARALLEL_UPDATES = 0
+
+ATTR_FAULTS = "faults"
+ATTR_HELD_OFF_UNTIL = "held_off_until"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SbmsBinarySensorEntityDescription(BinarySensorEntityDescription):
+    """A flag read from the agent's state.
+
+    `measured`: unavailable while the agent reports `measurement_ok: false` (it then repeats
+    the last good reading). Control decisions (permissions, outputs, faults) stay available:
+    the agent keeps deciding, and fails safe, without a measurement.
+    """
+
+    value_fn: Callable[[BoxState], bool | None]
+    attributes_fn: Callable[[BoxState], Mapping[str, Any]] | None = None
+    measured: bool = False
+
+
+STATE_SENSORS: tuple[SbmsBinarySensorEntityDescription, ...] = (
+    SbmsBinarySensorEntityDescription(
+        key="charge_allowed",
+        translation_key="charge_allowed",
+        value_fn=lambda state: state.charge_allowed,
+    ),
+    SbmsBinarySensorEntityDescription(
+        key="load_allowed",
+        translation_key="load_allowed",
+        value_fn=lambda state: state.load_allowed,
+    ),
+    # The attribute keeps the machine names, so automations can test for one fault.
+    SbmsBinarySensorEntityDescription(
+        key="problem",
+        translation_key="problem",
+        device_class=BinarySensorDeviceClass.PROBLEM,
+        value_fn=lambda state: bool(state.faults),
+        attributes_fn=lambda state: {ATTR_FAULTS: list(state.faults)},
+    ),
+)
+
+CONNECTED = BinarySensorEntityDescription(
+    key="connected",
+    translation_key="connected",
+    device_class=BinarySensorDeviceClass.CONNECTIVITY,
+    entity_category=EntityCategory.DIAGNOSTIC,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SbmsSocAlarmEntityDescription(BinarySensorEntityDescription):
+    """A SoC alarm as the agent decides it, with the events that raise and clear it."""
+
+    state_fn: Callable[[BoxState], bool | None]
+    alarm_event: str
+    clear_event: str
+
+
+SOC_ALARMS: tuple[SbmsSocAlarmEntityDescription, ...] = (
+    SbmsSocAlarmEntityDescription(
+        key="low_soc_alarm",
+        translation_key="low_soc_alarm",
+        device_class=BinarySensorDeviceClass.BATTERY,  # on means low
+        state_fn=lambda state: state.low_soc_alarm,
+        alarm_event="low_soc_alarm",
+        clear_event="low_soc_clear",
+    ),
+    SbmsSocAlarmEntityDescription(
+        key="high_soc_alarm",
+        translation_key="high_soc_alarm",
+        state_fn=lambda state: state.high_soc_alarm,
+        alarm_event="high_soc_alarm",
+        clear_event="high_soc_clear",
+    ),
+)
+
+
+def _output_description(output: OutputInfo) -> SbmsBinarySensorEntityDescription:
+    """An output's real state; a running force_off hold shows as `held_off_until`."""
+
+    def attributes(state: BoxState) -> Mapping[str, Any]:
+        until = state.forced_off.get(output.name)
+        return {} if until is None else {ATTR_HELD_OFF_UNTIL: _utc(until)}
+
+    return SbmsBinarySensorEntityDescription(
+        key="output",
+        translation_key="output",
+        translation_placeholders={"output": output.name},
+        device_class=BinarySensorDeviceClass.POWER,
+        value_fn=lambda state: state.outputs.get(output.name),
+        attributes_fn=attributes,
+    )
+
+
+def _balancing_description(index: int) -> SbmsBinarySensorEntityDescription:
+    """Bleed resistor of one cell: flips often while balancing, so off by default."""
+    return SbmsBinarySensorEntityDescription(
+        key="balancing",
+        translation_key="cell_balancing",
+        translation_placeholders={"cell": str(index + 1)},
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        measured=True,
+        value_fn=lambda state: state.balancing[index] if index < len(state.balancing) else None,
+    )
+
+
+def _utc(timestamp: float) -> datetime:
+    return dt_util.utc_from_timestamp(timestamp)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: SbmsConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add the binary sensors; outputs and cells come from the box's announce."""
+    coordinator = entry.runtime_data
+    announce = coordinator.data.announce
+    entities: list[BinarySensorEntity] = [SbmsConnectedBinarySensor(coordinator, CONNECTED)]
+    entities.extend(SbmsBinarySensorEntity(coordinator, desc) for desc in STATE_SENSORS)
+    entities.extend(SbmsSocAlarmBinarySensor(coordinator, desc) for desc in SOC_ALARMS)
+    entities.extend(
+        SbmsBinarySensorEntity(
+            coordinator, _output_description(output), key_suffix=f"_{output.name}"
+        )
+        for output in announce.outputs
+    )
+    entities.extend(
+        SbmsBinarySensorEntity(
+            coordinator, _balancing_description(index), key_suffix=f"_{index + 1}"
+        )
+        for index in range(announce.cells)
+    )
+    async_add_entities(entities)
+
+
+class SbmsBinarySensorEntity(SbmsEntity, BinarySensorEntity):
+    """One flag of the agent's latest state."""
+
+    entity_description: SbmsBinarySensorEntityDescription
+
+    @property
+    def available(self) -> bool:
+        state = self.coordinator.data.state
+        if not super().available or state is None:
+            return False
+        return state.measurement_ok or not self.entity_description.measured
+
+    @property
+    def is_on(self) -> bool | None:
+        state = self.coordinator.data.state
+        return None if state is None else self.entity_description.value_fn(state)
+
+    @property
+    def extra_state_attributes(self) -> Mapping[str, Any] | None:
+        state = self.coordinator.data.state
+        attributes_fn = self.entity_description.attributes_fn
+        if state is None or attributes_fn is None:
+            return None
+        return attributes_fn(state)
+
+
+class SbmsConnectedBinarySensor(SbmsEntity, BinarySensorEntity):
+    """Whether the agent is online: the one entity that stays available to show it is not."""
+
+    @property
+    def available(self) -> bool:
+        return True
+
+    @property
+    def is_on(self) -> bool:
+        # Without the broker, the last `online` we heard says nothing about the agent.
+        data = self.coordinator.data
+        return data.online and data.broker_connected
+
+
+class SbmsSocAlarmBinarySensor(SbmsEntity, BinarySensorEntity):
+    """A SoC alarm as the agent decides it (levels and hysteresis live in the agent).
+
+    The state's alarm flag is the answer. An agent that predates the flag only tells through
+    its alarm events: then the last event is the answer, and before any the state is unknown
+    rather than a guess recomputed from a rounded SoC.
+    """
+
+    entity_description: SbmsSocAlarmEntityDescription
+
+    def __init__(
+        self, coordinator: SbmsCoordinator, description: SbmsSocAlarmEntityDescription
+    ) -> None:
+        super().__init__(coordinator, description)
+        self._attr_is_on = self._from_state()
+
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        self.async_on_remove(self.coordinator.async_add_event_listener(self._on_agent_event))
+
+    @property
+    def available(self) -> bool:
+        return super().available and self.coordinator.data.state is not None
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        flag = self._from_state()
+        if flag is not None:
+            self._attr_is_on = flag
+        super()._handle_coordinator_update()
+
+    @callback
+    def _on_agent_event(self, event: AgentEvent) -> None:
+        description = self.entity_description
+        if event.kind in (description.alarm_event, description.clear_event):
+            self._attr_is_on = event.kind == description.alarm_event
+            self.async_write_ha_state()
+
+    def _from_state(self) -> bool | None:
+        state = self.coordinator.data.state
+        return None if state is None else self.entity_description.state_fn(state)

@@ -1,0 +1,33 @@
+"""Base class of every SBMS entity: one device per battery box, unique ids from the agent id."""
+
+from __future__ import annotations
+
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.entity import EntityDescription
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
+
+from .const import DOMAIN
+from .coordinator import SbmsCoordinator
+
+
+class SbmsEntity(CoordinatorEntity[SbmsCoordinator]):
+    """An entity of one battery box, unavailable while its agent is offline."""
+
+    _attr_has_entity_name = True
+
+    def __init__(
+        self,
+        coordinator: SbmsCoordinator,
+        description: EntityDescription,
+        *,
+        key_suffix: str = "",
+    ) -> None:
+        """`key_suffix` tells apart the entities one description makes per cell or output."""
+        super().__init__(coordinator)
+        self.entity_description = description
+        self._attr_unique_id = f"{coordinator.agent_id}_{description.key}{key_suffix}"
+        self._attr_device_info = DeviceInfo(identifiers={(DOMAIN, coordinator.agent_id)})
+
+    @property
+    def available(self) -> bool:
+        return super().available and self.coordinator.data.available

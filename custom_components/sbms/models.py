@@ -1,0 +1,398 @@
+"""Typed views of the agent's MQTT payloads (docs/protocol.md, version 1).
+
+The integration ships without the agent, so it reads the payloads on its own: every parser
+checks what it uses and raises `ProtocolError` naming the field, so one bad message is logged
+and dropped instead of breaking entities. Fields a reader may meet absent (additions within a
+protocol version) have defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .const import OUTPUT_TYPE_NAMES
+
+MAX_PAYLOAD_BYTES = 262_144
+
+Payload = str | bytes | bytearray
+
+
+class ProtocolError(ValueError):
+    """A payload that does not follow docs/protocol.md; the message names the field."""
+
+
+def decode_object(payload: Payload, what: str) -> dict[str, Any]:
+    """One JSON object from an MQTT payload."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"{what}: payload of {len(payload)} bytes is too large")
+    try:
+        value = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ProtocolError(f"{what}: not JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{what}: not a JSON object")
+    return value
+
+
+class _Reader:
+    """Typed access to one JSON object, with errors that name `<what>.<key>`."""
+
+    def __init__(self, data: Mapping[str, Any], what: str) -> None:
+        self._data = data
+        self._what = what
+
+    def _fail(self, key: str, expected: str) -> ProtocolError:
+        got = self._data.get(key)
+        return ProtocolError(f"{self._what}.{key}: expected {expected}, got {got!r}")
+
+    def raw(self, key: str) -> Any:
+        if key not in self._data:
+            raise ProtocolError(f"{self._what}.{key}: missing")
+        return self._data[key]
+
+    def has(self, key: str) -> bool:
+        return key in self._data
+
+    def number(self, key: str) -> float:
+        value = self.raw(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._fail(key, "a number")
+        return float(value)
+
+    def optional_number(self, key: str) -> float | None:
+        if self._data.get(key) is None:
+            return None
+        return self.number(key)
+
+    def integer(self, key: str) -> int:
+        value = self.raw(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._fail(key, "an integer")
+        return value
+
+    def optional_integer(self, key: str) -> int | None:
+        if self._data.get(key) is None:
+            return None
+        return self.integer(key)
+
+    def text(self, key: str) -> str:
+        value = self.raw(key)
+        if not isinstance(value, str):
+            raise self._fail(key, "a string")
+        return value
+
+    def flag(self, key: str) -> bool:
+        value = self.raw(key)
+        if not isinstance(value, bool):
+            raise self._fail(key, "true or false")
+        return value
+
+    def obj(self, key: str, *, default: Mapping[str, Any] | None = None) -> _Reader:
+        if default is not None and key not in self._data:
+            return _Reader(default, f"{self._what}.{key}")
+        value = self.raw(key)
+        if not isinstance(value, dict):
+            raise self._fail(key, "an object")
+        return _Reader(value, f"{self._what}.{key}")
+
+    def items(self, key: str) -> list[Any]:
+        value = self.raw(key)
+        if not isinstance(value, list):
+            raise self._fail(key, "a list")
+        return value
+
+    def names(self) -> list[str]:
+        return [str(key) for key in self._data]
+
+    def numbers(self, key: str) -> tuple[float, ...]:
+        values = self.items(key)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise self._fail(key, "a list of numbers")
+        return tuple(float(v) for v in values)
+
+    def flags(self, key: str) -> tuple[bool, ...]:
+        values = self.items(key)
+        if not all(isinstance(v, bool) for v in values):
+            raise self._fail(key, "a list of true/false")
+        return tuple(values)
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        values = self.items(key)
+        if not all(isinstance(v, str) for v in values):
+            raise self._fail(key, "a list of strings")
+        return tuple(values)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputInfo:
+    """One EXTIO output as announced: its name and type (0-6)."""
+
+    name: str
+    type: int
+
+    @property
+    def type_name(self) -> str:
+        return OUTPUT_TYPE_NAMES[self.type]
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """The retained description of a battery box."""
+
+    protocol_version: int
+    agent_version: str
+    agent_id: str
+    model: str
+    source: str
+    serial: str
+    cells: int
+    capacity_ah: float
+    pv_current: bool
+    temperatures: tuple[str, ...]
+    outputs: tuple[OutputInfo, ...]
+    config_set: bool
+    commands: frozenset[str]
+    topics: Mapping[str, str]
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> Announce:
+        """Parse an announce; only `protocol_version` is read before the version check."""
+        data = decode_object(payload, "announce")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Announce:
+        r = _Reader(data, "announce")
+        protocol_version = r.integer("protocol_version")
+        measurements = r.obj("measurements")
+        capabilities = r.obj("capabilities")
+        topics = r.obj("topics")
+        return cls(
+            protocol_version=protocol_version,
+            agent_version=r.text("agent_version"),
+            agent_id=r.text("agent_id"),
+            model=r.text("model"),
+            source=r.text("source"),
+            serial=r.text("serial"),
+            cells=r.integer("cells"),
+            capacity_ah=r.number("capacity_ah"),
+            pv_current=measurements.flag("pv_current"),
+            temperatures=measurements.texts("temperatures"),
+            outputs=tuple(_output(item, index) for index, item in enumerate(r.items("outputs"))),
+            config_set=capabilities.flag("config_set"),
+            commands=frozenset(capabilities.texts("commands")),
+            topics={key: topics.text(key) for key in topics.names()},
+        )
+
+    def output(self, name: str) -> OutputInfo | None:
+        return next((output for output in self.outputs if output.name == name), None)
+
+
+def _output(item: Any, index: int) -> OutputInfo:
+    if not isinstance(item, dict):
+        raise ProtocolError(f"announce.outputs[{index}]: expected an object, got {item!r}")
+    r = _Reader(item, f"announce.outputs[{index}]")
+    output_type = r.integer("type")
+    if not 0 <= output_type < len(OUTPUT_TYPE_NAMES):
+        raise ProtocolError(f"announce.outputs[{index}].type: {output_type} is not 0-6")
+    return OutputInfo(name=r.text("name"), type=output_type)
+
+
+def protocol_version_of(payload: Payload) -> int:
+    """Only the version, so a newer agent's announce is recognised even if its shape changed."""
+    return _Reader(decode_object(payload, "announce"), "announce").integer("protocol_version")
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """Monotonic energy totals since installation (Ah and Wh)."""
+
+    battery_in_ah: float
+    battery_out_ah: float
+    battery_in_wh: float
+    battery_out_wh: float
+    pv_ah: float
+    pv_wh: float
+    load_ah: float
+    load_wh: float
+
+
+@dataclass(frozen=True, slots=True)
+class BoxState:
+    """One telemetry message."""
+
+    timestamp: float
+    soc: float
+    remaining_ah: float
+    capacity_ah: float
+    voltage: float | None
+    battery_current: float | None
+    battery_power: float | None
+    pv_current: float | None
+    pv_power: float | None
+    load_current: float | None
+    load_power: float | None
+    cells: tuple[float, ...]
+    cell_min: float | None
+    cell_max: float | None
+    cell_delta: float | None
+    balancing: tuple[bool, ...]
+    temperatures: Mapping[str, float | None]
+    flags: tuple[str, ...]
+    faults: tuple[str, ...]
+    interlocks: tuple[str, ...]
+    charge_allowed: bool
+    load_allowed: bool
+    outputs: Mapping[str, bool]
+    dual_pv_level: int | None
+    time_to_full_s: float | None
+    time_to_empty_s: float | None
+    counters: Counters
+    measurement_ok: bool
+    forced_off: Mapping[str, float] = field(default_factory=dict)
+    # None from an agent that predates the alarm flags (added within protocol version 1)
+    high_soc_alarm: bool | None = None
+    low_soc_alarm: bool | None = None
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> BoxState:
+        return cls.from_dict(decode_object(payload, "state"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BoxState:
+        r = _Reader(data, "state")
+        temperatures = r.obj("temperatures")
+        outputs = r.obj("outputs")
+        forced = r.obj("forced_off", default={})
+        counters = r.obj("counters")
+        return cls(
+            timestamp=r.number("timestamp"),
+            soc=r.number("soc"),
+            remaining_ah=r.number("remaining_ah"),
+            capacity_ah=r.number("capacity_ah"),
+            voltage=r.optional_number("voltage"),
+            battery_current=r.optional_number("battery_current"),
+            battery_power=r.optional_number("battery_power"),
+            pv_current=r.optional_number("pv_current"),
+            pv_power=r.optional_number("pv_power"),
+            load_current=r.optional_number("load_current"),
+            load_power=r.optional_number("load_power"),
+            cells=r.numbers("cells"),
+            cell_min=r.optional_number("cell_min"),
+            cell_max=r.optional_number("cell_max"),
+            cell_delta=r.optional_number("cell_delta"),
+            balancing=r.flags("balancing"),
+            temperatures={key: temperatures.optional_number(key) for key in temperatures.names()},
+            flags=r.texts("flags"),
+            faults=r.texts("faults"),
+            interlocks=r.texts("interlocks"),
+            charge_allowed=r.flag("charge_allowed"),
+            load_allowed=r.flag("load_allowed"),
+            outputs={key: outputs.flag(key) for key in outputs.names()},
+            dual_pv_level=r.optional_integer("dual_pv_level"),
+            time_to_full_s=r.optional_number("time_to_full_s"),
+            time_to_empty_s=r.optional_number("time_to_empty_s"),
+            counters=Counters(**{name: counters.number(name) for name in _COUNTER_FIELDS}),
+            measurement_ok=r.flag("measurement_ok"),
+            forced_off={key: forced.number(key) for key in forced.names()},
+            high_soc_alarm=r.flag("high_soc_alarm") if r.has("high_soc_alarm") else None,
+            low_soc_alarm=r.flag("low_soc_alarm") if r.has("low_soc_alarm") else None,
+        )
+
+
+_COUNTER_FIELDS = tuple(Counters.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """The configuration in force (the retained `config` topic), kept as the agent sent it."""
+
+    data: Mapping[str, Any]
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> AgentConfig:
+        data = decode_object(payload, "config")
+        r = _Reader(data, "config")
+        r.integer("config_revision")
+        r.obj("thresholds")
+        r.items("outputs")
+        return cls(data=data)
+
+    @property
+    def revision(self) -> int:
+        return int(self.data["config_revision"])
+
+    def value(self, section: str, key: str) -> Any:
+        """One setting, `None` when the section or key is absent (or the section is null)."""
+        part = self.data.get(section)
+        return part.get(key) if isinstance(part, dict) else None
+
+    def section(self, section: str) -> dict[str, Any]:
+        part = self.data.get(section)
+        return dict(part) if isinstance(part, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestError:
+    """One reason the agent gave for rejecting a request."""
+
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestResult:
+    """The agent's answer to `config/set` or a command."""
+
+    request_id: str | None
+    command: str
+    accepted: bool
+    errors: tuple[RequestError, ...]
+    config_revision: int | None
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> RequestResult:
+        r = _Reader(decode_object(payload, "result"), "result")
+        request_id = r.raw("request_id")
+        errors = []
+        for index, item in enumerate(r.items("errors")):
+            if not isinstance(item, dict):
+                raise ProtocolError(f"result.errors[{index}]: expected an object")
+            error = _Reader(item, f"result.errors[{index}]")
+            errors.append(RequestError(field=error.text("field"), reason=error.text("reason")))
+        status = r.text("status")
+        if status not in {"accepted", "rejected"}:
+            raise ProtocolError(f"result.status: expected accepted or rejected, got {status!r}")
+        return cls(
+            request_id=request_id if isinstance(request_id, str) else None,
+            command=r.text("command"),
+            accepted=status == "accepted",
+            errors=tuple(errors),
+            config_revision=r.optional_integer("config_revision"),
+        )
+
+    def describe(self) -> str:
+        """The agent's reasons in one line, for forms, exceptions and repair issues."""
+        return "; ".join(f"{error.field}: {error.reason}" for error in self.errors)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEvent:
+    """One transition reported by the agent."""
+
+    kind: str
+    timestamp: float
+    detail: Mapping[str, Any]
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> AgentEvent:
+        r = _Reader(decode_object(payload, "event"), "event")
+        detail = r.obj("detail")
+        return cls(
+            kind=r.text("kind"),
+            timestamp=r.number("timestamp"),
+            detail={key: detail.raw(key) for key in detail.names()},
+        )

@@ -1,0 +1,348 @@
+"""Sensors of a battery box: the measurements, estimates and counters of the agent's `state`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from functools import partial
+
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import (
+    PERCENTAGE,
+    EntityCategory,
+    UnitOfElectricCurrent,
+    UnitOfElectricPotential,
+    UnitOfEnergy,
+    UnitOfPower,
+    UnitOfTemperature,
+    UnitOfTime,
+)
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.typing import StateType
+
+from .coordinator import SbmsConfigEntry
+from .entity import SbmsEntity
+from .models import Announce, BoxState
+
+# Push entities: nothing to poll, so no limit on parallel updates.
+PARALLEL_UPDATES = 0
+
+UNIT_AMPERE_HOUR = "Ah"
+OUTPUT_TYPE_DUAL_PV = 6
+
+
+@dataclass(frozen=True, kw_only=True)
+class SbmsSensorEntityDescription(SensorEntityDescription):
+    """A sensor read from the agent's state.
+
+    `measured`: the value comes from the present measurement, so it is unavailable while the
+    agent reports `measurement_ok: false` (it then repeats the last good value, which must not
+    pass for a live one). Estimates (SoC) and counters stay available while the agent is online.
+    """
+
+    value_fn: Callable[[BoxState], StateType]
+    exists_fn: Callable[[Announce], bool] = lambda _: True
+    measured: bool = True
+
+
+def _has_pv_shunt(announce: Announce) -> bool:
+    return announce.pv_current
+
+
+def _has_dual_pv(announce: Announce) -> bool:
+    return any(output.type == OUTPUT_TYPE_DUAL_PV for output in announce.outputs)
+
+
+def _has_temperature(name: str) -> Callable[[Announce], bool]:
+    return lambda announce: name in announce.temperatures
+
+
+def _readable(names: Iterable[str]) -> str:
+    """Machine names as one short line of text; "none" so the state is never empty."""
+    return ", ".join(name.replace("_", " ") for name in names) or "none"
+
+
+def _cell(index: int, state: BoxState) -> float | None:
+    return state.cells[index] if index < len(state.cells) else None
+
+
+def _cell_voltage(
+    key: str, value_fn: Callable[[BoxState], StateType]
+) -> SbmsSensorEntityDescription:
+    """Cell voltages: millivolt resolution on the wire, so three decimals."""
+    return SbmsSensorEntityDescription(
+        key=key,
+        translation_key=key,
+        device_class=SensorDeviceClass.VOLTAGE,
+        native_unit_of_measurement=UnitOfElectricPotential.VOLT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=3,
+        value_fn=value_fn,
+    )
+
+
+def _energy(
+    key: str,
+    value_fn: Callable[[BoxState], StateType],
+    exists_fn: Callable[[Announce], bool] = lambda _: True,
+) -> SbmsSensorEntityDescription:
+    """A counter the Energy dashboard accepts: energy, total_increasing, Wh shown as kWh."""
+    return SbmsSensorEntityDescription(
+        key=key,
+        translation_key=key,
+        device_class=SensorDeviceClass.ENERGY,
+        native_unit_of_measurement=UnitOfEnergy.WATT_HOUR,
+        suggested_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=2,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        measured=False,
+        exists_fn=exists_fn,
+        value_fn=value_fn,
+    )
+
+
+def _temperature(
+    name: str, entity_category: EntityCategory | None = None
+) -> SbmsSensorEntityDescription:
+    return SbmsSensorEntityDescription(
+        key=f"temperature_{name}",
+        translation_key=f"temperature_{name}",
+        device_class=SensorDeviceClass.TEMPERATURE,
+        native_unit_of_measurement=UnitOfTemperature.CELSIUS,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        exists_fn=_has_temperature(name),
+        entity_category=entity_category,
+        value_fn=lambda state: state.temperatures.get(name),
+    )
+
+
+SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
+    SbmsSensorEntityDescription(
+        key="soc",
+        translation_key="soc",
+        device_class=SensorDeviceClass.BATTERY,
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        measured=False,  # the coulomb-counting estimate carries on through a measurement gap
+        value_fn=lambda state: state.soc,
+    ),
+    SbmsSensorEntityDescription(
+        key="voltage",
+        translation_key="pack_voltage",
+        device_class=SensorDeviceClass.VOLTAGE,
+        native_unit_of_measurement=UnitOfElectricPotential.VOLT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=2,
+        value_fn=lambda state: state.voltage,
+    ),
+    SbmsSensorEntityDescription(
+        key="battery_current",
+        translation_key="battery_current",
+        device_class=SensorDeviceClass.CURRENT,
+        native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=2,
+        value_fn=lambda state: state.battery_current,
+    ),
+    SbmsSensorEntityDescription(
+        key="battery_power",
+        translation_key="battery_power",
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        value_fn=lambda state: state.battery_power,
+    ),
+    SbmsSensorEntityDescription(
+        key="pv_current",
+        translation_key="pv_current",
+        device_class=SensorDeviceClass.CURRENT,
+        native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=2,
+        exists_fn=_has_pv_shunt,
+        value_fn=lambda state: state.pv_current,
+    ),
+    SbmsSensorEntityDescription(
+        key="pv_power",
+        translation_key="pv_power",
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        exists_fn=_has_pv_shunt,
+        value_fn=lambda state: state.pv_power,
+    ),
+    # The load is PV minus battery, so it exists only with a PV shunt.
+    SbmsSensorEntityDescription(
+        key="load_current",
+        translation_key="load_current",
+        device_class=SensorDeviceClass.CURRENT,
+        native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=2,
+        exists_fn=_has_pv_shunt,
+        value_fn=lambda state: state.load_current,
+    ),
+    SbmsSensorEntityDescription(
+        key="load_power",
+        translation_key="load_power",
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        exists_fn=_has_pv_shunt,
+        value_fn=lambda state: state.load_power,
+    ),
+    _cell_voltage("cell_min", lambda state: state.cell_min),
+    _cell_voltage("cell_max", lambda state: state.cell_max),
+    # The spread is a few millivolts on a healthy pack: shown in mV (HA converts from the
+    # agent's volts), so "3 mV" reads at a glance where "0.003 V" does not.
+    SbmsSensorEntityDescription(
+        key="cell_delta",
+        translation_key="cell_delta",
+        device_class=SensorDeviceClass.VOLTAGE,
+        native_unit_of_measurement=UnitOfElectricPotential.VOLT,
+        suggested_unit_of_measurement=UnitOfElectricPotential.MILLIVOLT,
+        suggested_display_precision=0,
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda state: state.cell_delta,
+    ),
+    _temperature("battery"),
+    _temperature("external2"),
+    # The cell monitor's die temperature guards the electronics, not the cells.
+    _temperature("internal", EntityCategory.DIAGNOSTIC),
+    # No Home Assistant device class measures charge (Ah): a plain measurement with a unit.
+    SbmsSensorEntityDescription(
+        key="remaining_ah",
+        translation_key="remaining_charge",
+        native_unit_of_measurement=UNIT_AMPERE_HOUR,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        measured=False,  # follows the SoC estimate
+        value_fn=lambda state: state.remaining_ah,
+    ),
+    SbmsSensorEntityDescription(
+        key="capacity_ah",
+        translation_key="capacity_in_use",
+        native_unit_of_measurement=UNIT_AMPERE_HOUR,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        measured=False,  # a learned setting of the estimator, not a live reading
+        value_fn=lambda state: state.capacity_ah,
+    ),
+    SbmsSensorEntityDescription(
+        key="time_to_full",
+        translation_key="time_to_full",
+        device_class=SensorDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.SECONDS,
+        suggested_unit_of_measurement=UnitOfTime.HOURS,
+        suggested_display_precision=1,
+        value_fn=lambda state: state.time_to_full_s,
+    ),
+    SbmsSensorEntityDescription(
+        key="time_to_empty",
+        translation_key="time_to_empty",
+        device_class=SensorDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.SECONDS,
+        suggested_unit_of_measurement=UnitOfTime.HOURS,
+        suggested_display_precision=1,
+        value_fn=lambda state: state.time_to_empty_s,
+    ),
+    SbmsSensorEntityDescription(
+        key="dual_pv_level",
+        translation_key="dual_pv_level",
+        state_class=SensorStateClass.MEASUREMENT,
+        exists_fn=_has_dual_pv,
+        measured=False,  # the controller's decision, held through a measurement gap
+        value_fn=lambda state: state.dual_pv_level,
+    ),
+    _energy("battery_in_energy", lambda state: state.counters.battery_in_wh),
+    _energy("battery_out_energy", lambda state: state.counters.battery_out_wh),
+    _energy("pv_energy", lambda state: state.counters.pv_wh, exists_fn=_has_pv_shunt),
+    _energy("load_energy", lambda state: state.counters.load_wh, exists_fn=_has_pv_shunt),
+    # Why charge or loads are held off: the first thing to look at when power stops.
+    SbmsSensorEntityDescription(
+        key="interlocks",
+        translation_key="interlocks",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        measured=False,
+        value_fn=lambda state: _readable(state.interlocks),
+    ),
+    # CHING/DCHING follow every change of direction: noisy, so off by default.
+    SbmsSensorEntityDescription(
+        key="cell_monitor_flags",
+        translation_key="cell_monitor_flags",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=lambda state: _readable(state.flags),
+    ),
+)
+
+
+def cell_descriptions(cells: int) -> list[SbmsSensorEntityDescription]:
+    """One voltage per cell, numbered from 1 at the bottom of the stack.
+
+    Eight or sixteen sensors moving by a few mV would flood the history: diagnostic and off
+    by default (cell min/max/delta tell the story; these are for chasing one bad cell).
+    """
+    template = replace(
+        _cell_voltage("cell_voltage", lambda _state: None),
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+    )
+    return [
+        replace(
+            template,
+            translation_placeholders={"cell": str(index + 1)},
+            value_fn=partial(_cell, index),
+        )
+        for index in range(cells)
+    ]
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: SbmsConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add the sensors this box has (PV, temperatures and outputs come from its announce)."""
+    coordinator = entry.runtime_data
+    announce = coordinator.data.announce
+    entities = [
+        SbmsSensorEntity(coordinator, description)
+        for description in SENSORS
+        if description.exists_fn(announce)
+    ]
+    entities.extend(
+        SbmsSensorEntity(coordinator, description, key_suffix=f"_{index + 1}")
+        for index, description in enumerate(cell_descriptions(announce.cells))
+    )
+    async_add_entities(entities)
+
+
+class SbmsSensorEntity(SbmsEntity, SensorEntity):
+    """One value of the agent's latest state."""
+
+    entity_description: SbmsSensorEntityDescription
+
+    @property
+    def available(self) -> bool:
+        state = self.coordinator.data.state
+        if not super().available or state is None:
+            return False
+        return state.measurement_ok or not self.entity_description.measured
+
+    @property
+    def native_value(self) -> StateType:
+        state = self.coordinator.data.state
+        return None if state is None else self.entity_description.value_fn(state)

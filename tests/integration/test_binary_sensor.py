@@ -1,0 +1,212 @@
+"""Binary sensors of the sbms integration, fed by the fake agent through a real broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import partial
+
+from homeassistant.components.binary_sensor import BinarySensorDeviceClass
+from homeassistant.const import (
+    ATTR_DEVICE_CLASS,
+    STATE_OFF,
+    STATE_ON,
+    STATE_UNAVAILABLE,
+    STATE_UNKNOWN,
+    EntityCategory,
+)
+from homeassistant.core import HomeAssistant, State
+from homeassistant.helpers import entity_registry as er
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.sbms.const import DOMAIN
+from tests.integration.conftest import SetupBox, wait_for
+from tests.integration.fake_agent import FakeAgent
+
+
+def entity_id(hass: HomeAssistant, key: str) -> str:
+    found = er.async_get(hass).async_get_entity_id("binary_sensor", DOMAIN, f"shed_{key}")
+    assert found is not None, f"no binary sensor with unique id shed_{key}"
+    return found
+
+
+def state_of(hass: HomeAssistant, key: str) -> State:
+    state = hass.states.get(entity_id(hass, key))
+    assert state is not None
+    return state
+
+
+def value(hass: HomeAssistant, key: str) -> str:
+    return state_of(hass, key).state
+
+
+async def test_values_map_the_documented_state(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    await setup_box(agent)
+    expected = {
+        "connected": STATE_ON,
+        "charge_allowed": STATE_ON,
+        "load_allowed": STATE_ON,
+        "problem": STATE_OFF,
+        "output_extio3": STATE_ON,
+        "output_extio4": STATE_ON,
+        "output_extio5": STATE_OFF,
+        "output_extio6": STATE_OFF,
+        "low_soc_alarm": STATE_OFF,  # 63.4 % is above low_release (25 %)
+        "high_soc_alarm": STATE_OFF,  # and below high_release (90 %)
+    }
+    assert {key: value(hass, key) for key in expected} == expected
+    assert state_of(hass, "problem").attributes["faults"] == []
+    assert (
+        state_of(hass, "problem").attributes[ATTR_DEVICE_CLASS] == BinarySensorDeviceClass.PROBLEM
+    )
+    assert state_of(hass, "connected").attributes[ATTR_DEVICE_CLASS] == (
+        BinarySensorDeviceClass.CONNECTIVITY
+    )
+    assert state_of(hass, "low_soc_alarm").attributes[ATTR_DEVICE_CLASS] == (
+        BinarySensorDeviceClass.BATTERY
+    )
+    assert "held_off_until" not in state_of(hass, "output_extio3").attributes
+    assert state_of(hass, "output_extio3").name == "SBMS shed Output extio3"
+    assert state_of(hass, "charge_allowed").name == "SBMS shed Charging allowed"
+    registry = er.async_get(hass)
+    connected = registry.async_get(entity_id(hass, "connected"))
+    assert connected is not None
+    assert connected.entity_category is EntityCategory.DIAGNOSTIC
+
+
+async def test_outputs_follow_the_announce(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    agent.announce["outputs"] = agent.announce["outputs"][:2]
+    await agent.publish_all()
+    await setup_box(agent)
+    registry = er.async_get(hass)
+    assert registry.async_get_entity_id("binary_sensor", DOMAIN, "shed_output_extio4")
+    assert registry.async_get_entity_id("binary_sensor", DOMAIN, "shed_output_extio5") is None
+
+
+async def test_faults_interlocks_and_holds(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    await setup_box(agent)
+    await agent.set_state(
+        faults=["over_voltage_lockout", "over_temperature"],
+        interlocks=["over_voltage_lockout", "forced_off"],
+        charge_allowed=False,
+        outputs={"extio3": False, "extio4": False, "extio5": False, "extio6": True},
+        forced_off={"extio3": 1780311600.5},
+    )
+    await wait_for(hass, lambda: value(hass, "problem") == STATE_ON)
+    assert state_of(hass, "problem").attributes["faults"] == [
+        "over_voltage_lockout",
+        "over_temperature",
+    ]
+    assert value(hass, "charge_allowed") == STATE_OFF
+    assert value(hass, "load_allowed") == STATE_ON
+    assert value(hass, "output_extio3") == STATE_OFF
+    assert value(hass, "output_extio6") == STATE_ON
+    assert state_of(hass, "output_extio3").attributes["held_off_until"] == datetime(
+        2026, 6, 1, 11, 0, 0, 500000, tzinfo=UTC
+    )
+    assert "held_off_until" not in state_of(hass, "output_extio4").attributes
+    # The hold ends: the attribute goes.
+    await agent.set_state(forced_off={}, faults=[])
+    await wait_for(hass, lambda: value(hass, "problem") == STATE_OFF)
+    assert "held_off_until" not in state_of(hass, "output_extio3").attributes
+
+
+async def test_connected_stays_available_and_shows_offline(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    await setup_box(agent)
+    await agent.set_online(False)
+    await wait_for(hass, lambda: value(hass, "connected") == STATE_OFF)
+    for key in ("charge_allowed", "problem", "output_extio3", "low_soc_alarm"):
+        assert value(hass, key) == STATE_UNAVAILABLE, key
+    await agent.set_online(True)
+    await wait_for(hass, lambda: value(hass, "connected") == STATE_ON)
+    assert value(hass, "charge_allowed") == STATE_ON
+
+
+async def test_control_flags_stay_available_without_a_measurement(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """Permissions and outputs are the agent's decisions: shown even while it measures nothing."""
+    await setup_box(agent)
+    await agent.set_state(
+        measurement_ok=False, charge_allowed=False, interlocks=["measurement_stale"]
+    )
+    await wait_for(hass, lambda: value(hass, "charge_allowed") == STATE_OFF)
+    assert value(hass, "output_extio3") == STATE_ON
+    assert value(hass, "problem") == STATE_OFF
+
+
+async def test_balancing_is_disabled_by_default_and_measured(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    entry = await setup_box(agent)
+    registry = er.async_get(hass)
+    for cell in range(1, 9):
+        registry_entry = registry.async_get(entity_id(hass, f"balancing_{cell}"))
+        assert registry_entry is not None
+        assert registry_entry.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+        assert registry_entry.entity_category is EntityCategory.DIAGNOSTIC
+    await _enable(hass, entry, "balancing_1", "balancing_2")
+    assert value(hass, "balancing_1") == STATE_OFF
+    assert state_of(hass, "balancing_2").name == "SBMS shed Cell 2 balancing"
+    await agent.set_state(balancing=[False, True] + [False] * 6)
+    await wait_for(hass, lambda: value(hass, "balancing_2") == STATE_ON)
+    await agent.set_state(measurement_ok=False)
+    await wait_for(hass, lambda: value(hass, "balancing_2") == STATE_UNAVAILABLE)
+
+
+async def _enable(hass: HomeAssistant, entry: MockConfigEntry, *keys: str) -> None:
+    registry = er.async_get(hass)
+    for key in keys:
+        registry.async_update_entity(entity_id(hass, key), disabled_by=None)
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await wait_for(hass, lambda: entry.runtime_data.data.state is not None)
+
+
+async def test_soc_alarms_show_the_agents_decision(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """The flags in `state` are the agent's answer, whatever the rounded SoC suggests."""
+    await setup_box(agent)
+    steps = [
+        # (soc, high flag, low flag): the levels and hysteresis live in the agent
+        (96.0, True, False),
+        (92.0, True, False),
+        (92.0, False, False),
+        (19.0, False, True),
+        (22.0, False, False),
+    ]
+    for soc, high, low in steps:
+        await agent.set_state(soc=soc, high_soc_alarm=high, low_soc_alarm=low)
+        expected = (STATE_ON if high else STATE_OFF, STATE_ON if low else STATE_OFF)
+        await wait_for(hass, partial(_alarms_are, hass, expected))
+
+
+def _alarms_are(hass: HomeAssistant, expected: tuple[str, str]) -> bool:
+    return (value(hass, "high_soc_alarm"), value(hass, "low_soc_alarm")) == expected
+
+
+async def test_an_agent_without_alarm_flags_is_followed_through_its_events(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    del agent.state["high_soc_alarm"], agent.state["low_soc_alarm"]
+    await agent.publish_all()
+    await setup_box(agent)
+    assert value(hass, "high_soc_alarm") == STATE_UNKNOWN  # no guess from the SoC
+    await agent.send_event("high_soc_alarm")
+    await wait_for(hass, lambda: value(hass, "high_soc_alarm") == STATE_ON)
+    await agent.set_state(soc=50.0)  # a state without flags keeps the last event's answer
+    await hass.async_block_till_done()
+    assert value(hass, "high_soc_alarm") == STATE_ON
+    await agent.send_event("high_soc_clear")
+    await wait_for(hass, lambda: value(hass, "high_soc_alarm") == STATE_OFF)
+    # Other kinds leave it alone; the low alarm follows its own events.
+    await agent.send_event("low_soc_alarm")
+    await wait_for(hass, lambda: value(hass, "low_soc_alarm") == STATE_ON)
+    assert value(hass, "high_soc_alarm") == STATE_OFF

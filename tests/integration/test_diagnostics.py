@@ -1,0 +1,81 @@
+"""Diagnostics through Home Assistant's HTTP API: complete, JSON, and redacted."""
+
+from __future__ import annotations
+
+import json
+
+from homeassistant.core import HomeAssistant
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+
+from custom_components.sbms.diagnostics import TO_REDACT
+from tests.integration.conftest import SetupBox, wait_for
+from tests.integration.fake_agent import FakeAgent
+
+REDACTED = "**REDACTED**"
+
+
+async def test_diagnostics_show_the_box_and_redact_identifiers(
+    hass: HomeAssistant,
+    agent: FakeAgent,
+    setup_box: SetupBox,
+    hass_client: ClientSessionGenerator,
+) -> None:
+    # An agent that leaks broker settings into `config` (the protocol forbids it) must not
+    # have them end up in a bug report.
+    agent.config["mqtt"] = {"host": "10.0.0.2", "username": "sbms", "password": "hunter2"}
+    await agent.publish("config", agent.config)
+    entry = await setup_box(agent)
+    await wait_for(hass, lambda: "mqtt" in entry.runtime_data.data.config.data)
+
+    diag = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+
+    text = json.dumps(diag)
+    assert agent.announce["serial"] not in text
+    assert "hunter2" not in text
+    assert "10.0.0.2" not in text
+    assert diag["announce"]["serial"] == REDACTED
+    assert diag["entry"]["data"]["announce"]["serial"] == REDACTED
+    assert diag["config"]["mqtt"] == REDACTED
+    # Everything else is there as the agent sent it.
+    assert diag["entry"]["data"]["agent_id"] == "shed"
+    assert diag["announce"]["cells"] == 8
+    assert diag["announce"]["commands"] == sorted(agent.announce["capabilities"]["commands"])
+    assert diag["state"]["soc"] == agent.state["soc"]
+    assert diag["state"]["cells"] == agent.state["cells"]
+    assert diag["state"]["counters"]["pv_wh"] == agent.state["counters"]["pv_wh"]
+    assert diag["config"]["thresholds"] == agent.config["thresholds"]
+    assert diag["availability"] == {
+        "available": True,
+        "online": True,
+        "broker_connected": True,
+        "protocol_supported": True,
+    }
+    assert diag["repair_issues"] == []
+
+
+async def test_diagnostics_of_an_offline_box_with_an_issue(
+    hass: HomeAssistant,
+    agent: FakeAgent,
+    setup_box: SetupBox,
+    hass_client: ClientSessionGenerator,
+) -> None:
+    entry = await setup_box(agent)
+    agent.announce["protocol_version"] = 2
+    await agent.publish("announce", agent.announce)
+    await agent.set_online(False)
+    await wait_for(hass, lambda: not entry.runtime_data.data.online)
+    await wait_for(hass, lambda: not entry.runtime_data.data.protocol_supported)
+
+    diag = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+
+    assert diag["availability"]["available"] is False
+    assert diag["availability"]["online"] is False
+    assert diag["availability"]["protocol_supported"] is False
+    assert diag["repair_issues"] == ["unsupported_protocol"]
+
+
+def test_redaction_covers_serial_and_credentials() -> None:
+    assert {"serial", "serial_number", "mqtt", "password", "username"} <= TO_REDACT

@@ -1,0 +1,144 @@
+"""What hassfest and HACS check, and what Home Assistant needs to show every string and icon.
+
+Home Assistant loads only `translations/en.json` for a custom integration and shows a raw key
+(or no name) for anything missing, so every translation key an entity, flow, exception or
+repair issue uses must be there.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+from PIL import Image
+
+from tests.integration.conftest import SetupBox
+from tests.integration.fake_agent import FakeAgent
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPONENT = ROOT / "custom_components" / "sbms"
+HACS_KEYS = {
+    "name",
+    "homeassistant",
+    "render_readme",
+    "country",
+    "filename",
+    "zip_release",
+    "content_in_root",
+    "hacs",
+    "hide_default_branch",
+    "persistent_directory",
+}
+
+
+def _json(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    return data
+
+
+def _strings() -> dict[str, Any]:
+    return _json(COMPONENT / "translations" / "en.json")
+
+
+def test_manifest_has_what_hassfest_requires_in_its_order() -> None:
+    manifest = _json(COMPONENT / "manifest.json")
+    keys = list(manifest)
+    assert keys[:2] == ["domain", "name"]
+    assert keys[2:] == sorted(keys[2:])
+    assert manifest["domain"] == "sbms"
+    assert manifest["dependencies"] == ["mqtt"]
+    assert manifest["iot_class"] == "local_push"
+    assert manifest["mqtt"] == ["sbms/+/announce"]
+    assert manifest["codeowners"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", manifest["version"])
+    for link in ("documentation", "issue_tracker"):
+        assert manifest[link].startswith("https://")
+
+
+def test_hacs_json_uses_only_keys_hacs_knows() -> None:
+    hacs = _json(ROOT / "hacs.json")
+    assert set(hacs) <= HACS_KEYS
+    assert hacs["homeassistant"] == "2025.4.0"
+
+
+def test_brand_icon_is_a_square_png() -> None:
+    with Image.open(COMPONENT / "brand" / "icon.png") as icon:
+        assert icon.format == "PNG"
+        assert icon.size == (256, 256)
+
+
+def test_translations_have_no_references_and_no_empty_strings() -> None:
+    """A custom integration's en.json is used as is: a `[%key:...%]` would show verbatim."""
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}")
+        else:
+            assert isinstance(node, str), path
+            assert node.strip(), f"{path} is empty"
+            assert "[%key:" not in node, path
+
+    walk(_strings(), "en")
+
+
+def _source() -> str:
+    return "\n".join(path.read_text("utf-8") for path in sorted(COMPONENT.glob("*.py")))
+
+
+def test_every_exception_and_repair_issue_is_translated() -> None:
+    source = _source()
+    strings = _strings()
+    exceptions = set(re.findall(r'translation_domain=DOMAIN,\s*translation_key="(\w+)"', source))
+    assert exceptions, "no translated exceptions found: the pattern is stale"
+    assert exceptions <= set(strings["exceptions"])
+    issues = set(re.findall(r'^ISSUE_\w+ = "(\w+)"', source, re.MULTILINE))
+    assert issues == set(strings["issues"])
+
+
+def test_every_flow_error_and_abort_is_translated() -> None:
+    source = (COMPONENT / "config_flow.py").read_text("utf-8")
+    used = set(re.findall(r'(?:reason=|_AnnounceError\(|\] = |"base": )"(\w+)"', source))
+    assert used, "no flow errors found: the pattern is stale"
+    strings = _strings()
+    known = (
+        set(strings["config"]["error"])
+        | set(strings["config"]["abort"])
+        | set(strings["options"].get("error", {}))
+        | set(strings["options"].get("abort", {}))
+    )
+    assert used <= known, used - known
+
+
+async def test_every_entity_has_a_translated_name_and_an_icon(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """The fullest box (PV shunt, every temperature, a dual-PV output) makes every entity."""
+    agent.announce["outputs"][2] = {"name": "extio5", "type": 6, "type_name": "dual_pv"}
+    agent.config["outputs"][2]["type"] = 6
+    agent.state["dual_pv_level"] = 1
+    await agent.publish_all()
+    entry = await setup_box(agent)
+    strings = _strings()["entity"]
+    icons = _json(COMPONENT / "icons.json")["entity"]
+    entities = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+    platforms = {entity.domain for entity in entities}
+    assert {"sensor", "binary_sensor", "number", "select", "switch", "button", "event"} <= (
+        platforms
+    )
+    for entity in entities:
+        key = entity.translation_key
+        assert key is not None, entity.entity_id
+        assert strings[entity.domain][key]["name"], entity.entity_id
+        has_icon = key in icons.get(entity.domain, {})
+        assert has_icon or entity.original_device_class is not None, (
+            f"{entity.entity_id} has neither an icon nor a device class"
+        )
+    used = {(entity.domain, entity.translation_key) for entity in entities}
+    for platform, keys in strings.items():
+        for key in keys:
+            assert (platform, key) in used, f"entity.{platform}.{key} is never used"
