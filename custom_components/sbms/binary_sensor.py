@@ -166,10 +166,7 @@ class SbmsBinarySensorEntity(SbmsEntity, BinarySensorEntity):
 
     @property
     def available(self) -> bool:
-        state = self.coordinator.data.state
-        if not super().available or state is None:
-            return False
-        return state.measurement_ok or not self.entity_description.measured
+        return self._state_available(measured=self.entity_description.measured)
 
     @property
     def is_on(self) -> bool | None:

@@ -30,4 +30,15 @@ class SbmsEntity(CoordinatorEntity[SbmsCoordinator]):
 
     @property
     def available(self) -> bool:
+        return self._agent_available()
+
+    def _agent_available(self) -> bool:
         return super().available and self.coordinator.data.available
+
+    def _state_available(self, *, measured: bool) -> bool:
+        """Available with a state to read; a measured value also needs a good measurement,
+        because while measurements fail the agent repeats the last good reading."""
+        state = self.coordinator.data.state
+        if not self._agent_available() or state is None:
+            return False
+        return state.measurement_ok or not measured

@@ -337,10 +337,7 @@ class SbmsSensorEntity(SbmsEntity, SensorEntity):
 
     @property
     def available(self) -> bool:
-        state = self.coordinator.data.state
-        if not super().available or state is None:
-            return False
-        return state.measurement_ok or not self.entity_description.measured
+        return self._state_available(measured=self.entity_description.measured)
 
     @property
     def native_value(self) -> StateType:
