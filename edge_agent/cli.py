@@ -2,6 +2,7 @@
 
 sbms-agent --config /etc/sbms-agent/config.yaml   run on the battery box
 sbms-agent --simulate [--cells 4] [--speed 60]     run against the simulated box
+sbms-agent --sbms0-serial /dev/ttyUSB0 [--cells 8]  read a stock SBMS0 (or --sbms0-url URL)
 sbms-agent check-config FILE                       validate a configuration file
 """
 
@@ -15,10 +16,16 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from edge_agent import __version__
-from edge_agent.config import AgentConfig, ConfigError, load_config
+from edge_agent.config import (
+    SBMS0_BAUD_DEFAULT,
+    AgentConfig,
+    ConfigError,
+    load_config,
+    parse_config,
+)
 from edge_agent.control.model import ControlReport
 from edge_agent.drivers.bus import DeviceError
 from edge_agent.mqtt.settings import MqttSettings
@@ -61,11 +68,23 @@ def _check_config(argv: list[str]) -> int:
         print(f"{args.file}: invalid configuration\n{err}", file=sys.stderr)
         return EXIT_CONFIG
     control = config.control
+    if config.source.type == "sbms0":
+        print(
+            f"{args.file}: OK (stock SBMS0 on {_sbms0_where(config)}, {control.cell_count} cells)"
+        )
+        return EXIT_OK
     print(
         f"{args.file}: OK ({control.cell_count} cells, {control.soc.capacity_ah:g} Ah, "
         f"{len(control.outputs)} outputs)"
     )
     return EXIT_OK
+
+
+def _sbms0_where(config: AgentConfig) -> str:
+    serial, http = config.source.serial, config.source.http
+    if serial is not None:
+        return f"{serial.port} at {serial.baud} baud"
+    return http.url if http is not None else "?"
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -77,6 +96,9 @@ def _run_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", type=Path, help="run on hardware with this YAML file")
     source.add_argument("--simulate", action="store_true", help="run on the simulated box")
+    source.add_argument("--sbms0-serial", metavar="PORT", help="read a stock SBMS on this port")
+    source.add_argument("--sbms0-url", metavar="URL", help="poll a stock SBMS's rawData page")
+    parser.add_argument("--baud", type=int, default=SBMS0_BAUD_DEFAULT, help="--sbms0-serial")
     parser.add_argument("--cells", type=int, default=8, choices=range(3, 9), metavar="3..8")
     parser.add_argument("--capacity", type=float, default=100.0, help="simulated Ah")
     parser.add_argument("--seed", type=int, default=1, help="simulated weather seed")
@@ -112,9 +134,12 @@ def _run(argv: list[str]) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
+        if _wants_sbms0(args):
+            return _run_sbms0(args)
         setup = _simulated_setup(args) if args.simulate else _hardware_setup(args)
     except ConfigError as err:
-        print(f"{args.config}: invalid configuration\n{err}", file=sys.stderr)
+        where = args.config or "command line"
+        print(f"{where}: invalid configuration\n{err}", file=sys.stderr)
         return EXIT_CONFIG
     except (DeviceError, StateStoreError, ConfigOverlayError, OSError, ValueError) as err:
         print(f"sbms-agent: cannot start: {err}", file=sys.stderr)
@@ -135,6 +160,58 @@ def _run(argv: list[str]) -> int:
     )
     if listener is not None:
         print()
+    return EXIT_OK
+
+
+def _wants_sbms0(args: argparse.Namespace) -> bool:
+    if args.sbms0_serial is not None or args.sbms0_url is not None:
+        return True
+    return args.config is not None and load_config(args.config).source.type == "sbms0"
+
+
+def _sbms0_config(args: argparse.Namespace) -> AgentConfig:
+    """The file's configuration, or one built from the command line's --sbms0-* options."""
+    if args.config is not None:
+        return load_config(args.config)
+    source: dict[str, Any] = {"type": "sbms0"}
+    if args.sbms0_serial is not None:
+        source["serial"] = {"port": args.sbms0_serial, "baud": args.baud}
+    else:
+        source["http"] = {"url": args.sbms0_url}
+    data: dict[str, Any] = {
+        "agent_id": args.agent_id,
+        "battery": {"cells": args.cells, "capacity_ah": args.capacity},
+        "source": source,
+    }
+    if args.mqtt_host is not None:
+        data["mqtt"] = {"host": args.mqtt_host, "port": args.mqtt_port}
+    return parse_config(data)
+
+
+def _run_sbms0(args: argparse.Namespace) -> int:
+    """A stock SBMS: no I2C, no outputs, no state store; the SBMS keeps its own state."""
+    from edge_agent.sbms0.runner import build_sbms0, build_sbms0_link, serve_sbms0  # noqa: PLC0415
+
+    config = _sbms0_config(args)
+    clock = WallClock()
+    setup = build_sbms0(config, clock)
+    link = None
+    if config.mqtt is not None:
+        link = build_sbms0_link(config, config.mqtt, f"sbms0-{_machine_serial(config)}")
+    listener = None if args.quiet else _status_printer(sys.stdout, 1.0)
+    max_samples = None
+    if args.duration is not None:
+        max_samples = int(args.duration * 3600 / config.timing.sample_interval_s)
+    asyncio.run(
+        serve_sbms0(
+            setup,
+            clock,
+            config.timing.sample_interval_s,
+            link=link,
+            listener=listener,
+            max_samples=max_samples,
+        )
+    )
     return EXIT_OK
 
 

@@ -44,6 +44,8 @@ CELL_MONITOR_CHIPS: tuple[CellMonitorChip, ...] = ("isl94203", "isl94202")
 SHUNT_CHIPS: tuple[ShuntChip, ...] = ("ina228", "ina226")
 OUTPUT_DRIVERS: tuple[OutputDriver, ...] = ("mcp23008", "gpiod")
 CHEMISTRIES = ("lfp",)
+SOURCE_TYPES = ("i2c", "sbms0")
+SBMS0_BAUD_DEFAULT = 921600  # the SBMS's USART with the WiFi board fitted
 
 CELL_COUNT_RANGE = (3, 8)
 CELL_VOLTAGE_RANGE = (2.0, 4.3)  # volts per cell: outside this no LFP setting makes sense
@@ -109,6 +111,35 @@ class HardwareSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SerialSourceSettings:
+    port: str  # /dev/ttyUSB0, a /dev/serial/by-id/ link, or a pty in tests
+    baud: int = SBMS0_BAUD_DEFAULT
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSourceSettings:
+    url: str  # the WiFi board's rawData page, e.g. http://192.168.4.1/rawData
+    interval_s: float = 2.0  # the board refreshes about every 2 s
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSettings:
+    """Where measurements come from: our own I2C chips, or a stock SBMS0/SBMS120."""
+
+    type: Literal["i2c", "sbms0"] = "i2c"
+    serial: SerialSourceSettings | None = None
+    http: HttpSourceSettings | None = None
+    stale_after_s: float = 10.0  # sbms0: no valid frame this long -> measurement_ok false
+    require_checksum: bool = False  # sbms0: also drop frames of firmware without a checksum
+
+
+def sbms0_outputs() -> tuple[OutputSettings, ...]:
+    """A stock SBMS's own two switched paths, read-only for the agent (CFET/DFET, s2)."""
+    return (OutputSettings("pv", OutputType.HVD), OutputSettings("load", OutputType.LVD))
+
+
+@dataclass(frozen=True, slots=True)
 class TimingSettings:
     sample_interval_s: float = 1.0
     state_save_interval_s: float = 1.0
@@ -129,6 +160,7 @@ class AgentConfig:
     agent_id: str = "sbms"
     publish: PublishSettings = field(default_factory=PublishSettings)
     mqtt: MqttSettings | None = None  # None: no MQTT link (the agent still protects)
+    source: SourceSettings = field(default_factory=SourceSettings)
 
 
 class ConfigError(Exception):
@@ -234,6 +266,7 @@ def parse_config(data: Mapping[str, Any]) -> AgentConfig:
         *_validate_hardware(config.hardware),
         *_validate_timing(config),
         *validate_publish_settings(config.publish),
+        *_validate_source(config.source, clean),
         *mqtt_problems,
     ]
     if problems:
@@ -431,6 +464,23 @@ _TOP_SCHEMA = _mapping(
             }
         ),
         vol.Optional("storage"): _mapping({vol.Optional("state_path"): _non_empty_string}),
+        vol.Optional("source"): _mapping(
+            {
+                vol.Optional("type"): _one_of(SOURCE_TYPES),
+                vol.Optional("serial"): _mapping(
+                    {vol.Required("port"): _non_empty_string, vol.Optional("baud"): _integer}
+                ),
+                vol.Optional("http"): _mapping(
+                    {
+                        vol.Required("url"): _non_empty_string,
+                        vol.Optional("interval_s"): _number,
+                        vol.Optional("timeout_s"): _number,
+                    }
+                ),
+                vol.Optional("stale_after_s"): _number,
+                vol.Optional("require_checksum"): _boolean,
+            }
+        ),
         vol.Optional("lockouts_latch"): _boolean,
         vol.Optional("publish"): _section_schema(PublishSettings),
         vol.Optional("mqtt"): _mapping(
@@ -520,6 +570,8 @@ def _build_config(clean: Mapping[str, Any], mqtt_problems: list[str] | None = No
     if "capacity_ah" in battery:
         soc["capacity_ah"] = battery["capacity_ah"]
     output_items: list[dict[str, Any]] | None = clean.get("outputs")
+    source = _build_source(clean.get("source", {}))
+    sbms0 = source.type == "sbms0"
     control = ControlSettings(
         cell_count=battery.get("cells", _DEFAULT_CONTROL.cell_count),
         cells=CellThresholds(**clean.get("thresholds", {})),
@@ -529,7 +581,7 @@ def _build_config(clean: Mapping[str, Any], mqtt_problems: list[str] | None = No
         temperature=TemperatureLimits(**clean.get("temperature", {})),
         dual_pv=DualPvSettings(**clean.get("dual_pv", {})),
         max_soc=MaxSocSettings(**clean.get("max_soc", {})),
-        outputs=default_outputs() if output_items is None else _control_outputs(output_items),
+        outputs=_control_outputs_for(output_items, sbms0=sbms0),
         stale_after_s=stale_after_s,
         lockouts_latch=clean.get("lockouts_latch", _DEFAULT_CONTROL.lockouts_latch),
     )
@@ -539,7 +591,7 @@ def _build_config(clean: Mapping[str, Any], mqtt_problems: list[str] | None = No
         cell_monitor=CellMonitorSettings(**clean.get("cell_monitor", {})),
         battery_shunt=ShuntSettings(**clean.get("battery_shunt", {})),
         pv_shunt=None if pv_shunt is None else ShuntSettings(**pv_shunt),
-        outputs=default_output_pins() if output_items is None else _pin_outputs(output_items),
+        outputs=_output_pins_for(output_items, sbms0=sbms0),
     )
     storage = clean.get("storage", {})
     agent_id = clean.get("agent_id", _DEFAULT_AGENT_ID)
@@ -553,6 +605,34 @@ def _build_config(clean: Mapping[str, Any], mqtt_problems: list[str] | None = No
         mqtt=_build_mqtt(
             clean.get("mqtt"), agent_id, [] if mqtt_problems is None else mqtt_problems
         ),
+        source=source,
+    )
+
+
+def _control_outputs_for(
+    items: Sequence[Mapping[str, Any]] | None, *, sbms0: bool
+) -> tuple[OutputSettings, ...]:
+    if sbms0:
+        return sbms0_outputs()  # the SBMS's own; an `outputs` section is rejected later
+    return default_outputs() if items is None else _control_outputs(items)
+
+
+def _output_pins_for(
+    items: Sequence[Mapping[str, Any]] | None, *, sbms0: bool
+) -> tuple[OutputPinSettings, ...]:
+    if sbms0:
+        return ()  # the agent drives no pin on a stock SBMS
+    return default_output_pins() if items is None else _pin_outputs(items)
+
+
+def _build_source(section: Mapping[str, Any]) -> SourceSettings:
+    serial = section.get("serial")
+    http = section.get("http")
+    return SourceSettings(
+        type=section.get("type", "i2c"),
+        serial=None if serial is None else SerialSourceSettings(**serial),
+        http=None if http is None else HttpSourceSettings(**http),
+        **{key: section[key] for key in ("stale_after_s", "require_checksum") if key in section},
     )
 
 
@@ -583,7 +663,12 @@ def config_to_dict(config: AgentConfig) -> dict[str, Any]:
         "cell_monitor": _dataclass_dict(hardware.cell_monitor),
         "battery_shunt": _dataclass_dict(hardware.battery_shunt),
         "pv_shunt": None if hardware.pv_shunt is None else _dataclass_dict(hardware.pv_shunt),
-        "outputs": _outputs_to_list(control.outputs, hardware.outputs),
+        # A stock SBMS's outputs are its own (sbms0_outputs), not a file setting.
+        **(
+            {"outputs": _outputs_to_list(control.outputs, hardware.outputs)}
+            if config.source.type == "i2c"
+            else {}
+        ),
         "thresholds": _dataclass_dict(control.cells),
         "balancing": _dataclass_dict(control.balance),
         "soc": soc,
@@ -601,7 +686,16 @@ def config_to_dict(config: AgentConfig) -> dict[str, Any]:
         "lockouts_latch": control.lockouts_latch,
         "publish": _dataclass_dict(config.publish),
         **({} if config.mqtt is None else {"mqtt": _mqtt_to_dict(config.mqtt)}),
+        **({} if config.source.type == "i2c" else {"source": _source_to_dict(config.source)}),
     }
+
+
+def _source_to_dict(source: SourceSettings) -> dict[str, Any]:
+    data = _dataclass_dict(source)
+    for key in ("serial", "http"):
+        value = getattr(source, key)
+        data[key] = None if value is None else _dataclass_dict(value)
+    return {key: value for key, value in data.items() if value is not None}
 
 
 def _mqtt_to_dict(mqtt: MqttSettings) -> dict[str, Any]:
@@ -878,6 +972,37 @@ def _check_mcp_pin(path: str, pin: OutputPinSettings) -> list[str]:
     first, last = MCP_PIN_RANGE
     if pin.pin is None or not first <= pin.pin <= last:
         problems.append(f"{path}.pin: must be between {first} and {last} (got {pin.pin})")
+    return problems
+
+
+def _validate_source(source: SourceSettings, clean: Mapping[str, Any]) -> list[str]:
+    if source.type == "i2c":
+        return [
+            f"source.{key}: only for type sbms0"
+            for key in ("serial", "http", "stale_after_s", "require_checksum")
+            if key in clean.get("source", {})
+        ]
+    problems: list[str] = []
+    if (source.serial is None) == (source.http is None):
+        problems.append("source: type sbms0 needs exactly one of serial or http")
+    if "outputs" in clean:
+        problems.append("outputs: not with source type sbms0 (the SBMS drives its own outputs)")
+    if source.serial is not None:
+        problems += _at_least("source.serial.baud", source.serial.baud, 1200)
+    if source.http is not None:
+        http = source.http
+        if not re.match(r"^https?://[^/\s]+", http.url):
+            problems.append(
+                f"source.http.url: must be an http:// or https:// URL (got {http.url!r})"
+            )
+        problems += _between("source.http.interval_s", http.interval_s, 0.1, 3600.0, " s")
+        problems += _between("source.http.timeout_s", http.timeout_s, 0.1, 60.0, " s")
+    problems += _between("source.stale_after_s", source.stale_after_s, 1.0, 3600.0, " s")
+    if source.http is not None and source.stale_after_s < 2 * source.http.interval_s:
+        problems.append(
+            "source.stale_after_s: must be at least 2 x source.http.interval_s "
+            f"(got {source.stale_after_s:g} < {2 * source.http.interval_s:g})"
+        )
     return problems
 
 

@@ -19,6 +19,7 @@ from edge_agent.control.model import ControlEvent, ControlReport, Interlock, Mea
 from edge_agent.control.settings import OutputType
 from edge_agent.mqtt import DEFAULT_BASE, PROTOCOL_VERSION
 from edge_agent.mqtt.topics import Topics
+from edge_agent.sbms0.stats import SourceStats
 
 MODEL = "SBMS edge agent"
 SOURCES = ("diy", "sbms0", "simulator")
@@ -27,7 +28,8 @@ CONFIG_SET_COMMAND = "config/set"
 
 # Sections of config_to_dict() never published: file paths of the box, and the broker
 # connection (credentials; a consumer already knows the broker it reads this from).
-_HIDDEN_CONFIG_SECTIONS = ("storage", "mqtt")
+# The `source` section (a stock SBMS's port or URL) is box wiring, like storage.
+_HIDDEN_CONFIG_SECTIONS = ("storage", "mqtt", "source")
 
 # Digits kept per quantity.
 _CELL_V, _PACK_V, _AMPS, _WATTS, _SOC, _AH, _WH, _CELSIUS, _TIME = 3, 2, 2, 1, 1, 2, 1, 1, 3
@@ -166,6 +168,22 @@ def state_payload(report: ControlReport) -> dict[str, Any]:
         "time_to_empty_s": _seconds(report.time_to_empty_s),
         "counters": _counters(report),
         "measurement_ok": measurement_ok(report),
+        **_source_stats(report),
+    }
+
+
+def _source_stats(report: ControlReport) -> dict[str, Any]:
+    """`source_stats` for a source that receives frames (a stock SBMS); absent otherwise."""
+    stats = getattr(report, "source_stats", None)
+    if not isinstance(stats, SourceStats):
+        return {}
+    return {
+        "source_stats": {
+            "frames_ok": stats.frames_ok,
+            "frames_unchecked": stats.frames_unchecked,
+            "frames_bad": stats.frames_bad,
+            "link_errors": stats.link_errors,
+        }
     }
 
 
@@ -217,6 +235,8 @@ def config_payload(config: AgentConfig, revision: int) -> dict[str, Any]:
     data = config_to_dict(config)
     for section in _HIDDEN_CONFIG_SECTIONS:
         data.pop(section, None)
+    # A stock SBMS's outputs are its own: the agent drives no pin (the announce names them).
+    data.setdefault("outputs", [])
     data["config_revision"] = revision
     return data
 

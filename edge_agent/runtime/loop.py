@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from edge_agent.control.model import ControlReport
-from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.clock import Clock
 
 _LOGGER = logging.getLogger(__name__)
@@ -15,8 +15,16 @@ _LOGGER = logging.getLogger(__name__)
 ReportListener = Callable[[ControlReport], None]
 
 
+class SteppingAgent(Protocol):
+    """What the loop needs of an agent: `runtime.agent.Agent`, or `sbms0.agent.Sbms0Agent`."""
+
+    def step(self, now: float) -> ControlReport: ...
+
+    def close(self, now: float) -> None: ...
+
+
 async def run_agent(
-    agent: Agent,
+    agent: SteppingAgent,
     clock: Clock,
     interval_s: float,
     stop: asyncio.Event,

@@ -19,9 +19,8 @@ from edge_agent.mqtt.payloads import announce_payload, config_payload
 from edge_agent.mqtt.policy import PublishPolicy
 from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.mqtt.topics import Topics
-from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.clock import Clock
-from edge_agent.runtime.loop import run_agent
+from edge_agent.runtime.loop import SteppingAgent, run_agent
 from edge_agent.runtime.remote import RemoteControl
 
 _LOGGER = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ def build_link(mqtt: MqttSettings, remote: RemoteControl, identity: Identity) ->
 
 
 async def serve(
-    agent: Agent,
+    agent: SteppingAgent,
     clock: Clock,
     interval_s: float,
     *,

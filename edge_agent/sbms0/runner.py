@@ -1,0 +1,116 @@
+"""Runs the agent against a stock SBMS: a source task feeds the receiver, the normal loop
+reports every interval, and the MQTT link publishes with nothing to control (no remote)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from edge_agent.config import AgentConfig
+from edge_agent.control.model import ControlReport
+from edge_agent.mqtt.client import MqttLink
+from edge_agent.mqtt.ha_discovery import discovery_payload
+from edge_agent.mqtt.payloads import announce_payload, config_payload
+from edge_agent.mqtt.policy import PublishPolicy
+from edge_agent.mqtt.settings import MqttSettings
+from edge_agent.mqtt.topics import Topics
+from edge_agent.runtime.clock import Clock
+from edge_agent.runtime.service import serve
+from edge_agent.sbms0.agent import Sbms0Agent
+from edge_agent.sbms0.receiver import FrameReceiver
+
+_LOGGER = logging.getLogger(__name__)
+
+SOURCE = "sbms0"
+_SOURCE_SHUTDOWN_S = 5.0  # a serial read returns within its 0.5 s timeout
+
+
+class Source(Protocol):
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+@dataclass(slots=True)
+class Sbms0Setup:
+    agent: Sbms0Agent
+    receiver: FrameReceiver
+    source: Source
+
+
+def build_sbms0(config: AgentConfig, clock: Clock) -> Sbms0Setup:
+    """The receiver, its source (serial or HTTP, as configured) and the agent."""
+    settings = config.source
+    receiver = FrameReceiver(
+        cell_count=config.control.cell_count,
+        clock=clock.now,
+        require_checksum=settings.require_checksum,
+    )
+    source: Source
+    if settings.serial is not None:
+        from edge_agent.sbms0.serial_source import SerialSource  # noqa: PLC0415 - pyserial
+
+        source = SerialSource(settings.serial, receiver)
+    elif settings.http is not None:
+        from edge_agent.sbms0.http_source import HttpSource  # noqa: PLC0415 - aiohttp
+
+        source = HttpSource(settings.http, receiver)
+    else:
+        raise ValueError("source sbms0 needs serial or http settings")
+    return Sbms0Setup(Sbms0Agent(config, receiver, clock.now()), receiver, source)
+
+
+def build_sbms0_link(config: AgentConfig, mqtt: MqttSettings, serial: str) -> MqttLink:
+    """A link without remote control: announce says config_set false and no commands."""
+    topics = Topics(mqtt.base_topic, config.agent_id)
+    return MqttLink(
+        mqtt,
+        topics,
+        announce=lambda: announce_payload(
+            config, SOURCE, serial, (), topics=topics, pv_current=True
+        ),
+        config_payload=lambda: config_payload(config, 0),
+        remote=None,
+        policy=PublishPolicy(config.publish),
+        discovery=(
+            (
+                lambda: discovery_payload(
+                    config, topics, serial, SOURCE, prefix=mqtt.ha_discovery_prefix
+                )
+            )
+            if mqtt.ha_discovery
+            else None
+        ),
+    )
+
+
+async def serve_sbms0(
+    setup: Sbms0Setup,
+    clock: Clock,
+    interval_s: float,
+    *,
+    link: MqttLink | None = None,
+    listener: Callable[[ControlReport], None] | None = None,
+    max_samples: int | None = None,
+) -> None:
+    """`runtime.service.serve` with the source task running beside the loop."""
+    stop = asyncio.Event()
+    source_task = asyncio.ensure_future(setup.source.run(stop))
+    source_task.add_done_callback(_log_source_end)
+    try:
+        await serve(
+            setup.agent, clock, interval_s, link=link, listener=listener, max_samples=max_samples
+        )
+    finally:
+        stop.set()
+        # wait_for cancels the task when it does not stop in time; its failure was logged.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(source_task, _SOURCE_SHUTDOWN_S)
+
+
+def _log_source_end(task: asyncio.Future[None]) -> None:
+    """A source that dies early leaves the agent reporting stale data: say why, at once."""
+    if not task.cancelled() and task.exception() is not None:
+        _LOGGER.error("The SBMS source stopped", exc_info=task.exception())

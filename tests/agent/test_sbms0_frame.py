@@ -1,0 +1,265 @@
+"""The SBMS data-string decoder, both ways: frames built by an encoder from known values, and
+every class of damage (length, alphabet, checksum, impossible values) rejected by kind."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge_agent.sbms0.frame import (
+    CELL_INPUTS,
+    FLAG_NAMES,
+    FRAME_LENGTH,
+    FrameError,
+    SbmsFrame,
+    decode_frame,
+)
+
+UTC = dt.UTC
+
+
+def _digits(value: int, width: int) -> str:
+    """Base 91, most significant first, each digit as chr(35 + digit)."""
+    assert 0 <= value < 91**width, (value, width)
+    chars = []
+    for _ in range(width):
+        value, digit = divmod(value, 91)
+        chars.append(chr(35 + digit))
+    return "".join(reversed(chars))
+
+
+def encode_frame(frame: SbmsFrame) -> str:
+    """The frame an SBMS would send for these values (checksum included unless absent)."""
+    when = frame.timestamp or dt.datetime(2000, 1, 1, tzinfo=UTC)
+    date = [when.year - 2000, when.month, when.day, when.hour, when.minute, when.second]
+    external = (
+        0
+        if frame.external_temperature_c is None
+        else round(frame.external_temperature_c * 10) + 450
+    )
+    text = "".join(_digits(value, 1) for value in date)
+    text += _digits(frame.soc, 2)
+    text += "".join(_digits(cell, 2) for cell in frame.cells_mv)
+    text += _digits(round(frame.internal_temperature_c * 10) + 450, 2) + _digits(external, 2)
+    text += ("-" if frame.battery_ma < 0 else "+") + _digits(abs(frame.battery_ma), 3)
+    text += _digits(frame.pv1_ma, 3) + _digits(frame.pv2_ma, 3)
+    text += _digits(frame.external_load_ma, 3)
+    text += "".join(_digits(value, 3) for value in frame.adc) + _digits(frame.heat1, 3)
+    flags = _digits(frame.flags, 3)
+    if not frame.checksum_present:
+        return text + "###" + flags
+    level = _digits(frame.dual_pv_level or 0, 1)
+    total = 1995 + sum(ord(char) - 35 for char in text + level + flags)
+    return text + level + _digits(total, 2) + flags
+
+
+def make_frame(**changes: object) -> SbmsFrame:
+    """A healthy 8S frame: 26.6 V, 12.5 A discharge, 3.2 A PV, both FETs on."""
+    base = SbmsFrame(
+        timestamp=dt.datetime(2025, 6, 1, 12, 30, 15, tzinfo=UTC),
+        soc=77,
+        cells_mv=(3321, 3322, 3323, 3324, 3325, 3326, 3327, 3328),
+        internal_temperature_c=24.5,
+        external_temperature_c=18.3,
+        battery_ma=-12500,
+        pv1_ma=3200,
+        pv2_ma=0,
+        external_load_ma=1500,
+        adc=(0, 0, 0),
+        heat1=0,
+        dual_pv_level=1,
+        checksum_present=True,
+        flags=20480,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_known_frame_decodes_to_its_values() -> None:
+    frame = make_frame()
+    text = encode_frame(frame)
+    assert len(text) == FRAME_LENGTH
+    assert decode_frame(text, max_year=2026) == frame
+    assert frame.flag_names == {"CFET", "DFET"}
+
+
+def test_four_cell_pack_reads_inputs_1_2_7_8() -> None:
+    frame = make_frame(cells_mv=(3301, 3302, 0, 0, 0, 0, 3307, 3308))
+    decoded = decode_frame(encode_frame(frame), cell_count=4, max_year=2026)
+    assert decoded.cells_for(4) == (3301, 3302, 3307, 3308)
+    assert CELL_INPUTS[4] == (0, 1, 6, 7)
+
+
+def test_old_firmware_frame_without_checksum_is_accepted_unchecked() -> None:
+    frame = make_frame(checksum_present=False, dual_pv_level=None)
+    text = encode_frame(frame)
+    assert text[53:56] == "###"
+    decoded = decode_frame(text, max_year=2026)
+    assert decoded == frame
+    assert not decoded.checksum_present
+
+
+def test_old_firmware_frame_rejected_when_a_checksum_is_required() -> None:
+    text = encode_frame(make_frame(checksum_present=False, dual_pv_level=None))
+    with pytest.raises(FrameError) as caught:
+        decode_frame(text, max_year=2026, require_checksum=True)
+    assert caught.value.kind == "checksum"
+
+
+@pytest.mark.parametrize("bit", range(len(FLAG_NAMES)))
+def test_each_flag_is_named_by_its_bit_whatever_the_high_bits(bit: int) -> None:
+    # The known bug elsewhere: padding the word to 14 bits shifts every name when DFET is clear.
+    alone = decode_frame(encode_frame(make_frame(flags=1 << bit)), max_year=2026)
+    assert alone.flag_names == {FLAG_NAMES[bit]}
+    with_dfet = decode_frame(encode_frame(make_frame(flags=(1 << bit) | 1 << 14)), max_year=2026)
+    assert with_dfet.flag_names == {FLAG_NAMES[bit], "DFET"}
+
+
+def test_documented_flag_words() -> None:
+    names = {
+        20480: {"CFET", "DFET"},
+        16385: {"OV", "DFET"},
+        24577: {"OV", "EOC", "DFET"},
+        4100: {"UV", "CFET"},
+    }
+    for word, expected in names.items():
+        assert make_frame(flags=word).flag_names == expected
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+def _kind(text: str, **kwargs: object) -> str:
+    with pytest.raises(FrameError) as caught:
+        decode_frame(text, max_year=2026, **kwargs)  # type: ignore[arg-type]
+    return caught.value.kind
+
+
+@pytest.mark.parametrize("length", [0, 1, 58, 60, 118])
+def test_wrong_length_is_rejected(length: int) -> None:
+    text = (encode_frame(make_frame()) * 3)[:length]
+    assert _kind(text) == "length"
+
+
+@pytest.mark.parametrize("char", [" ", '"', "~", "\x7f", "\xe9", "\x00", "\n"])
+def test_character_outside_the_alphabet_is_rejected(char: str) -> None:
+    text = encode_frame(make_frame())
+    assert _kind(text[:10] + char + text[11:]) == "alphabet"
+
+
+@pytest.mark.parametrize("position", [0, 7, 20, 30, 45, 53, 57])
+def test_one_changed_character_fails_the_checksum(position: int) -> None:
+    text = encode_frame(make_frame())
+    changed = chr(35 + (ord(text[position]) - 35 + 1) % 91)
+    assert _kind(text[:position] + changed + text[position + 1 :]) == "checksum"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"cells_mv": (3321, 3322, 3323, 0, 3325, 3326, 3327, 3328)},  # a configured cell at 0 mV
+        {"cells_mv": (3321, 3322, 3323, 7000, 3325, 3326, 3327, 3328)},
+        {"timestamp": dt.datetime(2031, 6, 1, tzinfo=UTC)},  # years ahead
+        {"soc": 101},
+        {"internal_temperature_c": 91.0},  # seen on a damaged real line with a valid checksum
+        {"external_temperature_c": -44.0},
+    ],
+)
+def test_impossible_values_are_rejected_even_with_a_valid_checksum(
+    changes: dict[str, object],
+) -> None:
+    assert _kind(encode_frame(make_frame(**changes))) == "value"
+
+
+def test_impossible_calendar_date_is_rejected() -> None:
+    text = encode_frame(make_frame())
+    # Month 13 with a recomputed checksum: only the date check can catch it.
+    values = [ord(char) - 35 for char in text]
+    values[1] = 13
+    total = 1995 + sum(values[0:54]) + sum(values[56:59])
+    values[54], values[55] = divmod(total, 91)
+    assert _kind("".join(chr(35 + value) for value in values)) == "value"
+
+
+def test_unset_clock_year_2000_is_accepted() -> None:
+    frame = make_frame(timestamp=dt.datetime(2000, 1, 1, 0, 2, 49, tzinfo=UTC))
+    assert decode_frame(encode_frame(frame), max_year=2026).timestamp == frame.timestamp
+
+
+def test_a_clock_one_year_ahead_is_accepted() -> None:
+    frame = make_frame(timestamp=dt.datetime(2027, 1, 1, tzinfo=UTC))
+    assert decode_frame(encode_frame(frame), max_year=2027) == frame
+
+
+def test_cells_unused_by_a_four_cell_pack_are_not_range_checked() -> None:
+    frame = make_frame(cells_mv=(3301, 3302, 0, 0, 0, 0, 3307, 3308))
+    assert _kind(encode_frame(frame)) == "value"  # as 8S: input 3 at 0 mV
+    assert decode_frame(encode_frame(frame), cell_count=4, max_year=2026) == frame
+
+
+def test_sign_character_other_than_plus_or_minus_is_rejected() -> None:
+    text = encode_frame(make_frame())
+    values = [ord(char) - 35 for char in text]
+    values[28] = ord("#") - 35
+    total = 1995 + sum(values[0:54]) + sum(values[56:59])
+    values[54], values[55] = divmod(total, 91)
+    assert _kind("".join(chr(35 + value) for value in values)) == "value"
+
+
+# --- round trip over every field's range ----------------------------------------------------
+
+_cells = st.tuples(*[st.integers(1000, 5000)] * 8)
+_tenths = st.integers(-400, 850).map(lambda tenths: tenths / 10)
+_three = st.integers(0, 91**3 - 1)
+
+
+@st.composite
+def frames(draw: st.DrawFn) -> SbmsFrame:
+    checked = draw(st.booleans())
+    return SbmsFrame(
+        timestamp=draw(
+            st.datetimes(
+                min_value=dt.datetime(2000, 1, 1),  # naive bounds: hypothesis adds the zone
+                max_value=dt.datetime(2026, 12, 31, 23, 59, 59),
+                timezones=st.just(UTC),
+            ).map(lambda when: when.replace(microsecond=0))
+        ),
+        soc=draw(st.integers(0, 100)),
+        cells_mv=draw(_cells),
+        internal_temperature_c=draw(_tenths),
+        external_temperature_c=draw(st.none() | _tenths),
+        battery_ma=draw(st.integers(-(91**3 - 1), 91**3 - 1)),
+        pv1_ma=draw(_three),
+        pv2_ma=draw(_three),
+        external_load_ma=draw(_three),
+        adc=(draw(_three), draw(_three), draw(_three)),
+        heat1=draw(_three),
+        dual_pv_level=draw(st.integers(0, 90)) if checked else None,
+        checksum_present=checked,
+        flags=draw(st.integers(0, 2**15 - 1)),
+    )
+
+
+@given(frames())
+def test_round_trip_of_every_field(frame: SbmsFrame) -> None:
+    text = encode_frame(frame)
+    assert len(text) == FRAME_LENGTH
+    decoded = decode_frame(text, max_year=2026)
+    assert decoded == frame
+    assert decoded.flag_names == {
+        name for bit, name in enumerate(FLAG_NAMES) if frame.flags >> bit & 1
+    }
+
+
+@given(frames(), st.integers(0, FRAME_LENGTH - 1), st.integers(1, 90))
+def test_any_single_damaged_character_of_a_checked_frame_is_caught(
+    frame: SbmsFrame, position: int, shift: int
+) -> None:
+    frame = dataclasses.replace(frame, checksum_present=True, dual_pv_level=1)
+    text = encode_frame(frame)
+    damaged = chr(35 + (ord(text[position]) - 35 + shift) % 91)
+    with pytest.raises(FrameError):
+        decode_frame(text[:position] + damaged + text[position + 1 :], max_year=2026)
