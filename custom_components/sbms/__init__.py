@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from homeassistant.components import mqtt
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers.device_registry import DeviceEntry
+from homeassistant.helpers.storage import Store
 
 from .const import DOMAIN
 from .coordinator import SbmsConfigEntry, SbmsCoordinator
+from .shedding_manager import DATA_SHEDDING, STORAGE_VERSION, SheddingManager, storage_key
 
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
@@ -34,13 +36,35 @@ async def async_setup_entry(hass: HomeAssistant, entry: SbmsConfigEntry) -> bool
     await coordinator.async_start()
     entry.async_on_unload(coordinator.async_stop)
     entry.runtime_data = coordinator
+    await _async_start_shedding(hass, entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
+
+
+async def _async_start_shedding(hass: HomeAssistant, entry: SbmsConfigEntry) -> None:
+    """Optional-load shedding: its entities read the manager, so it starts before them."""
+    manager = SheddingManager(hass, entry)
+    await manager.async_start()
+    hass.data.setdefault(DATA_SHEDDING, {})[entry.entry_id] = manager
+    entry.async_on_unload(manager.async_stop)
+
+    @callback
+    def forget() -> None:
+        hass.data[DATA_SHEDDING].pop(entry.entry_id, None)
+
+    entry.async_on_unload(forget)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: SbmsConfigEntry) -> bool:
     """Unload one battery box."""
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: SbmsConfigEntry) -> None:
+    """Forget the box's load-shedding state with the box."""
+    await Store[dict[str, object]](
+        hass, STORAGE_VERSION, storage_key(entry.entry_id)
+    ).async_remove()
 
 
 async def async_remove_config_entry_device(

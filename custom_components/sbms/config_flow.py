@@ -27,12 +27,16 @@ from homeassistant.config_entries import (
     ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
+    ConfigSubentryFlow,
     OptionsFlow,
+    SubentryFlowResult,
 )
 from homeassistant.const import PERCENTAGE, UnitOfElectricCurrent, UnitOfTemperature, UnitOfTime
 from homeassistant.const import UnitOfElectricPotential as Volt
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers.selector import (
+    EntitySelector,
+    EntitySelectorConfig,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
@@ -48,11 +52,18 @@ from .const import (
     AGENT_ID_PATTERN,
     CONF_AGENT_ID,
     CONF_BASE_TOPIC,
+    CONF_LOAD_ENTITY,
+    CONF_MIN_OFF_TIME,
+    CONF_MIN_ON_TIME,
+    CONF_PRIORITY,
+    CONF_RESTORE_ABOVE,
+    CONF_SHED_BELOW,
     CONF_TOPIC_PREFIX,
     DEFAULT_BASE_TOPIC,
     DISCOVERY_LISTEN_S,
     DOMAIN,
     OUTPUT_TYPE_NAMES,
+    SUBENTRY_LOAD,
     SUPPORTED_PROTOCOL_VERSIONS,
 )
 from .coordinator import (
@@ -62,6 +73,7 @@ from .coordinator import (
     SbmsConfigEntry,
     SbmsCoordinator,
 )
+from .load_shedding import MIN_TIME_MAX_S, PRIORITY_MAX, PRIORITY_MIN, settings_errors
 from .models import Announce, Payload, ProtocolError, RequestResult, protocol_version_of
 
 # How long the manual and reconfigure steps wait for an agent's announce and `online` status:
@@ -284,6 +296,14 @@ class SbmsConfigFlow(ConfigFlow, domain=DOMAIN):
     @callback
     def async_get_options_flow(config_entry: ConfigEntry) -> SbmsOptionsFlow:
         return SbmsOptionsFlow()
+
+    @classmethod
+    @callback
+    def async_get_supported_subentry_types(
+        cls, config_entry: ConfigEntry
+    ) -> dict[str, type[ConfigSubentryFlow]]:
+        """Optional loads for load shedding, one subentry each."""
+        return {SUBENTRY_LOAD: LoadSubentryFlow}
 
     # --- MQTT discovery ---------------------------------------------------------------------
 
@@ -749,3 +769,129 @@ def _output_type_schema(current: int) -> vol.Schema:
             )
         }
     )
+
+
+# --- subentries: optional loads for load shedding ---------------------------------------------
+
+# Anything with turn_on/turn_off services; climate and water heaters switch their mode off.
+LOAD_DOMAINS: Final = [
+    "switch",
+    "light",
+    "fan",
+    "climate",
+    "water_heater",
+    "input_boolean",
+    "humidifier",
+    "media_player",
+    "siren",
+]
+LOAD_DEFAULTS: Final[dict[str, Any]] = {
+    CONF_PRIORITY: 10,
+    CONF_SHED_BELOW: 30,
+    CONF_RESTORE_ABOVE: 50,
+    CONF_MIN_OFF_TIME: 10,
+    CONF_MIN_ON_TIME: 5,
+}
+
+
+def _load_schema(values: Mapping[str, Any]) -> vol.Schema:
+    def soc() -> NumberSelector:
+        return NumberSelector(
+            NumberSelectorConfig(
+                min=0, max=100, step=1, unit_of_measurement=PERCENTAGE, mode=NumberSelectorMode.BOX
+            )
+        )
+
+    def minutes() -> NumberSelector:
+        return NumberSelector(
+            NumberSelectorConfig(
+                min=0,
+                max=MIN_TIME_MAX_S / 60,
+                step=1,
+                unit_of_measurement=UnitOfTime.MINUTES,
+                mode=NumberSelectorMode.BOX,
+            )
+        )
+
+    return vol.Schema(
+        {
+            vol.Required(
+                CONF_LOAD_ENTITY, default=values.get(CONF_LOAD_ENTITY, vol.UNDEFINED)
+            ): EntitySelector(EntitySelectorConfig(domain=LOAD_DOMAINS)),
+            vol.Required(CONF_PRIORITY, default=values[CONF_PRIORITY]): NumberSelector(
+                NumberSelectorConfig(
+                    min=PRIORITY_MIN, max=PRIORITY_MAX, step=1, mode=NumberSelectorMode.BOX
+                )
+            ),
+            vol.Required(CONF_SHED_BELOW, default=values[CONF_SHED_BELOW]): soc(),
+            vol.Required(CONF_RESTORE_ABOVE, default=values[CONF_RESTORE_ABOVE]): soc(),
+            vol.Required(CONF_MIN_OFF_TIME, default=values[CONF_MIN_OFF_TIME]): minutes(),
+            vol.Required(CONF_MIN_ON_TIME, default=values[CONF_MIN_ON_TIME]): minutes(),
+        }
+    )
+
+
+class LoadSubentryFlow(ConfigSubentryFlow):
+    """Add or change one optional load. Saving reloads the box (shedding_manager.py)."""
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data, errors = self._validate(user_input, exclude=None)
+            if not errors:
+                return self.async_create_entry(
+                    title=self._title(data[CONF_LOAD_ENTITY]),
+                    data=data,
+                    unique_id=data[CONF_LOAD_ENTITY],
+                )
+        return self.async_show_form(
+            step_id="user",
+            data_schema=_load_schema({**LOAD_DEFAULTS, **(user_input or {})}),
+            errors=errors,
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        subentry = self._get_reconfigure_subentry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data, errors = self._validate(user_input, exclude=subentry.subentry_id)
+            if not errors:
+                return self.async_update_and_abort(
+                    self._get_entry(),
+                    subentry,
+                    title=self._title(data[CONF_LOAD_ENTITY]),
+                    data=data,
+                    unique_id=data[CONF_LOAD_ENTITY],
+                )
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=_load_schema({**LOAD_DEFAULTS, **subentry.data, **(user_input or {})}),
+            errors=errors,
+        )
+
+    def _validate(
+        self, user_input: Mapping[str, Any], *, exclude: str | None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The subentry data and the form's errors (field -> key)."""
+        data = {**LOAD_DEFAULTS, **user_input}
+        errors = settings_errors(
+            priority=float(data[CONF_PRIORITY]),
+            shed_below=float(data[CONF_SHED_BELOW]),
+            restore_above=float(data[CONF_RESTORE_ABOVE]),
+            min_off_s=float(data[CONF_MIN_OFF_TIME]) * 60,
+            min_on_s=float(data[CONF_MIN_ON_TIME]) * 60,
+        )
+        entity_id = str(data[CONF_LOAD_ENTITY])
+        if any(
+            subentry.unique_id == entity_id and subentry.subentry_id != exclude
+            for subentry in self._get_entry().subentries.values()
+        ):
+            errors[CONF_LOAD_ENTITY] = "load_already_configured"
+        data[CONF_PRIORITY] = int(data[CONF_PRIORITY])
+        return data, errors
+
+    def _title(self, entity_id: str) -> str:
+        state = self.hass.states.get(entity_id)
+        return state.name if state is not None else entity_id

@@ -64,3 +64,18 @@ OUTPUT_TYPE_NAMES: Final = (
     "dual_pv",
 )
 OUTPUT_TYPE_FAULT: Final = 5
+
+# Optional-load shedding (load_shedding.py, shedding_manager.py): one subentry per load.
+SUBENTRY_LOAD: Final = "load"
+CONF_LOAD_ENTITY: Final = "entity_id"
+CONF_PRIORITY: Final = "priority"
+CONF_SHED_BELOW: Final = "shed_below"
+CONF_RESTORE_ABOVE: Final = "restore_above"
+# Minimum times are entered in minutes.
+CONF_MIN_OFF_TIME: Final = "min_off_time"
+CONF_MIN_ON_TIME: Final = "min_on_time"
+# Bus event fired for each shed and restore; the logbook platform describes it.
+EVENT_LOAD_SHEDDING: Final = f"{DOMAIN}_load_shedding"
+ATTR_ACTION: Final = "action"
+ATTR_REASON: Final = "reason"
+ATTR_LOAD: Final = "load"

@@ -17,6 +17,7 @@ from homeassistant.helpers import issue_registry as ir
 from .const import DOMAIN
 from .coordinator import SbmsConfigEntry
 from .models import Announce
+from .shedding_manager import DATA_SHEDDING
 
 TO_REDACT = {
     "serial",
@@ -50,6 +51,7 @@ async def async_get_config_entry_diagnostics(
             "state": dataclasses.asdict(data.state) if data.state is not None else None,
             "config": dict(data.config.data) if data.config is not None else None,
             "repair_issues": _issues(hass, entry),
+            "load_shedding": _shedding(hass, entry),
         },
         TO_REDACT,
     )
@@ -67,3 +69,9 @@ def _issues(hass: HomeAssistant, entry: SbmsConfigEntry) -> list[str]:
         for (domain, issue_id), issue in ir.async_get(hass).issues.items()
         if domain == DOMAIN and issue_id.endswith(entry.entry_id) and issue.active
     )
+
+
+def _shedding(hass: HomeAssistant, entry: SbmsConfigEntry) -> dict[str, Any] | None:
+    """Whether shedding is on, the alarm and LVD it saw, and each load's settings and state."""
+    manager = hass.data.get(DATA_SHEDDING, {}).get(entry.entry_id)
+    return None if manager is None else manager.diagnostics()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 from homeassistant.components.sensor import (
     SensorDeviceClass,
@@ -26,9 +27,11 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
-from .coordinator import SbmsConfigEntry
+from .coordinator import SbmsConfigEntry, SbmsCoordinator
 from .entity import SbmsEntity
+from .load_shedding import LoadSettings, LoadStatus
 from .models import Announce, BoxState
+from .shedding_manager import LOAD_STATE_KEY, SheddingManager, get_manager
 
 # Push entities: nothing to poll, so no limit on parallel updates.
 PARALLEL_UPDATES = 0
@@ -328,6 +331,11 @@ async def async_setup_entry(
         for index, description in enumerate(cell_descriptions(announce.cells))
     )
     async_add_entities(entities)
+    manager = get_manager(hass, entry)
+    async_add_entities(
+        SbmsLoadStateSensor(coordinator, manager, load, manager.titles.get(load.load_id, ""))
+        for load in manager.loads
+    )
 
 
 class SbmsSensorEntity(SbmsEntity, SensorEntity):
@@ -343,3 +351,46 @@ class SbmsSensorEntity(SbmsEntity, SensorEntity):
     def native_value(self) -> StateType:
         state = self.coordinator.data.state
         return None if state is None else self.entity_description.value_fn(state)
+
+
+LOAD_STATE = SensorEntityDescription(
+    key=LOAD_STATE_KEY,
+    translation_key="load_shedding_state",
+    device_class=SensorDeviceClass.ENUM,
+    options=[status.value for status in LoadStatus],
+)
+
+
+class SbmsLoadStateSensor(SbmsEntity, SensorEntity):
+    """What load shedding does with one optional load, and why."""
+
+    def __init__(
+        self,
+        coordinator: SbmsCoordinator,
+        manager: SheddingManager,
+        load: LoadSettings,
+        title: str,
+    ) -> None:
+        super().__init__(coordinator, LOAD_STATE, key_suffix=f"_{load.load_id}")
+        self._manager = manager
+        self._load = load
+        self._attr_translation_placeholders = {"load": title}
+
+    @property
+    def native_value(self) -> str:
+        return self._manager.state_of(self._load.load_id).status.value
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        reason = self._manager.state_of(self._load.load_id).reason
+        return {
+            "reason": None if reason is None else reason.value,
+            "load_entity_id": self._load.entity_id,
+            "priority": self._load.priority,
+            "shed_below": self._load.shed_below,
+            "restore_above": self._load.restore_above,
+        }
+
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        self.async_on_remove(self._manager.async_add_listener(self.async_write_ha_state))

@@ -35,6 +35,7 @@ from .number import (
     HOLD_DURATION_MAX_H,
     holdable_outputs,
 )
+from .shedding_manager import SheddingManager, get_manager
 
 # Every change goes through the agent one request at a time; no polling happens here.
 PARALLEL_UPDATES = 1
@@ -89,6 +90,7 @@ async def async_setup_entry(
     if announce.config_set:
         entities += [SbmsConfigSwitch(coordinator, description) for description in CONFIG_SWITCHES]
     async_add_entities(entities)
+    async_add_entities([SbmsLoadSheddingSwitch(coordinator, get_manager(hass, entry))])
 
 
 class SbmsHoldOffSwitch(SbmsEntity, SwitchEntity):
@@ -147,3 +149,31 @@ class SbmsConfigSwitch(SbmsEntity, SwitchEntity):
 
     async def async_turn_off(self, **kwargs: Any) -> None:
         await self.coordinator.async_set_config(self.entity_description.changes_fn(False))
+
+
+LOAD_SHEDDING = SwitchEntityDescription(
+    key="load_shedding", translation_key="load_shedding", entity_category=EntityCategory.CONFIG
+)
+
+
+class SbmsLoadSheddingSwitch(SbmsEntity, SwitchEntity):
+    """The master switch of optional-load shedding, a Home Assistant setting kept across
+    restarts. Off, nothing is switched; what shedding switched off stays off."""
+
+    def __init__(self, coordinator: SbmsCoordinator, manager: SheddingManager) -> None:
+        super().__init__(coordinator, LOAD_SHEDDING)
+        self._manager = manager
+
+    @property
+    def is_on(self) -> bool:
+        return self._manager.enabled
+
+    async def async_turn_on(self, **kwargs: Any) -> None:
+        self._manager.async_set_enabled(True)
+
+    async def async_turn_off(self, **kwargs: Any) -> None:
+        self._manager.async_set_enabled(False)
+
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        self.async_on_remove(self._manager.async_add_listener(self.async_write_ha_state))

@@ -110,6 +110,8 @@ def test_every_flow_error_and_abort_is_translated() -> None:
         | set(strings["config"]["abort"])
         | set(strings["options"].get("error", {}))
         | set(strings["options"].get("abort", {}))
+        | set(strings["config_subentries"]["load"]["error"])
+        | set(strings["config_subentries"]["load"]["abort"])
     )
     assert used <= known, used - known
 
@@ -122,7 +124,19 @@ async def test_every_entity_has_a_translated_name_and_an_icon(
     agent.config["outputs"][2]["type"] = 6
     agent.state["dual_pv_level"] = 1
     await agent.publish_all()
-    entry = await setup_box(agent)
+    # The per-load shedding sensor exists only for a configured optional load.
+    load = {"entity_id": "switch.heater", "priority": 1, "shed_below": 30, "restore_above": 50}
+    entry = await setup_box(
+        agent,
+        subentries_data=[
+            {
+                "subentry_type": "load",
+                "title": "Heater",
+                "unique_id": "switch.heater",
+                "data": {**load, "min_off_time": 0, "min_on_time": 0},
+            }
+        ],
+    )
     strings = _strings()["entity"]
     icons = _json(COMPONENT / "icons.json")["entity"]
     entities = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)

@@ -1,0 +1,327 @@
+"""Optional-load shedding: which loads to switch off or back on, decided without Home Assistant.
+
+Pure and deterministic: the caller passes the time, the battery's condition and what it sees of
+each load; `decide` returns the switching to do and every load's new runtime state. The Home
+Assistant side (`shedding_manager.py`) only gathers the inputs and carries out the actions.
+
+Rules, in the order they are checked for each load:
+- Nothing is switched while shedding is disabled, the agent is unavailable or SoC is unknown:
+  a load switched on without a known SoC could drive the pack into LVD, so what was shed stays
+  off until the data returns (and a person can always switch it on by hand).
+- A load is shed when SoC falls below its `shed_below`, the agent raises its low-SoC alarm, or
+  the LVD trips. Its minimum on time is respected, except on an LVD trip, which sheds at once.
+- A shed load comes back only when SoC is above its `restore_above` (strictly higher than
+  `shed_below`: the hysteresis), no alarm or LVD holds, its minimum off time has passed and no
+  load of higher priority is still waiting to come back.
+- Lower priority numbers go off first and come back last.
+- A shed load that someone switches back on is "overridden": it is left alone until the next
+  restore cycle (SoC above its restore level), or until a new LVD trip.
+- Only loads this module switched off are switched back on; a load that was already off when
+  shedding began stays off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Final
+
+SOC_MIN: Final = 0.0
+SOC_MAX: Final = 100.0
+PRIORITY_MIN: Final = 1
+PRIORITY_MAX: Final = 100
+# Longer minimum times are a configuration mistake, not a wish: a load held off for a week.
+MIN_TIME_MAX_S: Final = 24 * 3600.0
+
+
+class LoadStatus(StrEnum):
+    """What shedding is doing with one load (the per-load sensor's state)."""
+
+    NORMAL = "normal"
+    SHED = "shed"
+    WAITING_TO_RESTORE = "waiting_to_restore"
+    OVERRIDDEN = "overridden"
+
+
+class Reason(StrEnum):
+    """Why a load was shed or restored (shown as an attribute and in the logbook)."""
+
+    SOC_BELOW = "soc_below"
+    LOW_SOC_ALARM = "low_soc_alarm"
+    LVD_TRIP = "lvd_trip"
+    SOC_ABOVE = "soc_above"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LoadSettings:
+    """One optional load as the user configured it."""
+
+    load_id: str
+    entity_id: str
+    priority: int
+    shed_below: float
+    restore_above: float
+    min_off_s: float = 0.0
+    min_on_s: float = 0.0
+
+
+def settings_errors(
+    *, priority: float, shed_below: float, restore_above: float, min_off_s: float, min_on_s: float
+) -> dict[str, str]:
+    """Form field -> error key for a bad combination (empty when the settings are usable)."""
+    errors: dict[str, str] = {}
+    if not PRIORITY_MIN <= priority <= PRIORITY_MAX or priority != int(priority):
+        errors["priority"] = "invalid_priority"
+    if not SOC_MIN <= shed_below < SOC_MAX:
+        errors["shed_below"] = "invalid_soc"
+    if not SOC_MIN < restore_above <= SOC_MAX:
+        errors["restore_above"] = "invalid_soc"
+    elif "shed_below" not in errors and restore_above <= shed_below:
+        errors["restore_above"] = "restore_not_above_shed"
+    for key, seconds in (("min_off_time", min_off_s), ("min_on_time", min_on_s)):
+        if not 0 <= seconds <= MIN_TIME_MAX_S:
+            errors[key] = "invalid_min_time"
+    return errors
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LoadRuntime:
+    """What shedding remembers about one load; persisted across restarts.
+
+    `observed_on` is the load's last seen on/off state and `changed_at` when it last changed
+    (or was switched by us): the minimum on time counts from there. `switched_at` is when shedding
+    last switched it off, the start of its minimum off time.
+    """
+
+    status: LoadStatus = LoadStatus.NORMAL
+    reason: Reason | None = None
+    observed_on: bool | None = None
+    changed_at: float | None = None
+    switched_at: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "reason": None if self.reason is None else self.reason.value,
+            "observed_on": self.observed_on,
+            "changed_at": self.changed_at,
+            "switched_at": self.switched_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LoadRuntime:
+        """Stored runtime; anything unreadable falls back to a fresh state (never a switch)."""
+        try:
+            reason = data.get("reason")
+            return cls(
+                status=LoadStatus(data.get("status", LoadStatus.NORMAL)),
+                reason=None if reason is None else Reason(reason),
+                observed_on=_optional_bool(data.get("observed_on")),
+                changed_at=_optional_float(data.get("changed_at")),
+                switched_at=_optional_float(data.get("switched_at")),
+            )
+        except (ValueError, TypeError):
+            return cls()
+
+    @property
+    def shed(self) -> bool:
+        """Switched off by shedding and not yet back (overridden loads are not)."""
+        return self.status in (LoadStatus.SHED, LoadStatus.WAITING_TO_RESTORE)
+
+
+def _optional_bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _optional_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Conditions:
+    """The inputs of one decision.
+
+    `lvd_since` is when the present LVD trip began (None: no LVD); `loads_on` maps a load id to
+    its on/off state, None while unknown or unavailable.
+    """
+
+    now: float
+    enabled: bool
+    available: bool
+    soc: float | None
+    low_soc_alarm: bool = False
+    lvd_since: float | None = None
+    loads_on: Mapping[str, bool | None] = field(default_factory=dict)
+
+    @property
+    def data_ok(self) -> bool:
+        return self.available and self.soc is not None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Action:
+    """Switch one load; `turn_on` False means off."""
+
+    load_id: str
+    entity_id: str
+    turn_on: bool
+    reason: Reason
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Decision:
+    """The switching to do now (offs first, lowest priority first; then ons, highest first),
+    every load's new runtime, and when to decide again if nothing else happens."""
+
+    actions: tuple[Action, ...]
+    runtime: dict[str, LoadRuntime]
+    next_check: float | None
+
+
+def decide(
+    loads: Sequence[LoadSettings], runtime: Mapping[str, LoadRuntime], conditions: Conditions
+) -> Decision:
+    """Observe the loads, then shed and restore what the conditions call for."""
+    states = {
+        load.load_id: _observe(runtime.get(load.load_id, LoadRuntime()), load, conditions)
+        for load in loads
+    }
+    if not conditions.enabled:
+        # Switched off: forget what was shed, switch nothing (what is off stays off).
+        states = {
+            key: LoadRuntime(observed_on=s.observed_on, changed_at=s.changed_at)
+            for key, s in states.items()
+        }
+        return Decision(actions=(), runtime=states, next_check=None)
+    if not conditions.data_ok:
+        return Decision(actions=(), runtime=states, next_check=None)
+    offs, waits_off = _shed(loads, states, conditions)
+    ons, waits_on = _restore(loads, states, conditions)
+    waits = [*waits_off, *waits_on]
+    return Decision(actions=(*offs, *ons), runtime=states, next_check=min(waits) if waits else None)
+
+
+def _observe(state: LoadRuntime, load: LoadSettings, conditions: Conditions) -> LoadRuntime:
+    """Take in the load's present on/off; a shed load seen going on was overridden by hand."""
+    seen = conditions.loads_on.get(load.load_id)
+    if seen is None or seen == state.observed_on:
+        return state
+    was_off = state.observed_on is False
+    state = replace(state, observed_on=seen, changed_at=conditions.now)
+    if seen and was_off and state.shed:
+        return replace(state, status=LoadStatus.OVERRIDDEN)
+    return state
+
+
+def _shed_cause(load: LoadSettings, conditions: Conditions) -> Reason | None:
+    if conditions.lvd_since is not None:
+        return Reason.LVD_TRIP
+    if conditions.low_soc_alarm:
+        return Reason.LOW_SOC_ALARM
+    if conditions.soc is not None and conditions.soc < load.shed_below:
+        return Reason.SOC_BELOW
+    return None
+
+
+def _restorable(load: LoadSettings, conditions: Conditions) -> bool:
+    return (
+        conditions.lvd_since is None
+        and not conditions.low_soc_alarm
+        and conditions.soc is not None
+        and conditions.soc > load.restore_above
+    )
+
+
+def _overrides_override(state: LoadRuntime, cause: Reason, conditions: Conditions) -> bool:
+    """Only an LVD trip that began after the person switched the load on beats the override."""
+    if cause is not Reason.LVD_TRIP or conditions.lvd_since is None:
+        return False
+    return state.changed_at is None or state.changed_at <= conditions.lvd_since
+
+
+def _shed(
+    loads: Sequence[LoadSettings], states: dict[str, LoadRuntime], conditions: Conditions
+) -> tuple[list[Action], list[float]]:
+    """Switch off, lowest priority first, every running load its cause reaches."""
+    actions: list[Action] = []
+    waits: list[float] = []
+    now = conditions.now
+    for load in sorted(loads, key=lambda item: item.priority):
+        state = states[load.load_id]
+        cause = _shed_cause(load, conditions)
+        if cause is None:
+            continue
+        if state.shed:
+            if state.status is LoadStatus.WAITING_TO_RESTORE:
+                states[load.load_id] = replace(state, status=LoadStatus.SHED)
+            continue
+        if state.status is LoadStatus.OVERRIDDEN and not _overrides_override(
+            state, cause, conditions
+        ):
+            continue
+        if state.observed_on is not True:
+            continue  # off already, or unknown: nothing to take away
+        on_until = (state.changed_at or now) + load.min_on_s
+        if cause is not Reason.LVD_TRIP and now < on_until:
+            waits.append(on_until)
+            continue
+        states[load.load_id] = replace(
+            state, status=LoadStatus.SHED, reason=cause, switched_at=now, changed_at=now
+        )
+        actions.append(
+            Action(load_id=load.load_id, entity_id=load.entity_id, turn_on=False, reason=cause)
+        )
+    return actions, waits
+
+
+def _restore(
+    loads: Sequence[LoadSettings], states: dict[str, LoadRuntime], conditions: Conditions
+) -> tuple[list[Action], list[float]]:
+    """Switch back on, highest priority first, the shed loads whose restore level is passed.
+
+    A load waits while one of higher priority is still shed, so loads return in the reverse of
+    the order they went.
+    """
+    actions: list[Action] = []
+    waits: list[float] = []
+    highest_still_shed: int | None = None  # iterating downwards, the first one seen
+    now = conditions.now
+    for load in sorted(loads, key=lambda item: item.priority, reverse=True):
+        state = states[load.load_id]
+        restorable = _restorable(load, conditions)
+        if state.status is LoadStatus.OVERRIDDEN:
+            if restorable:  # the restore cycle ends the override
+                states[load.load_id] = replace(state, status=LoadStatus.NORMAL, reason=None)
+            continue
+        if not state.shed:
+            continue
+        if not restorable:
+            states[load.load_id] = replace(state, status=LoadStatus.SHED)
+            highest_still_shed = highest_still_shed or load.priority
+            continue
+        off_until = (state.switched_at or now) + load.min_off_s
+        blocked = highest_still_shed is not None and highest_still_shed > load.priority
+        seen = conditions.loads_on.get(load.load_id)  # now, not as last remembered
+        if now < off_until or blocked or seen is None:
+            states[load.load_id] = replace(state, status=LoadStatus.WAITING_TO_RESTORE)
+            if now < off_until:
+                waits.append(off_until)
+            if seen is not None:  # an unavailable load must not hold the others back
+                highest_still_shed = highest_still_shed or load.priority
+            continue
+        states[load.load_id] = replace(
+            state, status=LoadStatus.NORMAL, reason=Reason.SOC_ABOVE, changed_at=now
+        )
+        if not seen:
+            actions.append(
+                Action(
+                    load_id=load.load_id,
+                    entity_id=load.entity_id,
+                    turn_on=True,
+                    reason=Reason.SOC_ABOVE,
+                )
+            )
+    return actions, waits
