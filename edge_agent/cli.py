@@ -28,7 +28,7 @@ from edge_agent.config import (
 )
 from edge_agent.control.model import ControlReport
 from edge_agent.drivers.bus import DeviceError
-from edge_agent.mqtt.settings import MqttSettings
+from edge_agent.mqtt.settings import MqttProtocol, MqttSettings
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.clock import Clock, WallClock
 from edge_agent.runtime.hardware import open_hardware
@@ -47,6 +47,10 @@ _LOGGER = logging.getLogger("edge_agent")
 EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_HARDWARE = 3
+
+
+# --mqtt-protocol value -> paho's protocol number (MqttSettings.protocol)
+_MQTT_PROTOCOLS: dict[str, MqttProtocol] = {"5": 5, "3.1.1": 4}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,6 +117,12 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--agent-id", default="simulator", help="simulated box's agent id")
     parser.add_argument("--mqtt-host", help="simulated box: publish to this MQTT broker")
     parser.add_argument("--mqtt-port", type=int, default=1883)
+    parser.add_argument(
+        "--mqtt-protocol",
+        choices=sorted(_MQTT_PROTOCOLS),
+        default="5",
+        help="MQTT version for --mqtt-host (3.1.1 for brokers without MQTT 5)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no status line")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -184,7 +194,11 @@ def _sbms0_config(args: argparse.Namespace) -> AgentConfig:
         "source": source,
     }
     if args.mqtt_host is not None:
-        data["mqtt"] = {"host": args.mqtt_host, "port": args.mqtt_port}
+        data["mqtt"] = {
+            "host": args.mqtt_host,
+            "port": args.mqtt_port,
+            "protocol": _MQTT_PROTOCOLS[args.mqtt_protocol],
+        }
     return parse_config(data)
 
 
@@ -250,7 +264,12 @@ def _simulated_setup(args: argparse.Namespace) -> _Setup:
     remote = RemoteControl(system.agent, config, overlay, clock.now())
     mqtt = None
     if args.mqtt_host is not None:
-        mqtt = MqttSettings(host=args.mqtt_host, port=args.mqtt_port, agent_id=args.agent_id)
+        mqtt = MqttSettings(
+            host=args.mqtt_host,
+            port=args.mqtt_port,
+            agent_id=args.agent_id,
+            protocol=_MQTT_PROTOCOLS[args.mqtt_protocol],
+        )
     identity = Identity("simulator", f"simulator-{args.cells}s-seed{args.seed}")
     return _Setup(system.agent, clock, remote, mqtt, identity)
 

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.cli import EXIT_CONFIG, EXIT_HARDWARE, EXIT_OK, main
+from edge_agent.cli import (
+    EXIT_CONFIG,
+    EXIT_HARDWARE,
+    EXIT_OK,
+    _run_parser,
+    _sbms0_config,
+    _simulated_setup,
+    main,
+)
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -92,3 +100,23 @@ def test_a_bad_configuration_stops_the_agent_before_it_touches_hardware(
     config.write_text("thresholds: {hvd: 3.9}\n")
     assert main(["--config", str(config)]) == EXIT_CONFIG
     assert "thresholds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "protocol"), [([], 5), (["--mqtt-protocol", "3.1.1"], 4)])
+def test_mqtt_protocol_option_reaches_the_link_settings(flag: list[str], protocol: int) -> None:
+    """Brokers without MQTT 5 (amqtt, old mosquitto) need 3.1.1; MQTT 5 stays the default."""
+    args = _run_parser().parse_args(["--simulate", "--mqtt-host", "127.0.0.1", *flag])
+    settings = _simulated_setup(args).mqtt
+    assert settings is not None
+    assert settings.protocol == protocol
+    sbms0 = _sbms0_config(
+        _run_parser().parse_args(["--sbms0-url", "http://sbms/", *flag, "--mqtt-host", "127.0.0.1"])
+    )
+    assert sbms0.mqtt is not None
+    assert sbms0.mqtt.protocol == protocol
+
+
+def test_an_unknown_mqtt_protocol_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _run_parser().parse_args(["--simulate", "--mqtt-protocol", "3"])
+    assert "--mqtt-protocol" in capsys.readouterr().err

@@ -1,0 +1,242 @@
+"""A Home Assistant config dir for the demo, seeded so it opens on the dashboard.
+
+Seeded, not clicked through: onboarding marked done, one owner user that the trusted_networks
+provider logs in without a password (127.0.0.1 and ::1 only, the server listens on 127.0.0.1
+only), the MQTT and sbms config entries, and entity registry entries that enable the per-cell
+sensors the dashboard shows (they are off by default). Storage files are written at an old
+minor version with only the keys that version needs: Home Assistant's own migrations fill in
+the rest, which keeps the seed valid on newer releases too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from homeassistant.components.mqtt.const import CONFIG_ENTRY_MINOR_VERSION, CONFIG_ENTRY_VERSION
+from homeassistant.util import slugify
+
+OWNER_ID: Final = "5b4d2f7e0c9a4d1e8f3a6b2c1d0e9f87"
+OWNER_NAME: Final = "Demo"
+MQTT_ENTRY_ID: Final = "01SBMSDEMOMQTT00000000000"
+SBMS_ENTRY_ID: Final = "01SBMSDEMOBOX000000000000"
+REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+DASHBOARD: Final = REPO_ROOT / "dashboards" / "sbms.yaml"
+
+CONFIGURATION_YAML: Final = """\
+# Written by the SBMS demo (demo/home_assistant.py) on every start: edits do not last.
+homeassistant:
+  name: SBMS demo
+  latitude: 48.21
+  longitude: 16.37
+  elevation: 190
+  unit_system: metric
+  time_zone: UTC
+  currency: EUR
+  country: AT
+  # The demo only: anyone on this machine is logged in as the demo owner, without a password.
+  auth_providers:
+    - type: trusted_networks
+      trusted_networks:
+        - 127.0.0.1/32
+        - ::1/128
+      allow_bypass_login: true
+
+http:
+  server_host: 127.0.0.1
+  server_port: {port}
+
+# Two household loads the box's load shedding switches off as the battery runs low.
+input_boolean:
+  water_heater:
+    name: Water heater
+    icon: mdi:water-boiler
+    initial: true
+  pool_pump:
+    name: Pool pump
+    icon: mdi:pump
+    initial: true
+
+# Only what the dashboard needs (default_config would pull in many more requirements).
+frontend:
+config:
+history:
+logbook:
+recorder:
+  commit_interval: 1
+  purge_keep_days: 1
+lovelace:
+  mode: yaml
+
+logger:
+  default: warning
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoBox:
+    """What the seed needs to know about the agent: its id, topics and retained announce."""
+
+    agent_id: str
+    topic_prefix: str
+    announce: Mapping[str, Any]
+
+    @property
+    def cells(self) -> int:
+        return int(self.announce["cells"])
+
+    @property
+    def entity_prefix(self) -> str:
+        """Home Assistant's entity ids for the box start with this, after the platform."""
+        return f"sbms_{slugify(self.agent_id)}"
+
+
+def seed_config_dir(
+    config_dir: Path, *, http_port: int, mqtt_port: int, box: DemoBox, speed: float
+) -> None:
+    """A fresh config dir: nothing of an earlier run is kept."""
+    if config_dir.exists():
+        shutil.rmtree(config_dir)
+    (config_dir / ".storage").mkdir(parents=True)
+    (config_dir / "custom_components").mkdir()
+    (config_dir / "custom_components" / "sbms").symlink_to(
+        REPO_ROOT / "custom_components" / "sbms", target_is_directory=True
+    )
+    (config_dir / "configuration.yaml").write_text(
+        CONFIGURATION_YAML.format(port=http_port), encoding="utf-8"
+    )
+    # lovelace `mode: yaml` makes ui-lovelace.yaml the default dashboard, at "/".
+    dashboard = DASHBOARD.read_text(encoding="utf-8")
+    (config_dir / "ui-lovelace.yaml").write_text(
+        demo_dashboard(dashboard, speed=speed, entity_prefix=box.entity_prefix), encoding="utf-8"
+    )
+    _write_storage(config_dir, "auth", 1, 1, _auth())
+    _write_storage(config_dir, "onboarding", 4, 1, {"done": _ONBOARDING_DONE})
+    _write_storage(config_dir, "core.config_entries", 1, 1, _config_entries(mqtt_port, box))
+    _write_storage(config_dir, "core.entity_registry", 1, 1, _entity_registry(box))
+
+
+def demo_dashboard(dashboard: str, *, speed: float, entity_prefix: str) -> str:
+    """The dashboard for this box (the file is written for agent id `simulator`), its history
+    graphs spanning simulated time: at 60x, a simulated day in 24 minutes."""
+
+    def scaled(match: re.Match[str]) -> str:
+        return f"{match.group(1)}{float(match.group(2)) / speed:.4g}"
+
+    dashboard = dashboard.replace("sbms_simulator_", f"{entity_prefix}_")
+    return re.sub(r"(hours_to_show: )([0-9.]+)", scaled, dashboard)
+
+
+_ONBOARDING_DONE: Final = ["user", "core_config", "analytics", "integration"]
+
+
+def _write_storage(
+    config_dir: Path, key: str, version: int, minor_version: int, data: Mapping[str, Any]
+) -> None:
+    document = {"version": version, "minor_version": minor_version, "key": key, "data": data}
+    path = config_dir / ".storage" / key
+    path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+
+
+def _auth() -> dict[str, Any]:
+    # No groups: Home Assistant adds its system groups and makes the users admins on load.
+    owner = {
+        "id": OWNER_ID,
+        "group_ids": [],
+        "is_owner": True,
+        "is_active": True,
+        "name": OWNER_NAME,
+        "system_generated": False,
+        "local_only": True,
+    }
+    return {"users": [owner], "groups": [], "credentials": [], "refresh_tokens": []}
+
+
+def _config_entries(mqtt_port: int, box: DemoBox) -> dict[str, Any]:
+    mqtt = {
+        "entry_id": MQTT_ENTRY_ID,
+        "domain": "mqtt",
+        "title": "Demo broker",
+        "source": "user",
+        "version": CONFIG_ENTRY_VERSION,
+        "minor_version": CONFIG_ENTRY_MINOR_VERSION,
+        "unique_id": None,
+        "data": {"broker": "127.0.0.1", "port": mqtt_port},
+        "options": {},
+    }
+    sbms = {
+        "entry_id": SBMS_ENTRY_ID,
+        "domain": "sbms",
+        "title": f"SBMS {box.agent_id}",
+        "source": "user",
+        "version": 1,
+        "minor_version": 1,
+        "unique_id": box.agent_id,
+        "data": {
+            "agent_id": box.agent_id,
+            "topic_prefix": box.topic_prefix,
+            "announce": dict(box.announce),
+        },
+        "options": {},
+        "subentries": [_load_subentry(load) for load in DEMO_LOADS],
+    }
+    return {"entries": [mqtt, sbms]}
+
+
+# (entity, title, priority, shed below %, restore above %): the water heater goes first.
+DEMO_LOADS: Final = (
+    ("input_boolean.water_heater", "Water heater", 1, 40.0, 60.0),
+    ("input_boolean.pool_pump", "Pool pump", 2, 30.0, 50.0),
+)
+
+
+def _load_subentry(load: tuple[str, str, int, float, float]) -> dict[str, Any]:
+    """A load as the integration's "Add optional load" flow stores it."""
+    entity_id, title, priority, shed_below, restore_above = load
+    return {
+        "subentry_id": f"demo{priority:022d}",
+        "subentry_type": "load",
+        "title": title,
+        "unique_id": entity_id,
+        "data": {
+            "entity_id": entity_id,
+            "priority": priority,
+            "shed_below": shed_below,
+            "restore_above": restore_above,
+            "min_off_time": 2.0,
+            "min_on_time": 1.0,
+        },
+    }
+
+
+def _entity_registry(box: DemoBox) -> dict[str, Any]:
+    """Enabled entries for the per-cell voltages and balancing flags the dashboard shows."""
+    entities: list[dict[str, Any]] = []
+    for cell in range(1, box.cells + 1):
+        entities.append(
+            _registry_entry(
+                f"sensor.{box.entity_prefix}_cell_{cell}_voltage",
+                f"{box.agent_id}_cell_voltage_{cell}",
+            )
+        )
+        entities.append(
+            _registry_entry(
+                f"binary_sensor.{box.entity_prefix}_cell_{cell}_balancing",
+                f"{box.agent_id}_balancing_{cell}",
+            )
+        )
+    return {"entities": entities, "deleted_entities": []}
+
+
+def _registry_entry(entity_id: str, unique_id: str) -> dict[str, Any]:
+    return {
+        "entity_id": entity_id,
+        "unique_id": unique_id,
+        "platform": "sbms",
+        "config_entry_id": SBMS_ENTRY_ID,
+    }

@@ -1,0 +1,100 @@
+"""The README's first command, met as a person meets it: `./scripts/demo`, Home Assistant
+answering with the box's entities, values moving, Ctrl-C leaving nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import aiohttp
+import pytest
+
+from demo.ha_api import HomeAssistantApi, connect_when_running
+from tests.demo.conftest import REPO_ROOT, DemoRun
+
+pytestmark = pytest.mark.demo
+
+BOX = "sbms_simulator"
+EXPECTED_ENTITIES = (
+    f"sensor.{BOX}_state_of_charge",
+    f"sensor.{BOX}_pack_voltage",
+    f"sensor.{BOX}_battery_current",
+    f"sensor.{BOX}_pv_power",
+    f"sensor.{BOX}_load_power",
+    *(f"sensor.{BOX}_cell_{cell}_voltage" for cell in range(1, 9)),
+    f"binary_sensor.{BOX}_agent_connected",
+    *(f"binary_sensor.{BOX}_output_extio{number}" for number in range(3, 7)),
+    f"binary_sensor.{BOX}_low_soc_alarm",
+    f"binary_sensor.{BOX}_problem",
+)
+MOVING = (
+    f"sensor.{BOX}_state_of_charge",
+    f"sensor.{BOX}_pack_voltage",
+    f"sensor.{BOX}_remaining_charge",
+)
+CHANGE_TIMEOUT_S = 60.0
+DASHBOARD_ENTITY = re.compile(r"\b(?:sensor|binary_sensor)\.sbms_simulator_\w+")
+
+
+def _dashboard_entities() -> set[str]:
+    text = (REPO_ROOT / "dashboards" / "sbms.yaml").read_text(encoding="utf-8")
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    return set(DASHBOARD_ENTITY.findall(body))
+
+
+async def _values(api: HomeAssistantApi, entity_ids: tuple[str, ...]) -> dict[str, str]:
+    states = await api.states()
+    return {entity_id: states[entity_id]["state"] for entity_id in entity_ids}
+
+
+async def _check_entities(demo: DemoRun) -> None:
+    async with aiohttp.ClientSession() as session:
+        # No password anywhere: the trusted-network login a local browser gets.
+        api = await connect_when_running(session, demo.base_url, timeout_s=60.0)
+        states = await api.states()
+        missing = [entity_id for entity_id in EXPECTED_ENTITIES if entity_id not in states]
+        assert not missing, f"entities missing: {missing}; present: {sorted(states)}"
+        # The shipped dashboard names only entities the box really has.
+        assert len(_dashboard_entities()) > 30
+        not_in_home_assistant = sorted(_dashboard_entities() - set(states))
+        assert not not_in_home_assistant, f"dashboard entities missing: {not_in_home_assistant}"
+        unavailable = {
+            entity_id: states[entity_id]["state"]
+            for entity_id in EXPECTED_ENTITIES
+            if states[entity_id]["state"] in ("unavailable", "unknown")
+        }
+        assert not unavailable, f"entities without a value: {unavailable}"
+        assert states[f"binary_sensor.{BOX}_agent_connected"]["state"] == "on"
+        assert 0.0 <= float(states[f"sensor.{BOX}_state_of_charge"]["state"]) <= 100.0
+        for cell in range(1, 9):
+            assert 2.5 < float(states[f"sensor.{BOX}_cell_{cell}_voltage"]["state"]) < 3.7
+
+        first = await _values(api, MOVING)
+        deadline = time.monotonic() + CHANGE_TIMEOUT_S
+        while (latest := await _values(api, MOVING)) == first:
+            assert time.monotonic() < deadline, f"no value changed in {CHANGE_TIMEOUT_S:g} s"
+            await asyncio.sleep(1.0)
+        assert latest != first
+
+
+@pytest.mark.parametrize("broker", ["mosquitto", "amqtt"])
+def test_demo_runs_home_assistant_with_the_box_and_stops_on_ctrl_c(
+    demo_run: DemoRun, broker: str
+) -> None:
+    # amqtt is the fallback where mosquitto cannot be installed: the demo must work on both.
+    demo_run.extra_args = [f"--broker={broker}"]
+    demo_run.start()
+    demo_run.wait_until_ready()
+    assert f"http://localhost:{demo_run.port}" in demo_run.output()
+    assert f"[demo] {broker} MQTT broker on 127.0.0.1:{demo_run.mqtt_port}" in demo_run.output()
+
+    asyncio.run(_check_entities(demo_run))
+
+    assert demo_run.interrupt() == 0, demo_run.output()
+    output = demo_run.output()
+    for name in ("Home Assistant", "sbms-agent", broker):
+        assert f"[demo] stopping {name}" in output
+    assert output.rstrip().endswith("[demo] stopped")
+    assert demo_run.leftover_pids() == []
+    assert demo_run.ports_in_use() == []
