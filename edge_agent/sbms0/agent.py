@@ -6,8 +6,10 @@ controller, no outputs and no state store: the SBMS keeps its own SoC, counters 
 
 from __future__ import annotations
 
+import dataclasses
+
 from edge_agent.config import AgentConfig
-from edge_agent.control.model import EnergyCounters
+from edge_agent.control.model import ControlEvent, EnergyCounters, EventKind, Fault, Interlock
 from edge_agent.sbms0.receiver import FrameReceiver
 from edge_agent.sbms0.report import Sbms0Report, build_report, counters_from_page
 
@@ -19,6 +21,9 @@ class Sbms0Agent:
         self._started_at = now
         self._counters = EnergyCounters()  # the last page's; a serial frame carries none
         self._last_report: Sbms0Report | None = None
+        # What the events told so far, so every transition the SBMS reports is told once.
+        self._told_interlocks: frozenset[Interlock] = frozenset()
+        self._told_faults: frozenset[Fault] = frozenset()
 
     @property
     def config(self) -> AgentConfig:
@@ -45,8 +50,35 @@ class Sbms0Agent:
             stats=self._receiver.stats.snapshot(),
             counters=self._counters,
         )
+        report = dataclasses.replace(report, events=self._transition_events(report, now))
         self._last_report = report
         return report
 
+    def _transition_events(self, report: Sbms0Report, now: float) -> tuple[ControlEvent, ...]:
+        """The SBMS decides HVD, LVD and its lockouts itself; its flags changing are the trips
+        and releases, told as events like the agent's own so automations work the same."""
+        events: list[ControlEvent] = []
+        for interlock, trip, release in _LIMIT_EVENTS:
+            now_set = interlock in report.interlocks
+            if now_set != (interlock in self._told_interlocks):
+                events.append(ControlEvent(trip if now_set else release, now))
+        events += [
+            ControlEvent(EventKind.FAULT_RAISED, now, {"fault": fault.value})
+            for fault in sorted(report.faults - self._told_faults)
+        ]
+        events += [
+            ControlEvent(EventKind.FAULT_CLEARED, now, {"fault": fault.value})
+            for fault in sorted(self._told_faults - report.faults)
+        ]
+        self._told_interlocks = frozenset(report.interlocks)
+        self._told_faults = frozenset(report.faults)
+        return tuple(events)
+
     def close(self, now: float) -> None:
         """Nothing to release: the agent never drove an output of the SBMS."""
+
+
+_LIMIT_EVENTS = (
+    (Interlock.HVD, EventKind.HVD_TRIP, EventKind.HVD_RELEASE),
+    (Interlock.LVD, EventKind.LVD_TRIP, EventKind.LVD_RELEASE),
+)

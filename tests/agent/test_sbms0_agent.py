@@ -12,7 +12,7 @@ import pytest
 
 from edge_agent.cli import main
 from edge_agent.config import ConfigError, parse_config
-from edge_agent.control.model import Fault, Interlock
+from edge_agent.control.model import EventKind, Fault, Interlock
 from edge_agent.mqtt.payloads import announce_payload, config_payload, encode, state_payload
 from edge_agent.sbms0.agent import Sbms0Agent
 from edge_agent.sbms0.receiver import FrameReceiver
@@ -100,7 +100,21 @@ def test_output_states_and_lockouts_come_from_the_flags() -> None:
     assert state["load_allowed"] is False
     assert set(state["interlocks"]) == {"lvd", "under_voltage_lockout"}
     assert state["faults"] == ["under_voltage_lockout"]
-    assert report.events == ()
+    # The SBMS's own trips become the agent's events, each told once.
+    assert [(e.kind, dict(e.detail)) for e in report.events] == [
+        (EventKind.LVD_TRIP, {}),
+        (EventKind.FAULT_RAISED, {"fault": "under_voltage_lockout"}),
+    ]
+    clock.time += 1
+    assert agent.step(clock.now()).events == ()
+    receiver.offer_line(encode_frame(make_frame(flags=(1 << 0) | (1 << 12) | (1 << 13))))
+    clock.time += 1
+    events = agent.step(clock.now()).events
+    assert [(e.kind, dict(e.detail)) for e in events] == [
+        (EventKind.HVD_TRIP, {}),
+        (EventKind.LVD_RELEASE, {}),
+        (EventKind.FAULT_CLEARED, {"fault": "under_voltage_lockout"}),
+    ]
 
 
 def test_http_page_brings_capacity_balancing_outputs_and_counters() -> None:
