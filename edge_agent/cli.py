@@ -4,6 +4,8 @@ sbms-agent --config /etc/sbms-agent/config.yaml   run on the battery box
 sbms-agent --simulate [--cells 4] [--speed 60]     run against the simulated box
 sbms-agent --sbms0-serial /dev/ttyUSB0 [--cells 8]  read a stock SBMS0 (or --sbms0-url URL)
 sbms-agent check-config FILE                       validate a configuration file
+sbms-agent export --config FILE --from ISO --to ISO  write data log records as CSV or JSON
+sbms-agent log-info --config FILE                  what the data log holds
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from edge_agent.config import (
     SBMS0_BAUD_DEFAULT,
     AgentConfig,
     ConfigError,
+    StorageSettings,
     load_config,
     parse_config,
 )
 from edge_agent.control.model import ControlReport
+from edge_agent.datalog.recorder import DataRecorder, open_recorder
 from edge_agent.drivers.bus import DeviceError
 from edge_agent.mqtt.settings import MqttProtocol, MqttSettings
 from edge_agent.runtime.agent import Agent
@@ -57,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "check-config":
         return _check_config(args[1:])
+    if args and args[0] in ("export", "log-info"):
+        from edge_agent.datalog.export import data_log_command  # noqa: PLC0415
+
+        return data_log_command(args[0], args[1:])
     return _run(args)
 
 
@@ -95,7 +103,7 @@ def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sbms-agent",
         description="Solar battery box agent: measures, computes SoC, drives the EXTIO outputs.",
-        epilog="Subcommand: sbms-agent check-config FILE",
+        epilog="Subcommands: check-config FILE, export, log-info (each with --help)",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", type=Path, help="run on hardware with this YAML file")
@@ -136,6 +144,7 @@ class _Setup:
     remote: RemoteControl
     mqtt: MqttSettings | None
     identity: Identity
+    recorder: DataRecorder | None = None
 
 
 def _run(argv: list[str]) -> int:
@@ -165,6 +174,7 @@ def _run(argv: list[str]) -> int:
             interval,
             link=link,
             listener=listener,
+            recorder=setup.recorder,
             max_samples=max_samples,
         )
     )
@@ -224,9 +234,22 @@ def _run_sbms0(args: argparse.Namespace) -> int:
             link=link,
             listener=listener,
             max_samples=max_samples,
+            recorder=_sbms0_recorder(args, config),
         )
     )
     return EXIT_OK
+
+
+def _sbms0_recorder(args: argparse.Namespace, config: AgentConfig) -> DataRecorder | None:
+    """A stock SBMS keeps about a year in its own flash, but only the agent's log can back-fill
+    Home Assistant: logged like a DIY box, beside --state or the config file's storage."""
+    if args.state is not None and config.storage.data_log_path is None:
+        path = dataclasses.replace(config.storage, state_path=args.state).data_log_file
+    elif args.config is not None or config.storage.data_log_path is not None:
+        path = config.storage.data_log_file
+    else:
+        return None  # --sbms0-serial/--sbms0-url alone: nowhere chosen to keep files
+    return open_recorder(config.data_log, path)
 
 
 def _hardware_setup(args: argparse.Namespace) -> _Setup:
@@ -243,7 +266,12 @@ def _hardware_setup(args: argparse.Namespace) -> _Setup:
     clock = WallClock()
     agent = Agent(config, hardware, store, clock.now())
     remote = RemoteControl(agent, config, overlay, clock.now())
-    return _Setup(agent, clock, remote, config.mqtt, Identity("diy", _machine_serial(config)))
+    identity = Identity("diy", _machine_serial(config))
+    data_log_path = config.storage.data_log_file
+    if args.state is not None and config.storage.data_log_path is None:
+        data_log_path = dataclasses.replace(config.storage, state_path=args.state).data_log_file
+    recorder = open_recorder(config.data_log, data_log_path)
+    return _Setup(agent, clock, remote, config.mqtt, identity, recorder)
 
 
 def _simulated_setup(args: argparse.Namespace) -> _Setup:
@@ -271,7 +299,11 @@ def _simulated_setup(args: argparse.Namespace) -> _Setup:
             protocol=_MQTT_PROTOCOLS[args.mqtt_protocol],
         )
     identity = Identity("simulator", f"simulator-{args.cells}s-seed{args.seed}")
-    return _Setup(system.agent, clock, remote, mqtt, identity)
+    recorder = None  # the simulator keeps a data log only beside a --state database
+    if args.state is not None:
+        storage = StorageSettings(state_path=args.state)
+        recorder = open_recorder(config.data_log, storage.data_log_file)
+    return _Setup(system.agent, clock, remote, mqtt, identity, recorder)
 
 
 def _machine_serial(config: AgentConfig) -> str:

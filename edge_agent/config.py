@@ -46,6 +46,9 @@ OUTPUT_DRIVERS: tuple[OutputDriver, ...] = ("mcp23008", "gpiod")
 CHEMISTRIES = ("lfp",)
 SOURCE_TYPES = ("i2c", "sbms0")
 SBMS0_BAUD_DEFAULT = 921600  # the SBMS's USART with the WiFi board fitted
+# The data log's default file, named after the state database ("state.db" -> "state.datalog.db")
+# so several agents sharing a directory keep separate logs.
+DATA_LOG_SUFFIX = ".datalog.db"
 
 CELL_COUNT_RANGE = (3, 8)
 CELL_VOLTAGE_RANGE = (2.0, 4.3)  # volts per cell: outside this no LFP setting makes sense
@@ -149,6 +152,22 @@ class TimingSettings:
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
     state_path: Path = Path("/var/lib/sbms-agent/state.db")
+    data_log_path: Path | None = None  # None: next to the state database (DATA_LOG_SUFFIX)
+
+    @property
+    def data_log_file(self) -> Path:
+        if self.data_log_path is not None:
+            return self.data_log_path
+        return self.state_path.with_name(self.state_path.stem + DATA_LOG_SUFFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class DataLogSettings:
+    """The interval records (storage/data_log.py)."""
+
+    enabled: bool = True
+    interval_s: int = 120
+    retention_days: int = 365
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +176,7 @@ class AgentConfig:
     hardware: HardwareSettings = field(default_factory=HardwareSettings)
     timing: TimingSettings = field(default_factory=TimingSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    data_log: DataLogSettings = field(default_factory=DataLogSettings)
     agent_id: str = "sbms"
     publish: PublishSettings = field(default_factory=PublishSettings)
     mqtt: MqttSettings | None = None  # None: no MQTT link (the agent still protects)
@@ -235,11 +255,19 @@ def load_config(path: Path) -> AgentConfig:
         config = parse_config(data)
     except ConfigError as exc:
         raise ConfigError(exc.problems, source=path) from None
-    state_path = config.storage.state_path
-    if not state_path.is_absolute():
-        absolute = (path.parent / state_path).absolute()
-        config = replace(config, storage=StorageSettings(state_path=absolute))
-    return config
+    return replace(config, storage=_absolute_storage(config.storage, path.parent))
+
+
+def _absolute_storage(storage: StorageSettings, directory: Path) -> StorageSettings:
+    def absolute(file: Path) -> Path:
+        return file if file.is_absolute() else (directory / file).absolute()
+
+    data_log_path = storage.data_log_path
+    return replace(
+        storage,
+        state_path=absolute(storage.state_path),
+        data_log_path=None if data_log_path is None else absolute(data_log_path),
+    )
 
 
 def _describe_yaml_error(exc: yaml.MarkedYAMLError) -> str:
@@ -265,6 +293,7 @@ def parse_config(data: Mapping[str, Any]) -> AgentConfig:
         *validate_control_settings(config.control),
         *_validate_hardware(config.hardware),
         *_validate_timing(config),
+        *_validate_data_log(config),
         *validate_publish_settings(config.publish),
         *_validate_source(config.source, clean),
         *mqtt_problems,
@@ -463,7 +492,19 @@ _TOP_SCHEMA = _mapping(
                 vol.Optional("status_interval_s"): _number,
             }
         ),
-        vol.Optional("storage"): _mapping({vol.Optional("state_path"): _non_empty_string}),
+        vol.Optional("storage"): _mapping(
+            {
+                vol.Optional("state_path"): _non_empty_string,
+                vol.Optional("data_log_path"): _non_empty_string,
+            }
+        ),
+        vol.Optional("data_log"): _mapping(
+            {
+                vol.Optional("enabled"): _boolean,
+                vol.Optional("interval_s"): _integer,
+                vol.Optional("retention_days"): _integer,
+            }
+        ),
         vol.Optional("source"): _mapping(
             {
                 vol.Optional("type"): _one_of(SOURCE_TYPES),
@@ -599,7 +640,8 @@ def _build_config(clean: Mapping[str, Any], mqtt_problems: list[str] | None = No
         control=control,
         hardware=hardware,
         timing=TimingSettings(**timing),
-        storage=StorageSettings(Path(storage["state_path"])) if storage else StorageSettings(),
+        storage=StorageSettings(**{key: Path(value) for key, value in storage.items()}),
+        data_log=DataLogSettings(**clean.get("data_log", {})),
         agent_id=agent_id,
         publish=PublishSettings(**clean.get("publish", {})),
         mqtt=_build_mqtt(
@@ -682,12 +724,20 @@ def config_to_dict(config: AgentConfig) -> dict[str, Any]:
             "state_save_interval_s": config.timing.state_save_interval_s,
             "status_interval_s": config.timing.status_interval_s,
         },
-        "storage": {"state_path": str(config.storage.state_path)},
+        "storage": _storage_to_dict(config.storage),
+        "data_log": _dataclass_dict(config.data_log),
         "lockouts_latch": control.lockouts_latch,
         "publish": _dataclass_dict(config.publish),
         **({} if config.mqtt is None else {"mqtt": _mqtt_to_dict(config.mqtt)}),
         **({} if config.source.type == "i2c" else {"source": _source_to_dict(config.source)}),
     }
+
+
+def _storage_to_dict(storage: StorageSettings) -> dict[str, Any]:
+    data = {"state_path": str(storage.state_path)}
+    if storage.data_log_path is not None:
+        data["data_log_path"] = str(storage.data_log_path)
+    return data
 
 
 def _source_to_dict(source: SourceSettings) -> dict[str, Any]:
@@ -1024,6 +1074,21 @@ def _validate_timing(config: AgentConfig) -> list[str]:
     return problems
 
 
+def _validate_data_log(config: AgentConfig) -> list[str]:
+    # Intervals align to wall-clock multiples: a whole number of seconds up to an hour.
+    data_log = config.data_log
+    problems = [
+        *_between("data_log.interval_s", data_log.interval_s, 10, 3600, " s"),
+        *_between("data_log.retention_days", data_log.retention_days, 1, 3660, " days"),
+    ]
+    if data_log.interval_s < config.timing.sample_interval_s:
+        problems.append(
+            "data_log.interval_s: must be at least timing.sample_interval_s "
+            f"(got {data_log.interval_s} < {config.timing.sample_interval_s:g})"
+        )
+    return problems
+
+
 # ---------------------------------------------------------------------------------------------
 # Remote changes (MQTT config/set)
 # ---------------------------------------------------------------------------------------------
@@ -1047,6 +1112,7 @@ REMOTE_READ_ONLY_KEYS = (
     "battery_shunt",
     "pv_shunt",
     "storage",
+    "data_log",
     "timing",
     "mqtt",
 )

@@ -29,7 +29,8 @@ CONFIG_SET_COMMAND = "config/set"
 # Sections of config_to_dict() never published: file paths of the box, and the broker
 # connection (credentials; a consumer already knows the broker it reads this from).
 # The `source` section (a stock SBMS's port or URL) is box wiring, like storage.
-_HIDDEN_CONFIG_SECTIONS = ("storage", "mqtt", "source")
+# Local matters of the box (files, broker, where data comes from) are not published.
+_HIDDEN_CONFIG_SECTIONS = ("storage", "data_log", "mqtt", "source")
 
 # Digits kept per quantity.
 _CELL_V, _PACK_V, _AMPS, _WATTS, _SOC, _AH, _WH, _CELSIUS, _TIME = 3, 2, 2, 1, 1, 2, 1, 1, 3

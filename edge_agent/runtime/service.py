@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge_agent.control.model import ControlReport
+from edge_agent.datalog.recorder import DataRecorder
 from edge_agent.mqtt.client import MqttLink
 from edge_agent.mqtt.ha_discovery import discovery_payload
 from edge_agent.mqtt.payloads import announce_payload, config_payload
@@ -72,9 +73,13 @@ async def serve(
     *,
     link: MqttLink | None = None,
     listener: Callable[[ControlReport], None] | None = None,
+    recorder: DataRecorder | None = None,
     max_samples: int | None = None,
 ) -> None:
-    """Run until SIGINT/SIGTERM (or max_samples); then release outputs and say offline."""
+    """Run until SIGINT/SIGTERM (or max_samples); then release outputs and say offline.
+
+    The recorder (data log) gets every report and is closed last, after the final sample.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -82,6 +87,8 @@ async def serve(
             loop.add_signal_handler(signum, stop.set)
 
     def on_report(report: ControlReport) -> None:
+        if recorder is not None:
+            recorder.offer(report)  # never raises; first, so a publisher bug cannot skip it
         if link is not None:
             link.offer_report(report)
         if listener is not None:
@@ -94,6 +101,8 @@ async def serve(
         )
     finally:
         stop.set()
+        if recorder is not None:
+            recorder.close()
         if link_task is not None:
             try:
                 await asyncio.wait_for(link_task, _LINK_SHUTDOWN_S)

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from edge_agent.config import AgentConfig
 from edge_agent.control.model import ControlReport
+from edge_agent.datalog.recorder import DataRecorder
 from edge_agent.mqtt.client import MqttLink
 from edge_agent.mqtt.ha_discovery import discovery_payload
 from edge_agent.mqtt.payloads import announce_payload, config_payload
@@ -94,6 +95,7 @@ async def serve_sbms0(
     link: MqttLink | None = None,
     listener: Callable[[ControlReport], None] | None = None,
     max_samples: int | None = None,
+    recorder: DataRecorder | None = None,
 ) -> None:
     """`runtime.service.serve` with the source task running beside the loop."""
     stop = asyncio.Event()
@@ -101,7 +103,13 @@ async def serve_sbms0(
     source_task.add_done_callback(_log_source_end)
     try:
         await serve(
-            setup.agent, clock, interval_s, link=link, listener=listener, max_samples=max_samples
+            setup.agent,
+            clock,
+            interval_s,
+            link=link,
+            listener=listener,
+            max_samples=max_samples,
+            recorder=recorder,
         )
     finally:
         stop.set()

@@ -21,6 +21,7 @@ import jsonschema
 import paho.mqtt.client as paho
 import pytest
 
+from edge_agent.storage.data_log import DataLogStore
 from tests.agent.test_sbms0_frame import encode_frame, make_frame
 from tests.mqtt_broker import MosquittoBroker
 
@@ -115,6 +116,7 @@ def test_agent_publishes_a_stock_sbms_as_the_documented_state(
         f"agent_id: {AGENT_ID}\n"
         "battery: {cells: 8, capacity_ah: 200}\n"
         f"source: {{type: sbms0, serial: {{port: '{link}'}}, stale_after_s: 2}}\n"
+        f"storage: {{state_path: '{tmp_path / 'state.db'}'}}\n"
         f"mqtt: {{host: 127.0.0.1, port: {broker.port}}}\n"
     )
     watcher = Watcher(broker.port)
@@ -159,5 +161,11 @@ def test_agent_publishes_a_stock_sbms_as_the_documented_state(
         _out, err = agent.communicate(timeout=30)
         sbms.close()
     assert agent.returncode == 0, err.decode()
+    # The stock SBMS is logged like a DIY box: the interval in progress is written at exit.
+    log = DataLogStore(tmp_path / "state.datalog.db", read_only=True)
+    assert log.count() >= 1
+    soc = log.records(0, time.time() + 1)[-1].soc
+    assert soc is not None
+    assert soc.maximum == 77.0
     assert watcher.wait_for(f"{ROOT}/status") == {"raw": "offline"}
     watcher.close()

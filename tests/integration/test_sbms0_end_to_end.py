@@ -40,6 +40,7 @@ def stock_agent(mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iterator[subpro
         f"agent_id: {AGENT_ID}\n"
         "battery: {cells: 8, capacity_ah: 200}\n"
         f"source: {{type: sbms0, serial: {{port: '{link}'}}, stale_after_s: 2}}\n"
+        f"storage: {{state_path: '{tmp_path / 'state.db'}'}}\n"
         f"mqtt: {{host: 127.0.0.1, port: {mqtt_broker.port}}}\n"
     )
     agent = subprocess.Popen(

@@ -1,0 +1,1 @@
+"""The data log: interval records aggregated from control reports, written to SQLite."""
