@@ -25,6 +25,7 @@ from edge_agent.config import (
     SBMS0_BAUD_DEFAULT,
     AgentConfig,
     ConfigError,
+    DataLogSettings,
     StorageSettings,
     load_config,
     parse_config,
@@ -36,6 +37,7 @@ from edge_agent.mqtt.settings import MqttProtocol, MqttSettings
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.clock import Clock, WallClock
 from edge_agent.runtime.hardware import open_hardware
+from edge_agent.runtime.history import HistoryReader
 from edge_agent.runtime.remote import RemoteControl, load_effective_config
 from edge_agent.runtime.service import Identity, build_link, serve
 from edge_agent.runtime.status import status_line
@@ -145,6 +147,7 @@ class _Setup:
     mqtt: MqttSettings | None
     identity: Identity
     recorder: DataRecorder | None = None
+    history: HistoryReader | None = None  # the recorder's log, read for history/get
 
 
 def _run(argv: list[str]) -> int:
@@ -166,7 +169,9 @@ def _run(argv: list[str]) -> int:
     interval = setup.agent.config.timing.sample_interval_s
     max_samples = None if args.duration is None else int(args.duration * 3600 / interval)
     listener = None if args.quiet else _status_printer(sys.stdout, args.speed)
-    link = None if setup.mqtt is None else build_link(setup.mqtt, setup.remote, setup.identity)
+    link = None
+    if setup.mqtt is not None:
+        link = build_link(setup.mqtt, setup.remote, setup.identity, history=setup.history)
     asyncio.run(
         serve(
             setup.agent,
@@ -219,9 +224,11 @@ def _run_sbms0(args: argparse.Namespace) -> int:
     config = _sbms0_config(args)
     clock = WallClock()
     setup = build_sbms0(config, clock)
+    recorder, history = _sbms0_recorder(args, config)
     link = None
     if config.mqtt is not None:
-        link = build_sbms0_link(config, config.mqtt, f"sbms0-{_machine_serial(config)}")
+        serial = f"sbms0-{_machine_serial(config)}"
+        link = build_sbms0_link(config, config.mqtt, serial, history=history)
     listener = None if args.quiet else _status_printer(sys.stdout, 1.0)
     max_samples = None
     if args.duration is not None:
@@ -234,13 +241,15 @@ def _run_sbms0(args: argparse.Namespace) -> int:
             link=link,
             listener=listener,
             max_samples=max_samples,
-            recorder=_sbms0_recorder(args, config),
+            recorder=recorder,
         )
     )
     return EXIT_OK
 
 
-def _sbms0_recorder(args: argparse.Namespace, config: AgentConfig) -> DataRecorder | None:
+def _sbms0_recorder(
+    args: argparse.Namespace, config: AgentConfig
+) -> tuple[DataRecorder | None, HistoryReader | None]:
     """A stock SBMS keeps about a year in its own flash, but only the agent's log can back-fill
     Home Assistant: logged like a DIY box, beside --state or the config file's storage."""
     if args.state is not None and config.storage.data_log_path is None:
@@ -248,8 +257,18 @@ def _sbms0_recorder(args: argparse.Namespace, config: AgentConfig) -> DataRecord
     elif args.config is not None or config.storage.data_log_path is not None:
         path = config.storage.data_log_file
     else:
-        return None  # --sbms0-serial/--sbms0-url alone: nowhere chosen to keep files
-    return open_recorder(config.data_log, path)
+        return None, None  # --sbms0-serial/--sbms0-url alone: nowhere chosen to keep files
+    return _open_data_log(config.data_log, path)
+
+
+def _open_data_log(
+    settings: DataLogSettings, path: Path
+) -> tuple[DataRecorder | None, HistoryReader | None]:
+    """The recorder and, beside it, the reader that answers history/get from its file."""
+    recorder = open_recorder(settings, path)
+    if recorder is None:
+        return None, None
+    return recorder, HistoryReader(path, settings.interval_s)
 
 
 def _hardware_setup(args: argparse.Namespace) -> _Setup:
@@ -270,8 +289,8 @@ def _hardware_setup(args: argparse.Namespace) -> _Setup:
     data_log_path = config.storage.data_log_file
     if args.state is not None and config.storage.data_log_path is None:
         data_log_path = dataclasses.replace(config.storage, state_path=args.state).data_log_file
-    recorder = open_recorder(config.data_log, data_log_path)
-    return _Setup(agent, clock, remote, config.mqtt, identity, recorder)
+    recorder, history = _open_data_log(config.data_log, data_log_path)
+    return _Setup(agent, clock, remote, config.mqtt, identity, recorder, history)
 
 
 def _simulated_setup(args: argparse.Namespace) -> _Setup:
@@ -299,11 +318,11 @@ def _simulated_setup(args: argparse.Namespace) -> _Setup:
             protocol=_MQTT_PROTOCOLS[args.mqtt_protocol],
         )
     identity = Identity("simulator", f"simulator-{args.cells}s-seed{args.seed}")
-    recorder = None  # the simulator keeps a data log only beside a --state database
+    recorder = history = None  # the simulator keeps a data log only beside a --state database
     if args.state is not None:
         storage = StorageSettings(state_path=args.state)
-        recorder = open_recorder(config.data_log, storage.data_log_file)
-    return _Setup(system.agent, clock, remote, mqtt, identity, recorder)
+        recorder, history = _open_data_log(config.data_log, storage.data_log_file)
+    return _Setup(system.agent, clock, remote, mqtt, identity, recorder, history)
 
 
 def _machine_serial(config: AgentConfig) -> str:

@@ -1,5 +1,5 @@
 """The agent's MQTT link: publishes status, announce, config, state and events; answers
-`config/set` and `cmd/<name>` requests. Built on aiomqtt (paho-mqtt underneath).
+`config/set`, `cmd/<name>` and `history/get` requests. Built on aiomqtt (paho-mqtt underneath).
 
 The control loop never waits on MQTT: it hands each report to `MqttLink.offer_report`, which
 only stores it and queues its events. `MqttLink.run` does all network work in its own task,
@@ -26,10 +26,17 @@ from paho.mqtt.properties import Properties
 
 from edge_agent.control.model import ControlEvent, ControlReport
 from edge_agent.mqtt.ha_discovery import birth_topic
-from edge_agent.mqtt.payloads import encode, event_payload, result_payload, state_payload
+from edge_agent.mqtt.payloads import (
+    encode,
+    event_payload,
+    history_result_payload,
+    result_payload,
+    state_payload,
+)
 from edge_agent.mqtt.policy import PublishPolicy, PublishSettings
 from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.mqtt.topics import Topics
+from edge_agent.runtime.history import HistoryReader
 
 if TYPE_CHECKING:  # the link only calls it; no import cycle with the runtime at run time
     from edge_agent.runtime.remote import RemoteControl, RemoteResult
@@ -118,12 +125,14 @@ class MqttLink:
         publish_settings: Callable[[], PublishSettings] | None = None,
         wall_clock: Callable[[], float] = time.time,
         discovery: DiscoveryFactory | None = None,
+        history: HistoryReader | None = None,
     ) -> None:
         """`announce` and `config_payload` build the retained payloads (called at each connect
         and after an accepted config/set); `publish_settings`, when given, is read after each
         accepted config/set so a remote change of the `publish` section takes effect.
         `discovery` builds the Home Assistant discovery message; it is published only while
-        `settings.ha_discovery` is on."""
+        `settings.ha_discovery` is on. `history` answers `history/get`; without it (no data
+        log) every such request is rejected."""
         self.settings = settings
         self.topics = topics
         self._announce = announce
@@ -133,6 +142,7 @@ class MqttLink:
         self._publish_settings = publish_settings
         self._now = wall_clock
         self._discovery = discovery if settings.ha_discovery else None
+        self._history = history or HistoryReader(None, 0)  # rejects: no data log
         self._birth_topic = birth_topic(settings.ha_discovery_prefix)
         self._events: deque[ControlEvent] = deque(maxlen=settings.event_queue_size)
         self._latest: ControlReport | None = None
@@ -170,6 +180,12 @@ class MqttLink:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, publish and answer until `stop` is set; only cancellation escapes."""
+        try:
+            await self._run(stop)
+        finally:
+            self._history.close()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self._session(stop)
@@ -187,10 +203,11 @@ class MqttLink:
         async with self._client() as client:
             self._note_connected()
             await self._publish_retained(client, online=True)
+            # history/get even without remote control or a data log: the client is told why.
+            requests = [(self.topics.history_get, QOS)]
             if self._remote is not None:
-                await client.subscribe(
-                    [(self.topics.config_set, QOS), (self.topics.command_wildcard, QOS)]
-                )
+                requests += [(self.topics.config_set, QOS), (self.topics.command_wildcard, QOS)]
+            await client.subscribe(requests)
             if self._discovery is not None:
                 # Home Assistant says "online" here after a restart: discovery again then,
                 # in case it lost the retained message (a broker without persistence).
@@ -311,9 +328,6 @@ class MqttLink:
         if self._discovery is not None and message.topic.value == self._birth_topic:
             await self._home_assistant_status(client, message)
             return
-        remote = self._remote
-        if remote is None:
-            return
         if message.retain:
             # A retained request would be replayed at every reconnect (set_soc again and
             # again): requests must be fresh.
@@ -321,6 +335,12 @@ class MqttLink:
             return
         payload = _payload_bytes(message.payload)
         topic = message.topic.value
+        if topic == self.topics.history_get:
+            await self._answer_history(client, message, payload)
+            return
+        remote = self._remote
+        if remote is None:
+            return
         now = self._now()
         result_topic: str
         try:
@@ -340,6 +360,15 @@ class MqttLink:
         await self._answer(client, message, result_topic, result, now)
         if result.accepted and result.config_revision is not None:
             await self._config_changed(client)
+
+    async def _answer_history(
+        self, client: aiomqtt.Client, message: aiomqtt.Message, payload: bytes
+    ) -> None:
+        result = await self._history.answer(payload)  # reads on a worker thread
+        body = encode(
+            history_result_payload(result.request_id, result.errors, self._now(), page=result.page)
+        )
+        await self._reply(client, message, self.topics.history_result, body)
 
     async def _home_assistant_status(
         self, client: aiomqtt.Client, message: aiomqtt.Message
@@ -363,6 +392,12 @@ class MqttLink:
                 result.command, result.request_id, result.errors, now, result.config_revision
             )
         )
+        await self._reply(client, message, result_topic, body)
+
+    async def _reply(
+        self, client: aiomqtt.Client, message: aiomqtt.Message, result_topic: str, body: bytes
+    ) -> None:
+        """On the documented result topic, and on the request's MQTT 5 response topic."""
         await self._publish(client, result_topic, body)
         response_topic, correlation = _response_target(message)
         if response_topic is not None and response_topic != result_topic:

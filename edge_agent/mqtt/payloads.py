@@ -19,6 +19,7 @@ from edge_agent.control.model import ControlEvent, ControlReport, Interlock, Mea
 from edge_agent.control.settings import OutputType
 from edge_agent.mqtt import DEFAULT_BASE, PROTOCOL_VERSION
 from edge_agent.mqtt.topics import Topics
+from edge_agent.runtime.history import HISTORY_GET, HistoryPage
 from edge_agent.sbms0.stats import SourceStats
 
 MODEL = "SBMS edge agent"
@@ -98,6 +99,7 @@ def announce_payload(
     config_set: bool | None = None,
     pv_current: bool | None = None,
     temperature_inputs: Sequence[str] | None = None,
+    history: bool = False,
 ) -> dict[str, Any]:
     """The retained description of the box.
 
@@ -139,6 +141,7 @@ def announce_payload(
         "capabilities": {
             "config_set": source != "sbms0" if config_set is None else config_set,
             "commands": list(commands),
+            "history": history,  # answers history/get from a data log
         },
         "topics": topics.as_dict(),
     }
@@ -268,6 +271,22 @@ def result_payload(
     }
     if config_revision is not None:
         payload["config_revision"] = config_revision
+    return payload
+
+
+def history_result_payload(
+    request_id: str | None,
+    errors: Sequence[tuple[str, str]],
+    now: float,
+    *,
+    page: HistoryPage | None = None,
+) -> dict[str, Any]:
+    """The answer to `history/get`: a result, plus the page's records when accepted."""
+    payload = result_payload(HISTORY_GET, request_id, errors, now)
+    if page is not None and not errors:
+        payload["interval_s"] = page.interval_s
+        payload["records"] = list(page.records)
+        payload["next_from"] = page.next_from
     return payload
 
 

@@ -62,6 +62,14 @@ class Topics:
         return self._topic("event")
 
     @property
+    def history_get(self) -> str:
+        return self._topic("history/get")
+
+    @property
+    def history_result(self) -> str:
+        return self._topic("history/result")
+
+    @property
     def command_wildcard(self) -> str:
         return self._topic("cmd/+")
 
@@ -95,6 +103,8 @@ class Topics:
             "event": self.event,
             "command": self._topic("cmd/{name}"),
             "command_result": self._topic("cmd/{name}/result"),
+            "history_get": self.history_get,
+            "history_result": self.history_result,
         }
 
 

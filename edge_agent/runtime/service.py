@@ -21,6 +21,7 @@ from edge_agent.mqtt.policy import PublishPolicy
 from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.mqtt.topics import Topics
 from edge_agent.runtime.clock import Clock
+from edge_agent.runtime.history import HistoryReader
 from edge_agent.runtime.loop import SteppingAgent, run_agent
 from edge_agent.runtime.remote import RemoteControl
 
@@ -38,13 +39,25 @@ class Identity:
     serial: str
 
 
-def build_link(mqtt: MqttSettings, remote: RemoteControl, identity: Identity) -> MqttLink:
+def build_link(
+    mqtt: MqttSettings,
+    remote: RemoteControl,
+    identity: Identity,
+    *,
+    history: HistoryReader | None = None,
+) -> MqttLink:
+    """`history` answers `history/get` from the data log; None when the box keeps none."""
     topics = Topics(mqtt.base_topic, remote.config.agent_id)
     return MqttLink(
         mqtt,
         topics,
         announce=lambda: announce_payload(
-            remote.config, identity.source, identity.serial, remote.commands, topics=topics
+            remote.config,
+            identity.source,
+            identity.serial,
+            remote.commands,
+            topics=topics,
+            history=history is not None,
         ),
         config_payload=lambda: config_payload(remote.config, remote.revision),
         remote=remote,
@@ -63,6 +76,7 @@ def build_link(mqtt: MqttSettings, remote: RemoteControl, identity: Identity) ->
             if mqtt.ha_discovery
             else None
         ),
+        history=history,
     )
 
 

@@ -20,6 +20,7 @@ from edge_agent.mqtt.policy import PublishPolicy
 from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.mqtt.topics import Topics
 from edge_agent.runtime.clock import Clock
+from edge_agent.runtime.history import HistoryReader
 from edge_agent.runtime.service import serve
 from edge_agent.sbms0.agent import Sbms0Agent
 from edge_agent.sbms0.receiver import FrameReceiver
@@ -63,14 +64,23 @@ def build_sbms0(config: AgentConfig, clock: Clock) -> Sbms0Setup:
     return Sbms0Setup(Sbms0Agent(config, receiver, clock.now()), receiver, source)
 
 
-def build_sbms0_link(config: AgentConfig, mqtt: MqttSettings, serial: str) -> MqttLink:
-    """A link without remote control: announce says config_set false and no commands."""
+def build_sbms0_link(
+    config: AgentConfig, mqtt: MqttSettings, serial: str, *, history: HistoryReader | None = None
+) -> MqttLink:
+    """A link without remote control: announce says config_set false and no commands.
+    `history` answers `history/get` when the agent keeps a data log for this SBMS."""
     topics = Topics(mqtt.base_topic, config.agent_id)
     return MqttLink(
         mqtt,
         topics,
         announce=lambda: announce_payload(
-            config, SOURCE, serial, (), topics=topics, pv_current=True
+            config,
+            SOURCE,
+            serial,
+            (),
+            topics=topics,
+            pv_current=True,
+            history=history is not None,
         ),
         config_payload=lambda: config_payload(config, 0),
         remote=None,
@@ -84,6 +94,7 @@ def build_sbms0_link(config: AgentConfig, mqtt: MqttSettings, serial: str) -> Mq
             if mqtt.ha_discovery
             else None
         ),
+        history=history,
     )
 
 

@@ -72,14 +72,21 @@ def test_agents_write_only_their_own_tree_and_home_assistant_only_requests(
         clients["box2"].publish("sbms/box2/state")
         ha.publish("sbms/box1/cmd/mark_full")  # a request: allowed
         ha.publish("sbms/box2/announce")  # impersonating an agent: dropped
+        ha.publish("sbms/box1/history/get")  # the back-fill request: allowed
+        ha.publish("sbms/box1/history/result")  # impersonating the agent's answer: dropped
+        box1.publish("sbms/box1/history/result")  # its own answer: allowed
+        box1.publish("sbms/box2/history/result")  # another box's answer: dropped
+        box1.publish("sbms/box1/history/get")  # a request is not the agent's to send: dropped
 
         assert ha.topics_seen() == {
             "sbms/box1/state",
             "sbms/box2/state",
             "sbms/box1/cmd/mark_full",
+            "sbms/box1/history/get",
+            "sbms/box1/history/result",
         }
         # An agent reads only its requests (it needs nothing else, not even its own state).
-        assert box1.topics_seen(0.0) == {"sbms/box1/cmd/mark_full"}
+        assert box1.topics_seen(0.0) == {"sbms/box1/cmd/mark_full", "sbms/box1/history/get"}
         assert spy.topics_seen(0.0) == set()  # no ACL entry: reads nothing
     finally:
         for client in clients.values():

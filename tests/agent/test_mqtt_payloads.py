@@ -181,7 +181,11 @@ def test_announce_defaults() -> None:
         "pv_current": False,
         "temperatures": ["internal", "battery", "external2"],
     }
-    assert payload["capabilities"] == {"config_set": True, "commands": ["set_soc"]}
+    assert payload["capabilities"] == {
+        "config_set": True,
+        "commands": ["set_soc"],
+        "history": False,
+    }
     assert [o["type_name"] for o in payload["outputs"]] == ["lvd", "hvd", "unused", "fault"]
     assert payload["topics"]["state"] == "sbms/sbms/state"
     assert payload["topics"]["command"] == "sbms/sbms/cmd/{name}"

@@ -3,6 +3,7 @@ JSON Schemas in docs/schemas/."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -14,22 +15,36 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from edge_agent.control.model import ControlEvent, ControlReport, EventKind, Fault
+from edge_agent.datalog.aggregator import DataAggregator
 from edge_agent.mqtt.payloads import (
     announce_payload,
     config_payload,
     encode,
     event_payload,
+    history_result_payload,
     result_payload,
     state_payload,
 )
+from edge_agent.runtime.history import HistoryReader, HistoryResult
 from edge_agent.simulator.box import JUNE_1_2026_UTC, BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem
 from edge_agent.simulator.pv import CloudSpec, PvArraySpec
+from edge_agent.storage.data_log import DataLogStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "docs" / "schemas"
 PROTOCOL = ROOT / "docs" / "protocol.md"
-SCHEMA_NAMES = ("announce", "state", "config", "event", "result", "config_set", "command")
+SCHEMA_NAMES = (
+    "announce",
+    "state",
+    "config",
+    "event",
+    "result",
+    "config_set",
+    "command",
+    "history_get",
+    "history_result",
+)
 COMMANDS = ("set_soc", "mark_full", "zero_current", "force_off", "cancel_force_off", "clear_fault")
 
 
@@ -187,6 +202,18 @@ def test_announce(running: tuple[SimulatedSystem, list[ControlReport]], source: 
     assert payload["outputs"][2] == {"name": "extio5", "type": 6, "type_name": "dual_pv"}
 
 
+@pytest.mark.parametrize("history", [True, False, None])
+def test_announce_history_capability_is_optional(
+    running: tuple[SimulatedSystem, list[ControlReport]], history: bool | None
+) -> None:
+    system, _ = running
+    payload = announce_payload(system.config, "diy", "sim-0001", COMMANDS, history=bool(history))
+    assert payload["capabilities"]["history"] is bool(history)
+    if history is None:  # an agent from before the back-fill: no such key
+        del payload["capabilities"]["history"]
+    _assert_valid("announce", payload)
+
+
 def test_config(running: tuple[SimulatedSystem, list[ControlReport]]) -> None:
     system, _ = running
     payload = config_payload(system.config, 7)
@@ -221,9 +248,55 @@ def test_result_schema_rejects_inconsistent_results() -> None:
         assert list(validator.iter_errors(bad))
 
 
+def _history_answer(reader: HistoryReader, request: dict[str, Any]) -> dict[str, Any]:
+    result: HistoryResult = asyncio.run(reader.answer(json.dumps(request).encode()))
+    return history_result_payload(result.request_id, result.errors, 1780272000.25, page=result.page)
+
+
+def test_history_results_from_a_real_log(
+    running: tuple[SimulatedSystem, list[ControlReport]], tmp_path: Path
+) -> None:
+    _, reports = running
+    aggregator = DataAggregator(10)
+    records = [r for r in map(aggregator.add, reports) if r is not None]
+    path = tmp_path / "log.db"
+    with DataLogStore(path, interval_s=10) as store:
+        store.append_many(records)
+    reader = HistoryReader(path, 10)
+    first, last = records[0].start, records[-1].start
+    page = _history_answer(reader, {"request_id": "h1", "from": first, "to": last + 1, "limit": 5})
+    rest = _history_answer(reader, {"from": page["next_from"], "to": last + 1, "limit": 120})
+    reader.close()
+    rejected = _history_answer(HistoryReader(None, 10), {"from": first, "to": last})
+    bad = _history_answer(reader, {"from": "yesterday", "to": 1, "limit": 0, "x": 1})
+    for payload in (page, rest, rejected, bad):
+        _assert_valid("history_result", payload)
+    assert len(page["records"]) == 5
+    assert page["records"][0]["cells"]  # real 8S records, not empty ones
+    assert page["next_from"] == records[5].start
+    assert rest["next_from"] is None
+    assert len(page["records"]) + len(rest["records"]) == len(records) >= 20
+    assert rejected["errors"] == [{"field": "history", "reason": "no data log on this box"}]
+    assert bad["status"] == "rejected"
+
+
+def test_history_result_schema_rejects_inconsistent_results() -> None:
+    validator = _validator("history_result")
+    accepted = history_result_payload(None, [], 1.0)  # accepted needs records and next_from
+    rejected_with_records = history_result_payload(None, [("history", "x")], 1.0)
+    rejected_with_records["records"] = []
+    wrong_command = result_payload("set_soc", None, [("soc", "x")], 1.0)
+    for bad in (accepted, rejected_with_records, wrong_command):
+        assert list(validator.iter_errors(bad))
+
+
 @pytest.mark.parametrize(
     ("name", "payload"),
     [
+        ("history_get", {"from": 1, "to": 2, "limit": 121}),
+        ("history_get", {"from": 1, "to": 2, "since": 0}),
+        ("history_get", {"to": 2}),
+        ("history_get", {"from": "1", "to": 2}),
         ("command:set_soc", {"soc": 101}),
         ("command:set_soc", {"soc": 50, "extra": 1}),
         ("command:force_off", {"output": "extio3", "seconds": 0}),

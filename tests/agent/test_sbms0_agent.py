@@ -173,7 +173,7 @@ def test_announce_says_read_only_with_the_sbms_outputs() -> None:
     announce = _valid("announce", announce_payload(config, "sbms0", "x", (), pv_current=True))
     assert announce["source"] == "sbms0"
     assert announce["cells"] == 8
-    assert announce["capabilities"] == {"config_set": False, "commands": []}
+    assert announce["capabilities"] == {"config_set": False, "commands": [], "history": False}
     assert announce["outputs"] == [
         {"name": "pv", "type": 1, "type_name": "hvd"},
         {"name": "load", "type": 2, "type_name": "lvd"},

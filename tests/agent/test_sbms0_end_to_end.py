@@ -131,7 +131,7 @@ def test_agent_publishes_a_stock_sbms_as_the_documented_state(
         jsonschema.validate(announce, _schema("announce"))
         assert announce["source"] == "sbms0"
         assert announce["cells"] == 8
-        assert announce["capabilities"] == {"config_set": False, "commands": []}
+        assert announce["capabilities"] == {"config_set": False, "commands": [], "history": True}
         assert [output["name"] for output in announce["outputs"]] == ["pv", "load"]
         jsonschema.validate(watcher.wait_for(f"{ROOT}/config"), _schema("config"))
 
