@@ -24,9 +24,11 @@ from pathlib import Path
 
 from edge_agent.control.model import ControlReport
 from edge_agent.datalog.aggregator import DataAggregator
+from edge_agent.mqtt.payloads import encode, history_result_payload
+from edge_agent.runtime.history import MAX_LIMIT, HistoryPage
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
-from edge_agent.storage.data_log import DataLogStore, Record
+from edge_agent.storage.data_log import DataLogStore, Record, record_to_dict
 
 DAY = 86400
 INTERVAL_S = 120
@@ -136,6 +138,20 @@ def bench_read(path: Path, repeats: int) -> None:
             )
 
 
+def bench_history_page(path: Path) -> None:
+    """Bytes of one `history/result` page as the agent sends it: records read back from the
+    log (docs/protocol.md keeps a page under 128 KiB)."""
+    with DataLogStore(path, read_only=True) as store:
+        first = store.first_time()
+        assert first is not None
+        stored = store.records(first, first + 30 * DAY, limit=200)
+    for limit in (MAX_LIMIT, 200):
+        records = tuple(record_to_dict(record) for record in stored[:limit])
+        page = HistoryPage(interval_s=120, records=records, next_from=None)
+        size = len(encode(history_result_payload("bench", [], time.time(), page=page)))
+        print(f"history/result page of {limit:3d} records  {size / 1024:8.1f} KiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="30 days instead of a year")
@@ -148,6 +164,7 @@ def main() -> None:
         bench_write(where, day, 200 if args.quick else 1000)
         year = bench_year(where, day, 30 if args.quick else 365)
         bench_read(year, 3 if args.quick else 7)
+        bench_history_page(year)
 
 
 if __name__ == "__main__":
