@@ -13,6 +13,8 @@ from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers.device_registry import DeviceEntry
 from homeassistant.helpers.storage import Store
 
+from .backfill import async_start_backfill
+from .backfill import storage_key as backfill_storage_key
 from .const import DOMAIN
 from .coordinator import SbmsConfigEntry, SbmsCoordinator
 from .shedding_manager import DATA_SHEDDING, STORAGE_VERSION, SheddingManager, storage_key
@@ -38,6 +40,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: SbmsConfigEntry) -> bool
     entry.runtime_data = coordinator
     await _async_start_shedding(hass, entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    # After the platforms: the back-fill finds the sensors' entities in the registry.
+    await async_start_backfill(hass, entry)
     return True
 
 
@@ -61,10 +65,9 @@ async def async_unload_entry(hass: HomeAssistant, entry: SbmsConfigEntry) -> boo
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: SbmsConfigEntry) -> None:
-    """Forget the box's load-shedding state with the box."""
-    await Store[dict[str, object]](
-        hass, STORAGE_VERSION, storage_key(entry.entry_id)
-    ).async_remove()
+    """Forget the box's load-shedding and back-fill state with the box."""
+    for key in (storage_key(entry.entry_id), backfill_storage_key(entry.entry_id)):
+        await Store[dict[str, object]](hass, STORAGE_VERSION, key).async_remove()
 
 
 async def async_remove_config_entry_device(

@@ -47,6 +47,7 @@ from .models import (
     AgentEvent,
     Announce,
     BoxState,
+    HistoryAnswer,
     Payload,
     ProtocolError,
     RequestResult,
@@ -115,7 +116,9 @@ class SbmsCoordinator(DataUpdateCoordinator[SbmsData]):
         self.topic_prefix: str = entry.data[CONF_TOPIC_PREFIX]
         self.data = SbmsData(announce=Announce.from_dict(entry.data[CONF_ANNOUNCE]))
         self.device_id: str | None = None
-        self._pending: dict[str, asyncio.Future[RequestResult]] = {}
+        # Requests waiting for their answer, by request id: a RequestResult, or a
+        # HistoryAnswer for history/get.
+        self._pending: dict[str, asyncio.Future[Any]] = {}
         self._unsubscribers: list[CALLBACK_TYPE] = []
         self._event_listeners: list[Callable[[AgentEvent], None]] = []
         self._offline_issue_timer: CALLBACK_TYPE | None = None
@@ -135,6 +138,7 @@ class SbmsCoordinator(DataUpdateCoordinator[SbmsData]):
             "event": self._on_event,
             "config/result": self._on_result,
             "cmd/+/result": self._on_result,
+            "history/result": self._on_history_result,
         }
         for suffix, handler in handlers.items():
             self._unsubscribers.append(
@@ -197,7 +201,23 @@ class SbmsCoordinator(DataUpdateCoordinator[SbmsData]):
             )
         return await self._async_request(f"cmd/{name}", arguments)
 
+    async def async_history(self, start: float, end: float, limit: int) -> HistoryAnswer:
+        """One page of the agent's data log (`history/get`); raises unless it is answered."""
+        answer: HistoryAnswer = await self._async_exchange(
+            "history/get", {"from": start, "to": end, "limit": limit}
+        )
+        if not answer.result.accepted:
+            raise AgentRejectedError(answer.result)
+        return answer
+
     async def _async_request(self, suffix: str, body: Mapping[str, Any]) -> RequestResult:
+        result: RequestResult = await self._async_exchange(suffix, body)
+        if not result.accepted:
+            raise AgentRejectedError(result)
+        return result
+
+    async def _async_exchange(self, suffix: str, body: Mapping[str, Any]) -> Any:
+        """Publish one request and wait for the answer carrying its request id."""
         if not self.data.available:
             raise AgentRequestError(
                 translation_domain=DOMAIN,
@@ -205,7 +225,7 @@ class SbmsCoordinator(DataUpdateCoordinator[SbmsData]):
                 translation_placeholders={"agent_id": self.agent_id},
             )
         request_id = f"ha-{uuid.uuid4().hex[:16]}"
-        future: asyncio.Future[RequestResult] = self.hass.loop.create_future()
+        future: asyncio.Future[Any] = self.hass.loop.create_future()
         self._pending[request_id] = future
         try:
             await mqtt.async_publish(
@@ -216,7 +236,7 @@ class SbmsCoordinator(DataUpdateCoordinator[SbmsData]):
                 retain=False,  # a retained request would be replayed at every agent restart
             )
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                result = await future
+                return await future
         except TimeoutError as err:
             raise AgentRequestError(
                 translation_domain=DOMAIN,
@@ -225,9 +245,6 @@ class SbmsCoordinator(DataUpdateCoordinator[SbmsData]):
             ) from err
         finally:
             self._pending.pop(request_id, None)
-        if not result.accepted:
-            raise AgentRejectedError(result)
-        return result
 
     # --- message handlers -------------------------------------------------------------------
 
@@ -355,9 +372,28 @@ class SbmsCoordinator(DataUpdateCoordinator[SbmsData]):
         except ProtocolError as err:
             LOGGER.warning("SBMS agent %s: ignoring result: %s", self.agent_id, err)
             return
-        future = self._pending.get(result.request_id or "")
+        self._answer(result.request_id, result)
+
+    @callback
+    def _on_history_result(self, message: ReceiveMessage) -> None:
+        try:
+            answer = HistoryAnswer.from_payload(message.payload)
+        except ProtocolError as err:
+            LOGGER.warning("SBMS agent %s: bad history result: %s", self.agent_id, err)
+            # The request it answers fails now with the reason, rather than timing out.
+            self._fail(_request_id_of(message.payload), err)
+            return
+        self._answer(answer.result.request_id, answer)
+
+    def _answer(self, request_id: str | None, answer: Any) -> None:
+        future = self._pending.get(request_id or "")
         if future is not None and not future.done():
-            future.set_result(result)
+            future.set_result(answer)
+
+    def _fail(self, request_id: str | None, error: Exception) -> None:
+        future = self._pending.get(request_id or "")
+        if future is not None and not future.done():
+            future.set_exception(error)
 
     # --- device, events and repair issues ---------------------------------------------------
 
@@ -450,6 +486,15 @@ class SbmsCoordinator(DataUpdateCoordinator[SbmsData]):
 
 
 SbmsConfigEntry = ConfigEntry[SbmsCoordinator]
+
+
+def _request_id_of(payload: Payload) -> str | None:
+    """The request id of an answer that did not parse, if it can be read at all."""
+    try:
+        request_id = json.loads(payload).get("request_id")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    return request_id if isinstance(request_id, str) else None
 
 
 def _entity_shape(announce: Announce) -> tuple[Any, ...]:

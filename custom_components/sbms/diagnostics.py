@@ -14,6 +14,7 @@ from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 
+from .backfill import DATA_BACKFILL
 from .const import DOMAIN
 from .coordinator import SbmsConfigEntry
 from .models import Announce
@@ -52,6 +53,7 @@ async def async_get_config_entry_diagnostics(
             "config": dict(data.config.data) if data.config is not None else None,
             "repair_issues": _issues(hass, entry),
             "load_shedding": _shedding(hass, entry),
+            "statistics_backfill": _backfill(hass, entry),
         },
         TO_REDACT,
     )
@@ -75,3 +77,9 @@ def _shedding(hass: HomeAssistant, entry: SbmsConfigEntry) -> dict[str, Any] | N
     """Whether shedding is on, the alarm and LVD it saw, and each load's settings and state."""
     manager = hass.data.get(DATA_SHEDDING, {}).get(entry.entry_id)
     return None if manager is None else manager.diagnostics()
+
+
+def _backfill(hass: HomeAssistant, entry: SbmsConfigEntry) -> dict[str, Any] | None:
+    """What Home Assistant's statistics hold of the box, the gaps waiting, the last fill."""
+    backfill = hass.data.get(DATA_BACKFILL, {}).get(entry.entry_id)
+    return None if backfill is None else backfill.diagnostics()

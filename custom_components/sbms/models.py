@@ -42,15 +42,15 @@ class _Reader:
 
     def __init__(self, data: Mapping[str, Any], what: str) -> None:
         self._data = data
-        self._what = what
+        self.what = what
 
     def _fail(self, key: str, expected: str) -> ProtocolError:
         got = self._data.get(key)
-        return ProtocolError(f"{self._what}.{key}: expected {expected}, got {got!r}")
+        return ProtocolError(f"{self.what}.{key}: expected {expected}, got {got!r}")
 
     def raw(self, key: str) -> Any:
         if key not in self._data:
-            raise ProtocolError(f"{self._what}.{key}: missing")
+            raise ProtocolError(f"{self.what}.{key}: missing")
         return self._data[key]
 
     def has(self, key: str) -> bool:
@@ -92,11 +92,11 @@ class _Reader:
 
     def obj(self, key: str, *, default: Mapping[str, Any] | None = None) -> _Reader:
         if default is not None and key not in self._data:
-            return _Reader(default, f"{self._what}.{key}")
+            return _Reader(default, f"{self.what}.{key}")
         value = self.raw(key)
         if not isinstance(value, dict):
             raise self._fail(key, "an object")
-        return _Reader(value, f"{self._what}.{key}")
+        return _Reader(value, f"{self.what}.{key}")
 
     def items(self, key: str) -> list[Any]:
         value = self.raw(key)
@@ -156,6 +156,8 @@ class Announce:
     config_set: bool
     commands: frozenset[str]
     topics: Mapping[str, str]
+    # `history/get` is answered from a data log (added within protocol version 1).
+    history: bool = False
 
     @classmethod
     def from_payload(cls, payload: Payload) -> Announce:
@@ -185,6 +187,7 @@ class Announce:
             config_set=capabilities.flag("config_set"),
             commands=frozenset(capabilities.texts("commands")),
             topics={key: topics.text(key) for key in topics.names()},
+            history=capabilities.flag("history") if capabilities.has("history") else False,
         )
 
     def output(self, name: str) -> OutputInfo | None:
@@ -396,3 +399,119 @@ class AgentEvent:
             timestamp=r.number("timestamp"),
             detail={key: detail.raw(key) for key in detail.names()},
         )
+
+
+# The measured series of a data-log record, each `[mean, min, max]` or null.
+HISTORY_SERIES = (
+    "soc",
+    "pack_voltage",
+    "battery_current",
+    "battery_power",
+    "pv_current",
+    "pv_power",
+    "load_current",
+    "load_power",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """Mean and extremes of one value over an interval."""
+
+    mean: float
+    min: float
+    max: float
+
+    @classmethod
+    def single(cls, value: float) -> Reading:
+        """A value known only as a mean (temperatures, one cell): its own extremes."""
+        return cls(value, value, value)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRecord:
+    """One interval of the agent's data log, as far as statistics use it (docs/protocol.md)."""
+
+    start: float
+    end: float
+    series: Mapping[str, Reading | None]
+    cell_min: float | None
+    cell_max: float | None
+    cell_delta: float | None
+    cells: tuple[float | None, ...]
+    internal_temperature: float | None
+    external_temperatures: tuple[float | None, ...]
+    dual_pv_level: int | None
+    counters: Mapping[str, float]
+
+    @classmethod
+    def from_dict(cls, data: Any, what: str) -> HistoryRecord:
+        if not isinstance(data, dict):
+            raise ProtocolError(f"{what}: expected an object, got {data!r:.60}")
+        r = _Reader(data, what)
+        start, end = r.number("start"), r.number("end")
+        if not end > start:
+            raise ProtocolError(f"{what}.end: must be after start ({end:g} <= {start:g})")
+        counters = r.obj("counters")
+        return cls(
+            start=start,
+            end=end,
+            series={name: _reading(r, name) for name in HISTORY_SERIES},
+            cell_min=r.optional_number("cell_min"),
+            cell_max=r.optional_number("cell_max"),
+            cell_delta=r.optional_number("cell_delta"),
+            cells=_optional_numbers(r, "cells"),
+            internal_temperature=r.optional_number("internal_temperature"),
+            external_temperatures=_optional_numbers(r, "external_temperatures"),
+            dual_pv_level=r.optional_integer("dual_pv_level"),
+            counters={name: counters.number(name) for name in counters.names()},
+        )
+
+    def external_temperature(self, index: int) -> float | None:
+        """The mean of external sensor `index` (0 = battery, 1 = external2), if any."""
+        temps = self.external_temperatures
+        return temps[index] if index < len(temps) else None
+
+    def cell(self, index: int) -> float | None:
+        return self.cells[index] if index < len(self.cells) else None
+
+
+def _reading(r: _Reader, key: str) -> Reading | None:
+    if r.raw(key) is None:
+        return None
+    values = r.numbers(key)
+    if len(values) != 3:
+        raise ProtocolError(f"{r.what}.{key}: expected [mean, min, max], got {list(values)!r}")
+    return Reading(*values)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _optional_numbers(r: _Reader, key: str) -> tuple[float | None, ...]:
+    values = r.items(key)
+    if not all(v is None or _is_number(v) for v in values):
+        raise ProtocolError(f"{r.what}.{key}: expected a list of numbers or nulls")
+    return tuple(None if v is None else float(v) for v in values)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryAnswer:
+    """The agent's answer to `history/get`: a result, and a page of records when accepted."""
+
+    result: RequestResult
+    records: tuple[HistoryRecord, ...] = ()
+    next_from: float | None = None
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> HistoryAnswer:
+        result = RequestResult.from_payload(payload)
+        if not result.accepted:
+            return cls(result)
+        r = _Reader(decode_object(payload, "history"), "history")
+        records = tuple(
+            HistoryRecord.from_dict(item, f"history.records[{index}]")
+            for index, item in enumerate(r.items("records"))
+        )
+        return cls(result, records, r.optional_number("next_from"))

@@ -29,8 +29,9 @@ from homeassistant.helpers.typing import StateType
 
 from .coordinator import SbmsConfigEntry, SbmsCoordinator
 from .entity import SbmsEntity
+from .history import CounterFn, MeasurementFn
 from .load_shedding import LoadSettings, LoadStatus
-from .models import Announce, BoxState
+from .models import Announce, BoxState, HistoryRecord, Reading
 from .shedding_manager import LOAD_STATE_KEY, SheddingManager, get_manager
 
 # Push entities: nothing to poll, so no limit on parallel updates.
@@ -52,6 +53,10 @@ class SbmsSensorEntityDescription(SensorEntityDescription):
     value_fn: Callable[[BoxState], StateType]
     exists_fn: Callable[[Announce], bool] = lambda _: True
     measured: bool = True
+    # What the agent's data log holds for this sensor, for the back-fill of statistics
+    # (backfill.py): a reading per record for measurements, a value for energy counters.
+    history_reading_fn: MeasurementFn | None = None
+    history_counter_fn: CounterFn | None = None
 
 
 def _has_pv_shunt(announce: Announce) -> bool:
@@ -75,8 +80,65 @@ def _cell(index: int, state: BoxState) -> float | None:
     return state.cells[index] if index < len(state.cells) else None
 
 
+def _series(name: str) -> MeasurementFn:
+    """A value the log keeps as mean, min and max: exact hourly statistics."""
+    return lambda record: record.series.get(name)
+
+
+def _mean_only(value_fn: Callable[[HistoryRecord], float | None]) -> MeasurementFn:
+    """A value the log keeps as a 2-minute mean: the hour's extremes are those of the means."""
+
+    def reading(record: HistoryRecord) -> Reading | None:
+        value = value_fn(record)
+        return None if value is None else Reading.single(value)
+
+    return reading
+
+
+def _cell_means(record: HistoryRecord) -> list[float]:
+    return [value for value in record.cells if value is not None]
+
+
+def _lowest_cell(record: HistoryRecord) -> Reading | None:
+    """Mean from the lowest cell's mean; the minimum is the log's exact extreme."""
+    means = _cell_means(record)
+    if not means or record.cell_min is None:
+        return None
+    mean = min(means)
+    return Reading(mean, min(record.cell_min, mean), mean)
+
+
+def _highest_cell(record: HistoryRecord) -> Reading | None:
+    """Mean from the highest cell's mean; the maximum is the log's exact extreme."""
+    means = _cell_means(record)
+    if not means or record.cell_max is None:
+        return None
+    mean = max(means)
+    return Reading(mean, mean, max(record.cell_max, mean))
+
+
+def _cell_spread(record: HistoryRecord) -> Reading | None:
+    """Mean from the spread of the cell means; the maximum is the log's largest spread."""
+    means = _cell_means(record)
+    if not means or record.cell_delta is None:
+        return None
+    mean = max(means) - min(means)
+    return Reading(mean, mean, max(record.cell_delta, mean))
+
+
+def _counter(name: str) -> CounterFn:
+    return lambda record: record.counters.get(name)
+
+
+def _history_cell(index: int, record: HistoryRecord) -> Reading | None:
+    value = record.cell(index)
+    return None if value is None else Reading.single(value)
+
+
 def _cell_voltage(
-    key: str, value_fn: Callable[[BoxState], StateType]
+    key: str,
+    value_fn: Callable[[BoxState], StateType],
+    history_reading_fn: MeasurementFn | None = None,
 ) -> SbmsSensorEntityDescription:
     """Cell voltages: millivolt resolution on the wire, so three decimals."""
     return SbmsSensorEntityDescription(
@@ -87,12 +149,13 @@ def _cell_voltage(
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=3,
         value_fn=value_fn,
+        history_reading_fn=history_reading_fn,
     )
 
 
 def _energy(
     key: str,
-    value_fn: Callable[[BoxState], StateType],
+    counter: str,
     exists_fn: Callable[[Announce], bool] = lambda _: True,
 ) -> SbmsSensorEntityDescription:
     """A counter the Energy dashboard accepts: energy, total_increasing, Wh shown as kWh."""
@@ -106,12 +169,15 @@ def _energy(
         state_class=SensorStateClass.TOTAL_INCREASING,
         measured=False,
         exists_fn=exists_fn,
-        value_fn=value_fn,
+        value_fn=lambda state: getattr(state.counters, counter),
+        history_counter_fn=_counter(counter),
     )
 
 
 def _temperature(
-    name: str, entity_category: EntityCategory | None = None
+    name: str,
+    history_fn: Callable[[HistoryRecord], float | None],
+    entity_category: EntityCategory | None = None,
 ) -> SbmsSensorEntityDescription:
     return SbmsSensorEntityDescription(
         key=f"temperature_{name}",
@@ -123,6 +189,7 @@ def _temperature(
         exists_fn=_has_temperature(name),
         entity_category=entity_category,
         value_fn=lambda state: state.temperatures.get(name),
+        history_reading_fn=_mean_only(history_fn),
     )
 
 
@@ -136,6 +203,7 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         suggested_display_precision=1,
         measured=False,  # the coulomb-counting estimate carries on through a measurement gap
         value_fn=lambda state: state.soc,
+        history_reading_fn=_series("soc"),
     ),
     SbmsSensorEntityDescription(
         key="voltage",
@@ -145,6 +213,7 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=2,
         value_fn=lambda state: state.voltage,
+        history_reading_fn=_series("pack_voltage"),
     ),
     SbmsSensorEntityDescription(
         key="battery_current",
@@ -154,6 +223,7 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=2,
         value_fn=lambda state: state.battery_current,
+        history_reading_fn=_series("battery_current"),
     ),
     SbmsSensorEntityDescription(
         key="battery_power",
@@ -163,6 +233,7 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=0,
         value_fn=lambda state: state.battery_power,
+        history_reading_fn=_series("battery_power"),
     ),
     SbmsSensorEntityDescription(
         key="pv_current",
@@ -173,6 +244,7 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         suggested_display_precision=2,
         exists_fn=_has_pv_shunt,
         value_fn=lambda state: state.pv_current,
+        history_reading_fn=_series("pv_current"),
     ),
     SbmsSensorEntityDescription(
         key="pv_power",
@@ -183,6 +255,7 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         suggested_display_precision=0,
         exists_fn=_has_pv_shunt,
         value_fn=lambda state: state.pv_power,
+        history_reading_fn=_series("pv_power"),
     ),
     # The load is PV minus battery, so it exists only with a PV shunt.
     SbmsSensorEntityDescription(
@@ -194,6 +267,7 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         suggested_display_precision=2,
         exists_fn=_has_pv_shunt,
         value_fn=lambda state: state.load_current,
+        history_reading_fn=_series("load_current"),
     ),
     SbmsSensorEntityDescription(
         key="load_power",
@@ -204,9 +278,10 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         suggested_display_precision=0,
         exists_fn=_has_pv_shunt,
         value_fn=lambda state: state.load_power,
+        history_reading_fn=_series("load_power"),
     ),
-    _cell_voltage("cell_min", lambda state: state.cell_min),
-    _cell_voltage("cell_max", lambda state: state.cell_max),
+    _cell_voltage("cell_min", lambda state: state.cell_min, _lowest_cell),
+    _cell_voltage("cell_max", lambda state: state.cell_max, _highest_cell),
     # The spread is a few millivolts on a healthy pack: shown in mV (HA converts from the
     # agent's volts), so "3 mV" reads at a glance where "0.003 V" does not.
     SbmsSensorEntityDescription(
@@ -218,11 +293,12 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         suggested_display_precision=0,
         state_class=SensorStateClass.MEASUREMENT,
         value_fn=lambda state: state.cell_delta,
+        history_reading_fn=_cell_spread,
     ),
-    _temperature("battery"),
-    _temperature("external2"),
+    _temperature("battery", lambda record: record.external_temperature(0)),
+    _temperature("external2", lambda record: record.external_temperature(1)),
     # The cell monitor's die temperature guards the electronics, not the cells.
-    _temperature("internal", EntityCategory.DIAGNOSTIC),
+    _temperature("internal", lambda record: record.internal_temperature, EntityCategory.DIAGNOSTIC),
     # No Home Assistant device class measures charge (Ah): a plain measurement with a unit.
     SbmsSensorEntityDescription(
         key="remaining_ah",
@@ -268,11 +344,12 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         exists_fn=_has_dual_pv,
         measured=False,  # the controller's decision, held through a measurement gap
         value_fn=lambda state: state.dual_pv_level,
+        history_reading_fn=_mean_only(lambda record: record.dual_pv_level),
     ),
-    _energy("battery_in_energy", lambda state: state.counters.battery_in_wh),
-    _energy("battery_out_energy", lambda state: state.counters.battery_out_wh),
-    _energy("pv_energy", lambda state: state.counters.pv_wh, exists_fn=_has_pv_shunt),
-    _energy("load_energy", lambda state: state.counters.load_wh, exists_fn=_has_pv_shunt),
+    _energy("battery_in_energy", "battery_in_wh"),
+    _energy("battery_out_energy", "battery_out_wh"),
+    _energy("pv_energy", "pv_wh", exists_fn=_has_pv_shunt),
+    _energy("load_energy", "load_wh", exists_fn=_has_pv_shunt),
     # Why charge or loads are held off: the first thing to look at when power stops.
     SbmsSensorEntityDescription(
         key="interlocks",
@@ -308,9 +385,21 @@ def cell_descriptions(cells: int) -> list[SbmsSensorEntityDescription]:
             template,
             translation_placeholders={"cell": str(index + 1)},
             value_fn=partial(_cell, index),
+            history_reading_fn=partial(_history_cell, index),
         )
         for index in range(cells)
     ]
+
+
+def box_sensors(announce: Announce) -> list[tuple[SbmsSensorEntityDescription, str]]:
+    """The sensors this box has, as (description, unique-id suffix): the platform adds them
+    and the back-fill of statistics finds their entities by the same unique ids."""
+    sensors = [(description, "") for description in SENSORS if description.exists_fn(announce)]
+    sensors.extend(
+        (description, f"_{index + 1}")
+        for index, description in enumerate(cell_descriptions(announce.cells))
+    )
+    return sensors
 
 
 async def async_setup_entry(
@@ -320,17 +409,10 @@ async def async_setup_entry(
 ) -> None:
     """Add the sensors this box has (PV, temperatures and outputs come from its announce)."""
     coordinator = entry.runtime_data
-    announce = coordinator.data.announce
-    entities = [
-        SbmsSensorEntity(coordinator, description)
-        for description in SENSORS
-        if description.exists_fn(announce)
-    ]
-    entities.extend(
-        SbmsSensorEntity(coordinator, description, key_suffix=f"_{index + 1}")
-        for index, description in enumerate(cell_descriptions(announce.cells))
+    async_add_entities(
+        SbmsSensorEntity(coordinator, description, key_suffix=suffix)
+        for description, suffix in box_sensors(coordinator.data.announce)
     )
-    async_add_entities(entities)
     manager = get_manager(hass, entry)
     async_add_entities(
         SbmsLoadStateSensor(coordinator, manager, load, manager.titles.get(load.load_id, ""))

@@ -7,6 +7,7 @@ starts on a free port; nothing about MQTT is mocked.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,10 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from tests.integration.fake_agent import FakeAgent
 from tests.mqtt_broker import MosquittoBroker
+
+# pytest-homeassistant-custom-component logs every SQL statement of the recorder at INFO: a
+# week of statistics would be megabytes of it in CI's output.
+logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,7 @@ from custom_components.sbms.models import (
     AgentEvent,
     Announce,
     BoxState,
+    HistoryAnswer,
     ProtocolError,
     RequestResult,
 )
@@ -36,6 +37,7 @@ PARSERS: dict[str, Any] = {
     "config": AgentConfig.from_payload,
     "event": AgentEvent.from_payload,
     "result": RequestResult.from_payload,
+    "history_result": HistoryAnswer.from_payload,
 }
 
 
@@ -73,6 +75,26 @@ def test_each_field_the_parser_needs_is_required_by_the_schema(name: str) -> Non
             PARSERS[name](json.dumps(trimmed))
         except ProtocolError:
             assert key in required, f"{name}.{key} is needed by the integration, optional in schema"
+
+
+def test_each_record_field_the_parser_needs_is_required_by_the_schema() -> None:
+    """The same for the records of an accepted history page, and for the page itself."""
+    schema = _schema("history_result")
+    record_required = set(schema["$defs"]["record"]["required"])
+    page_required = set(schema["required"]) | set(schema["allOf"][0]["then"]["required"])
+    answer = _examples("history_result")[0]
+    for key in answer:
+        trimmed = {k: v for k, v in answer.items() if k != key}
+        try:
+            HistoryAnswer.from_payload(json.dumps(trimmed))
+        except ProtocolError:
+            assert key in page_required, f"history.{key} is needed, optional in schema"
+    for key in answer["records"][0]:
+        record = {k: v for k, v in answer["records"][0].items() if k != key}
+        try:
+            HistoryAnswer.from_payload(json.dumps({**answer, "records": [record]}))
+        except ProtocolError:
+            assert key in record_required, f"record.{key} is needed, optional in schema"
 
 
 def test_forced_off_is_optional_for_older_agents() -> None:
