@@ -4,7 +4,10 @@
   so an fsync each), median of many, on the file system of the temporary directory;
 - size of one simulated year of 2-minute records of an 8S box (aim: under 50 MB), and after a
   further month with retention deleting the oldest (the steady state);
-- time to read one day and one month of records (decoded `Record`s, paged as export reads).
+- time to read one day and one month of records (decoded `Record`s, paged as export reads);
+- the Home Assistant side of a back-fill: parsing a month of `history/result` pages and folding
+  them into hourly statistics for every sensor of an 8S box (custom_components/sbms/history.py;
+  needs Home Assistant installed, as in `.venv`).
 
 The year is a simulated day (the real simulator, agent and aggregator at 10 s samples)
 repeated 365 times with the counters carried on: simulating 31 M one-second samples would take
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from edge_agent.control.model import ControlReport
 from edge_agent.datalog.aggregator import DataAggregator
-from edge_agent.mqtt.payloads import encode, history_result_payload
+from edge_agent.mqtt.payloads import announce_payload, encode, history_result_payload
 from edge_agent.runtime.history import MAX_LIMIT, HistoryPage
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
@@ -152,6 +155,51 @@ def bench_history_page(path: Path) -> None:
         print(f"history/result page of {limit:3d} records  {size / 1024:8.1f} KiB")
 
 
+def bench_backfill_fold(path: Path) -> None:
+    """CPU of the integration's side of a back-fill, without MQTT and the recorder: a month of
+    pages parsed (`HistoryAnswer`) and folded into hours for the sensors an 8S box has."""
+    # Imported here: the rest of the benchmark runs without Home Assistant.
+    from custom_components.sbms.history import HourlyFolder
+    from custom_components.sbms.models import Announce, HistoryAnswer
+    from custom_components.sbms.sensor import box_sensors
+
+    with DataLogStore(path, read_only=True) as store:
+        first = store.first_time()
+        assert first is not None
+        stored = store.records(first, first + 30 * DAY, limit=30 * 720)
+    pages = [
+        encode(
+            history_result_payload(
+                "bench",
+                [],
+                time.time(),
+                page=HistoryPage(120, tuple(record_to_dict(r) for r in stored[i : i + 120]), None),
+            )
+        )
+        for i in range(0, len(stored), MAX_LIMIT)
+    ]
+    announce = Announce.from_dict(_bench_announce())
+    sensors = box_sensors(announce)
+    started = time.perf_counter()
+    folder = HourlyFolder(
+        {d.key + s: d.history_reading_fn for d, s in sensors if d.history_reading_fn},
+        {d.key + s: d.history_counter_fn for d, s in sensors if d.history_counter_fn},
+    )
+    for page in pages:
+        folder.add(HistoryAnswer.from_payload(page).records)
+    hours = len(folder.readings("voltage"))
+    elapsed = time.perf_counter() - started
+    print(
+        f"back-fill, Home Assistant side: {len(stored)} records ({len(pages)} pages) parsed "
+        f"and folded into {hours} hours x {len(sensors)} sensors in {elapsed:.2f} s"
+    )
+
+
+def _bench_announce() -> dict[str, object]:
+    config = simulated_config(BoxSpec.for_cells(8))
+    return announce_payload(config, "simulator", "BENCH", [], history=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="30 days instead of a year")
@@ -165,6 +213,7 @@ def main() -> None:
         year = bench_year(where, day, 30 if args.quick else 365)
         bench_read(year, 3 if args.quick else 7)
         bench_history_page(year)
+        bench_backfill_fold(year)
 
 
 if __name__ == "__main__":
