@@ -64,6 +64,8 @@ BASE_LOOKBACK_S: Final = 2 * 86400
 # Gaps waiting to be filled; the oldest are dropped beyond this (each is one outage).
 MAX_PENDING_GAPS: Final = 32
 SAVE_DELAY_S: Final = 30.0
+# A gap is filled a day at a time (720 records of 2 minutes: 6 pages).
+WINDOW_S: Final = 86400
 
 
 def storage_key(entry_id: str) -> str:
@@ -89,8 +91,18 @@ class FillReport:
     start: float
     end: float
     records: int
-    hours: int
-    statistics: int
+    hours: int  # hours imported, summed over statistics
+    statistics: int  # statistics that got at least one hour
+
+    def plus(self, part: FillReport) -> FillReport:
+        """This report extended by the next part of the same gap."""
+        return FillReport(
+            self.start,
+            self.end,
+            self.records + part.records,
+            self.hours + part.hours,
+            max(self.statistics, part.statistics),
+        )
 
 
 class HistoryBackfill:
@@ -199,7 +211,7 @@ class HistoryBackfill:
         while self.pending:
             start, end = self.pending[0]
             try:
-                report = await self._async_fill(start, end)
+                report = await self._async_fill_gap(start, end)
             except (AgentRequestError, ProtocolError) as err:
                 LOGGER.warning(
                     "Back-fill of %s from %s to %s postponed to the next reconnection: %s",
@@ -224,11 +236,28 @@ class HistoryBackfill:
                     _iso(end),
                 )
 
-    async def _async_fill(self, start: float, end: float) -> FillReport:
+    async def _async_fill_gap(self, start: float, end: float) -> FillReport:
+        """The gap's complete hours, a day at a time: each day is fetched, imported and noted
+        as done before the next, so memory stays small, no request spans more than a day,
+        and a restart in the middle resumes where it stopped."""
         first, last = hour_start(start), hour_start(end)  # the hour `end` is in is HA's own
+        report = FillReport(start, end, 0, 0, 0)
+        window = first
+        while window < last:
+            window_end = min(window + WINDOW_S, last)
+            report = report.plus(await self._async_fill(window, window_end))
+            self.pending[0] = (window_end, end)
+            self._save()
+            # The next day's sums continue this day's rows: they must be in the database.
+            await get_instance(self.hass).async_block_till_done()
+            window = window_end
+        return report
+
+    async def _async_fill(self, first: int, last: int) -> FillReport:
+        """Hours [first, last) of every sensor that misses them."""
         targets = self._targets()
-        if last <= first or not targets:
-            return FillReport(start, end, 0, 0, 0)
+        if not targets:
+            return FillReport(first, last, 0, 0, 0)
         folder = HourlyFolder(
             {t.entity_id: _reading_fn(t) for t in targets if not t.is_counter},
             {t.entity_id: _counter_fn(t) for t in targets if t.is_counter},
@@ -255,7 +284,7 @@ class HistoryBackfill:
             imported = self._import(target, folder, metadata, rows.get(target.entity_id, []), first)
             hours += imported
             statistics += bool(imported)
-        return FillReport(start, end, folder.records, hours, statistics)
+        return FillReport(first, last, folder.records, hours, statistics)
 
     def _targets(self) -> list[Target]:
         """The enabled sensors of this box the data log has values for."""

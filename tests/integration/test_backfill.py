@@ -332,3 +332,51 @@ async def test_what_is_covered_is_saved_while_states_keep_coming(
     stored = hass_storage[storage_key(ENTRY_ID)]["data"]
     assert stored["covered_until"] == pytest.approx(time.time(), abs=30)
     assert stored["pending"] == []
+
+
+async def test_a_long_gap_is_asked_for_a_day_at_a_time(
+    hass: HomeAssistant,
+    *,
+    hass_storage: dict[str, Any],
+    agent: FakeAgent,
+    responder: HistoryResponder,
+    setup_box: SetupBox,
+) -> None:
+    covered = time.time() - 2.5 * 86400
+    _stored(hass_storage, {"covered_until": covered, "pending": []})
+
+    await setup_box(agent, entry_id=ENTRY_ID)
+    await wait_for(hass, lambda: not _backfill(hass).pending)
+
+    first, last = hour_start(covered), hour_start(time.time())
+    assert [(r["from"], r["to"]) for r in responder.requests] == [
+        (first, first + 86400),
+        (first + 86400, first + 2 * 86400),
+        (first + 2 * 86400, last),
+    ]
+
+
+async def test_a_fill_stopped_midway_resumes_at_the_day_it_stopped_in(
+    hass: HomeAssistant,
+    *,
+    hass_storage: dict[str, Any],
+    agent: FakeAgent,
+    responder: HistoryResponder,
+    setup_box: SetupBox,
+) -> None:
+    covered = time.time() - 2.5 * 86400
+    _stored(hass_storage, {"covered_until": covered, "pending": []})
+    # The first day is answered, then the agent refuses (its log file is being replaced).
+    responder.answer = lambda request: (
+        accepted_empty(request) if len(responder.requests) == 1 else rejected(request)
+    )
+
+    await setup_box(agent, entry_id=ENTRY_ID)
+    await wait_for(hass, lambda: len(responder.requests) == 2)
+    await hass.async_block_till_done()
+
+    first = hour_start(covered)
+    assert _backfill(hass).pending[0][0] == first + 86400
+    await hass.config_entries.async_unload(ENTRY_ID)
+    await wait_for(hass, lambda: storage_key(ENTRY_ID) in hass_storage)
+    assert hass_storage[storage_key(ENTRY_ID)]["data"]["pending"][0][0] == first + 86400
