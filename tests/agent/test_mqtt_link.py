@@ -24,6 +24,8 @@ from edge_agent.config import AgentConfig
 from edge_agent.control.model import ControlEvent, ControlReport, EnergyCounters, EventKind
 from edge_agent.mqtt.client import Backoff, MqttLink, _cancel_all, describe_error
 from edge_agent.mqtt.payloads import announce_payload, config_payload
+from edge_agent.mqtt.policy import PublishPolicy
+from edge_agent.mqtt.publish_settings import PublishSettings
 from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.mqtt.topics import Topics
 from edge_agent.runtime.loop import run_agent
@@ -181,7 +183,10 @@ def _settings(broker: MosquittoBroker, **overrides: Any) -> MqttSettings:
 
 
 def _link(
-    settings: MqttSettings, remote: FakeRemote | None = None, config: AgentConfig | None = None
+    settings: MqttSettings,
+    remote: FakeRemote | None = None,
+    config: AgentConfig | None = None,
+    policy: PublishPolicy | None = None,
 ) -> MqttLink:
     config = config or _config()
     topics = Topics(settings.base_topic, AGENT_ID)
@@ -196,6 +201,7 @@ def _link(
         lambda: announce_payload(config, "simulator", "sim-1", COMMANDS, topics=topics),
         config_factory,
         remote,  # type: ignore[arg-type]
+        policy=policy,
     )
 
 
@@ -537,7 +543,10 @@ async def test_broker_restart_keeps_cadence_reconnects_and_delivers_queued_event
     spec = BoxSpec.for_cells(4)
     config = dataclasses.replace(simulated_config(spec, sample_interval_s=0.1), agent_id=AGENT_ID)
     system = SimulatedSystem(spec, config)
-    running = start_link(_link(_settings(broker), config=config))
+    # A state every second: the state the link republishes on reconnecting is not retained,
+    # and a subscriber to the restarted broker may join after it (1 run in 20 under load).
+    policy = PublishPolicy(PublishSettings(interval_s=1.0))
+    running = start_link(_link(_settings(broker), config=config, policy=policy))
     link = running.link
     sample_times: list[float] = []
     inject: list[ControlEvent] = []

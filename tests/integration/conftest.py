@@ -75,14 +75,13 @@ async def mqtt_settled(hass: HomeAssistant) -> None:
         await mqtt.async_publish(hass, topic, "", qos=1, retain=True)
 
 
-@pytest.fixture
-async def mqtt_ready(
-    mqtt_broker: MosquittoBroker, hass: HomeAssistant
-) -> AsyncIterator[MockConfigEntry]:
-    """Home Assistant's real MQTT integration connected to the test broker."""
+async def connect_mqtt(
+    hass: HomeAssistant, broker: MosquittoBroker, *, discovery: bool = True
+) -> MockConfigEntry:
+    """Set up Home Assistant's real MQTT integration on `broker` and wait until connected."""
     entry = MockConfigEntry(
         domain=mqtt.DOMAIN,
-        data={"broker": mqtt_broker.host, "port": mqtt_broker.port, "discovery": True},
+        data={"broker": broker.host, "port": broker.port, "discovery": discovery},
         version=mqtt.CONFIG_ENTRY_VERSION,
         minor_version=mqtt.CONFIG_ENTRY_MINOR_VERSION,
     )
@@ -90,6 +89,17 @@ async def mqtt_ready(
     with patch("homeassistant.config.async_hass_config_yaml", return_value={}):
         assert await hass.config_entries.async_setup(entry.entry_id)
         await wait_for(hass, lambda: mqtt.is_connected(hass))
+    return entry
+
+
+@pytest.fixture
+async def mqtt_ready(
+    mqtt_broker: MosquittoBroker, hass: HomeAssistant
+) -> AsyncIterator[MockConfigEntry]:
+    """Home Assistant's real MQTT integration connected to the test broker."""
+    # The YAML patch stays for the test: a reload of the MQTT entry reads configuration.yaml.
+    with patch("homeassistant.config.async_hass_config_yaml", return_value={}):
+        entry = await connect_mqtt(hass, mqtt_broker)
         yield entry
         # Unload MQTT before the broker stops, so its client leaves no reconnect loop behind.
         if entry.state is ConfigEntryState.LOADED:

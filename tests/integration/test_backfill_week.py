@@ -30,7 +30,6 @@ from unittest.mock import patch
 import aiomqtt
 import pytest
 from homeassistant import loader
-from homeassistant.components import mqtt
 from homeassistant.components.recorder.statistics import statistics_during_period
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
@@ -60,7 +59,7 @@ from edge_agent.runtime.history import HistoryReader
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
 from edge_agent.storage.data_log import DataLogStore, Record
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import connect_mqtt, wait_for
 from tests.mqtt_broker import MosquittoBroker
 
 pytestmark = pytest.mark.slow
@@ -224,16 +223,7 @@ async def home_assistant(
     async with async_test_home_assistant(config_dir=str(config_dir)) as hass:
         hass.data.pop(loader.DATA_CUSTOM_COMPONENTS)
         async with recorder(hass):
-            entry = MockConfigEntry(
-                domain=mqtt.DOMAIN,
-                data={"broker": broker.host, "port": broker.port, "discovery": False},
-                version=mqtt.CONFIG_ENTRY_VERSION,
-                minor_version=mqtt.CONFIG_ENTRY_MINOR_VERSION,
-            )
-            entry.add_to_hass(hass)
-            with patch("homeassistant.config.async_hass_config_yaml", return_value={}):
-                assert await hass.config_entries.async_setup(entry.entry_id)
-                await wait_for(hass, lambda: mqtt.is_connected(hass))
+            await connect_mqtt(hass, broker, discovery=False)
             try:
                 yield hass
             finally:
