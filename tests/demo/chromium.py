@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHROMIUM_FLAGS = (
@@ -51,11 +52,34 @@ PAGE_TEXT_JS = """
 """
 
 
+# What Chromium answers when the page navigates (Home Assistant's login redirect) while a
+# script runs in it: the script's page is gone, a retry runs in the new one.
+NAVIGATION_ERRORS = ("Inspected target navigated or closed", "Execution context was destroyed")
+
+
+class PageNavigatedError(RuntimeError):
+    """The page navigated away while a call ran in it."""
+
+
 def chromium_binary() -> str | None:
     for name in CHROMIUM_NAMES:
         if found := shutil.which(name):
             return found
     return None
+
+
+def chromium_or_fail() -> str:
+    """The browser, or a failure saying how to install it (a skip only where the machine
+    cannot have one: SBMS_ALLOW_NO_CHROMIUM=1)."""
+    binary = chromium_binary()
+    if binary is not None:
+        return binary
+    if os.environ.get("SBMS_ALLOW_NO_CHROMIUM") == "1":
+        pytest.skip("no chromium, and SBMS_ALLOW_NO_CHROMIUM=1 says this machine cannot have it")
+    pytest.fail(
+        "chromium is not installed: run scripts/test as root (it installs it) or "
+        "'apt-get install -y chromium'; SBMS_ALLOW_NO_CHROMIUM=1 skips this test instead"
+    )
 
 
 class DevToolsPage:
@@ -73,6 +97,9 @@ class DevToolsPage:
             if reply.get("id") != message_id:
                 continue  # an event
             if "error" in reply:
+                message = str(reply["error"].get("message", ""))
+                if any(marker in message for marker in NAVIGATION_ERRORS):
+                    raise PageNavigatedError(f"{method}: {reply['error']}")
                 raise RuntimeError(f"{method}: {reply['error']}")
             result: dict[str, Any] = reply["result"]
             return result
@@ -84,7 +111,11 @@ class DevToolsPage:
         return result["result"].get("value")
 
     async def text(self) -> str:
-        return str(await self.evaluate(PAGE_TEXT_JS) or "")
+        """The page's text, or "" while it is between two documents (a redirect)."""
+        try:
+            return str(await self.evaluate(PAGE_TEXT_JS) or "")
+        except PageNavigatedError:
+            return ""
 
     async def screenshot(self, path: Path) -> None:
         shot = await self.call("Page.captureScreenshot", format="png")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo.chromium import DevToolsPage, chromium_binary, chromium_page
+from tests.demo.chromium import DevToolsPage, chromium_or_fail, chromium_page
 from tests.demo.conftest import REPO_ROOT, DemoRun
 
 pytestmark = pytest.mark.demo
@@ -31,18 +31,6 @@ RENDER_TIMEOUT_S = 90.0
 HISTORY_S = 180.0
 CELL_VOLTAGE = re.compile(r"^3\.\d{3}$", re.MULTILINE)
 SOC_VALUE = re.compile(r"^\d{1,3}(\.\d)?$\n^%$\n^State of charge$", re.MULTILINE)
-
-
-def _chromium_or_fail() -> str:
-    binary = chromium_binary()
-    if binary is not None:
-        return binary
-    if os.environ.get("SBMS_ALLOW_NO_CHROMIUM") == "1":
-        pytest.skip("no chromium, and SBMS_ALLOW_NO_CHROMIUM=1 says this machine cannot have it")
-    pytest.fail(
-        "chromium is not installed: run scripts/test as root (it installs it) or "
-        "'apt-get install -y chromium'; SBMS_ALLOW_NO_CHROMIUM=1 skips this test instead"
-    )
 
 
 def _rendered(text: str) -> bool:
@@ -61,7 +49,7 @@ async def _wait_for_dashboard(page: DevToolsPage) -> str:
 
 
 async def _screenshot(demo: DemoRun, profile: Path, target: Path, *, history_s: float) -> str:
-    async with chromium_page(_chromium_or_fail(), profile, width=WIDTH, height=HEIGHT) as page:
+    async with chromium_page(chromium_or_fail(), profile, width=WIDTH, height=HEIGHT) as page:
         await page.call("Page.navigate", url=demo.base_url + "/")
         text = await _wait_for_dashboard(page)
         # Logged in by the trusted network, straight onto the dashboard (the default one).
@@ -75,7 +63,7 @@ async def _screenshot(demo: DemoRun, profile: Path, target: Path, *, history_s: 
 
 
 def test_dashboard_shows_soc_and_cells_in_a_browser(demo_run: DemoRun, tmp_path: Path) -> None:
-    _chromium_or_fail()  # before the demo: a missing browser fails fast
+    chromium_or_fail()  # before the demo: a missing browser fails fast
     demo_run.start()
     demo_run.wait_until_ready()
     update = os.environ.get("SBMS_UPDATE_SCREENSHOT") == "1"
