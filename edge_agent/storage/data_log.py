@@ -24,12 +24,12 @@ import json
 import math
 import sqlite3
 import struct
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from edge_agent.storage.sqlite_file import SqliteFile
 
 DATABASE_VERSION = 1
 DEFAULT_INTERVAL_S = 120
@@ -340,7 +340,7 @@ def _flags_json(record: Record) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 
-class DataLogStore:
+class DataLogStore(SqliteFile):
     """The data log file. Thread-safe (one lock); use as a context manager.
 
     `read_only=True` opens an existing log without creating or changing anything (the CLI).
@@ -356,11 +356,10 @@ class DataLogStore:
     ) -> None:
         self.path = path
         self.retention_days = retention_days
-        self._lock = threading.Lock()
+        super().__init__()
         self._string_ids: dict[str, int] = {}
         self._next_retention: float = -math.inf
         self._connection = _open(path, read_only=read_only)
-        self._closed = False
         if not read_only:
             self._write_meta(interval_s)
 
@@ -473,23 +472,6 @@ class DataLogStore:
             interval_s=int(meta["interval_s"]) if "interval_s" in meta else None,
             retention_days=int(meta["retention_days"]) if "retention_days" in meta else None,
         )
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._connection.close()
-
-    def __enter__(self) -> DataLogStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- internals ------------------------------------------------------------------------
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from edge_agent.storage.sqlite_file import SqliteFile
 
 STATE_SCHEMA_VERSION = 1  # format of the JSON document; bump when the control state changes
 _DATABASE_VERSION = 1  # PRAGMA user_version: layout of the tables
@@ -44,13 +44,13 @@ class StateStoreError(Exception):
     """The state file cannot be opened, read or written. The message names the file."""
 
 
-class StateStore:
+class StateStore(SqliteFile):
     """The latest control state, saved atomically. Thread-safe; use as a context manager."""
 
     def __init__(self, path: Path, *, recover: bool = False) -> None:
         self.path = path
         self.recovered_from: Path | None = None  # where a corrupt file was moved, if it was
-        self._lock = threading.Lock()
+        super().__init__()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -70,7 +70,6 @@ class StateStore:
                 raise StateStoreError(f"{path}: cannot create a new database: {retry_exc}") from (
                     retry_exc
                 )
-        self._closed = False
 
     @classmethod
     def open(cls, path: Path, *, recover: bool = False) -> StateStore:
@@ -126,23 +125,6 @@ class StateStore:
                 self._connection.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StateStoreError(f"{self.path}: cannot save the state: {exc}") from exc
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._connection.close()
-
-    def __enter__(self) -> StateStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -313,6 +313,18 @@ def test_a_second_record_for_the_same_interval_keeps_the_first(tmp_path: Path) -
     assert back.samples == 50
 
 
+def test_a_closed_log_refuses_use_and_keeps_what_was_written(tmp_path: Path) -> None:
+    with DataLogStore(tmp_path / "log.db") as store:
+        store.append(_record(T0))
+    store.close()  # closed by the with block already: a second close does nothing
+    with pytest.raises(DataLogError, match="closed"):
+        store.append(_record(T0 + 120))
+    with pytest.raises(DataLogError, match="closed"):
+        store.records(T0, T0 + 1)
+    with DataLogStore(tmp_path / "log.db", read_only=True) as reopened:
+        assert [r.start for r in reopened.records(T0, T0 + 240)] == [T0]
+
+
 def test_retention_removes_the_oldest_records_once_an_hour(tmp_path: Path) -> None:
     with DataLogStore(tmp_path / "log.db", retention_days=2) as store:
         store.append_many(_record(T0 + 3600 * h) for h in range(72))
