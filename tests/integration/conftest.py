@@ -27,6 +27,9 @@ from tests.mqtt_broker import MosquittoBroker
 # pytest-homeassistant-custom-component logs every SQL statement of the recorder at INFO: a
 # week of statistics would be megabytes of it in CI's output.
 logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+# Its `caplog` fixture puts the root logger at DEBUG, and the recorder's thread then logs every
+# event it writes; lines logged during teardown escape pytest's capture into CI's output.
+logging.getLogger("homeassistant.components.recorder").setLevel(logging.INFO)
 
 
 @pytest.fixture(autouse=True)
