@@ -2,6 +2,7 @@
 
 sbms-agent --config /etc/sbms-agent/config.yaml   run on the battery box
 sbms-agent --simulate [--cells 4] [--speed 60]     run against the simulated box
+sbms-agent --config FILE --simulated-bus SOCKET    (development) FILE's box on a served bus
 sbms-agent --sbms0-serial /dev/ttyUSB0 [--cells 8]  read a stock SBMS0 (or --sbms0-url URL)
 sbms-agent check-config FILE                       validate a configuration file
 sbms-agent export --config FILE --from ISO --to ISO  write data log records as CSV or JSON
@@ -32,7 +33,7 @@ from edge_agent.config import (
 )
 from edge_agent.control.model import ControlReport
 from edge_agent.datalog.recorder import DataRecorder, open_recorder
-from edge_agent.drivers.bus import DeviceError
+from edge_agent.drivers.bus import DeviceError, SMBusLike
 from edge_agent.mqtt.settings import MqttProtocol, MqttSettings
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.clock import Clock, WallClock
@@ -41,6 +42,7 @@ from edge_agent.runtime.history import HistoryReader
 from edge_agent.runtime.remote import RemoteControl, load_effective_config
 from edge_agent.runtime.service import Identity, build_link, serve
 from edge_agent.runtime.status import status_line
+from edge_agent.runtime.systemd import SystemdNotifier
 from edge_agent.storage.config_overlay import (
     ConfigOverlay,
     ConfigOverlayError,
@@ -82,6 +84,8 @@ def _check_config(argv: list[str]) -> int:
         print(f"{args.file}: invalid configuration\n{err}", file=sys.stderr)
         return EXIT_CONFIG
     control = config.control
+    for note in config.notes:
+        print(f"{args.file}: note: {note}")
     if config.source.type == "sbms0":
         print(
             f"{args.file}: OK (stock SBMS0 on {_sbms0_where(config)}, {control.cell_count} cells)"
@@ -113,6 +117,13 @@ def _run_parser() -> argparse.ArgumentParser:
     source.add_argument("--sbms0-serial", metavar="PORT", help="read a stock SBMS on this port")
     source.add_argument("--sbms0-url", metavar="URL", help="poll a stock SBMS's rawData page")
     parser.add_argument("--baud", type=int, default=SBMS0_BAUD_DEFAULT, help="--sbms0-serial")
+    parser.add_argument(
+        "--simulated-bus",
+        type=Path,
+        metavar="SOCKET",
+        help="development, with --config: the I2C bus of a simulated box served on this Unix "
+        "socket (python -m edge_agent.simulator.bus_server) instead of /dev/i2c-N",
+    )
     parser.add_argument("--cells", type=int, default=8, choices=range(3, 9), metavar="3..8")
     parser.add_argument("--capacity", type=float, default=100.0, help="simulated Ah")
     parser.add_argument("--seed", type=int, default=1, help="simulated weather seed")
@@ -151,7 +162,10 @@ class _Setup:
 
 
 def _run(argv: list[str]) -> int:
-    args = _run_parser().parse_args(argv)
+    parser = _run_parser()
+    args = parser.parse_args(argv)
+    if args.simulated_bus is not None and args.config is None:
+        parser.error("--simulated-bus needs --config")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -171,18 +185,31 @@ def _run(argv: list[str]) -> int:
     listener = None if args.quiet else _status_printer(sys.stdout, args.speed)
     link = None
     if setup.mqtt is not None:
-        link = build_link(setup.mqtt, setup.remote, setup.identity, history=setup.history)
-    asyncio.run(
-        serve(
-            setup.agent,
-            setup.clock,
-            interval,
-            link=link,
-            listener=listener,
-            recorder=setup.recorder,
-            max_samples=max_samples,
+        link = build_link(
+            setup.mqtt, setup.remote, setup.identity, history=setup.history, clock=setup.clock
         )
-    )
+    for note in setup.agent.config.notes:
+        _LOGGER.warning("Configuration: %s", note)
+    systemd = SystemdNotifier()
+    if systemd.watchdog_usec is not None:
+        _LOGGER.info("systemd watchdog: %.0f s", systemd.watchdog_usec / 1e6)
+    systemd.ready(f"{setup.agent.config.control.cell_count} cells, sampling every {interval:g} s")
+    try:
+        asyncio.run(
+            serve(
+                setup.agent,
+                setup.clock,
+                interval,
+                link=link,
+                listener=listener,
+                recorder=setup.recorder,
+                max_samples=max_samples,
+                keep_alive=systemd.watchdog,
+            )
+        )
+    finally:
+        systemd.stopping()
+        systemd.close()
     if listener is not None:
         print()
     return EXIT_OK
@@ -233,17 +260,24 @@ def _run_sbms0(args: argparse.Namespace) -> int:
     max_samples = None
     if args.duration is not None:
         max_samples = int(args.duration * 3600 / config.timing.sample_interval_s)
-    asyncio.run(
-        serve_sbms0(
-            setup,
-            clock,
-            config.timing.sample_interval_s,
-            link=link,
-            listener=listener,
-            max_samples=max_samples,
-            recorder=recorder,
+    systemd = SystemdNotifier()
+    systemd.ready("reading a stock SBMS")
+    try:
+        asyncio.run(
+            serve_sbms0(
+                setup,
+                clock,
+                config.timing.sample_interval_s,
+                link=link,
+                listener=listener,
+                max_samples=max_samples,
+                recorder=recorder,
+                keep_alive=systemd.watchdog,
+            )
         )
-    )
+    finally:
+        systemd.stopping()
+        systemd.close()
     return EXIT_OK
 
 
@@ -272,14 +306,11 @@ def _open_data_log(
 
 
 def _hardware_setup(args: argparse.Namespace) -> _Setup:
-    import smbus2  # noqa: PLC0415 - only a real battery box needs the kernel's I2C
-
     file_config = load_config(args.config)
     state_path = args.state or file_config.storage.state_path
     overlay = ConfigOverlay(overlay_path_for(state_path))
     config, _revision = load_effective_config(file_config, overlay)
-    bus = smbus2.SMBus(config.hardware.i2c_bus)
-    bus_name = f"/dev/i2c-{config.hardware.i2c_bus}"
+    bus, bus_name = _open_bus(config, args.simulated_bus)
     hardware = open_hardware(config.hardware, config.control.cell_count, bus, bus_name)
     store = StateStore(state_path)
     clock = WallClock()
@@ -293,13 +324,28 @@ def _hardware_setup(args: argparse.Namespace) -> _Setup:
     return _Setup(agent, clock, remote, config.mqtt, identity, recorder, history)
 
 
+def _open_bus(config: AgentConfig, simulated_bus: Path | None) -> tuple[SMBusLike, str]:
+    if simulated_bus is not None:
+        # A simulated box in another process (tests that kill the agent): only here does the
+        # hardware path load the simulator.
+        from edge_agent.simulator.bus_client import SocketSMBus  # noqa: PLC0415
+
+        return SocketSMBus(simulated_bus), f"simulated bus {simulated_bus}"
+    import smbus2  # noqa: PLC0415 - only a real battery box needs the kernel's I2C
+
+    return smbus2.SMBus(config.hardware.i2c_bus), f"/dev/i2c-{config.hardware.i2c_bus}"
+
+
 def _simulated_setup(args: argparse.Namespace) -> _Setup:
     # The simulator is only imported here: the production path never loads it.
-    from edge_agent.simulator.box import BoxSpec  # noqa: PLC0415
+    from edge_agent.simulator.box import BoxSpec, HeartbeatGateSpec  # noqa: PLC0415
     from edge_agent.simulator.clock import SimulatedClock  # noqa: PLC0415
     from edge_agent.simulator.harness import SimulatedSystem, simulated_config  # noqa: PLC0415
 
-    spec = BoxSpec.for_cells(args.cells, capacity_ah=args.capacity, seed=args.seed)
+    # The box as docs/safety.md builds it: the heartbeat one-shot enables the outputs.
+    spec = BoxSpec.for_cells(
+        args.cells, capacity_ah=args.capacity, seed=args.seed, heartbeat_gate=HeartbeatGateSpec()
+    )
     spec = dataclasses.replace(spec, start=spec.start + args.start_hour * 3600)
     store = StateStore(args.state) if args.state is not None else None
     overlay = ConfigOverlay(overlay_path_for(args.state)) if args.state is not None else None

@@ -8,7 +8,6 @@ either returned complete or rejected with the full list: nothing is ever half-ap
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -20,6 +19,16 @@ import voluptuous as vol
 import voluptuous.error as vol_error
 import yaml
 
+from edge_agent.control.envelope import (
+    LFP_RANGES,
+    SAMPLE_INTERVAL,
+    Range,
+    default_remote_window,
+    envelope_problems,
+    envelope_range,
+    setting_value,
+)
+from edge_agent.control.extio import ALLOWED_TYPES, charges, inferred_wiring, remote_types
 from edge_agent.control.settings import (
     BalanceSettings,
     CellThresholds,
@@ -31,6 +40,7 @@ from edge_agent.control.settings import (
     SocAlarmSettings,
     SocSettings,
     TemperatureLimits,
+    Wiring,
     default_outputs,
 )
 from edge_agent.mqtt.publish_settings import PublishSettings, validate_publish_settings
@@ -51,8 +61,12 @@ SBMS0_BAUD_DEFAULT = 921600  # the SBMS's USART with the WiFi board fitted
 DATA_LOG_SUFFIX = ".datalog.db"
 
 CELL_COUNT_RANGE = (3, 8)
-CELL_VOLTAGE_RANGE = (2.0, 4.3)  # volts per cell: outside this no LFP setting makes sense
-TEMPERATURE_RANGE = (-40.0, 125.0)
+WIRINGS = tuple(wiring.value for wiring in Wiring)
+# The heartbeat line's name among the output banks' lines: not a valid output name, so it can
+# never clash with one (and never reaches the control core or MQTT).
+HEARTBEAT_LINE = "@heartbeat"
+# Pulses must come at least this much more often than the one-shot holds (jitter, a slow bus).
+HEARTBEAT_MARGIN = 1.3
 ISL_ADDRESSES = (0x28, 0x29)
 INA_ADDRESS_RANGE = (0x40, 0x4F)
 MCP_ADDRESS_RANGE = (0x20, 0x27)
@@ -96,6 +110,16 @@ class OutputPinSettings:
     active_low: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class HeartbeatSettings:
+    """The line the agent pulses once per decided sample, retriggering the external one-shot
+    that enables the outputs (docs/safety.md): a dead or hung agent stops the pulses, and the
+    outputs go off in hardware within `hold_s`."""
+
+    line: OutputPinSettings  # name HEARTBEAT_LINE
+    hold_s: float  # the one-shot's shortest output pulse as built (its tW at the low end)
+
+
 def default_output_pins() -> tuple[OutputPinSettings, ...]:
     """The default outputs (see `default_outputs`) on an MCP23008 at 0x20, pins 0-3."""
     return tuple(
@@ -111,6 +135,7 @@ class HardwareSettings:
     battery_shunt: ShuntSettings = field(default_factory=ShuntSettings)
     pv_shunt: ShuntSettings | None = None
     outputs: tuple[OutputPinSettings, ...] = field(default_factory=default_output_pins)
+    heartbeat: HeartbeatSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +164,10 @@ class SourceSettings:
 
 def sbms0_outputs() -> tuple[OutputSettings, ...]:
     """A stock SBMS's own two switched paths, read-only for the agent (CFET/DFET, s2)."""
-    return (OutputSettings("pv", OutputType.HVD), OutputSettings("load", OutputType.LVD))
+    return (
+        OutputSettings("pv", OutputType.HVD, Wiring.CHARGE),
+        OutputSettings("load", OutputType.LVD, Wiring.LOAD),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +209,12 @@ class AgentConfig:
     publish: PublishSettings = field(default_factory=PublishSettings)
     mqtt: MqttSettings | None = None  # None: no MQTT link (the agent still protects)
     source: SourceSettings = field(default_factory=SourceSettings)
+    # How far remote changes may move each setting ("thresholds.hvd" -> range): the file's
+    # `remote_window` over the defaults of control.envelope. Never settable remotely.
+    remote_window: Mapping[str, Range] = field(default_factory=dict)
+    # Things worth telling whoever runs the box (e.g. a wiring taken from a type): logged at
+    # start and printed by check-config. Not part of the configuration's value.
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
 
 class ConfigError(Exception):
@@ -194,8 +228,9 @@ class ConfigError(Exception):
 
 
 def default_config() -> AgentConfig:
-    """A good 8S LFP box: the SBMS0 defaults on an ISL94203, an INA228 and an MCP23008."""
-    return AgentConfig()
+    """A good 8S LFP box: the SBMS0 defaults on an ISL94203, an INA228 and an MCP23008 (the
+    configuration an empty file gives, remote window included)."""
+    return parse_config({})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,11 +331,29 @@ def parse_config(data: Mapping[str, Any]) -> AgentConfig:
         *_validate_data_log(config),
         *validate_publish_settings(config.publish),
         *_validate_source(config.source, clean),
+        *_validate_remote_window(clean.get("remote_window", {}), config.control),
         *mqtt_problems,
     ]
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _validate_remote_window(
+    file_windows: Mapping[str, tuple[float, float]], control: ControlSettings
+) -> list[str]:
+    """A window may narrow the envelope, never widen it."""
+    problems: list[str] = []
+    if not control.soc.capacity_ah > 0.0:
+        return problems  # named by the envelope check; C-rate ranges cannot be scaled
+    for path, (low, high) in file_windows.items():
+        allowed = envelope_range(path, control)
+        if not Range(low, high).within(allowed):
+            problems.append(
+                f"remote_window.{path}: must lie within {allowed.describe()}, the LFP safety "
+                f"envelope (got [{low:g}, {high:g}])"
+            )
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,6 +420,50 @@ def _output_type(value: Any) -> OutputType:
     return OutputType(value)
 
 
+def _wiring(value: Any) -> Wiring:
+    if value not in WIRINGS:
+        raise vol.Invalid(f"must be one of {', '.join(WIRINGS)} (got {value!r})")
+    return Wiring(value)
+
+
+def _window(value: Any) -> tuple[float, float]:
+    """A remote window entry: [lowest, highest] a remote client may set."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise vol.Invalid(f"must be a list [lowest, highest] (got {value!r})")
+    low, high = (_number(item) for item in value)
+    if low > high:
+        raise vol.Invalid(f"lowest must not exceed highest (got [{low:g}, {high:g}])")
+    return low, high
+
+
+def _remote_window(value: Any) -> dict[str, tuple[float, float]]:
+    """{section: {key: [low, high]}} -> {"section.key": (low, high)}, only settings that a
+    remote client may change and that have an envelope range."""
+    if not isinstance(value, Mapping):
+        raise vol.Invalid(f"must be a mapping of sections (got {type(value).__name__})")
+    errors: list[vol.Invalid] = []
+    windows: dict[str, tuple[float, float]] = {}
+    for section, keys in value.items():
+        if not isinstance(keys, Mapping):
+            errors.append(vol.Invalid("must be a mapping of settings", path=[section]))
+            continue
+        for key, entry in keys.items():
+            path = f"{section}.{key}"
+            if path not in LFP_RANGES or path.startswith("timing."):
+                errors.append(
+                    vol.Invalid("not a setting a remote client can change", path=[section, key])
+                )
+                continue
+            try:
+                windows[path] = _window(entry)
+            except vol.Invalid as exc:
+                exc.prepend([section, key])
+                errors.append(exc)
+    if errors:
+        raise vol.MultipleInvalid(errors)
+    return windows
+
+
 def _gpio_line(value: Any) -> str | int:
     if isinstance(value, str) and value.strip():
         return value
@@ -403,23 +500,26 @@ _SHUNT_SCHEMA = _mapping(
     }
 )
 
-_OUTPUT_COMMON: dict[Any, Any] = {
-    vol.Required("name"): _name,
-    vol.Optional("type"): _output_type,
+_LINE_COMMON: dict[Any, Any] = {
     vol.Required("driver"): _one_of(OUTPUT_DRIVERS),
     vol.Optional("active_low"): _boolean,
 }
+_OUTPUT_COMMON: dict[Any, Any] = {
+    **_LINE_COMMON,
+    vol.Required("name"): _name,
+    vol.Optional("type"): _output_type,
+    vol.Optional("wiring"): _wiring,
+}
+_DRIVER_KEYS: dict[str, dict[Any, Any]] = {
+    "mcp23008": {vol.Required("address"): _address, vol.Required("pin"): _integer},
+    "gpiod": {vol.Required("chip"): _non_empty_string, vol.Required("line"): _gpio_line},
+}
 _OUTPUT_SCHEMAS: dict[str, vol.Schema] = {
-    "mcp23008": _mapping(
-        {**_OUTPUT_COMMON, vol.Required("address"): _address, vol.Required("pin"): _integer}
-    ),
-    "gpiod": _mapping(
-        {
-            **_OUTPUT_COMMON,
-            vol.Required("chip"): _non_empty_string,
-            vol.Required("line"): _gpio_line,
-        }
-    ),
+    driver: _mapping({**_OUTPUT_COMMON, **keys}) for driver, keys in _DRIVER_KEYS.items()
+}
+_HEARTBEAT_SCHEMAS: dict[str, vol.Schema] = {
+    driver: _mapping({**_LINE_COMMON, **keys, vol.Required("hold_s"): _number})
+    for driver, keys in _DRIVER_KEYS.items()
 }
 
 
@@ -447,16 +547,25 @@ def _outputs(value: Any) -> list[dict[str, Any]]:
 
 
 def _output_item(item: Any) -> dict[str, Any]:
+    return _by_driver(item, _OUTPUT_SCHEMAS)
+
+
+def _heartbeat(item: Any) -> dict[str, Any]:
+    return _by_driver(item, _HEARTBEAT_SCHEMAS)
+
+
+def _by_driver(item: Any, schemas: Mapping[str, vol.Schema]) -> dict[str, Any]:
+    """A line's keys depend on its driver: check the driver first, then its own keys."""
     if not isinstance(item, Mapping):
         raise vol.Invalid(f"must be a mapping (got {type(item).__name__})")
-    driver = item.get("driver")
+    driver: Any = item.get("driver")
     if "driver" not in item:
         raise vol_error.RequiredFieldInvalid("required key is missing", path=["driver"])
-    if driver not in _OUTPUT_SCHEMAS:
+    if not isinstance(driver, str) or driver not in schemas:
         raise vol.Invalid(
             f"must be one of {', '.join(OUTPUT_DRIVERS)} (got {driver!r})", path=["driver"]
         )
-    return cast(dict[str, Any], _OUTPUT_SCHEMAS[driver](dict(item)))
+    return cast(dict[str, Any], schemas[driver](dict(item)))
 
 
 _TOP_SCHEMA = _mapping(
@@ -471,11 +580,17 @@ _TOP_SCHEMA = _mapping(
         ),
         vol.Optional("i2c_bus"): _integer,
         vol.Optional("cell_monitor"): _mapping(
-            {vol.Optional("chip"): _one_of(CELL_MONITOR_CHIPS), vol.Optional("address"): _address}
+            {
+                vol.Optional("chip"): _one_of(CELL_MONITOR_CHIPS),
+                vol.Optional("address"): _address,
+                vol.Optional("battery_thermistor"): _boolean,
+            }
         ),
         vol.Optional("battery_shunt"): _SHUNT_SCHEMA,
         vol.Optional("pv_shunt"): _optional_shunt,
         vol.Optional("outputs"): _outputs,
+        vol.Optional("heartbeat"): _heartbeat,
+        vol.Optional("remote_window"): _remote_window,
         vol.Optional("thresholds"): _section_schema(CellThresholds),
         vol.Optional("balancing"): _section_schema(BalanceSettings),
         # capacity_ah is written once, under battery:
@@ -613,6 +728,7 @@ def _build_config(clean: Mapping[str, Any], mqtt_problems: list[str] | None = No
     output_items: list[dict[str, Any]] | None = clean.get("outputs")
     source = _build_source(clean.get("source", {}))
     sbms0 = source.type == "sbms0"
+    notes: list[str] = []
     control = ControlSettings(
         cell_count=battery.get("cells", _DEFAULT_CONTROL.cell_count),
         cells=CellThresholds(**clean.get("thresholds", {})),
@@ -622,17 +738,27 @@ def _build_config(clean: Mapping[str, Any], mqtt_problems: list[str] | None = No
         temperature=TemperatureLimits(**clean.get("temperature", {})),
         dual_pv=DualPvSettings(**clean.get("dual_pv", {})),
         max_soc=MaxSocSettings(**clean.get("max_soc", {})),
-        outputs=_control_outputs_for(output_items, sbms0=sbms0),
+        outputs=_control_outputs_for(output_items, notes, sbms0=sbms0),
         stale_after_s=stale_after_s,
         lockouts_latch=clean.get("lockouts_latch", _DEFAULT_CONTROL.lockouts_latch),
+        battery_thermistor=clean.get("cell_monitor", {}).get(
+            "battery_thermistor", _DEFAULT_CONTROL.battery_thermistor
+        ),
     )
     pv_shunt = clean.get("pv_shunt")
     hardware = HardwareSettings(
         i2c_bus=clean.get("i2c_bus", _DEFAULT_HARDWARE.i2c_bus),
-        cell_monitor=CellMonitorSettings(**clean.get("cell_monitor", {})),
+        cell_monitor=CellMonitorSettings(
+            **{
+                key: value
+                for key, value in clean.get("cell_monitor", {}).items()
+                if key != "battery_thermistor"  # the control core's: ControlSettings
+            }
+        ),
         battery_shunt=ShuntSettings(**clean.get("battery_shunt", {})),
         pv_shunt=None if pv_shunt is None else ShuntSettings(**pv_shunt),
         outputs=_output_pins_for(output_items, sbms0=sbms0),
+        heartbeat=_build_heartbeat(clean.get("heartbeat")),
     )
     storage = clean.get("storage", {})
     agent_id = clean.get("agent_id", _DEFAULT_AGENT_ID)
@@ -648,15 +774,40 @@ def _build_config(clean: Mapping[str, Any], mqtt_problems: list[str] | None = No
             clean.get("mqtt"), agent_id, [] if mqtt_problems is None else mqtt_problems
         ),
         source=source,
+        remote_window=_build_remote_window(clean.get("remote_window", {}), control),
+        notes=tuple(notes),
     )
 
 
+def _build_remote_window(
+    file_windows: Mapping[str, tuple[float, float]], control: ControlSettings
+) -> dict[str, Range]:
+    """The defaults (scaled by this file's capacity) with the file's own windows on top."""
+    window = default_remote_window(control)
+    for path, (low, high) in file_windows.items():
+        window[path] = Range(low, high, window[path].unit)
+    return window
+
+
+def _build_heartbeat(item: Mapping[str, Any] | None) -> HeartbeatSettings | None:
+    if item is None:
+        return None
+    keys = {key: value for key, value in item.items() if key != "hold_s"}
+    return HeartbeatSettings(OutputPinSettings(name=HEARTBEAT_LINE, **keys), item["hold_s"])
+
+
+def effective_remote_window(config: AgentConfig) -> Mapping[str, Range]:
+    """The window remote changes move in. A configuration built in code (not parsed from a
+    file) has none of its own: the defaults for its settings apply."""
+    return config.remote_window or default_remote_window(config.control)
+
+
 def _control_outputs_for(
-    items: Sequence[Mapping[str, Any]] | None, *, sbms0: bool
+    items: Sequence[Mapping[str, Any]] | None, notes: list[str], *, sbms0: bool
 ) -> tuple[OutputSettings, ...]:
     if sbms0:
         return sbms0_outputs()  # the SBMS's own; an `outputs` section is rejected later
-    return default_outputs() if items is None else _control_outputs(items)
+    return default_outputs() if items is None else _control_outputs(items, notes)
 
 
 def _output_pins_for(
@@ -678,16 +829,32 @@ def _build_source(section: Mapping[str, Any]) -> SourceSettings:
     )
 
 
-def _control_outputs(items: Sequence[Mapping[str, Any]]) -> tuple[OutputSettings, ...]:
-    return tuple(
-        OutputSettings(name=item["name"], type=item.get("type", OutputType.UNUSED))
-        for item in items
-    )
+def _control_outputs(
+    items: Sequence[Mapping[str, Any]], notes: list[str]
+) -> tuple[OutputSettings, ...]:
+    outputs: list[OutputSettings] = []
+    for index, item in enumerate(items):
+        output_type = item.get("type", OutputType.UNUSED)
+        wiring = item.get("wiring")
+        if wiring is None:
+            wiring = inferred_wiring(output_type)
+            notes.append(
+                f"outputs[{index}] ({item['name']}): no wiring given, taken as "
+                f"'{wiring.value}' from its type {int(output_type)}; say what it switches with "
+                f"`wiring: {wiring.value}` (charge, load, signal, fault or none, docs/wiring.md)"
+            )
+        outputs.append(OutputSettings(name=item["name"], type=output_type, wiring=wiring))
+    return tuple(outputs)
+
+
+_CONTROL_OUTPUT_KEYS = ("type", "wiring")
 
 
 def _pin_outputs(items: Sequence[Mapping[str, Any]]) -> tuple[OutputPinSettings, ...]:
     return tuple(
-        OutputPinSettings(**{key: value for key, value in item.items() if key != "type"})
+        OutputPinSettings(
+            **{key: value for key, value in item.items() if key not in _CONTROL_OUTPUT_KEYS}
+        )
         for item in items
     )
 
@@ -702,12 +869,26 @@ def config_to_dict(config: AgentConfig) -> dict[str, Any]:
         "agent_id": config.agent_id,
         "battery": {"chemistry": "lfp", "cells": control.cell_count, "capacity_ah": capacity_ah},
         "i2c_bus": hardware.i2c_bus,
-        "cell_monitor": _dataclass_dict(hardware.cell_monitor),
+        "cell_monitor": {
+            **_dataclass_dict(hardware.cell_monitor),
+            "battery_thermistor": control.battery_thermistor,
+        },
         "battery_shunt": _dataclass_dict(hardware.battery_shunt),
         "pv_shunt": None if hardware.pv_shunt is None else _dataclass_dict(hardware.pv_shunt),
         # A stock SBMS's outputs are its own (sbms0_outputs), not a file setting.
         **(
             {"outputs": _outputs_to_list(control.outputs, hardware.outputs)}
+            if config.source.type == "i2c"
+            else {}
+        ),
+        **(
+            {}
+            if hardware.heartbeat is None
+            else {"heartbeat": _heartbeat_to_dict(hardware.heartbeat)}
+        ),
+        # A stock SBMS takes no remote changes: no window to show.
+        **(
+            {"remote_window": _remote_window_to_dict(effective_remote_window(config))}
             if config.source.type == "i2c"
             else {}
         ),
@@ -731,6 +912,18 @@ def config_to_dict(config: AgentConfig) -> dict[str, Any]:
         **({} if config.mqtt is None else {"mqtt": _mqtt_to_dict(config.mqtt)}),
         **({} if config.source.type == "i2c" else {"source": _source_to_dict(config.source)}),
     }
+
+
+def _heartbeat_to_dict(heartbeat: HeartbeatSettings) -> dict[str, Any]:
+    return {**_line_to_dict(heartbeat.line), "hold_s": heartbeat.hold_s}
+
+
+def _remote_window_to_dict(window: Mapping[str, Range]) -> dict[str, dict[str, list[float]]]:
+    sections: dict[str, dict[str, list[float]]] = {}
+    for path, allowed in window.items():
+        section, _, key = path.partition(".")
+        sections.setdefault(section, {})[key] = [allowed.low, allowed.high]
+    return sections
 
 
 def _storage_to_dict(storage: StorageSettings) -> dict[str, Any]:
@@ -769,28 +962,37 @@ def _outputs_to_list(
     types = {output.name: output.type for output in control_outputs}
     if set(types) != {pin.name for pin in pins} or len(pins) != len(control_outputs):
         raise ValueError("control.outputs and hardware.outputs must name the same outputs")
-    items: list[dict[str, Any]] = []
-    for pin in pins:
-        item: dict[str, Any] = {"name": pin.name, "type": int(types[pin.name])}
-        item["driver"] = pin.driver
-        if pin.driver == "mcp23008":
-            item.update(address=pin.address, pin=pin.pin)
-        else:
-            item.update(chip=pin.chip, line=pin.line)
-        item["active_low"] = pin.active_low
-        items.append(item)
-    return items
+    wirings = {output.name: output.wiring for output in control_outputs}
+    return [
+        {
+            "name": pin.name,
+            "type": int(types[pin.name]),
+            "wiring": wirings[pin.name].value,
+            **_line_to_dict(pin),
+        }
+        for pin in pins
+    ]
+
+
+def _line_to_dict(pin: OutputPinSettings) -> dict[str, Any]:
+    item: dict[str, Any] = {"driver": pin.driver}
+    if pin.driver == "mcp23008":
+        item.update(address=pin.address, pin=pin.pin)
+    else:
+        item.update(chip=pin.chip, line=pin.line)
+    item["active_low"] = pin.active_low
+    return item
 
 
 # ---------------------------------------------------------------------------------------------
 # Phase 2: rules across values
 # ---------------------------------------------------------------------------------------------
 
-_THRESHOLD_ORDER = ("uvlo", "lvd", "lvd_reconnect", "hvd_reconnect", "hvd", "ovlo")
-
 
 def validate_control_settings(settings: ControlSettings) -> list[str]:
-    """Every rule the control core relies on, as "key.path: problem" lines (empty = valid).
+    """Every rule the control core relies on, as "key.path: problem" lines (empty = valid):
+    the LFP safety envelope (control.envelope: ranges, order, hysteresis widths and the gaps
+    between each limit and its lockout) and the output rules (types allowed by the wiring).
 
     Paths use the YAML names, so remote configuration can report them the same way.
     """
@@ -800,15 +1002,13 @@ def validate_control_settings(settings: ControlSettings) -> list[str]:
         problems.append(
             f"battery.cells: must be between {low} and {high} (got {settings.cell_count})"
         )
-    problems += _check_thresholds(settings.cells)
-    problems += _check_balance(settings.balance)
-    problems += _check_soc(settings.soc)
-    problems += _check_soc_alarms(settings.soc_alarms)
-    problems += _check_temperature(settings.temperature)
-    problems += _check_dual_pv(settings.dual_pv)
-    problems += _check_max_soc(settings.max_soc)
+    if settings.soc.capacity_ah > 0.0:  # C-rate ranges scale with it; a bad one is named first
+        problems += envelope_problems(settings)
+    else:
+        problems.append(
+            f"battery.capacity_ah: must be greater than 0 (got {settings.soc.capacity_ah:g})"
+        )
     problems += _check_control_outputs(settings.outputs)
-    problems += _at_least("timing.stale_after_s", settings.stale_after_s, 0.0, inclusive=False)
     return problems
 
 
@@ -825,112 +1025,6 @@ def _at_least(path: str, value: float, minimum: float, *, inclusive: bool = True
     return [f"{path}: must be {rule} {minimum:g} (got {value:g})"]
 
 
-def _below(
-    section: str, values: Any, lower: str, upper: str, *, equal_ok: bool = False
-) -> list[str]:
-    low_value = getattr(values, lower)
-    high_value = getattr(values, upper)
-    if low_value < high_value or (equal_ok and low_value == high_value):
-        return []
-    if equal_ok:
-        return [
-            f"{section}.{lower}: must not exceed {section}.{upper} "
-            f"(got {low_value:g} > {high_value:g})"
-        ]
-    return [
-        f"{section}.{lower}: must be below {section}.{upper} (got {low_value:g} >= {high_value:g})"
-    ]
-
-
-def _check_thresholds(cells: CellThresholds) -> list[str]:
-    problems: list[str] = []
-    low, high = CELL_VOLTAGE_RANGE
-    for name in (*_THRESHOLD_ORDER, "eoc"):
-        problems += _between(f"thresholds.{name}", getattr(cells, name), low, high, " V")
-    for lower, upper in itertools.pairwise(_THRESHOLD_ORDER):
-        problems += _below("thresholds", cells, lower, upper)
-    problems += _below("thresholds", cells, "hvd_reconnect", "eoc")
-    problems += _below("thresholds", cells, "eoc", "hvd", equal_ok=True)
-    problems += _between(
-        "thresholds.lockout_release_margin", cells.lockout_release_margin, 0.0, 0.5, " V"
-    )
-    return problems
-
-
-def _check_balance(balance: BalanceSettings) -> list[str]:
-    low, high = CELL_VOLTAGE_RANGE
-    return [
-        *_between("balancing.min_cell", balance.min_cell, low, high, " V"),
-        *_between("balancing.max_cell", balance.max_cell, low, high, " V"),
-        *_below("balancing", balance, "min_cell", "max_cell"),
-        *_at_least("balancing.min_delta", balance.min_delta, 0.0, inclusive=False),
-        *_below("balancing", balance, "min_delta", "max_delta"),
-        *_at_least("balancing.min_charge_current", balance.min_charge_current, 0.0),
-    ]
-
-
-def _check_soc(soc: SocSettings) -> list[str]:
-    return [
-        *_at_least("battery.capacity_ah", soc.capacity_ah, 0.0, inclusive=False),
-        *_between("soc.coulombic_efficiency", soc.coulombic_efficiency, 0.5, 1.0),
-        *_between("soc.initial_soc", soc.initial_soc, 0.0, 100.0, " %"),
-        *(
-            _between("soc.empty_soc", soc.empty_soc, 0.0, 100.0, " %")
-            if soc.empty_soc is not None
-            else []
-        ),
-        *_at_least("soc.tail_current", soc.tail_current, 0.0),
-        *_at_least("soc.eoc_hold_s", soc.eoc_hold_s, 0.0),
-        *_at_least("soc.rest_current", soc.rest_current, 0.0),
-        *_at_least("soc.rest_time_s", soc.rest_time_s, 0.0),
-    ]
-
-
-def _check_soc_alarms(alarms: SocAlarmSettings) -> list[str]:
-    problems: list[str] = []
-    for name in ("low", "low_release", "high_release", "high"):
-        problems += _between(f"soc_alarms.{name}", getattr(alarms, name), 0.0, 100.0, " %")
-    problems += _below("soc_alarms", alarms, "low", "low_release")
-    problems += _below("soc_alarms", alarms, "low_release", "high_release")
-    problems += _below("soc_alarms", alarms, "high_release", "high")
-    return problems
-
-
-def _check_temperature(limits: TemperatureLimits) -> list[str]:
-    problems: list[str] = []
-    low, high = TEMPERATURE_RANGE
-    for name in ("charge_min", "charge_max", "internal_release", "internal_cutoff"):
-        problems += _between(f"temperature.{name}", getattr(limits, name), low, high, " C")
-    problems += _below("temperature", limits, "charge_min", "charge_max")
-    problems += _below("temperature", limits, "internal_release", "internal_cutoff")
-    problems += _at_least("temperature.charge_hysteresis", limits.charge_hysteresis, 0.0)
-    return problems
-
-
-def _check_dual_pv(dual_pv: DualPvSettings) -> list[str]:
-    problems = _at_least("dual_pv.imax", dual_pv.imax, 0.0, inclusive=False)
-    problems += _at_least(
-        "dual_pv.up_to_l2_fraction", dual_pv.up_to_l2_fraction, 0.0, inclusive=False
-    )
-    problems += _below("dual_pv", dual_pv, "up_to_l2_fraction", "up_to_l3_fraction")
-    if dual_pv.up_to_l3_fraction >= 1.0:
-        problems.append(
-            f"dual_pv.up_to_l3_fraction: must be below 1 (got {dual_pv.up_to_l3_fraction:g})"
-        )
-    if dual_pv.down_fraction <= 1.0:
-        problems.append(f"dual_pv.down_fraction: must be above 1 (got {dual_pv.down_fraction:g})")
-    problems += _at_least("dual_pv.min_level_hold_s", dual_pv.min_level_hold_s, 0.0)
-    return problems
-
-
-def _check_max_soc(max_soc: MaxSocSettings) -> list[str]:
-    return [
-        *_between("max_soc.max_soc", max_soc.max_soc, 10.0, 100.0, " %"),
-        *_between("max_soc.hysteresis", max_soc.hysteresis, 0.1, 50.0, " %"),
-        *_between("max_soc.utc_offset_hours", max_soc.utc_offset_hours, -12.0, 14.0),
-    ]
-
-
 def _check_control_outputs(outputs: Sequence[OutputSettings]) -> list[str]:
     problems: list[str] = []
     first_index: dict[str, int] = {}
@@ -945,6 +1039,12 @@ def _check_control_outputs(outputs: Sequence[OutputSettings]) -> list[str]:
             )
         else:
             first_index[output.name] = index
+        allowed = ALLOWED_TYPES[output.wiring]
+        if output.type not in allowed:
+            problems.append(
+                f"{path}.type: an output wired to {output.wiring.value} may be type "
+                f"{_types_text(allowed)} (got {int(output.type)})"
+            )
     types = [output.type for output in outputs]
     if OutputType.DUAL_PV in types and OutputType.HVD not in types:
         index = types.index(OutputType.DUAL_PV)
@@ -952,6 +1052,13 @@ def _check_control_outputs(outputs: Sequence[OutputSettings]) -> list[str]:
             f"outputs[{index}].type: type 6 (dual PV) needs at least one type 1 (HVD) output"
         )
     return problems
+
+
+def _types_text(types: frozenset[OutputType]) -> str:
+    numbers = sorted(int(output_type) for output_type in types)
+    if len(numbers) == 1:
+        return str(numbers[0])
+    return ", ".join(str(number) for number in numbers[:-1]) + f" or {numbers[-1]}"
 
 
 def _validate_hardware(hardware: HardwareSettings) -> list[str]:
@@ -973,7 +1080,10 @@ def _validate_hardware(hardware: HardwareSettings) -> list[str]:
             "pv_shunt.address: must differ from battery_shunt.address "
             f"(both {_hex(pv_shunt.address)})"
         )
-    problems += _check_output_pins(hardware.outputs)
+    lines = hardware.outputs
+    if hardware.heartbeat is not None:
+        lines = (*lines, hardware.heartbeat.line)
+    problems += _check_output_pins(lines)
     return problems
 
 
@@ -996,18 +1106,18 @@ def _check_shunt(path: str, shunt: ShuntSettings) -> list[str]:
 
 def _check_output_pins(pins: Sequence[OutputPinSettings]) -> list[str]:
     problems: list[str] = []
-    claimed: dict[tuple[str, str], int] = {}
+    claimed: dict[tuple[str, str], str] = {}
     for index, pin in enumerate(pins):
-        path = f"outputs[{index}]"
+        path = "heartbeat" if pin.name == HEARTBEAT_LINE else f"outputs[{index}]"
         if pin.driver == "mcp23008":
             problems += _check_mcp_pin(path, pin)
             key = ("mcp23008", f"{_hex(pin.address or 0)} pin {pin.pin}")
         else:
             key = ("gpiod", f"{pin.chip} line {pin.line}")
         if key in claimed:
-            problems.append(f"{path}: {key[0]} {key[1]} is already used by outputs[{claimed[key]}]")
+            problems.append(f"{path}: {key[0]} {key[1]} is already used by {claimed[key]}")
         else:
-            claimed[key] = index
+            claimed[key] = path
     return problems
 
 
@@ -1059,7 +1169,13 @@ def _validate_source(source: SourceSettings, clean: Mapping[str, Any]) -> list[s
 def _validate_timing(config: AgentConfig) -> list[str]:
     timing = config.timing
     problems = [
-        *_at_least("timing.sample_interval_s", timing.sample_interval_s, 0.0, inclusive=False),
+        *_between(
+            "timing.sample_interval_s",
+            timing.sample_interval_s,
+            SAMPLE_INTERVAL.low,
+            SAMPLE_INTERVAL.high,
+            " s",
+        ),
         *_at_least(
             "timing.state_save_interval_s", timing.state_save_interval_s, 0.0, inclusive=False
         ),
@@ -1070,6 +1186,20 @@ def _validate_timing(config: AgentConfig) -> list[str]:
         problems.append(
             "timing.stale_after_s: must be at least 2 x timing.sample_interval_s "
             f"(got {stale_after_s:g} < {2 * timing.sample_interval_s:g})"
+        )
+    heartbeat = config.hardware.heartbeat
+    if heartbeat is not None and (
+        not heartbeat.hold_s >= HEARTBEAT_MARGIN * timing.sample_interval_s
+    ):
+        problems.append(
+            f"heartbeat.hold_s: must be at least {HEARTBEAT_MARGIN:g} x "
+            "timing.sample_interval_s, or the outputs drop between two samples "
+            f"(got {heartbeat.hold_s:g} < {HEARTBEAT_MARGIN * timing.sample_interval_s:g})"
+        )
+    if heartbeat is not None and heartbeat.hold_s > 10.0:
+        problems.append(
+            f"heartbeat.hold_s: at most 10 s, the longest a dead agent may leave outputs on "
+            f"(got {heartbeat.hold_s:g})"
         )
     return problems
 
@@ -1115,10 +1245,21 @@ REMOTE_READ_ONLY_KEYS = (
     "data_log",
     "timing",
     "mqtt",
+    "heartbeat",
+    "remote_window",  # how far a remote client may move a setting is the file's to say
 )
 _REMOTE_BATTERY_KEYS = ("capacity_ah",)
 _BATTERY_WIRING_KEYS = ("chemistry", "cells")
-_OUTPUT_WIRING_KEYS = ("name", "driver", "address", "pin", "chip", "line", "active_low")
+_OUTPUT_WIRING_KEYS = (
+    "name",
+    "wiring",
+    "driver",
+    "address",
+    "pin",
+    "chip",
+    "line",
+    "active_low",
+)
 _READ_ONLY = "read-only over MQTT"
 _OUTPUT_INDEX_PATH = re.compile(r"^outputs\[(\d+)\]")
 
@@ -1134,18 +1275,86 @@ def merge_remote_config(current: AgentConfig, changes: Mapping[str, Any]) -> Age
     if not isinstance(untrusted, Mapping):
         raise ConfigError([f"must be a mapping (got {type(untrusted).__name__})"])
     data = config_to_dict(current)
+    # The window is the file's, carried over as it is: never derived again from values a remote
+    # client set (a capacity doubled remotely must not double the next window).
+    window = effective_remote_window(current)
+    data.pop("remote_window", None)
     problems: list[str] = []
     for key, value in changes.items():
         problems += _merge_remote_key(data, str(key), value)
     names = [item["name"] for item in data["outputs"]]
     try:
         # Validated even when some keys were refused, so one answer lists every problem.
-        config = parse_config(data)
+        merged = parse_config(data)
     except ConfigError as exc:
         problems += (_output_paths_by_name(problem, names) for problem in exc.problems)
+    else:
+        problems += _outside_window(current.control, merged.control, window)
+        problems += _remote_type_changes(current.control, merged.control)
+        problems += _charging_kept(current.control, merged.control)
     if problems:
         raise ConfigError(problems)
-    return config
+    return replace(merged, remote_window=window, notes=current.notes)
+
+
+def _outside_window(
+    current: ControlSettings, merged: ControlSettings, window: Mapping[str, Range]
+) -> list[str]:
+    """Every setting the change moves must land inside the window; one it leaves as it is
+    may stay where the file put it."""
+    problems: list[str] = []
+    for path, allowed in window.items():
+        value = setting_value(merged, path)
+        if value is None or value == setting_value(current, path) or allowed.contains(value):
+            continue
+        problems.append(
+            f"{path}: a remote change must stay within {allowed.describe()} "
+            f"(remote_window of this box's configuration file) (got {value:g})"
+        )
+    return problems
+
+
+def _charging_kept(current: ControlSettings, merged: ControlSettings) -> list[str]:
+    """A remote change may not stop every charge source: the computer keeps drawing from the
+    pack after LVD, and a box that can never charge again would take its cells below UVLO.
+    Only the configuration file can do that."""
+    if not any(charges(output) for output in current.outputs) or any(
+        charges(output) for output in merged.outputs
+    ):
+        return []
+    stopped = [
+        output.name
+        for output, after in zip(current.outputs, merged.outputs, strict=True)
+        if charges(output) and not charges(after)
+    ]
+    return [
+        f"outputs.{name}.type: {name} is the last output that charges the battery: only the "
+        "configuration file can stop all charging (over MQTT it may be type 1, 3 or 6)"
+        for name in stopped
+    ]
+
+
+def _remote_type_changes(current: ControlSettings, merged: ControlSettings) -> list[str]:
+    """The wiring rules that only bind remote requests: no output becomes, or stops being, a
+    fault output (the file's wiring rules are checked for every configuration)."""
+    before = {output.name: output.type for output in current.outputs}
+    problems: list[str] = []
+    for output in merged.outputs:
+        previous = before.get(output.name)
+        if output.type == previous or output.type not in ALLOWED_TYPES[output.wiring]:
+            continue  # unchanged, or already named by the wiring rule
+        if previous is OutputType.FAULT:
+            problems.append(
+                f"outputs.{output.name}.type: {output.name} reports faults: only the "
+                f"configuration file can make it anything else (got {int(output.type)})"
+            )
+        elif output.type not in remote_types(output.wiring):
+            problems.append(
+                f"outputs.{output.name}.type: only the configuration file makes an output a "
+                f"fault output; over MQTT {output.name} may be type "
+                f"{_types_text(remote_types(output.wiring))} (got {int(output.type)})"
+            )
+    return problems
 
 
 def _merge_remote_key(data: dict[str, Any], key: str, value: Any) -> list[str]:

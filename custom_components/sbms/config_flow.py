@@ -74,7 +74,14 @@ from .coordinator import (
     SbmsCoordinator,
 )
 from .load_shedding import MIN_TIME_MAX_S, PRIORITY_MAX, PRIORITY_MIN, settings_errors
-from .models import Announce, Payload, ProtocolError, RequestResult, protocol_version_of
+from .models import (
+    AgentConfig,
+    Announce,
+    Payload,
+    ProtocolError,
+    RequestResult,
+    protocol_version_of,
+)
 
 # How long the manual and reconfigure steps wait for an agent's announce and `online` status:
 # a retained announce arrives at once, an agent that is just starting needs a moment.
@@ -460,11 +467,30 @@ class Setting:
     section: str
     key: str
     selector: NumberSelector
+    # Added within protocol version 1: on the form only when the agent's config has it, so
+    # an older agent is never sent a key it does not know.
+    added_later: bool = False
 
     @property
     def path(self) -> str:
         """The field name the agent uses in a rejection."""
         return f"config.{self.section}.{self.key}"
+
+    def selector_for(self, config: AgentConfig, in_force: Any) -> NumberSelector:
+        """The field's selector with the range of the agent's `remote_window` for it.
+
+        The range also takes in the value in force: the file may put a setting outside the
+        window, and the agent accepts it unchanged, so the form must too.
+        """
+        window = config.remote_window(self.section, self.key)
+        if window is None:
+            return self.selector  # an older agent: only the limits below
+        low, high = window
+        if isinstance(in_force, int | float) and not isinstance(in_force, bool):
+            low, high = min(low, in_force), max(high, in_force)
+        return NumberSelector(
+            NumberSelectorConfig(**{**self.selector.config, "min": low, "max": high})
+        )
 
 
 def _number(
@@ -483,6 +509,8 @@ _CELL_V = _number(Volt.VOLT, 0.001, 2.0, 4.3)
 _SOC = _number(PERCENTAGE, 0.1, 0.0, 100.0)
 _TEMPERATURE = _number(UnitOfTemperature.CELSIUS, 0.1, -40.0, 125.0)
 _FRACTION = _number(None, 0.01, 0.0)
+# How long a limit's condition must hold before it trips (the agent's envelope: at most 30 s).
+_DELAY = _number(UnitOfTime.SECONDS, 0.1, 0.0, 30.0)
 
 
 def _settings(section: str, selector: NumberSelector, *keys: str) -> tuple[Setting, ...]:
@@ -490,8 +518,14 @@ def _settings(section: str, selector: NumberSelector, *keys: str) -> tuple[Setti
 
 
 # Highest voltage first, as the levels stack up on a cell.
-THRESHOLDS: Final = _settings(
-    "thresholds", _CELL_V, "ovlo", "hvd", "eoc", "hvd_reconnect", "lvd_reconnect", "lvd", "uvlo"
+THRESHOLDS: Final = (
+    *_settings(
+        "thresholds", _CELL_V, "ovlo", "hvd", "eoc", "hvd_reconnect", "lvd_reconnect", "lvd", "uvlo"
+    ),
+    *(
+        Setting(section="thresholds", key=key, selector=_DELAY, added_later=True)
+        for key in ("ovlo_delay_s", "hvd_delay_s", "lvd_delay_s", "uvlo_delay_s")
+    ),
 )
 SOC_ALARMS: Final = _settings("soc_alarms", _SOC, "high", "high_release", "low_release", "low")
 TEMPERATURE: Final = (
@@ -500,6 +534,10 @@ TEMPERATURE: Final = (
         section="temperature",
         key="charge_hysteresis",
         selector=_number(UnitOfTemperature.CELSIUS, 0.1, 0.0, 50.0),
+    ),
+    *(
+        Setting(section="temperature", key=key, selector=_TEMPERATURE, added_later=True)
+        for key in ("discharge_min", "discharge_max")
     ),
     *_settings("temperature", _TEMPERATURE, "internal_cutoff", "internal_release"),
 )
@@ -531,16 +569,19 @@ _MENU: Final = ("thresholds", "soc_alarms", "temperature", "dual_pv", "outputs")
 
 
 def _settings_schema(
-    settings: Sequence[Setting], values: Mapping[str, Any], extra: Mapping[Any, Any] | None = None
+    settings: Sequence[Setting],
+    values: Mapping[str, Any],
+    selectors: Mapping[str, NumberSelector] | None = None,
 ) -> vol.Schema:
-    """A form of `settings`, each prefilled with `values[key]` when known."""
-    fields: dict[Any, Any] = dict(extra or {})
+    """A form of `settings`, each prefilled with `values[key]` when known; `selectors` replace
+    a setting's own (the agent's remote window)."""
+    fields: dict[Any, Any] = {}
     for setting in settings:
         value = values.get(setting.key)
         marker = (
             vol.Required(setting.key) if value is None else vol.Required(setting.key, default=value)
         )
-        fields[marker] = setting.selector
+        fields[marker] = (selectors or {}).get(setting.key, setting.selector)
     return vol.Schema(fields)
 
 
@@ -562,11 +603,28 @@ class SbmsOptionsFlow(OptionsFlow):
         entry: SbmsConfigEntry = self.config_entry
         return entry.runtime_data
 
-    def _current(self, settings: Sequence[Setting]) -> dict[str, Any]:
-        """The values in force, from the agent's retained config."""
+    @property
+    def _config(self) -> AgentConfig:
         config = self._coordinator.data.config
         assert config is not None  # checked when the flow opened
-        return {s.key: config.value(s.section, s.key) for s in settings}
+        return config
+
+    def _current(self, settings: Sequence[Setting]) -> dict[str, Any]:
+        """The values in force, from the agent's retained config."""
+        return {s.key: self._config.value(s.section, s.key) for s in settings}
+
+    def _offered(self, settings: Sequence[Setting]) -> tuple[Setting, ...]:
+        """The settings this agent has: one added later only when its config carries it."""
+        return tuple(
+            s
+            for s in settings
+            if not s.added_later or self._config.value(s.section, s.key) is not None
+        )
+
+    def _selectors(self, settings: Sequence[Setting]) -> dict[str, NumberSelector]:
+        """Each setting's selector within the agent's remote window, around the value in force."""
+        config = self._config
+        return {s.key: s.selector_for(config, config.value(s.section, s.key)) for s in settings}
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Choose what to change; only while the agent can answer."""
@@ -579,7 +637,7 @@ class SbmsOptionsFlow(OptionsFlow):
             return self.async_abort(reason="config_set_not_supported")
         if data.config is None:
             return self.async_abort(reason="config_unknown")
-        menu = [item for item in _MENU if item != "outputs" or data.announce.outputs]
+        menu = [item for item in _MENU if item != "outputs" or self._choosable_outputs()]
         return self.async_show_menu(step_id="init", menu_options=menu)
 
     async def async_step_thresholds(
@@ -606,6 +664,7 @@ class SbmsOptionsFlow(OptionsFlow):
         self, step_id: str, settings: Sequence[Setting], user_input: dict[str, Any] | None
     ) -> ConfigFlowResult:
         """A form of settings; submitting sends the changed ones."""
+        settings = self._offered(settings)
         values = self._current(settings)
         errors: dict[str, str] = {}
         reason = ""
@@ -617,7 +676,7 @@ class SbmsOptionsFlow(OptionsFlow):
             values = user_input  # show what the user asked for, to correct it
         return self.async_show_form(
             step_id=step_id,
-            data_schema=_settings_schema(settings, values),
+            data_schema=_settings_schema(settings, values, self._selectors(settings)),
             errors=errors,
             description_placeholders={"reason": reason},
         )
@@ -631,7 +690,7 @@ class SbmsOptionsFlow(OptionsFlow):
         if user_input is not None:
             self._output = user_input[CONF_OUTPUT]
             return await self.async_step_output_type()
-        options = [SelectOptionDict(value=name, label=name) for name in self._output_types()]
+        options = [SelectOptionDict(value=name, label=name) for name in self._choosable_outputs()]
         schema = vol.Schema(
             {
                 vol.Required(CONF_OUTPUT): SelectSelector(
@@ -640,6 +699,16 @@ class SbmsOptionsFlow(OptionsFlow):
             }
         )
         return self.async_show_form(step_id="outputs", data_schema=schema)
+
+    def _choosable_outputs(self) -> list[str]:
+        """Outputs whose wiring leaves a type to choose (every output with an older agent)."""
+        return [o.name for o in self._coordinator.data.announce.outputs if o.type_choice]
+
+    def _settable_types(self) -> tuple[int, ...]:
+        """The types the chosen output may be given: the agent's `settable_types`."""
+        assert self._output is not None
+        output = self._coordinator.data.announce.output(self._output)
+        return output.remote_types if output is not None else ()
 
     def _output_types(self) -> dict[str, int]:
         """Each output's type in force: the agent's config, else its announce."""
@@ -674,7 +743,7 @@ class SbmsOptionsFlow(OptionsFlow):
                 return self._finish()
         return self.async_show_form(
             step_id="output_type",
-            data_schema=_output_type_schema(chosen),
+            data_schema=_output_type_schema(chosen, (*self._settable_types(), current)),
             errors=errors,
             description_placeholders={"output": self._output, "reason": reason},
         )
@@ -685,7 +754,7 @@ class SbmsOptionsFlow(OptionsFlow):
         """The settings the chosen type acts on; sent together with the type change."""
         assert self._output is not None
         assert self._output_type is not None
-        settings = OUTPUT_TYPE_SETTINGS[self._output_type]
+        settings = self._offered(OUTPUT_TYPE_SETTINGS[self._output_type])
         values = self._current(settings)
         errors: dict[str, str] = {}
         reason = ""
@@ -701,7 +770,7 @@ class SbmsOptionsFlow(OptionsFlow):
             values = user_input
         return self.async_show_form(
             step_id="output_settings",
-            data_schema=_settings_schema(settings, values),
+            data_schema=_settings_schema(settings, values, self._selectors(settings)),
             errors=errors,
             description_placeholders={
                 "output": self._output,
@@ -756,8 +825,9 @@ def _paths(settings: Sequence[Setting]) -> dict[str, str]:
     return {setting.path: setting.key for setting in settings}
 
 
-def _output_type_schema(current: int) -> vol.Schema:
-    options = [str(number) for number in range(len(OUTPUT_TYPE_NAMES))]
+def _output_type_schema(current: int, types: Sequence[int]) -> vol.Schema:
+    """A choice of `types` (the output's settable ones and the one in force), by number."""
+    options = [str(number) for number in sorted({*types, current})]
     return vol.Schema(
         {
             vol.Required(CONF_OUTPUT_TYPE, default=str(current)): SelectSelector(

@@ -126,16 +126,39 @@ class _Reader:
         return tuple(values)
 
 
+# What an output physically switches (`announce.outputs[i].wiring`, added within version 1).
+# Only the box's configuration file says it; it never changes over MQTT.
+OUTPUT_WIRINGS = ("charge", "load", "signal", "fault", "none")
+
+
 @dataclass(frozen=True, slots=True)
 class OutputInfo:
-    """One EXTIO output as announced: its name and type (0-6)."""
+    """One EXTIO output as announced: its name and type (0-6).
+
+    `wiring` and `settable_types` were added within protocol version 1: None from an older
+    agent, which then takes any type 0-6 for any output (its own rules still apply).
+    """
 
     name: str
     type: int
+    wiring: str | None = None
+    settable_types: tuple[int, ...] | None = None
 
     @property
     def type_name(self) -> str:
         return OUTPUT_TYPE_NAMES[self.type]
+
+    @property
+    def remote_types(self) -> tuple[int, ...]:
+        """The types a `config/set` may give this output, by number (all of them if unsaid)."""
+        if self.settable_types is None:
+            return tuple(range(len(OUTPUT_TYPE_NAMES)))
+        return self.settable_types
+
+    @property
+    def type_choice(self) -> bool:
+        """Whether a remote client has more than one type to choose from for this output."""
+        return len(self.remote_types) > 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +224,33 @@ def _output(item: Any, index: int) -> OutputInfo:
     output_type = r.integer("type")
     if not 0 <= output_type < len(OUTPUT_TYPE_NAMES):
         raise ProtocolError(f"announce.outputs[{index}].type: {output_type} is not 0-6")
-    return OutputInfo(name=r.text("name"), type=output_type)
+    wiring: str | None = None
+    if r.has("wiring"):
+        wiring = r.text("wiring")
+        if wiring not in OUTPUT_WIRINGS:
+            raise ProtocolError(
+                f"announce.outputs[{index}].wiring: expected one of "
+                f"{', '.join(OUTPUT_WIRINGS)}, got {wiring!r}"
+            )
+    return OutputInfo(
+        name=r.text("name"),
+        type=output_type,
+        wiring=wiring,
+        settable_types=_settable_types(r) if r.has("settable_types") else None,
+    )
+
+
+def _settable_types(r: _Reader) -> tuple[int, ...]:
+    """`settable_types`: output type numbers 0-6, kept sorted and without repeats."""
+    values = r.items("settable_types")
+    if not all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(OUTPUT_TYPE_NAMES)
+        for v in values
+    ):
+        raise ProtocolError(
+            f"{r.what}.settable_types: expected a list of output types 0-6, got {values!r}"
+        )
+    return tuple(sorted(set(values)))
 
 
 def protocol_version_of(payload: Payload) -> int:
@@ -336,6 +385,18 @@ class AgentConfig:
     def section(self, section: str) -> dict[str, Any]:
         part = self.data.get(section)
         return dict(part) if isinstance(part, dict) else {}
+
+    def remote_window(self, section: str, key: str) -> tuple[float, float] | None:
+        """The range a remote change may move `section.key` in (`remote_window`, added within
+        version 1), or None: an older agent, a setting it does not list, or a malformed entry
+        (then the integration's own limits apply and the agent still decides)."""
+        window = self.data.get("remote_window")
+        part = window.get(section) if isinstance(window, dict) else None
+        bounds = part.get(key) if isinstance(part, dict) else None
+        if not isinstance(bounds, list) or len(bounds) != 2 or not all(map(_is_number, bounds)):
+            return None
+        low, high = float(bounds[0]), float(bounds[1])
+        return (low, high) if low <= high else None
 
 
 @dataclass(frozen=True, slots=True)

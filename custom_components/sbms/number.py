@@ -1,11 +1,15 @@
 """Number entities of an SBMS battery box: its protection thresholds and a few settings.
 
 Each value is the agent's configuration in force; setting one sends `config/set` and the entity
-moves only when the agent republishes its configuration. The ranges below are the agent's own
-per-value limits (edge_agent/config.py), so Home Assistant refuses nonsense early; the rules
-across values (uvlo < lvd < lvd_reconnect < hvd_reconnect < eoc <= hvd < ovlo, release levels
-inside their alarms, ...) stay with the agent, which rejects a change that breaks them and says
-why. The integration ships without the agent, so the limits are repeated here, not imported.
+moves only when the agent republishes its configuration.
+
+The range of each number is the box's remote window (`config.remote_window`): how far the
+box's configuration file lets a remote client move that setting. Home Assistant then refuses
+a value the agent would refuse anyway, before sending it. An older agent publishes no window;
+then the ranges below apply, the agent's own per-value limits of the time. The rules across
+values (uvlo < lvd < lvd_reconnect < hvd_reconnect < eoc <= hvd < ovlo, release levels inside
+their alarms, ...) stay with the agent, which rejects a change that breaks them and says why.
+The integration ships without the agent, so none of this is imported from it.
 
 One number is Home Assistant's own: how long "Hold <output> off" holds an output off.
 """
@@ -48,6 +52,8 @@ TEMPERATURE_MAX = 125.0
 PUBLISH_INTERVAL_MAX_S = 3600.0
 # The agent only asks imax > 0; no charge path of a DIY box carries more than this.
 DUAL_PV_IMAX_MAX_A = 1000.0
+# How long a limit's condition must hold before it trips (the LFP envelope's longest, LVD's).
+TRIP_DELAY_MAX_S = 30.0
 
 # The Home Assistant side hold duration. force_off takes 1 s to 7 days; a default of 8 hours
 # covers "keep the loads off tonight" and bounds a forgotten hold to one working day.
@@ -75,6 +81,9 @@ class SbmsNumberEntityDescription(NumberEntityDescription):
     section: str
     setting: str
     exists_fn: Callable[[Announce], bool] = lambda _announce: True
+    # Added within protocol version 1: an older agent's config lacks it, and the entity is
+    # then unavailable (nothing to show, and the agent would refuse the unknown key).
+    added_later: bool = False
     mode: NumberMode = NumberMode.BOX
     entity_category: EntityCategory | None = EntityCategory.CONFIG
 
@@ -97,6 +106,23 @@ def _threshold(
     )
 
 
+def _trip_delay(setting: str, *, enabled_default: bool = True) -> SbmsNumberEntityDescription:
+    """How long a threshold's condition must hold before it trips."""
+    return SbmsNumberEntityDescription(
+        key=f"threshold_{setting}",
+        translation_key=f"threshold_{setting}",
+        section="thresholds",
+        setting=setting,
+        device_class=NumberDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.SECONDS,
+        native_min_value=0.0,
+        native_max_value=TRIP_DELAY_MAX_S,
+        native_step=0.1,
+        entity_registry_enabled_default=enabled_default,
+        added_later=True,
+    )
+
+
 def _soc_alarm(setting: str) -> SbmsNumberEntityDescription:
     """A SoC alarm level (output types 3 and 4, the SoC alarm events)."""
     return SbmsNumberEntityDescription(
@@ -111,8 +137,9 @@ def _soc_alarm(setting: str) -> SbmsNumberEntityDescription:
     )
 
 
-def _charge_temperature(setting: str) -> SbmsNumberEntityDescription:
-    """A charge temperature limit; it acts on the battery sensor, so only a box with one."""
+def _battery_temperature(setting: str, *, added_later: bool = False) -> SbmsNumberEntityDescription:
+    """A charge or discharge temperature limit; it acts on the battery sensor, so only a box
+    with one."""
     return SbmsNumberEntityDescription(
         key=f"temperature_{setting}",
         translation_key=f"temperature_{setting}",
@@ -124,6 +151,7 @@ def _charge_temperature(setting: str) -> SbmsNumberEntityDescription:
         native_max_value=TEMPERATURE_MAX,
         native_step=0.5,
         exists_fn=lambda announce: "battery" in announce.temperatures,
+        added_later=added_later,
     )
 
 
@@ -137,12 +165,18 @@ NUMBERS: tuple[SbmsNumberEntityDescription, ...] = (
     # someone enables them on purpose.
     _threshold("ovlo", enabled_default=False),
     _threshold("uvlo", enabled_default=False),
+    # Loads off only after the LVD condition held this long: worth seeing next to LVD. The
+    # HVD delay is short and rarely changed (charge must stop promptly): hidden by default.
+    _trip_delay("lvd_delay_s"),
+    _trip_delay("hvd_delay_s", enabled_default=False),
     _soc_alarm("high"),
     _soc_alarm("high_release"),
     _soc_alarm("low"),
     _soc_alarm("low_release"),
-    _charge_temperature("charge_min"),
-    _charge_temperature("charge_max"),
+    _battery_temperature("charge_min"),
+    _battery_temperature("charge_max"),
+    _battery_temperature("discharge_min", added_later=True),
+    _battery_temperature("discharge_max", added_later=True),
     SbmsNumberEntityDescription(
         key="dual_pv_imax",
         translation_key="dual_pv_imax",
@@ -220,6 +254,38 @@ class SbmsConfigNumber(SbmsEntity, NumberEntity):
     """One setting of the agent's configuration in force."""
 
     entity_description: SbmsNumberEntityDescription
+
+    @property
+    def available(self) -> bool:
+        if not super().available:
+            return False
+        description = self.entity_description
+        config = self.coordinator.data.config
+        # An older agent has no such setting: unavailable rather than unknown forever.
+        return not (
+            description.added_later
+            and config is not None
+            and config.value(description.section, description.setting) is None
+        )
+
+    @property
+    def native_min_value(self) -> float:
+        window = self._window()
+        return super().native_min_value if window is None else window[0]
+
+    @property
+    def native_max_value(self) -> float:
+        window = self._window()
+        return super().native_max_value if window is None else window[1]
+
+    def _window(self) -> tuple[float, float] | None:
+        """The box's remote window for this setting, None before the config or without one."""
+        config = self.coordinator.data.config
+        if config is None:
+            return None
+        return config.remote_window(
+            self.entity_description.section, self.entity_description.setting
+        )
 
     @property
     def native_value(self) -> float | None:

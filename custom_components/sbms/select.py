@@ -2,8 +2,13 @@
 
 The option shown is the type in the agent's configuration in force. Choosing another one sends
 `config/set`; the agent validates it (e.g. dual PV needs an HVD output) and the entity changes
-only when the agent republishes its configuration. The fault output is not locked here: the
-agent owns the output rules, and a rejection comes back as an error carrying its reason.
+only when the agent republishes its configuration.
+
+The options are the types the agent announces as settable for the output
+(`settable_types`, which follow what the box's configuration file says the output is wired
+to), so Home Assistant never offers a load type for a charge relay. An older agent that does
+not announce them gets all seven types, and its own rules decide as before. The agent still
+checks every change; a rejection comes back as an error carrying its reason.
 """
 
 from __future__ import annotations
@@ -12,14 +17,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from homeassistant.components.select import DOMAIN as SELECT_DOMAIN
 from homeassistant.components.select import SelectEntity, SelectEntityDescription
 from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import OUTPUT_TYPE_NAMES
+from .const import DOMAIN, OUTPUT_TYPE_NAMES
 from .coordinator import SbmsConfigEntry, SbmsCoordinator, SbmsData
 from .entity import SbmsEntity
+from .models import OutputInfo
 
 # Every change goes through the agent one request at a time; no polling happens here.
 PARALLEL_UPDATES = 1
@@ -48,6 +56,18 @@ class SbmsSelectEntityDescription(SelectEntityDescription):
 
     value_fn: Callable[[SbmsData, str], str | None]
     changes_fn: Callable[[str, str], dict[str, Any]]
+    # The options this output may take; the description's `options` lists every known one.
+    options_fn: Callable[[SbmsData, str], list[str]]
+
+
+def output_type_options(data: SbmsData, output: str) -> list[str]:
+    """The output's settable types by name, in type order, with the type in force added if
+    the agent's file gave it one a remote client may not (so the state is never unknown)."""
+    announced = data.announce.output(output)
+    types = set(announced.remote_types) if announced is not None else set()
+    if (current := configured_output_type(data, output)) is not None:
+        types.add(current)
+    return [OUTPUT_TYPE_NAMES[number] for number in sorted(types)]
 
 
 OUTPUT_TYPE = SbmsSelectEntityDescription(
@@ -55,6 +75,7 @@ OUTPUT_TYPE = SbmsSelectEntityDescription(
     translation_key="output_type",
     entity_category=EntityCategory.CONFIG,
     options=list(OUTPUT_TYPE_NAMES),
+    options_fn=output_type_options,
     value_fn=lambda data, output: (
         None
         if (output_type := configured_output_type(data, output)) is None
@@ -71,14 +92,35 @@ async def async_setup_entry(
     entry: SbmsConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """One output-type select per announced output, when the agent takes remote changes."""
+    """One output-type select per output that has a type to choose, when the agent takes
+    remote changes.
+
+    An output whose wiring allows a single type (the fault output, an output wired to
+    nothing) gets no select: a control with one option can change nothing, and its type is
+    the configuration file's to set on the box. A select such an output had before (an older
+    agent offered every type) is removed from the registry rather than left behind as "no
+    longer provided".
+    """
     coordinator = entry.runtime_data
     announce = coordinator.data.announce
     if not announce.config_set:
         return
+    selectable = [output for output in announce.outputs if output.type_choice]
+    _remove_fixed_outputs(hass, coordinator, [o for o in announce.outputs if not o.type_choice])
     async_add_entities(
-        SbmsOutputSelect(coordinator, OUTPUT_TYPE, output.name) for output in announce.outputs
+        SbmsOutputSelect(coordinator, OUTPUT_TYPE, output.name) for output in selectable
     )
+
+
+def _remove_fixed_outputs(
+    hass: HomeAssistant, coordinator: SbmsCoordinator, outputs: list[OutputInfo]
+) -> None:
+    """Drop the registry entries of selects for outputs whose type cannot be chosen."""
+    registry = er.async_get(hass)
+    for output in outputs:
+        unique_id = f"{coordinator.agent_id}_{OUTPUT_TYPE.key}_{output.name}"
+        if entity_id := registry.async_get_entity_id(SELECT_DOMAIN, DOMAIN, unique_id):
+            registry.async_remove(entity_id)
 
 
 class SbmsOutputSelect(SbmsEntity, SelectEntity):
@@ -95,6 +137,10 @@ class SbmsOutputSelect(SbmsEntity, SelectEntity):
         super().__init__(coordinator, description, key_suffix=f"_{output}")
         self._output = output
         self._attr_translation_placeholders = {"output": output}
+
+    @property
+    def options(self) -> list[str]:
+        return self.entity_description.options_fn(self.coordinator.data, self._output)
 
     @property
     def current_option(self) -> str | None:

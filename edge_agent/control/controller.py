@@ -6,8 +6,11 @@ Pure and deterministic: no I/O, time comes from the samples (and the `now` argum
 Safety invariants, enforced in `_compose_outputs` and nowhere else:
 * a charge-type output (1, 3, 6) is ON only while charging is allowed, a load-type output
   (2, 4) only while loads are allowed; both need a fresh, plausible measurement;
-* an output forced off from outside stays OFF until its time; nothing from outside turns
-  anything on;
+* the same by wiring, whatever the type: an output wired to a charge source conducts only
+  while charging is allowed, one wired to loads only while loads are allowed, one wired to
+  nothing never;
+* an output forced off from outside stays OFF until its time (one that charges: until then
+  or LVD, whichever comes first); nothing from outside turns anything on;
 * a fault output (5) is asserted while any fault is active.
 """
 
@@ -22,11 +25,12 @@ from edge_agent.control.counters import EnergyCounterAccumulator
 from edge_agent.control.dual_pv import DualPvStager, LevelChange
 from edge_agent.control.extio import (
     OutputRequestInputs,
-    is_charge_type,
-    is_load_type,
+    charges,
     requested_state,
+    type_permits,
+    wiring_permits,
 )
-from edge_agent.control.hysteresis import LowerLimit, Transition, UpperLimit
+from edge_agent.control.hysteresis import DelayedLimit, LowerLimit, Transition, UpperLimit
 from edge_agent.control.model import (
     ControlEvent,
     ControlReport,
@@ -45,7 +49,7 @@ from edge_agent.control.protection import (
     battery_temperature,
     implausibility,
 )
-from edge_agent.control.settings import ControlSettings, OutputType
+from edge_agent.control.settings import ControlSettings, OutputType, Wiring
 from edge_agent.control.soc import (
     NO_INTERVAL,
     AnchorKind,
@@ -74,6 +78,12 @@ class LimitStates:
     charge_too_hot: bool = False
     internal_over_temperature: bool = False
     max_soc_holding: bool = False
+    discharge_too_cold: bool = False
+    discharge_too_hot: bool = False
+
+
+# Limits whose trip waits for a delay; their pending crossings are persisted by these names.
+DELAYED_LIMITS = ("hvd", "lvd", "ovlo", "uvlo")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +100,8 @@ class PersistedState:
     reported_faults: frozenset[Fault] = frozenset()
     limits: LimitStates = field(default_factory=LimitStates)
     forced_off: Mapping[str, float] = field(default_factory=dict)  # output name -> until
+    # limit name (DELAYED_LIMITS) -> first sample of a crossing that has not tripped yet
+    trips_pending: Mapping[str, float] = field(default_factory=dict)
     last_timestamp: float | None = None  # last good measurement
     last_battery_current: float | None = None
     last_pv_current: float | None = None
@@ -111,6 +123,7 @@ class PersistedState:
                 name: (until if math.isfinite(until) else None)
                 for name, until in sorted(self.forced_off.items())
             },
+            "trips_pending": dict(sorted(self.trips_pending.items())),
             "last_timestamp": self.last_timestamp,
             "last_battery_current": self.last_battery_current,
             "last_pv_current": self.last_pv_current,
@@ -137,6 +150,7 @@ class PersistedState:
             reported_faults=reader.faults("reported_faults"),
             limits=_read_limits(reader.child("limits")),
             forced_off=reader.forced_off("forced_off"),
+            trips_pending=reader.trips_pending("trips_pending"),
             last_timestamp=reader.optional_number("last_timestamp"),
             last_battery_current=reader.optional_number("last_battery_current"),
             last_pv_current=reader.optional_number("last_pv_current"),
@@ -175,8 +189,17 @@ class Controller:
         cells, limits, alarms = settings.cells, state.limits, settings.soc_alarms
         self._soc = SocEstimator(settings.soc, cells, state.soc)
         self._counters = EnergyCounterAccumulator(state.counters)
-        self._hvd = UpperLimit(cells.hvd, cells.hvd_reconnect, active=limits.hvd_active)
-        self._lvd = LowerLimit(cells.lvd, cells.lvd_reconnect, active=limits.lvd_active)
+        pending = state.trips_pending
+        self._hvd = DelayedLimit(
+            UpperLimit(cells.hvd, cells.hvd_reconnect, active=limits.hvd_active),
+            cells.hvd_delay_s,
+            pending.get("hvd"),
+        )
+        self._lvd = DelayedLimit(
+            LowerLimit(cells.lvd, cells.lvd_reconnect, active=limits.lvd_active),
+            cells.lvd_delay_s,
+            pending.get("lvd"),
+        )
         self._high_soc = UpperLimit(alarms.high, alarms.high_release, active=limits.high_soc_alarm)
         self._low_soc = LowerLimit(alarms.low, alarms.low_release, active=limits.low_soc_alarm)
         max_soc = settings.max_soc
@@ -189,12 +212,17 @@ class Controller:
             over_condition=limits.over_voltage_condition,
             under_condition=limits.under_voltage_condition,
             latched=state.latched_faults,
+            over_pending_since=pending.get("ovlo"),
+            under_pending_since=pending.get("uvlo"),
         )
         self._temperatures = TemperatureInterlocks(
             settings.temperature,
             too_cold=limits.charge_too_cold,
             too_hot=limits.charge_too_hot,
             internal_hot=limits.internal_over_temperature,
+            discharge_too_cold=limits.discharge_too_cold,
+            discharge_too_hot=limits.discharge_too_hot,
+            thermistor_fitted=settings.battery_thermistor,
         )
         self._staleness = StalenessMonitor(settings.stale_after_s, now)
         self._dual_pv = DualPvStager(
@@ -217,13 +245,15 @@ class Controller:
         measurement = self._accept(sample)
         if measurement is not None:
             events.extend(self._ingest(measurement))
+        else:
+            events.extend(self._expire_pending_trips(now))
         self._report = self._decide(now, events, measurement)
         return self._report
 
     def force_off(self, output_name: str, until: float, now: float) -> None:
         """Hold an output OFF until `until` (replacing any earlier hold on it)."""
         output = self._outputs_by_name[output_name]  # KeyError for an unknown name
-        if output.type is OutputType.FAULT:
+        if output.type is OutputType.FAULT or output.wiring is Wiring.FAULT:
             raise ValueError(f"{output_name} is a fault output: forcing it off hides faults")
         if math.isnan(until):
             raise ValueError("force_off until is NaN")
@@ -271,12 +301,24 @@ class Controller:
                 charge_too_hot=self._temperatures.charge_too_hot,
                 internal_over_temperature=self._temperatures.internal_over_temperature,
                 max_soc_holding=self._max_soc_hold.active,
+                discharge_too_cold=self._temperatures.discharge_too_cold,
+                discharge_too_hot=self._temperatures.discharge_too_hot,
             ),
             forced_off=dict(self._forced_off),
+            trips_pending=self._trips_pending(),
             last_timestamp=self._last_timestamp,
             last_battery_current=self._last_battery_current,
             last_pv_current=self._last_pv_current,
         )
+
+    def _trips_pending(self) -> dict[str, float]:
+        pending = {
+            "hvd": self._hvd.pending_since,
+            "lvd": self._lvd.pending_since,
+            "ovlo": self._lockouts.over_pending_since,
+            "uvlo": self._lockouts.under_pending_since,
+        }
+        return {name: since for name, since in pending.items() if since is not None}
 
     # --- ingesting a good measurement -----------------------------------------------------
 
@@ -306,11 +348,11 @@ class Controller:
         self._staleness.record_good(now)
         self._run_last_good_time = now
         events: list[ControlEvent] = []
-        hvd = self._hvd.update(m.max_cell)
-        lvd = self._lvd.update(m.min_cell)
+        hvd = self._hvd.update(m.max_cell, now)
+        lvd = self._lvd.update(m.min_cell, now)
         events += _limit_events(hvd, now, EventKind.HVD_TRIP, EventKind.HVD_RELEASE)
         events += _limit_events(lvd, now, EventKind.LVD_TRIP, EventKind.LVD_RELEASE)
-        self._lockouts.update(m.max_cell, m.min_cell)
+        self._lockouts.update(m.max_cell, m.min_cell, now)
         self._temperatures.update(
             battery_temperature(m.external_temperatures), m.internal_temperature
         )
@@ -320,6 +362,17 @@ class Controller:
             # Restart on the smallest source: the pack is near full.
             events += _level_events(self._dual_pv.restart_at_lowest(now), now)
         self._measurement = m
+        return events
+
+    def _expire_pending_trips(self, now: float) -> list[ControlEvent]:
+        """A failed sample does not hold a trip off: a crossing whose delay has run trips."""
+        events = _limit_events(
+            self._hvd.expire(now), now, EventKind.HVD_TRIP, EventKind.HVD_RELEASE
+        )
+        events += _limit_events(
+            self._lvd.expire(now), now, EventKind.LVD_TRIP, EventKind.LVD_RELEASE
+        )
+        self._lockouts.expire(now)
         return events
 
     def _count_charge(
@@ -438,8 +491,13 @@ class Controller:
         return frozenset(blocks)
 
     def _drop_expired_holds(self, now: float) -> None:
-        for name in [name for name, until in self._forced_off.items() if now >= until]:
-            del self._forced_off[name]
+        """Holds end at their time; a hold on an output that charges also ends at LVD: the
+        agent's own computer keeps drawing from an empty pack, which must not be left
+        without its charge sources (a forgotten hold would take it below UVLO)."""
+        empty = self._lvd.active
+        for name, until in list(self._forced_off.items()):
+            if now >= until or (empty and charges(self._outputs_by_name[name])):
+                del self._forced_off[name]
 
     def _compose_outputs(
         self, now: float, charge_allowed: bool, load_allowed: bool, faults: frozenset[Fault]
@@ -453,12 +511,9 @@ class Controller:
         )
         states: dict[str, bool] = {}
         for output in self.settings.outputs:
-            if is_charge_type(output.type):
-                permitted = charge_allowed
-            elif is_load_type(output.type):
-                permitted = load_allowed
-            else:
-                permitted = output.type is OutputType.FAULT
+            permitted = type_permits(output.type, charge_allowed, load_allowed) and (
+                wiring_permits(output.wiring, charge_allowed, load_allowed)
+            )
             held_off = output.name in self._forced_off and now < self._forced_off[output.name]
             wanted = requested_state(output.type, requests)
             states[output.name] = wanted and permitted and not held_off
@@ -558,6 +613,18 @@ class _Reader:
         except ValueError as error:
             raise self._bad(key, str(error)) from error
 
+    def trips_pending(self, key: str) -> dict[str, float]:
+        """Absent in states saved before delays existed: nothing pending then."""
+        if key not in self.data:
+            return {}
+        pending = self.child(key)
+        result: dict[str, float] = {}
+        for name in pending.data:
+            if name not in DELAYED_LIMITS:
+                raise self._bad(key, f"unknown limit {name!r}")
+            result[name] = pending.number(name)
+        return result
+
     def forced_off(self, key: str) -> dict[str, float]:
         holds = self.child(key)
         result: dict[str, float] = {}
@@ -608,5 +675,15 @@ def _read_counters(reader: _Reader) -> EnergyCounters:
     return EnergyCounters(**values)
 
 
+# Limit memories added after the first release: a state saved before them lacks the key.
+_LATER_LIMITS = ("discharge_too_cold", "discharge_too_hot")
+
+
 def _read_limits(reader: _Reader) -> LimitStates:
-    return LimitStates(**{limit.name: reader.boolean(limit.name) for limit in fields(LimitStates)})
+    return LimitStates(
+        **{
+            limit.name: reader.boolean(limit.name)
+            for limit in fields(LimitStates)
+            if limit.name not in _LATER_LIMITS or limit.name in reader.data
+        }
+    )

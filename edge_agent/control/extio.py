@@ -1,17 +1,64 @@
-"""What each EXTIO output type asks for, before any protection is applied.
+"""What each EXTIO output type asks for, and which types each wiring may take.
 
-These are requests only: `Controller._compose_outputs` is the one place that ANDs them with
-the charge and load permissions, the forced-off list and the staleness check.
+The requests are only requests: `Controller._compose_outputs` is the one place that ANDs them
+with the charge and load permissions (by type and by wiring), the forced-off list and the
+staleness check.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from edge_agent.control.settings import OutputType
+from edge_agent.control.settings import OutputSettings, OutputType, Wiring
 
 CHARGE_TYPES = frozenset({OutputType.HVD, OutputType.HIGH_SOC, OutputType.DUAL_PV})
 LOAD_TYPES = frozenset({OutputType.LVD, OutputType.LOW_SOC})
+
+# The types an output may have, by what it physically switches. Type 0 never conducts, so
+# every wiring but a fault's may be unused. A signal switches no power: any type but dual PV
+# (which would take the place of a real array in the staging).
+ALLOWED_TYPES: Mapping[Wiring, frozenset[OutputType]] = {
+    Wiring.CHARGE: frozenset({OutputType.UNUSED, *CHARGE_TYPES}),
+    Wiring.LOAD: frozenset({OutputType.UNUSED, *LOAD_TYPES}),
+    Wiring.SIGNAL: frozenset(set(OutputType) - {OutputType.DUAL_PV}),
+    Wiring.FAULT: frozenset({OutputType.FAULT}),
+    Wiring.NONE: frozenset({OutputType.UNUSED}),
+}
+
+
+def inferred_wiring(output_type: OutputType) -> Wiring:
+    """The wiring a file without `wiring` keys is taken to have: the conservative reading of
+    its type (a type 3 or 4 output may be a mere alarm, but then protection costs nothing)."""
+    if output_type in CHARGE_TYPES:
+        return Wiring.CHARGE
+    if output_type in LOAD_TYPES:
+        return Wiring.LOAD
+    if output_type is OutputType.FAULT:
+        return Wiring.FAULT
+    return Wiring.NONE
+
+
+def remote_types(wiring: Wiring) -> frozenset[OutputType]:
+    """The types a remote request may give an output of this wiring: those its wiring allows,
+    and never into or out of the fault type (the file decides which outputs report faults)."""
+    if wiring is Wiring.FAULT:
+        return ALLOWED_TYPES[wiring]
+    return ALLOWED_TYPES[wiring] - {OutputType.FAULT}
+
+
+def charges(output: OutputSettings) -> bool:
+    """Does this output switch a charge source on when it conducts?"""
+    return output.wiring is Wiring.CHARGE and output.type in CHARGE_TYPES
+
+
+def wiring_permits(wiring: Wiring, charge_allowed: bool, load_allowed: bool) -> bool:
+    """May an output of this wiring conduct now, whatever its type asks for?"""
+    if wiring is Wiring.CHARGE:
+        return charge_allowed
+    if wiring is Wiring.LOAD:
+        return load_allowed
+    return wiring is not Wiring.NONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +77,15 @@ def is_charge_type(output_type: OutputType) -> bool:
 
 def is_load_type(output_type: OutputType) -> bool:
     return output_type in LOAD_TYPES
+
+
+def type_permits(output_type: OutputType, charge_allowed: bool, load_allowed: bool) -> bool:
+    """May an output of this type conduct now, whatever its request?"""
+    if is_charge_type(output_type):
+        return charge_allowed
+    if is_load_type(output_type):
+        return load_allowed
+    return output_type is OutputType.FAULT
 
 
 def requested_state(output_type: OutputType, inputs: OutputRequestInputs) -> bool:

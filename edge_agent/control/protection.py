@@ -6,9 +6,9 @@ Each part only decides; `Controller` combines the decisions into output states.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from edge_agent.control.hysteresis import LowerLimit, UpperLimit
+from edge_agent.control.hysteresis import DelayedLimit, LowerLimit, UpperLimit
 from edge_agent.control.model import Fault, Interlock, Measurement
 from edge_agent.control.settings import CellThresholds, TemperatureLimits
 
@@ -65,9 +65,9 @@ def _other_value_problem(measurement: Measurement) -> str | None:
     return None
 
 
-def battery_temperature(external_temperatures: Iterable[float | None]) -> float | None:
-    """The first fitted external sensor is the battery's."""
-    return next((t for t in external_temperatures if t is not None), None)
+def battery_temperature(external_temperatures: Sequence[float | None]) -> float | None:
+    """The battery's thermistor is the cell monitor's first external input (xT1)."""
+    return external_temperatures[0] if external_temperatures else None
 
 
 class StalenessMonitor:
@@ -92,10 +92,13 @@ class StalenessMonitor:
 
 
 class TemperatureInterlocks:
-    """Battery charge-temperature window and board over-temperature, with hysteresis.
+    """Battery charge- and discharge-temperature windows and board over-temperature, with
+    hysteresis.
 
     A missing reading keeps the previous decision: a sensor that vanishes while charging is
-    blocked must not unblock it. A box without any battery sensor never blocks charging.
+    blocked must not unblock it. With a battery thermistor fitted, a missing reading also blocks
+    charging by itself (too cold to read, or a broken wire); a box without one never blocks
+    charging or loads by battery temperature.
     """
 
     def __init__(
@@ -105,22 +108,31 @@ class TemperatureInterlocks:
         too_cold: bool = False,
         too_hot: bool = False,
         internal_hot: bool = False,
+        discharge_too_cold: bool = False,
+        discharge_too_hot: bool = False,
+        thermistor_fitted: bool = False,
     ) -> None:
         hysteresis = limits.charge_hysteresis
-        self._too_cold = LowerLimit(
-            limits.charge_min, limits.charge_min + hysteresis, inclusive=False, active=too_cold
-        )
-        self._too_hot = UpperLimit(
-            limits.charge_max, limits.charge_max - hysteresis, inclusive=False, active=too_hot
-        )
+        self._thermistor_fitted = thermistor_fitted
+        self._battery_known = False  # until a measurement says otherwise
+        self._too_cold = _below(limits.charge_min, hysteresis, too_cold)
+        self._too_hot = _above(limits.charge_max, hysteresis, too_hot)
+        self._discharge_too_cold = _below(limits.discharge_min, hysteresis, discharge_too_cold)
+        self._discharge_too_hot = _above(limits.discharge_max, hysteresis, discharge_too_hot)
         self._internal_hot = UpperLimit(
             limits.internal_cutoff, limits.internal_release, inclusive=False, active=internal_hot
         )
 
     def update(self, battery_celsius: float | None, internal_celsius: float | None) -> None:
+        self._battery_known = battery_celsius is not None
         if battery_celsius is not None:
-            self._too_cold.update(battery_celsius)
-            self._too_hot.update(battery_celsius)
+            for limit in (
+                self._too_cold,
+                self._too_hot,
+                self._discharge_too_cold,
+                self._discharge_too_hot,
+            ):
+                limit.update(battery_celsius)
         if internal_celsius is not None:
             self._internal_hot.update(internal_celsius)
 
@@ -136,8 +148,22 @@ class TemperatureInterlocks:
     def internal_over_temperature(self) -> bool:
         return self._internal_hot.active
 
+    @property
+    def discharge_too_cold(self) -> bool:
+        return self._discharge_too_cold.active
+
+    @property
+    def discharge_too_hot(self) -> bool:
+        return self._discharge_too_hot.active
+
+    @property
+    def battery_temperature_unknown(self) -> bool:
+        return self._thermistor_fitted and not self._battery_known
+
     def charge_interlocks(self) -> frozenset[Interlock]:
         found: set[Interlock] = set()
+        if self.battery_temperature_unknown:
+            found.add(Interlock.BATTERY_TEMPERATURE_UNKNOWN)
         if self.charge_too_cold:
             found.add(Interlock.CHARGE_TOO_COLD)
         if self.charge_too_hot:
@@ -147,14 +173,27 @@ class TemperatureInterlocks:
         return frozenset(found)
 
     def load_interlocks(self) -> frozenset[Interlock]:
+        found: set[Interlock] = set()
+        if self.discharge_too_cold:
+            found.add(Interlock.DISCHARGE_TOO_COLD)
+        if self.discharge_too_hot:
+            found.add(Interlock.DISCHARGE_TOO_HOT)
         if self.internal_over_temperature:
-            return frozenset({Interlock.INTERNAL_OVER_TEMPERATURE})
-        return frozenset()
+            found.add(Interlock.INTERNAL_OVER_TEMPERATURE)
+        return frozenset(found)
+
+
+def _below(trip: float, hysteresis: float, active: bool) -> LowerLimit:
+    return LowerLimit(trip, trip + hysteresis, inclusive=False, active=active)
+
+
+def _above(trip: float, hysteresis: float, active: bool) -> UpperLimit:
+    return UpperLimit(trip, trip - hysteresis, inclusive=False, active=active)
 
 
 class VoltageLockouts:
-    """Secondary voltage limits (OVLO/UVLO). With `latch`, a lockout stays until
-    `clear_latched` is called after its condition has gone."""
+    """Secondary voltage limits (OVLO/UVLO), each tripping after its short delay. With
+    `latch`, a lockout stays until `clear_latched` is called after its condition has gone."""
 
     def __init__(
         self,
@@ -164,18 +203,43 @@ class VoltageLockouts:
         over_condition: bool = False,
         under_condition: bool = False,
         latched: Iterable[Fault] = (),
+        over_pending_since: float | None = None,
+        under_pending_since: float | None = None,
     ) -> None:
         margin = cells.lockout_release_margin
-        self._over = UpperLimit(cells.ovlo, cells.ovlo - margin, active=over_condition)
-        self._under = LowerLimit(cells.uvlo, cells.uvlo + margin, active=under_condition)
+        self._over = DelayedLimit(
+            UpperLimit(cells.ovlo, cells.ovlo - margin, active=over_condition),
+            cells.ovlo_delay_s,
+            over_pending_since,
+        )
+        self._under = DelayedLimit(
+            LowerLimit(cells.uvlo, cells.uvlo + margin, active=under_condition),
+            cells.uvlo_delay_s,
+            under_pending_since,
+        )
         self.latch = latch
         self.latched: set[Fault] = set(latched) & _LOCKOUT_FAULTS if latch else set()
 
-    def update(self, max_cell: float, min_cell: float) -> None:
-        self._over.update(max_cell)
-        self._under.update(min_cell)
+    def update(self, max_cell: float, min_cell: float, now: float) -> None:
+        self._over.update(max_cell, now)
+        self._under.update(min_cell, now)
         if self.latch:
             self.latched |= self._conditions()
+
+    def expire(self, now: float) -> None:
+        """No measurement now: lockouts whose delay ran out while pending trip anyway."""
+        self._over.expire(now)
+        self._under.expire(now)
+        if self.latch:
+            self.latched |= self._conditions()
+
+    @property
+    def over_pending_since(self) -> float | None:
+        return self._over.pending_since
+
+    @property
+    def under_pending_since(self) -> float | None:
+        return self._under.pending_since
 
     @property
     def over_condition(self) -> bool:

@@ -8,7 +8,7 @@ control core only reads them. All cell voltages are per cell, in volts; currents
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
 
 class OutputType(IntEnum):
@@ -23,10 +23,31 @@ class OutputType(IntEnum):
     DUAL_PV = 6  # secondary (~2x) charge source, staged with the type 1 outputs
 
 
+class Wiring(StrEnum):
+    """What an output physically switches. Local: only the configuration file says it.
+
+    The type decides when an output would like to conduct; the wiring decides what may never
+    be allowed (a charge-wired output conducts only while charging is allowed, whatever its
+    type), and which types it may take (`control.extio.ALLOWED_TYPES`).
+    """
+
+    CHARGE = "charge"  # a charge source: DSSR20, a charger's remote on/off
+    LOAD = "load"  # loads: an inverter's remote on/off, a BatteryProtect
+    SIGNAL = "signal"  # a lamp, buzzer or another controller's input: switches no power
+    FAULT = "fault"  # a remote-trip breaker or fault lamp: asserted on faults
+    NONE = "none"  # connected to nothing
+
+
 @dataclass(frozen=True, slots=True)
 class CellThresholds:
     """Cell-voltage limits, volts per cell. Order: uvlo < lvd < lvd_reconnect <
-    hvd_reconnect < hvd < ovlo, and hvd_reconnect < eoc <= hvd."""
+    hvd_reconnect < hvd < ovlo, and hvd_reconnect < eoc <= hvd; the widths and gaps the
+    chemistry needs are in `control.envelope`.
+
+    Each limit trips once its condition has held for its delay, as the ISL94203's own OV/UV
+    timers do: a load step sags an LFP cell by tens of mV for a moment, and that must not cut
+    the loads. Releasing is not delayed.
+    """
 
     uvlo: float = 2.50  # under-voltage lockout (fault)
     # Loads off. 3.00 V (about 4 % left at rest) keeps a reserve for the agent's own computer,
@@ -39,6 +60,10 @@ class CellThresholds:
     hvd: float = 3.60  # charge off
     ovlo: float = 3.75  # over-voltage lockout (fault)
     lockout_release_margin: float = 0.05  # a lockout clears this far back inside the limit
+    hvd_delay_s: float = 1.0
+    lvd_delay_s: float = 5.0
+    ovlo_delay_s: float = 1.0  # the lockouts are the second line: their delays stay short
+    uvlo_delay_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +93,9 @@ class TemperatureLimits:
 
     charge_min: float = 0.0  # no charging below this (battery temperature)
     charge_max: float = 45.0  # no charging above this (battery temperature)
-    charge_hysteresis: float = 2.0
+    charge_hysteresis: float = 2.0  # also the discharge window's
+    discharge_min: float = -20.0  # loads off below this (battery temperature)
+    discharge_max: float = 55.0  # loads off above this (battery temperature)
     internal_cutoff: float = 60.0  # charge and load off above this (board temperature)
     internal_release: float = 50.0  # back on below this
 
@@ -118,15 +145,16 @@ class OutputSettings:
 
     name: str  # e.g. "extio3"
     type: OutputType
+    wiring: Wiring
 
 
 def default_outputs() -> tuple[OutputSettings, ...]:
     """SBMS0 defaults: EXTIO3 loads, EXTIO4 charge, EXTIO5 unused, EXTIO6 fault."""
     return (
-        OutputSettings("extio3", OutputType.LVD),
-        OutputSettings("extio4", OutputType.HVD),
-        OutputSettings("extio5", OutputType.UNUSED),
-        OutputSettings("extio6", OutputType.FAULT),
+        OutputSettings("extio3", OutputType.LVD, Wiring.LOAD),
+        OutputSettings("extio4", OutputType.HVD, Wiring.CHARGE),
+        OutputSettings("extio5", OutputType.UNUSED, Wiring.NONE),
+        OutputSettings("extio6", OutputType.FAULT, Wiring.FAULT),
     )
 
 
@@ -145,3 +173,7 @@ class ControlSettings:
     outputs: tuple[OutputSettings, ...] = field(default_factory=default_outputs)
     stale_after_s: float = 5.0  # no good measurement for this long: charge and load off, fault on
     lockouts_latch: bool = False  # OVLO/UVLO faults stay until cleared by a command
+    # A thermistor on the cells at the cell monitor's first external input (xT1). When fitted,
+    # no reading means no charging: the divider reads "open" below about -8 C, so a box that
+    # starts in the cold must not take the silence for a missing sensor.
+    battery_thermistor: bool = True

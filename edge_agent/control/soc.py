@@ -3,9 +3,11 @@
 How it beats plain coulomb counting (whose error grows with the shunt offset over time and
 with the gain error over a cycle):
 
-* Anchors. End of charge (highest cell >= eoc held for eoc_hold_s while not discharging: a
-  CV charger tapering, or PV switched straight onto the pack, which never tapers) or an HVD
-  trip sets 100 %; an LVD trip sets `empty_soc`. A rest in the steep parts of the LFP curve
+* Anchors. An end of charge sets 100 %: the highest cell at or above eoc for eoc_hold_s while
+  the current has tapered to tail_current or less (a CV charger's absorption ending; not its
+  bulk phase, which crosses eoc at full current when its absorption voltage is above eoc), or
+  an HVD trip (PV switched straight onto the pack never tapers: it is cut at HVD). An LVD trip
+  sets `empty_soc`. A rest in the steep parts of the LFP curve
   (below ~12 %, above ~97 %) blends the estimate halfway toward the OCV-derived SoC.
 * Offset learning. Between two full anchors the true charge balance is zero (the counted
   charge in is already scaled by the coulombic efficiency), so whatever was counted, divided
@@ -274,8 +276,12 @@ class SocEstimator:
     def _track_end_of_charge(
         self, measurement: Measurement, current: float, now: float, gap: bool
     ) -> bool:
-        """True on the sample where end of charge has held for eoc_hold_s (once per episode)."""
-        at_eoc = measurement.max_cell >= self.cells.eoc and current > -self.settings.tail_current
+        """True on the sample where end of charge has held for eoc_hold_s (once per episode).
+
+        A cell at eoc says "full" only once the current has tapered: under a bulk current the
+        cell's resistance and polarisation lift it past eoc well before the pack is full."""
+        tail = self.settings.tail_current
+        at_eoc = measurement.max_cell >= self.cells.eoc and -tail < current <= tail
         s = self._state
         if not at_eoc:
             self._state = replace(s, eoc_since=None, eoc_synced=False)

@@ -3,10 +3,18 @@
 The chip has a configuration area (0x00-0x4B) backed by EEPROM with a RAM copy, selected by
 register 0x89 bit 0. This driver only ever writes the RAM copy: EEPROM writes are slow and wear
 the part, and a half-written EEPROM page would survive a power cycle.
+
+The chip protects on its own, whatever the computer does: a cell above OV (0x00) for the OV
+delay (0x10) turns its CFET output off, one below UV (0x04) for the UV delay (0x12) its DFET
+output (docs/safety.md shows how those cut the charge and load control signals). The agent's
+HVD and LVD act first; the chip's OV and UV are set at the agent's lockout levels (OVLO,
+UVLO) with their delays, so they are the last line, and the chip's own lockouts (OVLO 0x08,
+UVLO 0x0A) a step beyond them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +36,8 @@ REG_UVR = 0x06
 REG_OVLO = 0x08
 REG_UVLO = 0x0A
 REG_EOC = 0x0C
+REG_OV_DELAY = 0x10  # bits 9:0 value, 11:10 unit (us, ms, s, min); 15:12 kept as found
+REG_UV_DELAY = 0x12
 REG_CBMIN = 0x1C
 REG_CBMAX = 0x1E
 REG_CBMINDV = 0x20
@@ -49,6 +59,10 @@ REG_XT2 = 0xA4
 REG_VBATT = 0xA6
 
 CODE_MASK = 0x0FFF
+# The chip's own lockouts sit this far beyond the agent's (whose lockouts are the chip's OV/UV).
+CHIP_LOCKOUT_STEP_V = 0.10
+DELAY_UNIT_MS, DELAY_UNIT_S = 1, 2
+DELAY_VALUE_MAX = 0x3FF
 ADC_FULL_SCALE_V = 1.8
 ADC_MAX_CODE = 4095
 CELL_VOLTS_PER_CODE = ADC_FULL_SCALE_V * 8 / (ADC_MAX_CODE * 3)  # 1.17216 mV
@@ -84,6 +98,17 @@ def volts_to_code(volts: float) -> int:
     if not 0 <= code <= CODE_MASK:
         raise ValueError(f"{volts} V does not fit a 12-bit ISL94203 cell-voltage code")
     return code
+
+
+def delay_code(seconds: float) -> int:
+    """A delay word's 12-bit code: milliseconds up to 1.023 s, else whole seconds (rounded
+    up: the chip is the last line, a delay is never shortened into a nuisance trip)."""
+    if not 0.0 <= seconds <= DELAY_VALUE_MAX:
+        raise ValueError(f"delay {seconds} s does not fit an ISL94203 delay register")
+    milliseconds = round(seconds * 1000.0)
+    if milliseconds <= DELAY_VALUE_MAX:
+        return DELAY_UNIT_MS << 10 | milliseconds
+    return DELAY_UNIT_S << 10 | math.ceil(seconds - 1e-9)
 
 
 def cell_inputs(mask: int) -> tuple[int, ...]:
@@ -147,14 +172,16 @@ class Isl94203:
 
     # -- configuration -------------------------------------------------------------------
     def configure(self, thresholds: CellThresholds, balance: BalanceSettings) -> None:
-        """Write thresholds, balance window and cell count into the RAM copy, verified."""
+        """Write the protection levels (see the module docstring), balance window and cell
+        count into the RAM copy, verified."""
+        margin = thresholds.lockout_release_margin
         words = {
-            REG_OV: thresholds.hvd,
-            REG_OVR: thresholds.hvd_reconnect,
-            REG_UV: thresholds.lvd,
-            REG_UVR: thresholds.lvd_reconnect,
-            REG_OVLO: thresholds.ovlo,
-            REG_UVLO: thresholds.uvlo,
+            REG_OV: thresholds.ovlo,
+            REG_OVR: thresholds.ovlo - margin,
+            REG_UV: thresholds.uvlo,
+            REG_UVR: thresholds.uvlo + margin,
+            REG_OVLO: thresholds.ovlo + CHIP_LOCKOUT_STEP_V,
+            REG_UVLO: thresholds.uvlo - CHIP_LOCKOUT_STEP_V,
             REG_EOC: thresholds.eoc,
             REG_CBMIN: balance.min_cell,
             REG_CBMAX: balance.max_cell,
@@ -162,6 +189,8 @@ class Isl94203:
             REG_CBMAXDV: balance.max_delta,
         }
         codes = {register: volts_to_code(volts) for register, volts in words.items()}
+        codes[REG_OV_DELAY] = delay_code(thresholds.ovlo_delay_s)
+        codes[REG_UV_DELAY] = delay_code(thresholds.uvlo_delay_s)
         self._select_ram()
         for register, code in codes.items():
             self._write_code_preserving_upper_bits(register, code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from edge_agent.drivers.bus import DeviceError, SMBusLike
@@ -9,6 +10,8 @@ from edge_agent.drivers.outputs import check_known
 
 REG_IODIR = 0x00  # 1 = input (power-on 0xFF)
 REG_OLAT = 0x0A  # output latch
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class Mcp23008Outputs:
@@ -36,17 +39,17 @@ class Mcp23008Outputs:
         self._used_mask = sum(1 << pin for pin in used)
         self._states: dict[str, bool] = dict.fromkeys(self.names, False)
         self._started = False
+        self.resets_recovered = 0  # times the chip was found reset and set up again
 
     def start(self) -> None:
         """All outputs OFF: latch first, then switch the pins to outputs (no glitch)."""
         self._states = dict.fromkeys(self.names, False)
-        olat = self._latch_value()
-        self._write(REG_OLAT, olat)
-        self._write(REG_IODIR, 0xFF & ~self._used_mask)
-        self._verify(olat)
+        self._set_up(self._latch_value())
         self._started = True
 
     def apply(self, states: Mapping[str, bool]) -> None:
+        """Set the outputs. A chip found reset (a brown-out, or its RESET pin pulled: all
+        pins back to inputs, so every output OFF) is set up again with these states."""
         if not self._started:
             raise RuntimeError("Mcp23008Outputs.apply() before start()")
         check_known(self.names, states, f"MCP23008 at 0x{self._address:02X}")
@@ -54,6 +57,21 @@ class Mcp23008Outputs:
         olat = self._latch_value()
         self._write(REG_OLAT, olat)
         # Reading back catches a chip that reset (IODIR back to all inputs) or a stuck bus.
+        iodir = self._read(REG_IODIR)
+        if iodir & self._used_mask == self._used_mask:
+            self.resets_recovered += 1
+            _LOGGER.warning(
+                "MCP23008 at 0x%02X had reset (IODIR 0x%02X): setting its outputs up again",
+                self._address,
+                iodir,
+            )
+            self._set_up(olat)
+            return
+        self._verify(olat)
+
+    def _set_up(self, olat: int) -> None:
+        self._write(REG_OLAT, olat)
+        self._write(REG_IODIR, 0xFF & ~self._used_mask)
         self._verify(olat)
 
     def release(self) -> None:

@@ -124,6 +124,7 @@ class MqttLink:
         policy: PublishPolicy | None = None,
         publish_settings: Callable[[], PublishSettings] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        agent_clock: Callable[[], float] | None = None,
         discovery: DiscoveryFactory | None = None,
         history: HistoryReader | None = None,
     ) -> None:
@@ -132,7 +133,9 @@ class MqttLink:
         accepted config/set so a remote change of the `publish` section takes effect.
         `discovery` builds the Home Assistant discovery message; it is published only while
         `settings.ha_discovery` is on. `history` answers `history/get`; without it (no data
-        log) every such request is rejected."""
+        log) every such request is rejected. `wall_clock` paces publishing (real seconds);
+        `agent_clock` (default: the wall clock) is the controller's time, on which requests are
+        decided and results stamped: a simulated box runs on its own."""
         self.settings = settings
         self.topics = topics
         self._announce = announce
@@ -141,6 +144,7 @@ class MqttLink:
         self._policy = policy or PublishPolicy()
         self._publish_settings = publish_settings
         self._now = wall_clock
+        self._agent_now = agent_clock or wall_clock
         self._discovery = discovery if settings.ha_discovery else None
         self._history = history or HistoryReader(None, 0)  # rejects: no data log
         self._birth_topic = birth_topic(settings.ha_discovery_prefix)
@@ -341,7 +345,7 @@ class MqttLink:
         remote = self._remote
         if remote is None:
             return
-        now = self._now()
+        now = self._agent_now()
         result_topic: str
         try:
             if topic == self.topics.config_set:
@@ -366,7 +370,9 @@ class MqttLink:
     ) -> None:
         result = await self._history.answer(payload)  # reads on a worker thread
         body = encode(
-            history_result_payload(result.request_id, result.errors, self._now(), page=result.page)
+            history_result_payload(
+                result.request_id, result.errors, self._agent_now(), page=result.page
+            )
         )
         await self._reply(client, message, self.topics.history_result, body)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import edge_agent
 from edge_agent.config import AgentConfig, config_to_dict
+from edge_agent.control.extio import remote_types
 from edge_agent.control.model import ControlEvent, ControlReport, Interlock, Measurement
 from edge_agent.control.settings import OutputType
 from edge_agent.mqtt import DEFAULT_BASE, PROTOCOL_VERSION
@@ -117,6 +118,7 @@ def announce_payload(
     unknown = set(temperature_inputs) - set(TEMPERATURE_NAMES)
     if unknown:
         raise ValueError(f"unknown temperature inputs {sorted(unknown)}")
+    settable = source != "sbms0" if config_set is None else config_set
     return {
         "protocol_version": PROTOCOL_VERSION,
         "agent_version": edge_agent.__version__,
@@ -135,11 +137,16 @@ def announce_payload(
                 "name": output.name,
                 "type": int(output.type),
                 "type_name": output_type_name(output.type),
+                "wiring": output.wiring.value,
+                # The types a config/set may give it (its wiring's, never into or out of 5).
+                "settable_types": (
+                    sorted(int(t) for t in remote_types(output.wiring)) if settable else []
+                ),
             }
             for output in config.control.outputs
         ],
         "capabilities": {
-            "config_set": source != "sbms0" if config_set is None else config_set,
+            "config_set": settable,
             "commands": list(commands),
             "history": history,  # answers history/get from a data log
         },

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from edge_agent.config import HardwareSettings, OutputPinSettings, ShuntSettings
+from edge_agent.config import HEARTBEAT_LINE, HardwareSettings, OutputPinSettings, ShuntSettings
 from edge_agent.control.settings import BalanceSettings, CellThresholds
 from edge_agent.drivers.bus import SMBusLike
 from edge_agent.drivers.ina2xx import Ina226, Ina228, ShuntMonitor
@@ -34,18 +34,35 @@ class Hardware:
 
 
 class CombinedOutputs:
-    """Several output banks (expanders, GPIO chips) behind one apply/release."""
+    """Several output banks (expanders, GPIO chips) behind one apply/release, and the
+    heartbeat line when there is one (docs/safety.md: the pulses that keep the external
+    one-shot enabling the outputs)."""
 
-    def __init__(self, banks: list[OutputBank]) -> None:
+    def __init__(self, banks: list[OutputBank], heartbeat: bool = False) -> None:
         self._banks = banks
-        self.names: tuple[str, ...] = tuple(name for bank in banks for name in bank.names)
+        lines = [name for bank in banks for name in bank.names]
+        self.names: tuple[str, ...] = tuple(name for name in lines if name != HEARTBEAT_LINE)
+        self.has_heartbeat = heartbeat and HEARTBEAT_LINE in lines
         self.write_failures = 0
 
     def apply(self, states: Mapping[str, bool]) -> None:
-        """Apply to every bank; a failing bank does not keep the others from switching."""
+        """Apply to every bank; a failing bank does not keep the others from switching.
+
+        With a heartbeat, the line goes high with these states and low again once every bank
+        took them: one pulse per decided sample, and none when a bank failed."""
+        wanted = dict(states)
+        if self.has_heartbeat:
+            wanted[HEARTBEAT_LINE] = True
+        self._apply(wanted, every_bank=True)
+        if self.has_heartbeat:
+            self._apply({HEARTBEAT_LINE: False}, every_bank=False)
+
+    def _apply(self, states: Mapping[str, bool], *, every_bank: bool) -> None:
         first_error: Exception | None = None
         for bank in self._banks:
             wanted = {name: states[name] for name in bank.names if name in states}
+            if not wanted and not every_bank:
+                continue
             try:
                 bank.apply(wanted)
             except Exception as err:
@@ -78,7 +95,11 @@ def open_hardware(
     pv_shunt = (
         _open_shunt(bus, bus_name, settings.pv_shunt) if settings.pv_shunt is not None else None
     )
-    outputs = CombinedOutputs(_open_output_banks(bus, bus_name, settings.outputs, gpio_factory))
+    lines = settings.outputs
+    if settings.heartbeat is not None:
+        lines = (*lines, settings.heartbeat.line)
+    banks = _open_output_banks(bus, bus_name, lines, gpio_factory)
+    outputs = CombinedOutputs(banks, heartbeat=settings.heartbeat is not None)
     return Hardware(cell_monitor, battery_shunt, pv_shunt, outputs)
 
 

@@ -13,6 +13,7 @@ from edge_agent.runtime.clock import Clock
 _LOGGER = logging.getLogger(__name__)
 
 ReportListener = Callable[[ControlReport], None]
+KeepAlive = Callable[[], None]
 
 
 class SteppingAgent(Protocol):
@@ -31,11 +32,14 @@ async def run_agent(
     *,
     on_report: ReportListener | None = None,
     max_samples: int | None = None,
+    keep_alive: KeepAlive | None = None,
 ) -> int:
     """Run until `stop` is set (or max_samples taken); returns the number of samples.
 
     Deadlines are kept on a fixed grid, so a slow sample shortens the next wait instead of
     drifting; after a long stall the grid restarts from now rather than catching up in a burst.
+    `keep_alive` (systemd's watchdog) is called here, after each decided sample, and nowhere
+    else: a loop that stops deciding stops calling it, whatever other tasks still run.
     """
     samples = 0
     next_deadline = clock.now()
@@ -43,6 +47,8 @@ async def run_agent(
         while not stop.is_set() and (max_samples is None or samples < max_samples):
             report = agent.step(clock.now())
             samples += 1
+            if keep_alive is not None:
+                keep_alive()
             if on_report is not None:
                 _notify(on_report, report)
             next_deadline += interval_s

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_agent.config import AgentConfig, ConfigError, merge_remote_config
-from edge_agent.control.settings import OutputType
+from edge_agent.control.extio import charges
+from edge_agent.control.model import Interlock
+from edge_agent.control.settings import OutputSettings, OutputType, Wiring
 from edge_agent.runtime.agent import Agent
 from edge_agent.storage.config_overlay import ConfigOverlay, ConfigOverlayError
 
@@ -221,16 +223,28 @@ class RemoteControl:
         seconds = 0.0
         try:
             name = self._output(document)
-            errors += _forceable(name, self._output_types()[name])
+            errors += _forceable(name, self._outputs()[name])
         except _RejectedError as rejected:
             errors += rejected.errors
         try:
             seconds = _number(document, "seconds", *FORCE_OFF_SECONDS)
         except _RejectedError as rejected:
             errors += rejected.errors
+        if not errors and name is not None and self._at_lvd() and charges(self._outputs()[name]):
+            errors.append(
+                (
+                    "output",
+                    f"{name} charges the battery and the pack is at LVD: its charging cannot "
+                    "be held off now",
+                )
+            )
         if errors or name is None:
             raise _RejectedError(*errors)
         self._agent.controller.force_off(name, now + seconds, now)
+
+    def _at_lvd(self) -> bool:
+        report = self._agent.last_report
+        return report is not None and Interlock.LVD in report.interlocks
 
     def _clear_fault(self, now: float) -> None:
         controller = self._agent.controller
@@ -241,15 +255,15 @@ class RemoteControl:
                 ("command", f"still latched because the condition is present: {', '.join(still)}")
             )
 
-    def _output_types(self) -> dict[str, OutputType]:
-        return {output.name: output.type for output in self._agent.controller.settings.outputs}
+    def _outputs(self) -> dict[str, OutputSettings]:
+        return {output.name: output for output in self._agent.controller.settings.outputs}
 
     def _output(self, document: dict[str, Any]) -> str:
         name = document["output"]
-        types = self._output_types()
-        if not isinstance(name, str) or name not in types:
+        outputs = self._outputs()
+        if not isinstance(name, str) or name not in outputs:
             raise _RejectedError(
-                ("output", f"unknown output {_show(name)} (outputs: {', '.join(types)})")
+                ("output", f"unknown output {_show(name)} (outputs: {', '.join(outputs)})")
             )
         return name
 
@@ -417,8 +431,9 @@ def _number(document: Mapping[str, Any], key: str, low: float, high: float) -> f
     return float(value)
 
 
-def _forceable(name: str, output_type: OutputType) -> list[Problem]:
-    if output_type is OutputType.FAULT:
+def _forceable(name: str, output: OutputSettings) -> list[Problem]:
+    output_type = output.type
+    if output_type is OutputType.FAULT or output.wiring is Wiring.FAULT:
         return [("output", f"{name} is the fault output: forcing it off would hide faults")]
     if output_type is OutputType.UNUSED:
         return [("output", f"{name} is unused (type 0): it is always off")]

@@ -45,8 +45,11 @@ def build_link(
     identity: Identity,
     *,
     history: HistoryReader | None = None,
+    clock: Clock | None = None,
 ) -> MqttLink:
-    """`history` answers `history/get` from the data log; None when the box keeps none."""
+    """`history` answers `history/get` from the data log; None when the box keeps none.
+    `clock` is the agent's: requests (a force-off hold's end, zero_current's freshness) are
+    decided on the time the controller runs on, also when that is a simulated box's."""
     topics = Topics(mqtt.base_topic, remote.config.agent_id)
     return MqttLink(
         mqtt,
@@ -77,6 +80,7 @@ def build_link(
             else None
         ),
         history=history,
+        agent_clock=None if clock is None else clock.now,
     )
 
 
@@ -89,10 +93,12 @@ async def serve(
     listener: Callable[[ControlReport], None] | None = None,
     recorder: DataRecorder | None = None,
     max_samples: int | None = None,
+    keep_alive: Callable[[], None] | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM (or max_samples); then release outputs and say offline.
 
     The recorder (data log) gets every report and is closed last, after the final sample.
+    `keep_alive` is called by the control loop after each decided sample (systemd watchdog).
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -111,7 +117,13 @@ async def serve(
     link_task = asyncio.ensure_future(link.run(stop)) if link is not None else None
     try:
         await run_agent(
-            agent, clock, interval_s, stop, on_report=on_report, max_samples=max_samples
+            agent,
+            clock,
+            interval_s,
+            stop,
+            on_report=on_report,
+            max_samples=max_samples,
+            keep_alive=keep_alive,
         )
     finally:
         stop.set()

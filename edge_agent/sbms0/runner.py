@@ -107,6 +107,7 @@ async def serve_sbms0(
     listener: Callable[[ControlReport], None] | None = None,
     max_samples: int | None = None,
     recorder: DataRecorder | None = None,
+    keep_alive: Callable[[], None] | None = None,
 ) -> None:
     """`runtime.service.serve` with the source task running beside the loop."""
     stop = asyncio.Event()
@@ -121,6 +122,7 @@ async def serve_sbms0(
             listener=listener,
             max_samples=max_samples,
             recorder=recorder,
+            keep_alive=keep_alive,
         )
     finally:
         stop.set()

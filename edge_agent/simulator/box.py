@@ -7,6 +7,16 @@ MCP23008 outputs (DSSRs and the load contactor) and the ISL94203's balancing dec
 the chips the new cell voltages, temperatures and shunt voltages; the INA228 charge accumulator
 gets the block's exact integral, so it loses no coulombs between polls.
 
+Heartbeat gate (optional, `BoxSpec.heartbeat_gate`): the external retriggerable one-shot of
+docs/safety.md. Each rising edge on its MCP23008 pin is stamped with the box's time as it
+happens (bus writes only happen between `advance` calls); an output conducts only while
+`now < last edge + hold_s` and its pin drives high. A block also ends where the gate drops, so
+the outputs go off at exactly that time inside a long `advance`.
+
+Charger (optional, `BoxSpec.charger`): a constant-current / constant-voltage charger switched
+by an MCP23008 pin. Its current is set at each block start from the pack's rest voltage, so
+while it conducts blocks are at most `_CHARGER_BLOCK_S` long and its taper stays smooth.
+
 Splitting: weather and loads are pure functions of (seed, time), and blocks sit on a fixed grid,
 so `advance(3600)` and `advance(1800)` twice give identical trajectories. Advancing in steps
 shorter than a block re-reads the switches more often and evaluates the load and PV currents at
@@ -19,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -49,6 +59,7 @@ from edge_agent.simulator.smbus import FakeSMBus
 JUNE_1_2026_UTC = 1780272000.0
 _PACK_STREAM, _NOISE_STREAM = 0, 3
 _MCP_PINS = 8
+_CHARGER_BLOCK_S = 5.0  # blocks while the charger conducts: it regulates on the pack voltage
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +79,29 @@ class OutputWiring:
     pv_primary_pin: int | None = 1  # EXTIO4, HVD: the primary array's DSSR20
     pv_secondary_pin: int | None = 2  # EXTIO5, dual PV: the secondary array's DSSR20
     fault_pin: int | None = 3  # EXTIO6
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatGateSpec:
+    """The retriggerable one-shot (74LVC1G123) in the optocouplers' common LED return: each
+    rising edge on `pin` enables every output for `hold_s`; without a fresh edge none conducts,
+    whatever the MCP23008 drives (docs/safety.md)."""
+
+    pin: int = 7
+    hold_s: float = 1.5  # the one-shot's pulse width tW as built
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerSpec:
+    """A CC/CV charger (mains or generator) on the battery, switched by its remote on/off from
+    an MCP23008 pin like the PV DSSRs: `current_limit_a` until the pack's terminals reach
+    `absorption_cell_v` per cell, then that voltage, the current tapering as the cells fill.
+    No float stage: it stays at absorption while switched on."""
+
+    pin: int = 4
+    absorption_cell_v: float = 3.55  # Victron's 28.4 V for 8S LFP
+    current_limit_a: float = 20.0
+    lead_resistance_ohm: float = 0.01  # output and cables: from its regulation point to the pack
 
 
 @dataclass(frozen=True)
@@ -105,6 +139,11 @@ class BoxSpec:
     pv_shunt_address: int = 0x41
     mcp_address: int = 0x20
     wiring: OutputWiring = field(default_factory=OutputWiring)
+    # None: the outputs follow the MCP23008 alone (no one-shot fitted). Off by default because
+    # a gate needs an agent pulsing faster than hold_s: physics-only runs and agents sampling
+    # every 10 s (long scenarios) could not keep a 1.5 s one-shot alive.
+    heartbeat_gate: HeartbeatGateSpec | None = None
+    charger: ChargerSpec | None = None  # None: PV is the only charge source
     physics_step_s: float = 1.0
     control_block_s: float = 60.0  # switches and balancing are re-read at least this often
 
@@ -113,6 +152,8 @@ class BoxSpec:
             raise ValueError("need 0 < physics_step_s <= control_block_s")
         if self.battery_shunt_chip not in ("ina228", "ina226"):
             raise ValueError("battery_shunt_chip must be ina228 or ina226")
+        self._check_heartbeat_gate()
+        self._check_charger()
         self.pack_spec()  # validates the cell count and the pack values
 
     @classmethod
@@ -129,6 +170,30 @@ class BoxSpec:
             switched_load=HouseholdLoadSpec().scaled(scale),
         )
         return replace(defaults, **overrides)  # type: ignore[arg-type]
+
+    def _check_heartbeat_gate(self) -> None:
+        gate = self.heartbeat_gate
+        if gate is None:
+            return
+        if not 0 <= gate.pin < _MCP_PINS or not gate.hold_s > 0:
+            raise ValueError("heartbeat_gate needs a pin within 0-7 and hold_s > 0")
+        wired = astuple(self.wiring)
+        if gate.pin in wired:
+            raise ValueError(f"heartbeat_gate pin {gate.pin} is already wired: {self.wiring}")
+
+    def _check_charger(self) -> None:
+        charger = self.charger
+        if charger is None:
+            return
+        if not 0 <= charger.pin < _MCP_PINS:
+            raise ValueError("charger needs a pin within 0-7")
+        taken = (*astuple(self.wiring), self.heartbeat_gate and self.heartbeat_gate.pin)
+        if charger.pin in taken:
+            raise ValueError(f"charger pin {charger.pin} is already wired")
+        if not (charger.absorption_cell_v > 0 and charger.current_limit_a > 0):
+            raise ValueError("charger needs a positive absorption voltage and current limit")
+        if not charger.lead_resistance_ohm > 0:
+            raise ValueError("charger needs a positive lead resistance")
 
     def pack_spec(self) -> PackSpec:
         return PackSpec(
@@ -173,12 +238,18 @@ class BoxTruth:
     pv_current: float  # both arrays
     pv_primary_current: float
     pv_secondary_current: float
+    charger_current: float
     load_current: float  # base + switched
     switched_load_current: float
     balancing: tuple[bool, ...]
-    loads_on: bool
+    loads_on: bool  # the switches over the last physics step
     pv_primary_on: bool
     pv_secondary_on: bool
+    charger_on: bool
+    outputs_since: float  # when loads_on, pv_*_on and charger_on took their present values
+    outputs_enabled: bool  # the heartbeat gate at `timestamp` (always True without one)
+    heartbeat_at: float | None  # the last rising edge on the heartbeat pin, box time
+    heartbeat_pulses: int  # rising edges on the heartbeat pin since the box was built
     max_cell_voltage_seen: float
     min_cell_voltage_seen: float
     irradiance_w_m2: float
@@ -190,6 +261,7 @@ class BoxTruth:
     battery_in_ah: float
     battery_out_ah: float
     pv_charge_ah: float
+    charger_charge_ah: float
     load_charge_ah: float
 
 
@@ -198,6 +270,7 @@ class _Outputs:
     loads: bool
     pv_primary: bool
     pv_secondary: bool
+    charger: bool = False
 
 
 @dataclass(slots=True)
@@ -205,6 +278,7 @@ class _LastStep:
     battery_current: float = 0.0
     pv_primary_current: float = 0.0
     pv_secondary_current: float = 0.0
+    charger_current: float = 0.0
     switched_load_current: float = 0.0
     base_load_current: float = 0.0
     irradiance: float = 0.0
@@ -217,6 +291,7 @@ class _Totals:
     battery_in_ah: float = 0.0
     battery_out_ah: float = 0.0
     pv_ah: float = 0.0
+    charger_ah: float = 0.0
     load_ah: float = 0.0
 
 
@@ -236,6 +311,7 @@ class SimulatedBox:
         )
         self.pv_shunt = SimIna228() if spec.pv_shunt_rating is not None else None
         self.mcp = SimMcp23008()
+        self.mcp.on_rising_edge = self._on_rising_edge
         self.bus = FakeSMBus()
         self.bus.attach(spec.isl_address, self.isl)
         self.bus.attach(spec.battery_shunt_address, self.battery_shunt)
@@ -249,6 +325,9 @@ class SimulatedBox:
         self._internal_override: float | None = None
         self._forced_levels: tuple[bool, ...] | None = None
         self._last = _LastStep()
+        self._outputs_since = self._now
+        self._heartbeat_at: float | None = None
+        self._heartbeat_pulses = 0
         self._totals = _Totals()
         self._last.ambient_c = self._ambient_at(self._now)
         self._fed_temperatures = (math.inf, math.inf)
@@ -267,16 +346,25 @@ class SimulatedBox:
         end = self._now + seconds
         step = self.spec.physics_step_s
         while end - self._now > 1e-9:
-            steps, dt = self._plan_block(end - self._now, step)
-            self._run_block(steps, dt, self._read_outputs())
-            if abs(end - self._now) < 1e-6:
-                self._now = end  # no float drift between the caller's clock and ours
+            gate_drop = self._gate_drop_time()
+            outputs = self._read_outputs()
+            steps, dt = self._plan_block(end - self._now, step, gate_drop, outputs.charger)
+            self._run_block(steps, dt, outputs)
+            for boundary in (end, gate_drop):
+                if boundary is not None and abs(boundary - self._now) < 1e-6:
+                    self._now = boundary  # no float drift between the caller's clock and ours
             self._feed_devices()
             self._balancing = np.asarray(self.isl.balancing_cells(), dtype=np.float64)
 
-    def _plan_block(self, remaining: float, step: float) -> tuple[int, float]:
-        """Steps and step length of the next block: whole steps up to the next grid line or
-        local midnight; a final remainder shorter than a step is one short step."""
+    def _plan_block(
+        self, remaining: float, step: float, gate_drop: float | None, charging: bool
+    ) -> tuple[int, float]:
+        """Steps and step length of the next block: whole steps up to the next grid line,
+        local midnight or the heartbeat gate's drop, and short blocks while the charger
+        regulates; a remainder shorter than a step before the gate drops or the advance ends
+        is one short step."""
+        if gate_drop is not None and gate_drop - self._now < min(remaining, step) - 1e-9:
+            return 1, gate_drop - self._now
         if remaining < step - 1e-9:
             return 1, remaining
         block = self.spec.control_block_s
@@ -287,7 +375,30 @@ class SimulatedBox:
         _, second_of_day = local_day(self._now, self.spec.utc_offset_hours)
         to_midnight = 86400.0 - second_of_day
         horizon = min(remaining, to_grid, max(to_midnight, step))
+        if gate_drop is not None:
+            horizon = min(horizon, gate_drop - self._now)
+        if charging:
+            horizon = min(horizon, _CHARGER_BLOCK_S)
         return max(1, int(horizon / step + 1e-9)), step
+
+    # -- heartbeat gate -----------------------------------------------------------------------
+
+    def _on_rising_edge(self, pin: int) -> None:
+        gate = self.spec.heartbeat_gate
+        if gate is not None and pin == gate.pin:
+            self._heartbeat_at = self._now
+            self._heartbeat_pulses += 1
+
+    def _gate_drop_time(self) -> float | None:
+        """When the enabled gate drops without a new edge; None when it is not enabled."""
+        gate = self.spec.heartbeat_gate
+        if gate is None or self._heartbeat_at is None:
+            return None
+        drop = self._heartbeat_at + gate.hold_s
+        return drop if self._now < drop - 1e-9 else None
+
+    def _outputs_enabled(self) -> bool:
+        return self.spec.heartbeat_gate is None or self._gate_drop_time() is not None
 
     # -- physics ------------------------------------------------------------------------------
 
@@ -314,16 +425,21 @@ class SimulatedBox:
         switched_w = self.household.day(day)[index] if outputs.loads and powered else None
         switched_a = np.zeros(steps) if switched_w is None else switched_w / pack_voltage
         base_a = spec.base_load_w / pack_voltage if powered else 0.0
-        battery = pv_primary + pv_secondary - switched_a - base_a
+        others = pv_primary + pv_secondary - switched_a - base_a
+        charger = self._charger_current(outputs.charger, others)
+        battery = others + charger
 
+        if outputs != self._last.outputs:
+            self._outputs_since = self._now
         pack_voltages = self.pack.step_block(battery, dt, self._balancing)
-        self._account(steps, dt, battery, pv_primary + pv_secondary, switched_a + base_a)
+        self._account(dt, battery, pv_primary + pv_secondary, switched_a + base_a, charger)
         self._feed_shunts(steps * dt, battery, pv_primary + pv_secondary, pack_voltages)
         self._now += steps * dt
         self._last = _LastStep(
             battery_current=float(battery[-1]),
             pv_primary_current=float(pv_primary[-1]),
             pv_secondary_current=float(pv_secondary[-1]),
+            charger_current=float(charger[-1]),
             switched_load_current=float(switched_a[-1]),
             base_load_current=base_a,
             irradiance=float(irradiance[-1]),
@@ -345,20 +461,48 @@ class SimulatedBox:
         source = pv_array_current(array, pack_voltage, irradiance, cell_temperature)
         return dssr20_current(True, source)
 
+    def _charger_current(self, is_on: bool, others_a: FloatArray) -> FloatArray:
+        """Constant current, or the current that holds the charger's regulation point at the
+        absorption voltage (with the pack's rest voltage held for the block):
+        setpoint = rest + (charger + others) x R_pack + charger x R_lead."""
+        charger = self.spec.charger
+        if charger is None or not is_on:
+            return np.zeros(others_a.size)
+        pack_resistance = float(self.pack.resistances_ohm.sum())
+        setpoint = charger.absorption_cell_v * self.spec.cell_count
+        regulating = (setpoint - self.pack.rest_voltage - others_a * pack_resistance) / (
+            pack_resistance + charger.lead_resistance_ohm
+        )
+        current: FloatArray = np.clip(regulating, 0.0, charger.current_limit_a)
+        return current
+
     def _account(
-        self, steps: int, dt: float, battery: FloatArray, pv: FloatArray, load: FloatArray
+        self,
+        dt: float,
+        battery: FloatArray,
+        pv: FloatArray,
+        load: FloatArray,
+        charger: FloatArray,
     ) -> None:
         to_ah = dt / 3600.0
         charged = float(np.maximum(battery, 0.0).sum())
         self._totals.battery_in_ah += charged * to_ah
         self._totals.battery_out_ah += (charged - float(battery.sum())) * to_ah
         self._totals.pv_ah += float(pv.sum()) * to_ah
+        self._totals.charger_ah += float(charger.sum()) * to_ah
         self._totals.load_ah += float(load.sum()) * to_ah
 
     # -- devices ------------------------------------------------------------------------------
 
     def _read_outputs(self) -> _Outputs:
-        levels = self._forced_levels or tuple(self.mcp.output_levels())
+        """What conducts from now on. Forced levels stand for the switches themselves, so
+        they bypass the heartbeat gate as they bypass the chip."""
+        if self._forced_levels is not None:
+            levels = self._forced_levels
+        elif self._outputs_enabled():
+            levels = self.mcp.output_levels()
+        else:
+            levels = (False,) * _MCP_PINS
         wiring = self.spec.wiring
 
         def level(pin: int | None) -> bool:
@@ -368,6 +512,7 @@ class SimulatedBox:
             loads=level(wiring.loads_pin),
             pv_primary=level(wiring.pv_primary_pin),
             pv_secondary=self.spec.pv_secondary is not None and level(wiring.pv_secondary_pin),
+            charger=self.spec.charger is not None and level(self.spec.charger.pin),
         )
 
     def _measured(self, true_a: float, error: ShuntErrorSpec, with_noise: bool) -> float:
@@ -478,12 +623,18 @@ class SimulatedBox:
             pv_current=last.pv_primary_current + last.pv_secondary_current,
             pv_primary_current=last.pv_primary_current,
             pv_secondary_current=last.pv_secondary_current,
+            charger_current=last.charger_current,
             load_current=last.switched_load_current + last.base_load_current,
             switched_load_current=last.switched_load_current,
             balancing=tuple(bool(v) for v in self._balancing),
             loads_on=last.outputs.loads,
             pv_primary_on=last.outputs.pv_primary,
             pv_secondary_on=last.outputs.pv_secondary,
+            charger_on=last.outputs.charger,
+            outputs_since=self._outputs_since,
+            outputs_enabled=self._outputs_enabled(),
+            heartbeat_at=self._heartbeat_at,
+            heartbeat_pulses=self._heartbeat_pulses,
             max_cell_voltage_seen=pack.max_cell_voltage_seen,
             min_cell_voltage_seen=pack.min_cell_voltage_seen,
             irradiance_w_m2=last.irradiance,
@@ -495,5 +646,6 @@ class SimulatedBox:
             battery_in_ah=totals.battery_in_ah,
             battery_out_ah=totals.battery_out_ah,
             pv_charge_ah=totals.pv_ah,
+            charger_charge_ah=totals.charger_ah,
             load_charge_ah=totals.load_ah,
         )

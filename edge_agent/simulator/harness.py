@@ -11,17 +11,27 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge_agent.config import (
+    HEARTBEAT_LINE,
+    HEARTBEAT_MARGIN,
     AgentConfig,
     CellMonitorSettings,
     HardwareSettings,
+    HeartbeatSettings,
     OutputPinSettings,
     ShuntSettings,
     StorageSettings,
     TimingSettings,
     default_config,
 )
+from edge_agent.control.envelope import default_remote_window
 from edge_agent.control.model import ControlReport
-from edge_agent.control.settings import ControlSettings, OutputSettings, OutputType, SocSettings
+from edge_agent.control.settings import (
+    ControlSettings,
+    OutputSettings,
+    OutputType,
+    SocSettings,
+    Wiring,
+)
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.hardware import open_hardware
 from edge_agent.simulator.box import BoxSpec, SimulatedBox
@@ -29,6 +39,7 @@ from edge_agent.storage.state_store import StateStore
 
 # Which EXTIO drives what in the simulated box (BoxSpec's default MCP23008 wiring).
 _LOADS_PIN, _PRIMARY_PV_PIN, _SECONDARY_PV_PIN, _FAULT_PIN = 0, 1, 2, 3
+CHARGER_OUTPUT = "charger"  # the output switching the box's charger, when it has one
 
 
 def simulated_config(
@@ -37,7 +48,10 @@ def simulated_config(
     sample_interval_s: float = 1.0,
     state_path: Path | None = None,
 ) -> AgentConfig:
-    """An agent configuration for `spec`'s box: its chips, addresses and output wiring."""
+    """An agent configuration for `spec`'s box: its chips, addresses and output wiring (a
+    type 1 output for its charger, if any), and the heartbeat line when the box has the
+    one-shot (ValueError when `sample_interval_s` is
+    too long to keep it alive: the configuration would not validate)."""
     base = default_config()
     control = control or dataclasses.replace(
         base.control,
@@ -45,12 +59,28 @@ def simulated_config(
         soc=SocSettings(capacity_ah=spec.capacity_ah),
     )
     dual_pv = spec.pv_secondary is not None
-    outputs = (
-        OutputSettings("extio3", OutputType.LVD),
-        OutputSettings("extio4", OutputType.HVD),
-        OutputSettings("extio5", OutputType.DUAL_PV if dual_pv else OutputType.UNUSED),
-        OutputSettings("extio6", OutputType.FAULT),
+    # The box's wiring, as its file would say it: EXTIO5 switches the secondary array's DSSR20
+    # when one is fitted, and nothing otherwise (a charge wire without a source behind it
+    # would count as a way to charge that is not there).
+    outputs: tuple[OutputSettings, ...] = (
+        OutputSettings("extio3", OutputType.LVD, Wiring.LOAD),
+        OutputSettings("extio4", OutputType.HVD, Wiring.CHARGE),
+        OutputSettings(
+            "extio5",
+            OutputType.DUAL_PV if dual_pv else OutputType.UNUSED,
+            Wiring.CHARGE if dual_pv else Wiring.NONE,
+        ),
+        OutputSettings("extio6", OutputType.FAULT, Wiring.FAULT),
     )
+    pins = [
+        ("extio3", _LOADS_PIN),
+        ("extio4", _PRIMARY_PV_PIN),
+        ("extio5", _SECONDARY_PV_PIN),
+        ("extio6", _FAULT_PIN),
+    ]
+    if spec.charger is not None:  # its remote on/off: a charge source like the PV DSSRs
+        outputs = (*outputs, OutputSettings(CHARGER_OUTPUT, OutputType.HVD, Wiring.CHARGE))
+        pins.append((CHARGER_OUTPUT, spec.charger.pin))
     control = dataclasses.replace(control, cell_count=spec.cell_count, outputs=outputs)
     hardware = HardwareSettings(
         i2c_bus=1,
@@ -71,13 +101,9 @@ def simulated_config(
         ),
         outputs=tuple(
             OutputPinSettings(name=name, driver="mcp23008", address=spec.mcp_address, pin=pin)
-            for name, pin in (
-                ("extio3", _LOADS_PIN),
-                ("extio4", _PRIMARY_PV_PIN),
-                ("extio5", _SECONDARY_PV_PIN),
-                ("extio6", _FAULT_PIN),
-            )
+            for name, pin in pins
         ),
+        heartbeat=_heartbeat_settings(spec, sample_interval_s),
     )
     stale_after = max(base.control.stale_after_s, 2.5 * sample_interval_s)
     return dataclasses.replace(
@@ -91,7 +117,24 @@ def simulated_config(
             status_interval_s=1.0,
         ),
         storage=StorageSettings(state_path=state_path or Path("sbms-sim-state.db")),
+        # The defaults for this box's own settings (its capacity), not an empty file's.
+        remote_window=default_remote_window(control),
     )
+
+
+def _heartbeat_settings(spec: BoxSpec, sample_interval_s: float) -> HeartbeatSettings | None:
+    gate = spec.heartbeat_gate
+    if gate is None:
+        return None
+    if gate.hold_s < HEARTBEAT_MARGIN * sample_interval_s:
+        raise ValueError(
+            f"the box's heartbeat one-shot holds {gate.hold_s:g} s: too short for a sample "
+            f"every {sample_interval_s:g} s (needs {HEARTBEAT_MARGIN:g} x the interval)"
+        )
+    line = OutputPinSettings(
+        name=HEARTBEAT_LINE, driver="mcp23008", address=spec.mcp_address, pin=gate.pin
+    )
+    return HeartbeatSettings(line, gate.hold_s)
 
 
 class SimulatedSystem:

@@ -24,6 +24,8 @@ _MAX_CODE = 4095
 # Threshold words in the configuration RAM.
 _OV, _OVR, _UV, _UVR, _OVLO, _UVLO, _EOC = 0x00, 0x02, 0x04, 0x06, 0x08, 0x0A, 0x0C
 _CBMIN, _CBMAX, _CBMINDV, _CBMAXDV = 0x1C, 0x1E, 0x20, 0x22
+_OV_DELAY, _UV_DELAY = 0x10, 0x12
+_ONE_SECOND_DELAY = 0x0801  # EEPROM default: value 1 (bits 9:0), unit seconds (bits 11:10 = 10)
 _CELL_CONFIG = 0x49
 _BALANCE_MODE = 0x4B  # b6 balance only while charging
 
@@ -75,6 +77,8 @@ class SimIsl94203:
         self._pack_current_a = 0.0
         for register, volts in _RESET_WORDS_V.items():
             self._set_word(register, _cell_code(volts))
+        for register in (_OV_DELAY, _UV_DELAY):
+            self._set_word(register, _ONE_SECOND_DELAY)
         self._registers[_CELL_CONFIG] = _MASK_FOR_COUNT[cell_count]
         self.set_temperatures(25.0, (25.0, None))
 

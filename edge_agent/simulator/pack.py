@@ -26,6 +26,7 @@ import numpy as np
 from edge_agent.simulator.lfp import (
     CellParameters,
     FloatArray,
+    open_circuit_voltage,
     polarisation_target,
     relax_polarisation,
     terminal_voltage,
@@ -93,6 +94,11 @@ class Pack:
     @property
     def pack_voltage(self) -> float:
         return float(self.cell_voltages.sum())
+
+    @property
+    def rest_voltage(self) -> float:
+        """The pack voltage without its resistive drop: OCV plus polarisation of every cell."""
+        return float((open_circuit_voltage(self.soc) + self.polarisation_v).sum())
 
     @property
     def remaining_ah(self) -> float:

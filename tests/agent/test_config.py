@@ -27,6 +27,7 @@ from edge_agent.control.settings import (
     ControlSettings,
     OutputSettings,
     OutputType,
+    Wiring,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -265,19 +266,19 @@ def test_cell_count_range() -> None:
 
 
 @pytest.mark.parametrize(
-    ("lower", "upper"),
+    ("lower", "upper", "expected"),
     [
-        ("uvlo", "lvd"),
-        ("lvd", "lvd_reconnect"),
-        ("lvd_reconnect", "hvd_reconnect"),
-        ("hvd_reconnect", "hvd"),
-        ("hvd", "ovlo"),
+        ("uvlo", "lvd", "must be at least 0.1 V below thresholds.lvd, so UVLO stays a second"),
+        ("lvd", "lvd_reconnect", "must be at least 0.1 V below thresholds.lvd_reconnect, LVD"),
+        ("lvd_reconnect", "hvd_reconnect", "must be below thresholds.hvd_reconnect (got"),
+        ("hvd_reconnect", "hvd", "must be at least 0.1 V below thresholds.hvd, HVD hysteresis"),
+        ("hvd", "ovlo", "must be at least 0.05 V below thresholds.ovlo, so OVLO stays a second"),
     ],
 )
-def test_threshold_order(lower: str, upper: str) -> None:
+def test_threshold_order(lower: str, upper: str, expected: str) -> None:
     upper_value = full_data()["thresholds"][upper]
     problems = problems_of(with_section("thresholds", **{lower: upper_value}))
-    assert f"thresholds.{lower}: must be below thresholds.{upper} " in "\n".join(problems)
+    assert f"thresholds.{lower}: {expected}" in "\n".join(problems)
 
 
 def test_eoc_between_hvd_reconnect_and_hvd() -> None:
@@ -292,9 +293,13 @@ def test_eoc_between_hvd_reconnect_and_hvd() -> None:
 
 def test_threshold_voltage_range() -> None:
     problems = problems_of(with_section("thresholds", ovlo=4.5))
-    assert problems == ("thresholds.ovlo: must be between 2 and 4.3 V (got 4.5)",)
+    assert problems == (
+        "thresholds.ovlo: must be between 3.6 and 3.8 V, the LFP safety envelope (got 4.5)",
+    )
     problems = problems_of(with_section("thresholds", uvlo=1.5))
-    assert problems == ("thresholds.uvlo: must be between 2 and 4.3 V (got 1.5)",)
+    assert problems == (
+        "thresholds.uvlo: must be between 2.5 and 3 V, the LFP safety envelope (got 1.5)",
+    )
 
 
 @pytest.mark.parametrize(
@@ -302,9 +307,9 @@ def test_threshold_voltage_range() -> None:
     [
         ("balancing", {"min_cell": 3.7}, "balancing.min_cell: must be below balancing.max_cell"),
         ("balancing", {"min_delta": 0.6}, "balancing.min_delta: must be below balancing.max_delta"),
-        ("balancing", {"max_cell": 4.5}, "balancing.max_cell: must be between 2 and 4.3 V"),
-        ("soc_alarms", {"low": 30}, "soc_alarms.low: must be below soc_alarms.low_release"),
-        ("soc_alarms", {"high": 80}, "soc_alarms.high_release: must be below soc_alarms.high"),
+        ("balancing", {"max_cell": 4.5}, "balancing.max_cell: must be between 3.3 and 3.65 V"),
+        ("soc_alarms", {"low": 30}, "soc_alarms.low: must be at least 1 % below soc_alarms.low"),
+        ("soc_alarms", {"high": 80}, "soc_alarms.high_release: must be at least 1 % below"),
         (
             "soc_alarms",
             {"low_release": 88},
@@ -313,27 +318,27 @@ def test_threshold_voltage_range() -> None:
         ("soc_alarms", {"high": 120}, "soc_alarms.high: must be between 0 and 100 %"),
         (
             "temperature",
-            {"charge_min": 50},
-            "temperature.charge_min: must be below temperature.charge_max",
+            {"charge_min": 20, "charge_max": 25},
+            "temperature.charge_min: must be at least 10 C below temperature.charge_max",
         ),
         (
             "temperature",
             {"internal_release": 70},
-            "temperature.internal_release: must be below temperature.internal_cutoff",
+            "temperature.internal_release: must be at least 5 C below temperature.internal_cut",
         ),
-        ("dual_pv", {"imax": 0}, "dual_pv.imax: must be greater than 0 (got 0)"),
+        ("dual_pv", {"imax": 0}, "dual_pv.imax: must be between 2.8 and 280 A, the LFP safety"),
         (
             "dual_pv",
             {"up_to_l2_fraction": 0.7},
             "dual_pv.up_to_l2_fraction: must be below dual_pv.up_to_l3_fraction",
         ),
-        ("dual_pv", {"up_to_l3_fraction": 1.0}, "dual_pv.up_to_l3_fraction: must be below 1"),
-        ("dual_pv", {"down_fraction": 0.9}, "dual_pv.down_fraction: must be above 1"),
+        ("dual_pv", {"up_to_l3_fraction": 1.0}, "dual_pv.up_to_l3_fraction: must be between"),
+        ("dual_pv", {"down_fraction": 0.9}, "dual_pv.down_fraction: must be between 1.01 and 2"),
         ("battery", {"capacity_ah": 0}, "battery.capacity_ah: must be greater than 0"),
         ("soc", {"initial_soc": 101}, "soc.initial_soc: must be between 0 and 100 %"),
         ("battery_shunt", {"rated_current_a": 0}, "battery_shunt.rated_current_a: must be greater"),
         ("pv_shunt", {"rated_millivolts": -5}, "pv_shunt.rated_millivolts: must be greater than 0"),
-        ("timing", {"sample_interval_s": 0}, "timing.sample_interval_s: must be greater than 0"),
+        ("timing", {"sample_interval_s": 0}, "timing.sample_interval_s: must be between 0.05"),
         (
             "timing",
             {"sample_interval_s": 3},
@@ -436,16 +441,29 @@ def test_validate_control_settings_is_usable_on_its_own() -> None:
     broken = ControlSettings(
         cell_count=1,
         cells=CellThresholds(hvd=3.3),
-        outputs=(OutputSettings("a", OutputType.DUAL_PV), OutputSettings("a", OutputType.LVD)),
+        outputs=(
+            OutputSettings("a", OutputType.DUAL_PV, Wiring.CHARGE),
+            OutputSettings("a", OutputType.LVD, Wiring.LOAD),
+        ),
         stale_after_s=0,
     )
     problems = validate_control_settings(broken)
     assert "battery.cells: must be between 3 and 8 (got 1)" in problems
-    assert "thresholds.hvd_reconnect: must be below thresholds.hvd (got 3.4 >= 3.3)" in problems
+    assert (
+        "thresholds.hvd: must be between 3.4 and 3.65 V, the LFP safety envelope (got 3.3)"
+        in problems
+    )
+    assert (
+        "thresholds.hvd_reconnect: must be at least 0.1 V below thresholds.hvd, HVD hysteresis "
+        "(got 3.4 and 3.3)" in problems
+    )
     assert "thresholds.eoc: must not exceed thresholds.hvd (got 3.53 > 3.3)" in problems
     assert "outputs[1].name: duplicate output name 'a' (also outputs[0])" in problems
     assert "outputs[0].type: type 6 (dual PV) needs at least one type 1 (HVD) output" in problems
-    assert "timing.stale_after_s: must be greater than 0 (got 0)" in problems
+    assert (
+        "timing.stale_after_s: must be between 0.2 and 60 s, the LFP safety envelope (got 0)"
+        in problems
+    )
 
 
 # --- files ---------------------------------------------------------------------------------

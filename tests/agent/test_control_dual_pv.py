@@ -6,10 +6,12 @@ from edge_agent.control.controller import Controller
 from edge_agent.control.dual_pv import DualPvStager, LevelChange
 from edge_agent.control.model import EventKind, Measurement
 from edge_agent.control.settings import (
+    CellThresholds,
     ControlSettings,
     DualPvSettings,
     OutputSettings,
     OutputType,
+    Wiring,
 )
 
 PV = DualPvSettings(imax=50.0, min_level_hold_s=60.0)  # up below 25 A / 33 A, down above 60 A
@@ -62,22 +64,22 @@ def test_level_frozen_while_charging_blocked_and_hold_restarts() -> None:
 
 
 OUTPUTS = (
-    OutputSettings("primary", OutputType.HVD),
-    OutputSettings("secondary", OutputType.DUAL_PV),
-    OutputSettings("load", OutputType.LVD),
+    OutputSettings("primary", OutputType.HVD, Wiring.CHARGE),
+    OutputSettings("secondary", OutputType.DUAL_PV, Wiring.CHARGE),
+    OutputSettings("load", OutputType.LVD, Wiring.LOAD),
 )
 
 
 def _update(
     controller: Controller, t: float, current: float, volts: float = 3.3
 ) -> tuple[bool, bool, int | None, list[dict[str, str | float | int]]]:
-    report = controller.update(Measurement(t, (volts,) * 8, current))
+    report = controller.update(Measurement(t, (volts,) * 8, current, external_temperatures=(20.0,)))
     levels = [dict(e.detail) for e in report.events if e.kind is EventKind.DUAL_PV_LEVEL]
     return report.outputs["primary"], report.outputs["secondary"], report.dual_pv_level, levels
 
 
 def test_controller_walks_levels_and_restarts_at_l1_after_hvd() -> None:
-    config = ControlSettings(outputs=OUTPUTS, dual_pv=PV)
+    config = ControlSettings(cells=CellThresholds(hvd_delay_s=0.0), outputs=OUTPUTS, dual_pv=PV)
     controller = Controller(config, 0.0)
     assert _update(controller, 1, 5.0)[:3] == (True, False, 1)  # first sample: hold restarts
     assert _update(controller, 61, 5.0) == (False, True, 2, [{"from": 1, "to": 2}])
@@ -96,11 +98,11 @@ def test_controller_walks_levels_and_restarts_at_l1_after_hvd() -> None:
 
 
 def test_without_type_6_there_is_no_level() -> None:
-    config = ControlSettings(outputs=(OutputSettings("primary", OutputType.HVD),))
+    config = ControlSettings(outputs=(OutputSettings("primary", OutputType.HVD, Wiring.CHARGE),))
     controller = Controller(config, 0.0)
-    report = controller.update(Measurement(1.0, (3.3,) * 8, 0.0))
+    report = controller.update(Measurement(1.0, (3.3,) * 8, 0.0, external_temperatures=(20.0,)))
     assert report.dual_pv_level is None
     assert report.outputs["primary"]
-    report = controller.update(Measurement(100.0, (3.3,) * 8, 80.0))
+    report = controller.update(Measurement(100.0, (3.3,) * 8, 80.0, external_temperatures=(20.0,)))
     assert report.dual_pv_level is None
     assert report.outputs["primary"]

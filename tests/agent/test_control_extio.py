@@ -12,7 +12,7 @@ from edge_agent.control.extio import (
     requested_state,
 )
 from edge_agent.control.model import EventKind, Measurement
-from edge_agent.control.settings import ControlSettings, OutputSettings, OutputType
+from edge_agent.control.settings import ControlSettings, OutputSettings, OutputType, Wiring
 
 NEUTRAL = OutputRequestInputs(
     high_soc_alarm=False, low_soc_alarm=False, dual_pv_level=None, fault_active=False
@@ -55,9 +55,9 @@ def test_soc_and_fault_types_follow_their_conditions() -> None:
 
 
 SOC_OUTPUTS = (
-    OutputSettings("high", OutputType.HIGH_SOC),
-    OutputSettings("low", OutputType.LOW_SOC),
-    OutputSettings("fault", OutputType.FAULT),
+    OutputSettings("high", OutputType.HIGH_SOC, Wiring.CHARGE),
+    OutputSettings("low", OutputType.LOW_SOC, Wiring.LOAD),
+    OutputSettings("fault", OutputType.FAULT, Wiring.FAULT),
 )
 
 
@@ -65,7 +65,7 @@ def _at_soc(
     controller: Controller, t: float, soc: float, volts: float = 3.30
 ) -> tuple[bool, bool, list[EventKind]]:
     controller.set_soc(soc, now=t)
-    report = controller.update(Measurement(t, (volts,) * 8, 0.0))
+    report = controller.update(Measurement(t, (volts,) * 8, 0.0, external_temperatures=(20.0,)))
     return report.outputs["high"], report.outputs["low"], [e.kind for e in report.events]
 
 
@@ -96,7 +96,7 @@ def test_low_soc_type_4_thresholds_and_events() -> None:
 def test_soc_alarm_events_raised_without_such_outputs() -> None:
     controller = Controller(ControlSettings(), 0.0)  # SBMS0 defaults: no type 3 or 4
     controller.set_soc(96.0, now=0.0)
-    report = controller.update(Measurement(1.0, (3.3,) * 8, 0.0))
+    report = controller.update(Measurement(1.0, (3.3,) * 8, 0.0, external_temperatures=(20.0,)))
     assert EventKind.HIGH_SOC_ALARM in [e.kind for e in report.events]
     assert (report.high_soc_alarm, report.low_soc_alarm) == (True, False)
 
@@ -106,7 +106,9 @@ def test_the_report_carries_the_alarm_states_with_their_hysteresis() -> None:
     alarms = []
     for t, soc in enumerate([50.0, 20.0, 24.0, 25.01, 95.0, 91.0, 89.99], start=1):
         controller.set_soc(soc, now=float(t))
-        report = controller.update(Measurement(float(t), (3.3,) * 8, 0.0))
+        report = controller.update(
+            Measurement(float(t), (3.3,) * 8, 0.0, external_temperatures=(20.0,))
+        )
         alarms.append((report.low_soc_alarm, report.high_soc_alarm))
     assert alarms == [
         (False, False),
@@ -122,8 +124,12 @@ def test_the_report_carries_the_alarm_states_with_their_hysteresis() -> None:
 def test_soc_types_also_obey_protection() -> None:
     controller = Controller(ControlSettings(outputs=SOC_OUTPUTS), 0.0)
     controller.set_soc(50.0, now=0.0)
-    hot = Measurement(1.0, (3.3,) * 8, 0.0, internal_temperature=61.0)
+    hot = Measurement(
+        1.0, (3.3,) * 8, 0.0, internal_temperature=61.0, external_temperatures=(20.0,)
+    )
     report = controller.update(hot)  # SoC alone would turn both on
     assert report.outputs == {"high": False, "low": False, "fault": True}
-    report = controller.update(Measurement(2.0, (3.3,) * 8, 0.0, internal_temperature=40.0))
+    report = controller.update(
+        Measurement(2.0, (3.3,) * 8, 0.0, internal_temperature=40.0, external_temperatures=(20.0,))
+    )
     assert report.outputs == {"high": True, "low": True, "fault": False}

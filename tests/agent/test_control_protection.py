@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from edge_agent.control.hysteresis import LowerLimit, UpperLimit
+from edge_agent.control.hysteresis import DelayedLimit, LowerLimit, UpperLimit
 from edge_agent.control.model import Fault, Interlock, Measurement
 from edge_agent.control.protection import (
     StalenessMonitor,
@@ -45,10 +45,25 @@ def test_implausible_measurements_named(
     assert implausibility(measurement, 4, previous) == expected
 
 
-def test_battery_temperature_is_first_fitted_sensor() -> None:
-    assert battery_temperature((None, 12.0, 30.0)) == 12.0
-    assert battery_temperature((None,)) is None
+def test_battery_temperature_is_the_first_external_input() -> None:
+    assert battery_temperature((12.0, 30.0)) == 12.0
+    assert battery_temperature((None, 12.0)) is None  # xT2 is not the battery's
     assert battery_temperature(()) is None
+
+
+def test_a_fitted_thermistor_without_a_reading_blocks_charging_only() -> None:
+    """Below about -8 C the divider reads as an open input: too cold to charge, or a broken
+    wire. Either way no charging; loads stay (a cold night must not cut the house)."""
+    temps = TemperatureInterlocks(TemperatureLimits(), thermistor_fitted=True)
+    assert temps.charge_interlocks() == {Interlock.BATTERY_TEMPERATURE_UNKNOWN}  # none yet
+    temps.update(20.0, None)
+    assert temps.charge_interlocks() == frozenset()
+    temps.update(None, None)
+    assert temps.charge_interlocks() == {Interlock.BATTERY_TEMPERATURE_UNKNOWN}
+    assert temps.load_interlocks() == frozenset()
+    without = TemperatureInterlocks(TemperatureLimits(), thermistor_fitted=False)
+    without.update(None, None)
+    assert without.charge_interlocks() == frozenset()
 
 
 def test_staleness_is_strictly_after_the_limit() -> None:
@@ -100,19 +115,23 @@ def test_internal_over_temperature_blocks_charge_and_load() -> None:
 
 
 def test_lockouts_without_latch_follow_condition() -> None:
-    lockouts = VoltageLockouts(CellThresholds(), latch=False)
-    lockouts.update(3.75, 3.0)
+    lockouts = VoltageLockouts(CellThresholds(), latch=False)  # 1 s delays
+    lockouts.update(3.75, 3.0, now=0.0)
+    assert lockouts.active_faults() == frozenset()  # pending
+    lockouts.update(3.75, 3.0, now=1.0)
     assert lockouts.active_faults() == {Fault.OVER_VOLTAGE_LOCKOUT}
-    lockouts.update(3.699, 2.5)
+    lockouts.update(3.699, 2.5, now=2.0)
+    assert lockouts.active_faults() == frozenset()  # OVLO released; UVLO pending
+    lockouts.update(3.699, 2.5, now=3.0)
     assert lockouts.active_faults() == {Fault.UNDER_VOLTAGE_LOCKOUT}
     assert lockouts.clear_latched() is False
 
 
 def test_latched_lockout_needs_condition_gone_and_a_clear() -> None:
-    lockouts = VoltageLockouts(CellThresholds(), latch=True)
-    lockouts.update(3.3, 2.5)
+    lockouts = VoltageLockouts(CellThresholds(uvlo_delay_s=0.0), latch=True)
+    lockouts.update(3.3, 2.5, now=0.0)
     assert not lockouts.clear_latched()
-    lockouts.update(3.3, 3.0)
+    lockouts.update(3.3, 3.0, now=1.0)
     assert lockouts.active_faults() == {Fault.UNDER_VOLTAGE_LOCKOUT}
     assert lockouts.clear_latched()
     assert lockouts.active_faults() == frozenset()
@@ -121,6 +140,29 @@ def test_latched_lockout_needs_condition_gone_and_a_clear() -> None:
 def test_persisted_latch_ignored_when_latching_is_off() -> None:
     lockouts = VoltageLockouts(CellThresholds(), latch=False, latched={Fault.OVER_VOLTAGE_LOCKOUT})
     assert lockouts.active_faults() == frozenset()
+
+
+def test_delayed_limit_trips_after_its_delay_and_releases_at_once() -> None:
+    limit = DelayedLimit(LowerLimit(3.0, 3.2), delay_s=5.0)
+    assert not limit.update(2.9, now=10.0).tripped
+    assert limit.pending_since == 10.0
+    assert not limit.update(2.9, now=14.99).tripped
+    assert limit.update(2.9, now=15.0).tripped
+    assert limit.pending_since is None
+    assert limit.update(3.21, now=16.0).released
+    assert not limit.update(3.1, now=17.0).tripped  # back above the trip: nothing pending
+    assert limit.pending_since is None
+    with pytest.raises(ValueError, match="negative"):
+        DelayedLimit(LowerLimit(3.0, 3.2), delay_s=-1.0)
+
+
+def test_delayed_limit_expires_without_a_value() -> None:
+    limit = DelayedLimit(UpperLimit(3.6, 3.4), delay_s=2.0)
+    assert not limit.expire(now=0.0).tripped  # nothing pending
+    limit.update(3.61, now=0.0)
+    assert not limit.expire(now=1.9).tripped
+    assert limit.expire(now=2.0).tripped
+    assert limit.active
 
 
 def test_upper_and_lower_limit_edges() -> None:

@@ -22,7 +22,7 @@ CELLS = CellThresholds()
 
 
 def m(t: float, volts: float = 3.30, current: float = 0.0) -> Measurement:
-    return Measurement(float(t), (volts,) * 8, current)
+    return Measurement(float(t), (volts,) * 8, current, external_temperatures=(20.0,))
 
 
 def feed(estimator: SocEstimator, t: float, volts: float, current: float, dt: float) -> list[str]:
@@ -73,14 +73,55 @@ def test_taper_sync_after_hold_only() -> None:
     assert feed(estimator, 31.0, 3.55, 1.5, 1.0) == []  # once per episode
 
 
-def test_direct_pv_sync_without_taper() -> None:
-    estimator = SocEstimator(SocSettings(initial_soc=90.0), CELLS)
-    feed(estimator, 0.0, 3.53, 30.0, 1.0)
-    feed(estimator, 20.0, 3.52, 30.0, 1.0)  # dipped below eoc: the hold restarts
-    feed(estimator, 21.0, 3.53, 30.0, 1.0)
-    assert feed(estimator, 50.0, 3.53, 30.0, 1.0) == []
-    assert feed(estimator, 51.0, 3.53, 30.0, 1.0) == ["eoc"]
+def test_no_eoc_sync_in_a_cv_chargers_bulk_phase() -> None:
+    """A CV charger absorbing at 3.55 V (above eoc 3.53) passes eoc at its full current, with
+    the pack short of full; only the taper to tail_current (2 A) is an end of charge."""
+    estimator = SocEstimator(SocSettings(initial_soc=85.0), CELLS)
+    t = 0.0
+    for volts in (3.50, 3.52, 3.531, 3.54, 3.545, 3.55):  # bulk: 40 A, rising through eoc
+        for _ in range(60):
+            t += 1.0
+            assert feed(estimator, t, volts, 40.0, 1.0) == [], (t, volts)
+    current = 40.0
+    while current > 2.5:  # absorption at 3.55 V: the current tapers
+        t += 10.0
+        current *= 0.9
+        assert feed(estimator, t, 3.55, current, 10.0) == [], (t, current)
+    syncs: list[str] = []
+    start = t
+    while not syncs:
+        t += 1.0
+        syncs = feed(estimator, t, 3.55, 1.8, 1.0)
+    assert syncs == ["eoc"]
+    assert t - start == pytest.approx(30.0, abs=1.0)  # held eoc_hold_s below the tail
     assert estimator.soc == 100.0
+
+
+def test_pv_switched_straight_on_passes_eoc_without_a_sync_and_syncs_at_hvd() -> None:
+    """PV on a DSSR never tapers: at 30 A a cell passes eoc well before the pack is full.
+    The sync comes with the HVD trip that cuts the array."""
+    settings = ControlSettings(cells=CellThresholds(hvd_delay_s=1.0))
+    controller = Controller(settings, 0.0)
+    controller.set_soc(90.0, now=0.0)
+    t = 0.0
+    for volts in (3.52, 3.53, 3.55, 3.57, 3.59):
+        for _ in range(60):
+            t += 1.0
+            report = controller.update(m(t, volts, 30.0))
+            assert not any(e.kind is EventKind.SOC_SYNC for e in report.events), (t, volts)
+    controller.update(m(t + 1.0, 3.60, 30.0))  # HVD seen: 1 s delay
+    report = controller.update(m(t + 2.0, 3.61, 30.0))
+    syncs = [e.detail for e in report.events if e.kind is EventKind.SOC_SYNC]
+    assert [sync["reason"] for sync in syncs] == ["hvd"]
+    assert report.soc == 100.0
+
+
+def test_pv_at_eoc_with_a_weak_current_is_an_end_of_charge() -> None:
+    """Evening sun holding a cell at eoc with 1.5 A: the pack is full."""
+    estimator = SocEstimator(SocSettings(initial_soc=95.0), CELLS)
+    assert feed(estimator, 0.0, 3.535, 1.5, 1.0) == []
+    assert feed(estimator, 29.0, 3.535, 1.5, 1.0) == []
+    assert feed(estimator, 30.0, 3.535, 1.5, 1.0) == ["eoc"]
 
 
 def test_no_eoc_sync_while_discharging() -> None:
@@ -90,8 +131,11 @@ def test_no_eoc_sync_while_discharging() -> None:
     assert estimator.soc < 60.0
 
 
+IMMEDIATE = CellThresholds(hvd_delay_s=0.0, lvd_delay_s=0.0, ovlo_delay_s=0.0, uvlo_delay_s=0.0)
+
+
 def test_hvd_and_lvd_anchors_through_controller() -> None:
-    controller = Controller(ControlSettings(), 0.0)
+    controller = Controller(ControlSettings(cells=IMMEDIATE), 0.0)
     report = controller.update(m(1, 3.60, 10.0))
     syncs = [e.detail for e in report.events if e.kind is EventKind.SOC_SYNC]
     assert report.soc == 100.0
@@ -107,7 +151,7 @@ def test_hvd_and_lvd_anchors_through_controller() -> None:
 
 
 def test_a_configured_empty_soc_overrides_the_ocv_anchor() -> None:
-    controller = Controller(ControlSettings(soc=SocSettings(empty_soc=0.0)), 0.0)
+    controller = Controller(ControlSettings(cells=IMMEDIATE, soc=SocSettings(empty_soc=0.0)), 0.0)
     report = controller.update(m(2, 2.80, -10.0))
     assert report.soc == 0.0
 
@@ -137,7 +181,7 @@ def test_high_end_ocv_correction_uses_highest_cell() -> None:
     cells = (3.33,) * 7 + (3.40,)
     for t in (0.0, 6000.0):
         update = estimator.update(
-            Measurement(t, cells, 0.0),
+            Measurement(t, cells, 0.0, external_temperatures=(20.0,)),
             Interval(0.0, 600.0, 0.0, False),
             hvd_tripped=False,
             lvd_tripped=False,
@@ -262,7 +306,13 @@ def _simulate_month(learn_offset: bool) -> float:
         measured = current * 1.005 + 0.05
         t += dt
         report = controller.update(
-            Measurement(t, (volts,) * 8, measured, charge_delta_ah=measured * dt / 3600)
+            Measurement(
+                t,
+                (volts,) * 8,
+                measured,
+                charge_delta_ah=measured * dt / 3600,
+                external_temperatures=(20.0,),
+            )
         )
         charge_on, load_on = report.outputs["extio4"], report.outputs["extio3"]
         worst = max(worst, abs(report.soc - charge))

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_agent.control.controller import Controller, PersistedState
+from edge_agent.control.extio import ALLOWED_TYPES
 from edge_agent.control.model import (
     EventKind,
     Fault,
@@ -24,7 +25,15 @@ from edge_agent.control.settings import (
     MaxSocSettings,
     OutputSettings,
     OutputType,
+    Wiring,
 )
+from tests.agent.safety_oracle import Streak
+
+# Limits that trip at the first sample beyond them: most tests here are about the limits
+# themselves; the delays have tests of their own below.
+IMMEDIATE = CellThresholds(hvd_delay_s=0.0, lvd_delay_s=0.0, ovlo_delay_s=0.0, uvlo_delay_s=0.0)
+
+BATTERY_20C: dict[str, tuple[float | None, ...]] = {"external_temperatures": (20.0,)}
 
 CHARGE = "extio4"  # type 1 in the SBMS0 defaults
 LOAD = "extio3"  # type 2
@@ -33,7 +42,9 @@ UNUSED = "extio5"
 
 
 def sample(t: float, volts: float = 3.30, current: float = 0.0, **kwargs: object) -> Measurement:
+    """A good sample: every cell at `volts`, the battery thermistor at 20 C unless given."""
     cells = kwargs.pop("cells", (volts,) * 8)
+    kwargs.setdefault("external_temperatures", (20.0,))
     return Measurement(float(t), cells, current, **kwargs)  # type: ignore[arg-type]
 
 
@@ -42,7 +53,7 @@ def kinds(report_events: tuple[object, ...]) -> list[EventKind]:
 
 
 def started(settings: ControlSettings | None = None, volts: float = 3.30) -> Controller:
-    controller = Controller(settings or ControlSettings(), 0.0)
+    controller = Controller(settings or ControlSettings(cells=IMMEDIATE), 0.0)
     controller.update(sample(1, volts))
     return controller
 
@@ -200,7 +211,7 @@ def test_force_off_replace_cancel_and_unknown_names() -> None:
 
 
 def test_over_voltage_lockout_latches_until_cleared() -> None:
-    controller = started(ControlSettings(lockouts_latch=True))
+    controller = started(ControlSettings(cells=IMMEDIATE, lockouts_latch=True))
     report = controller.update(sample(2, cells=(3.3,) * 7 + (3.75,)))
     assert Fault.OVER_VOLTAGE_LOCKOUT in report.faults
     assert report.outputs[FAULT]
@@ -258,7 +269,7 @@ def test_internal_over_temperature_blocks_both_and_raises_fault() -> None:
 
 def test_battery_temperature_window_blocks_charging_only() -> None:
     controller = started()
-    report = controller.update(sample(2, external_temperatures=(None, -0.5)))
+    report = controller.update(sample(2, external_temperatures=(-0.5, None)))
     assert not report.outputs[CHARGE]
     assert report.outputs[LOAD]
     assert Interlock.CHARGE_TOO_COLD in report.interlocks
@@ -268,7 +279,9 @@ def test_battery_temperature_window_blocks_charging_only() -> None:
 
 def test_max_soc_limit_allows_one_full_charge_per_local_day() -> None:
     day = 86400.0
-    config = ControlSettings(max_soc=MaxSocSettings(enabled=True, max_soc=90.0, hysteresis=3.0))
+    config = ControlSettings(
+        cells=IMMEDIATE, max_soc=MaxSocSettings(enabled=True, max_soc=90.0, hysteresis=3.0)
+    )
     controller = Controller(config, 0.0)
     controller.set_soc(95.0, now=0.0)
     report = controller.update(sample(10))
@@ -327,9 +340,123 @@ def test_zero_current_offset_is_bounded_and_used() -> None:
 
 
 def test_duplicate_output_names_rejected() -> None:
-    outputs = (OutputSettings("a", OutputType.HVD), OutputSettings("a", OutputType.LVD))
+    outputs = (
+        OutputSettings("a", OutputType.HVD, Wiring.CHARGE),
+        OutputSettings("a", OutputType.LVD, Wiring.LOAD),
+    )
     with pytest.raises(ValueError, match="duplicate"):
         Controller(ControlSettings(outputs=outputs), 0.0)
+
+
+# --- trip delays ----------------------------------------------------------------------
+
+
+def _min_cell(t: float, volts: float, current: float = -80.0) -> Measurement:
+    return sample(t, cells=(3.25,) * 7 + (volts,), current=current)
+
+
+def test_a_sag_shorter_than_the_lvd_delay_keeps_the_loads_on() -> None:
+    """An inverter starting sags the weakest cell below LVD for a few seconds: no trip."""
+    controller = Controller(ControlSettings(), 0.0)  # LVD 3.00 V after 5 s
+    controller.update(_min_cell(0.0, 3.20))
+    for t in (1.0, 2.0, 3.0, 4.0, 4.9):
+        report = controller.update(_min_cell(t, 2.95))
+        assert report.outputs[LOAD], t
+        assert Interlock.LVD not in report.interlocks
+    report = controller.update(_min_cell(5.5, 3.10))  # the surge is over: the count restarts
+    for t in (6.0, 8.0, 10.9):
+        assert controller.update(_min_cell(t, 2.95)).outputs[LOAD], t
+    assert not any(e.kind is EventKind.LVD_TRIP for e in report.events)
+
+
+def test_a_real_lvd_crossing_trips_at_the_first_sample_after_the_delay() -> None:
+    controller = Controller(ControlSettings(), 0.0)
+    controller.update(_min_cell(0.0, 3.20))
+    for t in (1.0, 2.0, 3.0, 4.0, 5.0):
+        assert controller.update(_min_cell(t, 2.99)).outputs[LOAD], t
+    report = controller.update(_min_cell(6.0, 2.99))  # first seen at 1.0, held 5 s
+    assert not report.outputs[LOAD]
+    assert Interlock.LVD in report.interlocks
+    assert EventKind.LVD_TRIP in kinds(report.events)
+    report = controller.update(_min_cell(7.0, 3.21, current=0.0))  # release is immediate
+    assert report.outputs[LOAD]
+
+
+def test_hvd_and_the_lockouts_wait_their_own_delays() -> None:
+    controller = Controller(ControlSettings(), 0.0)  # HVD 3.60 after 1 s, OVLO 3.75 after 1 s
+    controller.update(sample(0.0))
+    report = controller.update(sample(10.0, cells=(3.3,) * 7 + (3.76,), current=30.0))
+    assert report.outputs[CHARGE]  # first sample beyond both: pending
+    report = controller.update(sample(10.5, cells=(3.3,) * 7 + (3.76,), current=30.0))
+    assert report.outputs[CHARGE]
+    report = controller.update(sample(11.0, cells=(3.3,) * 7 + (3.76,), current=30.0))
+    assert not report.outputs[CHARGE]
+    assert {Interlock.HVD, Interlock.OVER_VOLTAGE_LOCKOUT} <= report.interlocks
+    assert Fault.OVER_VOLTAGE_LOCKOUT in report.faults
+
+
+def test_a_crossing_whose_delay_runs_out_during_failed_samples_trips() -> None:
+    controller = Controller(ControlSettings(), 0.0)
+    controller.update(_min_cell(0.0, 3.20))
+    assert controller.update(_min_cell(1.0, 2.90)).outputs[LOAD]
+    assert controller.update(MeasurementFailure(3.0, "nack")).outputs[LOAD]
+    report = controller.update(MeasurementFailure(6.0, "nack"))  # 5 s since 2.90 V was seen
+    assert not report.outputs[LOAD]
+    assert EventKind.LVD_TRIP in kinds(report.events)
+
+
+def test_a_settings_change_does_not_restart_a_pending_trip() -> None:
+    """A flood of remote changes rebuilds the controller again and again: the count goes on."""
+    settings_ = ControlSettings()
+    controller = Controller(settings_, 0.0)
+    controller.update(_min_cell(0.0, 3.20))
+    controller.update(_min_cell(1.0, 2.95))
+    for t in (2.0, 3.0, 4.0, 5.0):
+        state = PersistedState.from_dict(json.loads(json.dumps(controller.snapshot().to_dict())))
+        assert state.trips_pending == {"lvd": 1.0}
+        controller = Controller(settings_, t, state)
+        assert controller.update(_min_cell(t, 2.95)).outputs[LOAD]
+    state = controller.snapshot()
+    controller = Controller(settings_, 6.0, state)
+    assert not controller.update(_min_cell(6.0, 2.95)).outputs[LOAD]
+
+
+def test_a_state_saved_before_delays_existed_still_loads() -> None:
+    data = json.loads(json.dumps(started().snapshot().to_dict()))
+    del data["trips_pending"]
+    del data["limits"]["discharge_too_cold"]
+    del data["limits"]["discharge_too_hot"]
+    state = PersistedState.from_dict(data)
+    assert state.trips_pending == {}
+    assert not state.limits.discharge_too_cold
+
+
+def test_the_battery_discharge_window_blocks_loads_only() -> None:
+    controller = started()  # discharge -20..55 C, 2 C hysteresis
+    report = controller.update(sample(2, external_temperatures=(55.5,)))
+    assert not report.outputs[LOAD]
+    assert Interlock.DISCHARGE_TOO_HOT in report.interlocks
+    assert not report.outputs[CHARGE]  # 55.5 C is also above charge_max 45
+    report = controller.update(sample(3, external_temperatures=(-20.5,)))
+    assert Interlock.DISCHARGE_TOO_COLD in report.interlocks
+    assert not report.outputs[LOAD]
+    assert not controller.update(sample(4, external_temperatures=(-18.0,))).outputs[LOAD]
+    report = controller.update(sample(5, external_temperatures=(-17.9,)))
+    assert report.outputs[LOAD]
+    assert not report.outputs[CHARGE]  # still too cold to charge
+
+
+def test_an_output_wired_to_a_charge_source_follows_charging_whatever_its_type() -> None:
+    """A load type on a charge wire (a mistake the configuration rules refuse, here given to
+    the control core directly) still cannot charge at HVD: the wiring decides too."""
+    outputs = (
+        OutputSettings("pv", OutputType.LVD, Wiring.CHARGE),
+        OutputSettings("lamp", OutputType.LOW_SOC, Wiring.SIGNAL),
+        OutputSettings("spare", OutputType.UNUSED, Wiring.NONE),
+    )
+    controller = started(ControlSettings(cells=IMMEDIATE, outputs=outputs))
+    report = controller.update(sample(2, 3.62))
+    assert report.outputs == {"pv": False, "lamp": True, "spare": False}
 
 
 # --- persistence ------------------------------------------------------------------------
@@ -348,7 +475,10 @@ def _scenario(t: float) -> Measurement:
 
 
 def test_persistence_round_trip_continues_identically() -> None:
-    outputs = (*ControlSettings().outputs, OutputSettings("extio7", OutputType.DUAL_PV))
+    outputs = (
+        *ControlSettings().outputs,
+        OutputSettings("extio7", OutputType.DUAL_PV, Wiring.CHARGE),
+    )
     config = ControlSettings(outputs=outputs, lockouts_latch=True)
     original = Controller(config, 0.0)
     for t in range(1, 400):
@@ -407,10 +537,14 @@ def test_from_dict_names_a_missing_key() -> None:
 
 # --- the safety property ----------------------------------------------------------------
 
-THRESHOLDS = CellThresholds()
+# Every pair of wiring and type the wiring rules allow, so the property covers them all.
+WIRED_OUTPUTS = tuple(
+    OutputSettings(f"{wiring.value}{int(output_type)}", output_type, wiring)
+    for wiring in Wiring
+    for output_type in sorted(ALLOWED_TYPES[wiring])
+)
 CHARGE_TYPES = (OutputType.HVD, OutputType.HIGH_SOC, OutputType.DUAL_PV)
 LOAD_TYPES = (OutputType.LVD, OutputType.LOW_SOC)
-ALL_TYPES_OUTPUTS = tuple(OutputSettings(f"o{t.value}", t) for t in OutputType)
 
 cell_voltage = st.floats(min_value=2.3, max_value=3.9)
 step = st.one_of(
@@ -421,15 +555,37 @@ step = st.one_of(
     ),
     st.tuples(st.floats(min_value=0.0, max_value=20.0), st.none(), st.none()),
 )
+delays = st.tuples(
+    st.sampled_from([0.0, 1.0, 2.5, 10.0]),  # hvd
+    st.sampled_from([0.0, 1.0, 5.0, 30.0]),  # lvd
+    st.sampled_from([0.0, 0.5, 2.0]),  # ovlo
+    st.sampled_from([0.0, 0.5, 2.0]),  # uvlo
+)
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(step, min_size=1, max_size=40), st.booleans())
+@settings(max_examples=200, deadline=None)
+@given(st.lists(step, min_size=1, max_size=40), st.booleans(), delays)
 def test_no_output_on_against_protection(
-    steps: list[tuple[float, list[float] | None, float | None]], latch: bool
+    steps: list[tuple[float, list[float] | None, float | None]],
+    latch: bool,
+    delay_s: tuple[float, float, float, float],
 ) -> None:
-    config = ControlSettings(outputs=ALL_TYPES_OUTPUTS, lockouts_latch=latch)
+    """Whatever the type, an output wired to a charge source is off once a cell has been at
+    or above HVD for the HVD delay (or at OVLO for the OVLO delay), and one wired to loads
+    once a cell has been at or below LVD (UVLO) for its delay; nothing but a fault output
+    conducts on stale measurements; an output wired to nothing never conducts."""
+    hvd_delay, lvd_delay, ovlo_delay, uvlo_delay = delay_s
+    cells_settings = replace(
+        CellThresholds(),
+        hvd_delay_s=hvd_delay,
+        lvd_delay_s=lvd_delay,
+        ovlo_delay_s=ovlo_delay,
+        uvlo_delay_s=uvlo_delay,
+    )
+    config = ControlSettings(cells=cells_settings, outputs=WIRED_OUTPUTS, lockouts_latch=latch)
+    thresholds = config.cells
     controller = Controller(config, 0.0)
+    hvd, lvd, ovlo, uvlo = Streak(), Streak(), Streak(), Streak()
     now = 0.0
     last_good: float | None = None
     for advance, cells, current in steps:
@@ -437,20 +593,26 @@ def test_no_output_on_against_protection(
         if cells is None or current is None:
             report = controller.update(MeasurementFailure(now, "random failure"))
         else:
-            report = controller.update(Measurement(now, tuple(cells), current))
+            report = controller.update(Measurement(now, tuple(cells), current, **BATTERY_20C))
             last_good = now
-            for output in config.outputs:
-                if output.type in CHARGE_TYPES and max(cells) >= THRESHOLDS.hvd:
-                    assert not report.outputs[output.name]
-                if output.type in LOAD_TYPES and min(cells) <= THRESHOLDS.lvd:
-                    assert not report.outputs[output.name]
+            hvd.update(max(cells) >= thresholds.hvd, now)
+            ovlo.update(max(cells) >= thresholds.ovlo, now)
+            lvd.update(min(cells) <= thresholds.lvd, now)
+            uvlo.update(min(cells) <= thresholds.uvlo, now)
+        charge_due_off = hvd.held(now, hvd_delay) or ovlo.held(now, ovlo_delay)
+        load_due_off = lvd.held(now, lvd_delay) or uvlo.held(now, uvlo_delay)
         stale = last_good is None or now - last_good > config.stale_after_s
         for output in config.outputs:
-            if output.type in CHARGE_TYPES and not report.charge_allowed:
-                assert not report.outputs[output.name]
-            if output.type in LOAD_TYPES and not report.load_allowed:
-                assert not report.outputs[output.name]
+            on = report.outputs[output.name]
+            charge_side = output.wiring is Wiring.CHARGE or output.type in CHARGE_TYPES
+            load_side = output.wiring is Wiring.LOAD or output.type in LOAD_TYPES
+            if charge_side:
+                assert not (on and (charge_due_off or not report.charge_allowed)), output
+            if load_side:
+                assert not (on and (load_due_off or not report.load_allowed)), output
+            if output.wiring is Wiring.NONE or output.type is OutputType.UNUSED:
+                assert not on, output
             if stale and output.type is not OutputType.FAULT:
-                assert not report.outputs[output.name]
+                assert not on, output
         if stale and last_good is not None:
-            assert report.outputs["o5"]
+            assert report.outputs["fault5"]

@@ -62,14 +62,16 @@ def test_four_cells_use_inputs_1_2_7_8() -> None:
     assert driver.read().cell_voltages[2] == pytest.approx(3.3, abs=VOLTS_PER_CODE)
 
 
+# The chip's own protection is the last line: its OV/UV at the agent's lockouts (2.50 /
+# 3.75 V, released 0.05 V inside), its lockouts 0.1 V beyond; EOC as the agent's.
 THRESHOLD_REGISTERS = {
-    0x00: "hvd",
-    0x02: "hvd_reconnect",
-    0x04: "lvd",
-    0x06: "lvd_reconnect",
-    0x08: "ovlo",
-    0x0A: "uvlo",
-    0x0C: "eoc",
+    0x00: 3.75,
+    0x02: 3.70,
+    0x04: 2.50,
+    0x06: 2.55,
+    0x08: 3.85,
+    0x0A: 2.40,
+    0x0C: 3.53,
 }
 BALANCE_REGISTERS = {0x1C: "min_cell", 0x1E: "max_cell", 0x20: "min_delta", 0x22: "max_delta"}
 
@@ -89,14 +91,29 @@ def test_configure_writes_ram_only_and_preserves_upper_bits() -> None:
     for index, register in enumerate(registers):
         word = bus.read_word_data(ADDRESS, register)
         assert word >> 12 == (index + 1) & 0x0F
-        attribute = THRESHOLD_REGISTERS.get(register)
-        volts = (
-            getattr(thresholds, attribute)
-            if attribute
-            else getattr(balance, BALANCE_REGISTERS[register])
-        )
-        assert word & 0x0FFF == round(volts / VOLTS_PER_CODE)
+        volts = THRESHOLD_REGISTERS.get(register)
+        if volts is None:
+            volts = getattr(balance, BALANCE_REGISTERS[register])
+        assert word & 0x0FFF == round(volts / VOLTS_PER_CODE), hex(register)
     assert bus.read_byte_data(ADDRESS, 0x4B) & 0x40
+
+
+@pytest.mark.parametrize(
+    ("seconds", "value", "unit"),
+    [(1.0, 1000, 1), (0.0, 0, 1), (0.25, 250, 1), (1.023, 1023, 1), (2.0, 2, 2), (1.5, 2, 2)],
+)
+def test_configure_writes_the_lockout_delays_as_the_chips_ov_and_uv_delays(
+    seconds: float, value: int, unit: int
+) -> None:
+    """Delay words: value in bits 9:0, unit in 11:10 (00 us, 01 ms, 10 s, 11 min), as the
+    datasheet's EEPROM map and LibreSolar's ISL94202 driver encode them; bits 15:12 kept."""
+    chip, bus, driver = make(8)
+    chip.write(0x10, bytes([0x00, 0x50]))
+    thresholds = CellThresholds(ovlo_delay_s=seconds, uvlo_delay_s=1.0)
+    driver.configure(thresholds, BalanceSettings())
+    ov_delay = bus.read_word_data(ADDRESS, 0x10)
+    assert (ov_delay & 0x3FF, ov_delay >> 10 & 0b11, ov_delay >> 12) == (value, unit, 0x5)
+    assert bus.read_word_data(ADDRESS, 0x12) & 0x0FFF == 1 << 10 | 1000
 
 
 class StuckEepromChip(SimIsl94203):
@@ -132,12 +149,14 @@ def test_flags_are_decoded_by_name() -> None:
     chip, _, driver = make(4)
     driver.configure(CellThresholds(), BalanceSettings())
     chip.set_pack_current(12.0)
-    chip.set_cell_voltages([3.30, 3.30, 3.62, 3.30])  # above hvd 3.60 and eoc 3.53
+    chip.set_cell_voltages([3.30, 3.30, 3.62, 3.30])  # above eoc 3.53, below the chip's OV
     flags = driver.read().flags
-    assert {"OVF", "EOCHG", "CHING"} <= flags
-    assert not {"UVF", "UVLOF", "OVLOF", "DCHING"} & flags
+    assert {"EOCHG", "CHING"} <= flags
+    assert not {"OVF", "UVF", "UVLOF", "OVLOF", "DCHING"} & flags
+    chip.set_cell_voltages([3.30, 3.30, 3.76, 3.30])  # above the chip's OV (the agent's OVLO)
+    assert {"OVF", "EOCHG", "CHING"} <= driver.read().flags
     chip.set_pack_current(-3.0)
-    chip.set_cell_voltages([3.30, 2.40, 3.30, 3.30])  # below uvlo 2.50
+    chip.set_cell_voltages([3.30, 2.35, 3.30, 3.30])  # below the chip's UVLO 2.40
     flags = driver.read().flags
     assert {"UVF", "UVLOF", "DCHING"} <= flags
     assert not {"OVF", "EOCHG", "CHING"} & flags

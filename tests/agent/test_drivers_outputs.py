@@ -83,12 +83,35 @@ def test_mcp23008_release_makes_every_pin_an_input() -> None:
         bank.apply({"extio3": True})
 
 
-def test_mcp23008_rejects_unknown_outputs_and_detects_a_reset_chip() -> None:
+def test_mcp23008_rejects_unknown_outputs_and_sets_up_a_reset_chip_again() -> None:
     _, bus, bank = mcp()
     bank.start()
+    bank.apply({"extio3": True})
     with pytest.raises(KeyError, match="extio9"):
         bank.apply({"extio9": True})
-    bus.attach(ADDRESS, SimMcp23008())  # brown-out: the chip is back at power-on state
+    fresh = SimMcp23008()
+    bus.attach(ADDRESS, fresh)  # brown-out: the chip is back at power-on state, pins inputs
+    bus.writes.clear()
+    bank.apply({"extio6": True})
+    assert bank.resets_recovered == 1
+    assert fresh.glitches == 0  # latch written again before the pins became outputs
+    assert [register for register, _ in bus.writes] == [0x0A, 0x0A, 0x00]
+    levels = fresh.output_levels()
+    assert (levels[0], levels[1], levels[5]) == (True, True, True)  # every state kept
+
+
+class _StuckLatch(SimMcp23008):
+    """A chip whose output latch ignores writes (a damaged part, or another master)."""
+
+    def write(self, register: int, data: bytes) -> None:
+        if register != 0x0A:
+            super().write(register, data)
+
+
+def test_mcp23008_verify_catches_a_latch_that_does_not_take() -> None:
+    _, bus, bank = mcp()
+    bank.start()
+    bus.attach(ADDRESS, _StuckLatch())
     with pytest.raises(DeviceError, match=r"i2c-1 address 0x20: MCP23008 verify failed"):
         bank.apply({"extio3": True})
 

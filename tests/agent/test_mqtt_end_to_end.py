@@ -171,6 +171,15 @@ def test_the_simulated_agent_publishes_the_documented_topics_and_obeys_requests(
             forced = json.loads(watcher.wait_for(f"{ROOT}/state"))
         assert forced["outputs"]["extio4"] is False
         assert "forced_off" in forced["interlocks"]
+        # One clock: the hold ends 600 s after the request on the simulated box's clock (June
+        # 2026), not on the wall clock, which is months away from it.
+        assert forced["forced_off"]["extio4"] == pytest.approx(forced["timestamp"] + 600, abs=60)
+        # ...and zero_current's freshness check reads the same clock: it never finds the
+        # measurement "old" (the current itself may still be too large at 07:00).
+        watcher.publish(f"{ROOT}/cmd/zero_current", {"request_id": "z1"})
+        result = json.loads(watcher.wait_for(f"{ROOT}/cmd/zero_current/result", request_id="z1"))
+        reasons = [error["reason"] for error in result["errors"]]
+        assert not any("no good measurement" in reason for reason in reasons), reasons
         watcher.publish(
             f"{ROOT}/cmd/force_off", {"request_id": "c2", "output": "extio6", "seconds": 600}
         )

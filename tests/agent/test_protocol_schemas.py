@@ -199,7 +199,16 @@ def test_announce(running: tuple[SimulatedSystem, list[ControlReport]], source: 
     system, _ = running
     payload = announce_payload(system.config, source, "sim-0001", COMMANDS)
     _assert_valid("announce", payload)
-    assert payload["outputs"][2] == {"name": "extio5", "type": 6, "type_name": "dual_pv"}
+    settable = [] if source == "sbms0" else [0, 1, 3, 6]  # a stock SBMS takes no config/set
+    assert payload["outputs"][2] == {
+        "name": "extio5",
+        "type": 6,
+        "type_name": "dual_pv",
+        "wiring": "charge",
+        "settable_types": settable,
+    }
+    fault = payload["outputs"][3]
+    assert (fault["wiring"], fault["settable_types"]) == ("fault", [5] if settable else [])
 
 
 @pytest.mark.parametrize("history", [True, False, None])

@@ -275,7 +275,7 @@ def test_clear_fault_refused_while_the_condition_is_present_then_clears() -> Non
     assert "under_voltage_lockout" in _errors(result)["command"]
 
     # The condition goes away: lower the lockout (remotely) and clear the latch.
-    relaxed = {"thresholds": {"uvlo": 2.5, "lvd": 2.8, "lvd_reconnect": 2.9}}
+    relaxed = {"thresholds": {"uvlo": 2.5, "lvd": 3.0, "lvd_reconnect": 3.1}}
     request = json.dumps({"config": relaxed}).encode()
     assert rig.remote.handle_config_set(request, rig.now).accepted
     rig.system.run(2.0)

@@ -18,6 +18,7 @@ from edge_agent.control.settings import OutputType
 from edge_agent.runtime.remote import MAX_PAYLOAD_BYTES, RemoteControl, load_effective_config
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
+from edge_agent.simulator.pv import PvArraySpec
 from edge_agent.storage.config_overlay import ConfigOverlay, ConfigOverlayError, overlay_path_for
 
 
@@ -39,8 +40,14 @@ class Rig:
         return self.remote.handle_config_set(json.dumps(request).encode(), self.now)
 
 
-def _rig(tmp_path: Path, cells: int = 4, config: AgentConfig | None = None) -> Rig:
-    spec = BoxSpec.for_cells(cells)
+def _rig(
+    tmp_path: Path,
+    cells: int = 4,
+    config: AgentConfig | None = None,
+    spec: BoxSpec | None = None,
+) -> Rig:
+    # A second array behind extio5, so its type (6, dual PV) may change among the charge types.
+    spec = spec or BoxSpec.for_cells(cells, pv_secondary=PvArraySpec(panels_in_parallel=1))
     file_config = simulated_config(spec, state_path=tmp_path / "state.db")
     overlay = ConfigOverlay(overlay_path_for(file_config.storage.state_path))
     effective, _ = load_effective_config(config or file_config, overlay)
@@ -119,35 +126,42 @@ def test_a_new_capacity_keeps_the_soc_in_percent(tmp_path: Path) -> None:
     assert after.soc == pytest.approx(before.soc, abs=0.1)
 
 
-def test_a_hold_on_an_output_that_becomes_a_fault_output_is_dropped(tmp_path: Path) -> None:
+def test_no_output_becomes_a_fault_output_remotely_and_its_hold_stays(tmp_path: Path) -> None:
     rig = _rig(tmp_path)
     rig.system.agent.controller.force_off("extio3", rig.now + 600, rig.now)
 
-    assert rig.config_set({"outputs": {"extio3": {"type": 5}}}).accepted
+    result = rig.config_set({"outputs": {"extio3": {"type": 5}}})
 
-    assert rig.system.agent.controller.snapshot().forced_off == {}
+    assert dict(result.errors) == {
+        "config.outputs.extio3.type": "an output wired to load may be type 0, 2 or 4 (got 5)"
+    }
+    assert rig.system.agent.controller.snapshot().forced_off == {"extio3": rig.now + 600}
 
 
-def test_lower_thresholds_are_written_to_the_cell_monitor_and_enforced(tmp_path: Path) -> None:
-    rig = _rig(tmp_path)
+def test_changed_thresholds_are_written_to_the_cell_monitor_and_enforced(tmp_path: Path) -> None:
+    """A nearly empty pack at night (weakest cell about 3.07 V under load): LVD raised to
+    3.15 V remotely trips after its delay; the chip's own last line follows a new OVLO."""
+    rig = _rig(tmp_path, spec=dataclasses.replace(BoxSpec.for_cells(4), initial_soc=0.05))
     before = rig.system.run(1.0)
     assert before is not None
     assert before.measurement is not None
-    assert before.outputs["extio4"] is True  # HVD output: charging allowed
-    hvd = round(before.measurement.max_cell - 0.02, 3)  # just below the highest cell
-    thresholds = {"hvd_reconnect": hvd - 0.03, "eoc": hvd - 0.01, "hvd": hvd}
+    assert before.measurement.min_cell < 3.12
+    assert before.outputs["extio3"] is True  # LVD output: loads allowed
+    thresholds = {"lvd": 3.15, "lvd_reconnect": 3.30, "ovlo": 3.70}
     assert rig.config_set({"thresholds": thresholds}).accepted
 
-    report = rig.system.run(2.0)
+    report = rig.system.run(3.0)
+    assert report is not None
+    assert report.outputs["extio3"] is True  # the LVD delay (5 s) has not run yet
+    report = rig.system.run(4.0)
 
     assert report is not None
-    assert report.outputs["extio4"] is False
-    assert "hvd" in {interlock.value for interlock in report.interlocks}
-    # The chip's own limits follow: its over-voltage threshold register is rewritten.
-    assert rig.system.agent.config.control.cells.hvd == hvd
+    assert report.outputs["extio3"] is False
+    assert "lvd" in {interlock.value for interlock in report.interlocks}
+    # The chip's over-voltage threshold (the agent's OVLO) is rewritten.
     mv_per_code = 1.8 * 8 / (4095 * 3) * 1000
     ov_register = rig.system.box.bus.read_word_data(0x28, 0x00) & 0x0FFF
-    assert ov_register == round(hvd * 1000 / mv_per_code)
+    assert ov_register == round(3700 / mv_per_code)
 
 
 def test_an_empty_change_is_accepted_without_a_new_revision(tmp_path: Path) -> None:
@@ -211,9 +225,9 @@ _REJECTED: list[tuple[str, bytes, str, str]] = [
     ("out of range", _request({"thresholds": {"ovlo": 5.0}}), "config.thresholds.ovlo", "between"),
     (
         "out of order",
-        _request({"thresholds": {"lvd": 3.3}}),
+        _request({"thresholds": {"lvd": 3.2}}),
         "config.thresholds.lvd",
-        "must be below thresholds.lvd_reconnect",
+        "must be at least 0.1 V below thresholds.lvd_reconnect",
     ),
     (
         "alarms out of order",
@@ -360,7 +374,7 @@ def test_without_an_overlay_changes_apply_but_are_not_persisted(tmp_path: Path) 
 def test_a_restart_comes_back_with_the_accepted_changes_and_revision(tmp_path: Path) -> None:
     rig = _rig(tmp_path)
     assert rig.config_set({"thresholds": {"hvd": 3.55}}).accepted
-    assert rig.config_set({"outputs": {"extio5": {"type": 4}}, "thresholds": {"eoc": 3.5}}).accepted
+    assert rig.config_set({"outputs": {"extio5": {"type": 3}}, "thresholds": {"eoc": 3.5}}).accepted
     assert not rig.config_set({"thresholds": {"hvd": 9}}).accepted
 
     restarted = _rig(tmp_path)
@@ -373,7 +387,7 @@ def test_a_restart_comes_back_with_the_accepted_changes_and_revision(tmp_path: P
     saved = json.loads(restarted.overlay.path.read_text())
     assert saved["changes"] == {
         "thresholds": {"hvd": 3.56, "eoc": 3.5},
-        "outputs": {"extio5": {"type": 4}},
+        "outputs": {"extio5": {"type": 3}},
     }
 
 
@@ -447,8 +461,8 @@ def test_the_overlay_is_written_atomically_next_to_the_state(tmp_path: Path) -> 
 
 def test_merge_remote_config_addresses_outputs_by_name(tmp_path: Path) -> None:
     config = simulated_config(BoxSpec.for_cells(4), state_path=tmp_path / "state.db")
-    merged = merge_remote_config(config, {"outputs": {"extio5": {"type": 2}}})
-    assert [o.type for o in merged.control.outputs] == [2, 1, 2, 5]
+    merged = merge_remote_config(config, {"outputs": {"extio3": {"type": 4}}})
+    assert [o.type for o in merged.control.outputs] == [4, 1, 0, 5]
     assert merged.hardware == config.hardware
     assert merge_remote_config(config, {}) == config
 

@@ -102,9 +102,10 @@ def test_cell_monitor_failure_turns_charge_and_load_off_and_asserts_fault_then_r
 def test_cell_monitor_thresholds_are_rewritten_after_it_comes_back() -> None:
     system = _system()
     system.run(5)
-    hvd_code = round(system.config.control.cells.hvd * 1000 / MV_PER_CODE)
+    # The chip's over-voltage threshold carries the agent's OVLO: the last line.
+    ovlo_code = round(system.config.control.cells.ovlo * 1000 / MV_PER_CODE)
     bus = system.box.bus
-    assert bus.read_word_data(ISL, OV_THRESHOLD_REGISTER) & 0x0FFF == hvd_code
+    assert bus.read_word_data(ISL, OV_THRESHOLD_REGISTER) & 0x0FFF == ovlo_code
 
     # The chip browns out: it reloads its EEPROM defaults and misses a few polls.
     bus.write_word_data(ISL, OV_THRESHOLD_REGISTER, 0x0E80)
@@ -113,7 +114,7 @@ def test_cell_monitor_thresholds_are_rewritten_after_it_comes_back() -> None:
     bus.heal(ISL)
     system.run(2)
 
-    assert bus.read_word_data(ISL, OV_THRESHOLD_REGISTER) & 0x0FFF == hvd_code
+    assert bus.read_word_data(ISL, OV_THRESHOLD_REGISTER) & 0x0FFF == ovlo_code
     assert system.box.isl.eeprom_writes == 0
 
 

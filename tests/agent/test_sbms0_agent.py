@@ -175,8 +175,8 @@ def test_announce_says_read_only_with_the_sbms_outputs() -> None:
     assert announce["cells"] == 8
     assert announce["capabilities"] == {"config_set": False, "commands": [], "history": False}
     assert announce["outputs"] == [
-        {"name": "pv", "type": 1, "type_name": "hvd"},
-        {"name": "load", "type": 2, "type_name": "lvd"},
+        {"name": "pv", "type": 1, "type_name": "hvd", "wiring": "charge", "settable_types": []},
+        {"name": "load", "type": 2, "type_name": "lvd", "wiring": "load", "settable_types": []},
     ]
     assert announce["measurements"] == {
         "pv_current": True,

@@ -93,6 +93,15 @@ def test_unit_hardening_keeps_i2c_gpio_and_serial_usable() -> None:
     assert "ioctl" not in " ".join(_unit_values("SystemCallFilter"))  # never denied by name
 
 
+def test_unit_has_systemd_watch_the_control_loop() -> None:
+    """The agent notifies (READY, then WATCHDOG after every sample: tests/agent/test_systemd.py);
+    a hung loop is killed and restarted within WatchdogSec."""
+    assert _unit_values("Type") == ["notify"]
+    assert _unit_values("NotifyAccess") == ["main"]
+    watchdog_s = int(_unit_values("WatchdogSec")[0])
+    assert 5 <= watchdog_s <= 30  # several samples, yet a hang does not last
+
+
 def test_unit_paths_match_the_guide_and_the_examples() -> None:
     exec_start = _unit_values("ExecStart")[0].split()
     assert exec_start[:3] == [INSTALLED_AGENT, "--config", "/etc/sbms-agent/config.yaml"]

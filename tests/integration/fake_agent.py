@@ -4,6 +4,13 @@ Its payloads start from the examples in docs/protocol.md, so the integration is 
 the documented contract; the end-to-end tests use the real agent instead. It answers
 `config/set` and `cmd/<name>` the way the agent does: a `responder` decides the errors, an
 accepted config is merged and republished on `config`.
+
+On top of the examples it sets what an agent with the safety envelope sends (added within
+protocol version 1), fixed here so the tests do not move when the examples do: each output's
+`wiring` and `settable_types`, and the config's new threshold and temperature keys and its
+`remote_window`. Its box: extio3 switches a load, extio4 a charge source, extio5 a signal
+(a buzzer: any type but dual PV) and extio6 is the fault output. `as_older_agent()` takes
+all of that away again.
 """
 
 from __future__ import annotations
@@ -28,6 +35,61 @@ _EXAMPLE = re.compile(r"<!-- schema: ([a-z_]+(?::[a-z_]+)?) -->\s*```json\n(.*?)
 
 # (topic suffix, request payload) -> errors [{"field", "reason"}]; empty = accepted
 Responder = Callable[[str, dict[str, Any]], list[dict[str, str]]]
+
+# What each output of the fake box switches, and the types a config/set may give it (the
+# agent's rules: its wiring's types, never into or out of the fault type 5).
+WIRING = {"extio3": "load", "extio4": "charge", "extio5": "signal", "extio6": "fault"}
+SETTABLE_TYPES = {
+    "charge": [0, 1, 3, 6],
+    "load": [0, 2, 4],
+    "signal": [0, 1, 2, 3, 4],
+    "fault": [5],
+    "none": [0],
+}
+# The agent's default remote window for the documented 8-cell 100 Ah box (the sections Home
+# Assistant has entities or forms for; `publish` has none, as on the agent).
+REMOTE_WINDOW: dict[str, dict[str, list[float]]] = {
+    "thresholds": {
+        "hvd": [3.45, 3.6],
+        "eoc": [3.4, 3.6],
+        "hvd_reconnect": [3.3, 3.5],
+        "ovlo": [3.65, 3.75],
+        "lvd_reconnect": [3.1, 3.35],
+        "lvd": [3.0, 3.2],
+        "uvlo": [2.5, 2.6],
+        "lockout_release_margin": [0.05, 0.2],
+        "hvd_delay_s": [0.0, 5.0],
+        "lvd_delay_s": [1.0, 30.0],
+        "ovlo_delay_s": [0.0, 2.0],
+        "uvlo_delay_s": [0.0, 2.0],
+    },
+    "battery": {"capacity_ah": [50.0, 200.0]},
+    "soc_alarms": {
+        "high": [0.0, 100.0],
+        "high_release": [0.0, 100.0],
+        "low": [0.0, 100.0],
+        "low_release": [0.0, 100.0],
+    },
+    "temperature": {
+        "charge_min": [0.0, 10.0],
+        "charge_max": [35.0, 45.0],
+        "charge_hysteresis": [1.0, 5.0],
+        "discharge_min": [-20.0, 0.0],
+        "discharge_max": [45.0, 55.0],
+        "internal_cutoff": [50.0, 70.0],
+        "internal_release": [40.0, 65.0],
+    },
+    "dual_pv": {
+        "imax": [1.0, 50.0],
+        "up_to_l2_fraction": [0.05, 0.95],
+        "up_to_l3_fraction": [0.05, 0.99],
+        "down_fraction": [1.01, 2.0],
+        "min_level_hold_s": [0.0, 3600.0],
+    },
+    "max_soc": {"max_soc": [10.0, 100.0], "hysteresis": [1.0, 50.0]},
+}
+TRIP_DELAYS = {"hvd_delay_s": 1.0, "lvd_delay_s": 5.0, "ovlo_delay_s": 1.0, "uvlo_delay_s": 1.0}
+DISCHARGE_WINDOW = {"discharge_min": -20.0, "discharge_max": 55.0}
 
 
 @cache
@@ -63,9 +125,31 @@ class FakeAgent:
         self.state = example("state")
         self.config = example("config")
         self.config["agent_id"] = agent_id
+        for output in self.announce["outputs"]:
+            output["wiring"] = WIRING[output["name"]]
+            output["settable_types"] = SETTABLE_TYPES[output["wiring"]]
+        for output in self.config["outputs"]:
+            output["wiring"] = WIRING[output["name"]]
+        self.config["thresholds"].update(TRIP_DELAYS)
+        self.config["temperature"].update(DISCHARGE_WINDOW)
+        self.config["remote_window"] = copy.deepcopy(REMOTE_WINDOW)
         self.responder: Responder = accept_all
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self._unsubscribe: list[Callable[[], None]] = []
+
+    def as_older_agent(self) -> None:
+        """Payloads of an agent from before the safety envelope: no wiring, settable types,
+        remote window, trip delays or discharge window (publish them yourself)."""
+        for output in self.announce["outputs"]:
+            output.pop("wiring", None)
+            output.pop("settable_types", None)
+        for output in self.config["outputs"]:
+            output.pop("wiring", None)
+        for key in TRIP_DELAYS:
+            self.config["thresholds"].pop(key, None)
+        for key in DISCHARGE_WINDOW:
+            self.config["temperature"].pop(key, None)
+        self.config.pop("remote_window", None)
 
     # --- publishing ---------------------------------------------------------------------
 

@@ -47,6 +47,15 @@ async def test_diagnostics_show_the_box_and_redact_identifiers(
     assert diag["state"]["cells"] == agent.state["cells"]
     assert diag["state"]["counters"]["pv_wh"] == agent.state["counters"]["pv_wh"]
     assert diag["config"]["thresholds"] == agent.config["thresholds"]
+    # What each output switches and may become, and the remote window, are not secrets.
+    assert [(o["name"], o["wiring"], o["settable_types"]) for o in diag["announce"]["outputs"]] == [
+        ("extio3", "load", [0, 2, 4]),
+        ("extio4", "charge", [0, 1, 3, 6]),
+        ("extio5", "signal", [0, 1, 2, 3, 4]),
+        ("extio6", "fault", [5]),
+    ]
+    assert diag["config"]["remote_window"] == agent.config["remote_window"]
+    assert diag["config"]["outputs"][3]["wiring"] == "fault"
     assert diag["availability"] == {
         "available": True,
         "online": True,

@@ -154,22 +154,23 @@ async def _discover_and_confirm(hass: HomeAssistant) -> MockConfigEntry:
 
 
 async def _change_output_type_in_the_flow(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    """extio5: unused (0) -> high SoC alarm (3), with its alarm level, as a user would."""
+    """extio3, wired to the loads: LVD (2) -> low SoC (4), with its alarm level, as a user
+    would (the types offered follow its wiring)."""
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["type"] is FlowResultType.MENU
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {"next_step_id": "outputs"}
     )
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {CONF_OUTPUT: "extio5"}
+        result["flow_id"], {CONF_OUTPUT: "extio3"}
     )
     assert result["step_id"] == "output_type"
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {CONF_OUTPUT_TYPE: "3"}
+        result["flow_id"], {CONF_OUTPUT_TYPE: "4"}
     )
     assert result["step_id"] == "output_settings"
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"high": 93.0, "high_release": 88.0}
+        result["flow_id"], {"low": 15.0, "low_release": 22.0}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY, result.get("errors")
 
@@ -246,24 +247,27 @@ async def _check_output_type_change(
 ) -> None:
     """The options flow changes an EXTIO type; the agent applies it and announces it."""
     await _change_output_type_in_the_flow(hass, entry)
-    await wait_for(hass, lambda: seen.latest["announce"]["outputs"][2]["type"] == 3)
+    await wait_for(hass, lambda: seen.latest["announce"]["outputs"][0]["type"] == 4)
     # `config` and `announce` are separate messages: either may arrive first.
-    await wait_for(hass, lambda: seen.latest["config"]["outputs"][2]["type"] == 3)
-    assert seen.latest["config"]["soc_alarms"]["high"] == 93.0
-    assert seen.latest["config"]["soc_alarms"]["high_release"] == 88.0
+    await wait_for(hass, lambda: seen.latest["config"]["outputs"][0]["type"] == 4)
+    assert seen.latest["config"]["soc_alarms"]["low"] == 15.0
+    assert seen.latest["config"]["soc_alarms"]["low_release"] == 22.0
     # The entry follows the new announce (a reload: the output's entities change).
-    await wait_for(hass, lambda: entry.data["announce"]["outputs"][2]["type"] == 3)
+    await wait_for(hass, lambda: entry.data["announce"]["outputs"][0]["type"] == 4)
     await wait_for(
         hass,
         lambda: (
             entry.state is ConfigEntryState.LOADED
-            and entry.runtime_data.data.announce.output("extio5").type == 3
+            and entry.runtime_data.data.announce.output("extio3").type == 4
             and entry.runtime_data.data.available
         ),
         timeout_s=WAIT_S,
     )
-    select = _entity_id(hass, "select", "output_type_extio5")
-    await wait_for(hass, lambda: _value(hass, select) == "high_soc")
+    select = _entity_id(hass, "select", "output_type_extio3")
+    await wait_for(hass, lambda: _value(hass, select) == "low_soc")
+    # extio5 switches nothing on this box: no type choice for it at all.
+    registry = er.async_get(hass)
+    assert registry.async_get_entity_id("select", DOMAIN, f"{AGENT_ID}_output_type_extio5") is None
 
 
 async def _check_mark_full(hass: HomeAssistant) -> None:

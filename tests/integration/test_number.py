@@ -37,17 +37,45 @@ SETTINGS = {
     "threshold_lvd_reconnect": ("thresholds", "lvd_reconnect", 3.2),
     "threshold_ovlo": ("thresholds", "ovlo", 3.75),
     "threshold_uvlo": ("thresholds", "uvlo", 2.5),
+    "threshold_lvd_delay_s": ("thresholds", "lvd_delay_s", 5.0),
+    "threshold_hvd_delay_s": ("thresholds", "hvd_delay_s", 1.0),
     "soc_alarm_high": ("soc_alarms", "high", 95.0),
     "soc_alarm_high_release": ("soc_alarms", "high_release", 90.0),
     "soc_alarm_low": ("soc_alarms", "low", 20.0),
     "soc_alarm_low_release": ("soc_alarms", "low_release", 25.0),
     "temperature_charge_min": ("temperature", "charge_min", 0.0),
     "temperature_charge_max": ("temperature", "charge_max", 45.0),
+    "temperature_discharge_min": ("temperature", "discharge_min", -20.0),
+    "temperature_discharge_max": ("temperature", "discharge_max", 55.0),
     "max_soc": ("max_soc", "max_soc", 90.0),
     "publish_interval": ("publish", "interval_s", 30.0),
 }
-DISABLED_BY_DEFAULT = {"threshold_ovlo", "threshold_uvlo", "publish_interval"}
-REASON = "must be below thresholds.eoc (got 3.6 >= 3.53)"
+DISABLED_BY_DEFAULT = {
+    "threshold_ovlo",
+    "threshold_uvlo",
+    "threshold_hvd_delay_s",
+    "publish_interval",
+}
+REASON = "must be at least 0.1 V below thresholds.hvd, HVD hysteresis (got 3.5 and 3.6)"
+# (min, max) of each number in the fake agent's remote window, and without one.
+WINDOW = {
+    "threshold_hvd": (3.45, 3.6),
+    "threshold_lvd": (3.0, 3.2),
+    "threshold_lvd_delay_s": (1.0, 30.0),
+    "threshold_hvd_delay_s": (0.0, 5.0),
+    "temperature_charge_min": (0.0, 10.0),
+    "temperature_discharge_min": (-20.0, 0.0),
+    "temperature_discharge_max": (45.0, 55.0),
+    "soc_alarm_low": (0.0, 100.0),
+    "max_soc": (10.0, 100.0),
+}
+OWN_RANGES = {
+    "threshold_hvd": (2.0, 4.3),
+    "threshold_lvd": (2.0, 4.3),
+    "temperature_charge_min": (-40.0, 125.0),
+    "soc_alarm_low": (0.0, 100.0),
+    "max_soc": (10.0, 100.0),
+}
 
 
 def _entity_id(hass: HomeAssistant, key: str) -> str:
@@ -125,14 +153,95 @@ async def test_numbers_show_the_config_in_force(
     assert hvd.attributes["friendly_name"] == "SBMS shed High voltage disconnect (HVD)"
     assert hvd.attributes["device_class"] == NumberDeviceClass.VOLTAGE
     assert hvd.attributes[ATTR_UNIT_OF_MEASUREMENT] == "V"
+    # The range is the box's remote window.
     assert (hvd.attributes["min"], hvd.attributes["max"], hvd.attributes["step"]) == (
-        2.0,
-        4.3,
+        3.45,
+        3.6,
         0.01,
     )
     assert _state(hass, "temperature_charge_max").attributes[ATTR_UNIT_OF_MEASUREMENT] == "°C"
     assert _state(hass, "soc_alarm_low").attributes[ATTR_UNIT_OF_MEASUREMENT] == "%"
+    # The window has no `publish` section: the integration's own range.
     assert _state(hass, "publish_interval").attributes["max"] == 3600
+
+    for key in ("threshold_lvd_delay_s", "threshold_hvd_delay_s"):
+        delay = _state(hass, key)
+        assert delay.attributes["device_class"] == NumberDeviceClass.DURATION, key
+        assert delay.attributes[ATTR_UNIT_OF_MEASUREMENT] == "s", key
+    assert _state(hass, "threshold_lvd_delay_s").attributes["friendly_name"] == (
+        "SBMS shed LVD delay"
+    )
+    discharge = _state(hass, "temperature_discharge_max")
+    assert discharge.attributes["friendly_name"] == "SBMS shed Maximum discharge temperature"
+    assert discharge.attributes["device_class"] == NumberDeviceClass.TEMPERATURE
+    assert discharge.attributes[ATTR_UNIT_OF_MEASUREMENT] == "°C"
+
+
+def _range(hass: HomeAssistant, key: str) -> tuple[float, float]:
+    attributes = _state(hass, key).attributes
+    return attributes["min"], attributes["max"]
+
+
+async def test_ranges_follow_the_remote_window(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    entry = await setup_box(agent)
+    for key, window in WINDOW.items():
+        if key not in DISABLED_BY_DEFAULT:
+            assert _range(hass, key) == window, key
+
+    # The file's window changed (the agent restarted with it): the ranges follow.
+    agent.config["remote_window"]["thresholds"]["lvd"] = [2.9, 3.1]
+    agent.config["config_revision"] += 1
+    await agent.publish("config", agent.config)
+    await wait_for(hass, lambda: _range(hass, "threshold_lvd") == (2.9, 3.1))
+    assert _range(hass, "threshold_hvd") == (3.45, 3.6)
+
+    # A setting the window leaves out, or a malformed entry: the integration's own range.
+    del agent.config["remote_window"]["thresholds"]["hvd"]
+    agent.config["remote_window"]["thresholds"]["lvd"] = [3.1, 2.9]  # lowest above highest
+    agent.config["remote_window"]["temperature"]["charge_min"] = "0-10"
+    agent.config["config_revision"] += 1
+    await agent.publish("config", agent.config)
+    revision = agent.config["config_revision"]
+    await wait_for(hass, lambda: _revision(entry) == revision)
+    assert _range(hass, "threshold_hvd") == OWN_RANGES["threshold_hvd"]
+    assert _range(hass, "threshold_lvd") == OWN_RANGES["threshold_lvd"]
+    assert _range(hass, "temperature_charge_min") == OWN_RANGES["temperature_charge_min"]
+
+
+async def test_an_older_agent_keeps_the_integrations_ranges(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """No remote window, no trip delays, no discharge window: the numbers work as before,
+    and the ones it has no setting for are unavailable, not unknown."""
+    agent.as_older_agent()
+    await agent.publish_all()
+    await setup_box(agent)
+    for key, window in OWN_RANGES.items():
+        assert _range(hass, key) == window, key
+    assert float(_state(hass, "threshold_hvd").state) == 3.6
+    for key in ("threshold_lvd_delay_s", "temperature_discharge_min", "temperature_discharge_max"):
+        assert _state(hass, key).state == STATE_UNAVAILABLE, key
+    await _set(hass, "threshold_hvd", 3.7)  # inside the old range: the agent decides
+    assert agent.requests[-1][1]["config"] == {"thresholds": {"hvd": 3.7}}
+
+
+async def test_trip_delays_and_discharge_limits_are_sent_to_the_agent(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    await setup_box(agent)
+    await _set(hass, "threshold_lvd_delay_s", 12.5)
+    assert agent.requests[-1][1]["config"] == {"thresholds": {"lvd_delay_s": 12.5}}
+    assert float(_state(hass, "threshold_lvd_delay_s").state) == 12.5
+    await _set(hass, "temperature_discharge_min", -10)
+    assert agent.requests[-1][1]["config"] == {"temperature": {"discharge_min": -10}}
+    assert float(_state(hass, "temperature_discharge_min").state) == -10.0
+    with pytest.raises(ServiceValidationError):
+        await _set(hass, "threshold_lvd_delay_s", 0.5)  # the window starts at 1 s
+    with pytest.raises(ServiceValidationError):
+        await _set(hass, "temperature_discharge_max", 60)
+    assert len(agent.requests) == 2
 
 
 async def test_setting_a_threshold_sends_config_set_and_follows_the_agent(
@@ -173,7 +282,7 @@ async def test_rejected_threshold_raises_the_agents_reason_and_keeps_the_value(
     await setup_box(agent)
     agent.responder = _reject_hvd_reconnect
     with pytest.raises(HomeAssistantError) as caught:
-        await _set(hass, "threshold_hvd_reconnect", 3.6)
+        await _set(hass, "threshold_hvd_reconnect", 3.5)
     assert caught.value.translation_key == "agent_rejected"
     assert REASON in str(caught.value)
     await mqtt_settled(hass)
@@ -187,6 +296,15 @@ async def test_out_of_range_value_is_refused_before_the_agent(
     await setup_box(agent)
     with pytest.raises(ServiceValidationError):
         await _set(hass, "threshold_hvd", 5.0)
+    with pytest.raises(ServiceValidationError) as caught:
+        await _set(hass, "threshold_hvd", 3.62)  # within the cells' limits, not the window
+    # What the user reads (docs/integration.md quotes it).
+    assert caught.value.translation_placeholders == {
+        "value": 3.62,
+        "entity_id": "number.sbms_shed_high_voltage_disconnect_hvd",
+        "min_value": "3.45",
+        "max_value": "3.6",
+    }
     with pytest.raises(ServiceValidationError):
         await _set(hass, "soc_alarm_high", 101)
     assert agent.requests == []
@@ -241,9 +359,12 @@ async def test_imax_only_with_a_dual_pv_output_and_temperatures_only_with_a_batt
     await setup_box(agent)
     assert float(_state(hass, "dual_pv_imax").state) == 50.0
     assert _state(hass, "dual_pv_imax").attributes[ATTR_UNIT_OF_MEASUREMENT] == "A"
-    assert (
-        registry.async_get_entity_id(NUMBER_DOMAIN, DOMAIN, "shed_temperature_charge_min") is None
-    )
+    for key in ("charge_min", "charge_max", "discharge_min", "discharge_max"):
+        assert (
+            registry.async_get_entity_id(NUMBER_DOMAIN, DOMAIN, f"shed_temperature_{key}") is None
+        ), key
+    # The trip delays do not depend on a sensor.
+    assert _entity_id(hass, "threshold_lvd_delay_s")
     await _set(hass, "dual_pv_imax", 40)
     assert agent.requests[-1][1]["config"] == {"dual_pv": {"imax": 40}}
     assert float(_state(hass, "dual_pv_imax").state) == 40.0

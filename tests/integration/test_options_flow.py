@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sbms.config_flow import (
@@ -83,8 +83,12 @@ SECTIONS = [
             "lvd_reconnect": 3.2,
             "lvd": 3.0,
             "uvlo": 2.5,
+            "ovlo_delay_s": 1.0,
+            "hvd_delay_s": 1.0,
+            "lvd_delay_s": 5.0,
+            "uvlo_delay_s": 1.0,
         },
-        {"hvd": 3.55, "hvd_reconnect": 3.38},
+        {"hvd": 3.55, "hvd_reconnect": 3.38, "lvd_delay_s": 10.0},
     ),
     (
         "soc_alarms",
@@ -97,10 +101,12 @@ SECTIONS = [
             "charge_min": 0.0,
             "charge_max": 45.0,
             "charge_hysteresis": 2.0,
+            "discharge_min": -20.0,
+            "discharge_max": 55.0,
             "internal_cutoff": 60.0,
             "internal_release": 50.0,
         },
-        {"charge_min": 2.0, "charge_max": 40.0},
+        {"charge_min": 2.0, "charge_max": 40.0, "discharge_max": 50.0},
     ),
     (
         "dual_pv",
@@ -141,6 +147,61 @@ async def test_section_change_accepted(
         assert coordinator.data.config.value(section, key) == value
 
 
+def _range(result: dict[str, Any], field: str) -> tuple[float, float]:
+    config = result["data_schema"].schema[field].config
+    return config["min"], config["max"]
+
+
+async def test_forms_take_their_ranges_from_the_remote_window(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    entry = await setup_box(agent)
+    result = await _open(hass, entry, "thresholds")
+    assert _range(result, "hvd") == (3.45, 3.6)
+    assert _range(result, "lvd") == (3.0, 3.2)
+    assert _range(result, "lvd_delay_s") == (1.0, 30.0)
+    # Beyond the window: Home Assistant refuses it, nothing goes to the agent.
+    with pytest.raises(InvalidData):
+        await _submit(hass, result["flow_id"], {"hvd": 3.62})
+    assert _config_sets(agent) == []
+
+    result = await _open(hass, entry, "temperature")
+    assert _range(result, "discharge_max") == (45.0, 55.0)
+    assert _range(result, "charge_min") == (0.0, 10.0)
+
+
+async def test_a_value_the_file_put_outside_the_window_can_stay(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """The agent accepts a setting left where the file put it, so the form does too."""
+    agent.config["thresholds"]["ovlo"] = 3.78  # the window is 3.65-3.75
+    await agent.publish_all()
+    entry = await setup_box(agent)
+    result = await _open(hass, entry, "thresholds")
+    assert _range(result, "ovlo") == (3.65, 3.78)
+    result = await _submit(hass, result["flow_id"], {"ovlo": 3.78, "hvd": 3.55})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert _config_sets(agent) == [{"thresholds": {"hvd": 3.55}}]
+
+
+async def test_forms_keep_their_own_ranges_without_a_window(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    del agent.config["remote_window"]["thresholds"]["hvd"]  # one setting the window omits
+    await agent.publish_all()
+    entry = await setup_box(agent)
+    result = await _open(hass, entry, "thresholds")
+    assert _range(result, "hvd") == (2.0, 4.3)
+    assert _range(result, "lvd") == (3.0, 3.2)
+
+    agent.as_older_agent()
+    agent.config["config_revision"] += 1
+    await agent.publish("config", agent.config)
+    await wait_for(hass, lambda: "remote_window" not in entry.runtime_data.data.config.data)
+    result = await _open(hass, entry, "thresholds")
+    assert _range(result, "lvd") == (2.0, 4.3)
+
+
 async def test_unchanged_form_sends_nothing(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
@@ -156,16 +217,16 @@ async def test_rejected_change_shows_the_agents_reason_on_its_field(
 ) -> None:
     entry = await setup_box(agent)
     config_before = copy.deepcopy(agent.config)
-    reason = "must be below thresholds.eoc (got 3.6 >= 3.53)"
+    reason = "must be at least 0.1 V below thresholds.hvd, HVD hysteresis (got 3.5 and 3.6)"
     agent.responder = _reject("config.thresholds.hvd_reconnect", reason)
     result = await _open(hass, entry, "thresholds")
-    result = await _submit(hass, result["flow_id"], {"hvd_reconnect": 3.6})
+    result = await _submit(hass, result["flow_id"], {"hvd_reconnect": 3.5})
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "thresholds"
     assert result["errors"] == {"hvd_reconnect": "rejected"}
     assert reason in result["description_placeholders"]["reason"]
-    assert _defaults(result)["hvd_reconnect"] == 3.6  # the user's value, to correct it
-    assert _config_sets(agent) == [{"thresholds": {"hvd_reconnect": 3.6}}]
+    assert _defaults(result)["hvd_reconnect"] == 3.5  # the user's value, to correct it
+    assert _config_sets(agent) == [{"thresholds": {"hvd_reconnect": 3.5}}]
     assert agent.config == config_before
     assert entry.runtime_data.data.config.value("thresholds", "hvd_reconnect") == 3.4
 
@@ -249,15 +310,77 @@ async def test_options_abort_when_the_entry_is_not_loaded(
 # --- outputs --------------------------------------------------------------------------------
 
 
-async def _pick_output(hass: HomeAssistant, entry: MockConfigEntry, output: str) -> dict[str, Any]:
+def _choices(result: dict[str, Any], field: str) -> list[str]:
+    """The values a select field of a form offers."""
+    return [
+        option if isinstance(option, str) else option["value"]
+        for option in result["data_schema"].schema[field].config["options"]
+    ]
+
+
+async def _pick_output(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    output: str,
+    outputs: tuple[str, ...] = ("extio3", "extio4", "extio5"),
+) -> dict[str, Any]:
+    """Open the outputs page (the fault output is not on it: it has no type to choose)."""
     result = await _open(hass, entry, "outputs")
-    options = result["data_schema"].schema["output"].config["options"]
-    assert [option["value"] for option in options] == ["extio3", "extio4", "extio5", "extio6"]
+    assert _choices(result, "output") == list(outputs)
     result = await _submit(hass, result["flow_id"], {"output": output})
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "output_type"
     assert result["description_placeholders"]["output"] == output
     return result
+
+
+@pytest.mark.parametrize(
+    ("output", "types"),
+    [
+        ("extio3", ["0", "2", "4"]),
+        ("extio4", ["0", "1", "3", "6"]),
+        ("extio5", ["0", "1", "2", "3", "4"]),
+    ],
+)
+async def test_output_type_offers_only_the_settable_types(
+    hass: HomeAssistant, *, agent: FakeAgent, setup_box: SetupBox, output: str, types: list[str]
+) -> None:
+    entry = await setup_box(agent)
+    result = await _pick_output(hass, entry, output)
+    assert _choices(result, "output_type") == types
+    forbidden = next(str(t) for t in range(7) if str(t) not in types)
+    with pytest.raises(InvalidData):
+        await _submit(hass, result["flow_id"], {"output_type": forbidden})
+    assert _config_sets(agent) == []
+
+
+async def test_an_older_agent_offers_every_output_and_type(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    agent.as_older_agent()
+    await agent.publish_all()
+    entry = await setup_box(agent)
+    result = await _pick_output(hass, entry, "extio6", ("extio3", "extio4", "extio5", "extio6"))
+    assert _choices(result, "output_type") == [str(t) for t in range(7)]
+    assert _defaults(result) == {"output_type": "5"}
+    # Its forms have no trip delays or discharge window: it would refuse keys it does not know.
+    result = await _open(hass, entry, "thresholds")
+    assert "lvd_delay_s" not in _defaults(result)
+    result = await _open(hass, entry, "temperature")
+    assert "discharge_min" not in _defaults(result)
+
+
+async def test_no_outputs_page_when_no_output_has_a_type_to_choose(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    for output in agent.announce["outputs"]:
+        if output["name"] != "extio6":
+            output.update(wiring="none", settable_types=[0])
+    await agent.publish_all()
+    entry = await setup_box(agent)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["type"] is FlowResultType.MENU
+    assert "outputs" not in result["menu_options"]
 
 
 async def test_output_type_without_settings_is_sent_at_once(
@@ -303,7 +426,7 @@ async def test_output_type_with_its_settings(
         ("extio5", "3", {"high": 95.0, "high_release": 90.0}),
         ("extio5", "4", {"low_release": 25.0, "low": 20.0}),
         (
-            "extio5",
+            "extio4",
             "6",
             {
                 "imax": 50.0,
@@ -336,24 +459,24 @@ async def test_unchanged_output_type_sends_only_the_settings(
     entry = await setup_box(agent)
     result = await _pick_output(hass, entry, "extio3")
     result = await _submit(hass, result["flow_id"], {"output_type": "2"})
-    result = await _submit(hass, result["flow_id"], {"lvd": 2.9})
+    result = await _submit(hass, result["flow_id"], {"lvd": 3.1})
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert _config_sets(agent) == [{"thresholds": {"lvd": 2.9}}]
+    assert _config_sets(agent) == [{"thresholds": {"lvd": 3.1}}]
 
 
 async def test_rejected_output_type_shows_the_reason(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
-    reason = "only one fault output is allowed"
+    reason = "extio3 is the only load output while loads are on"
     agent.responder = _reject("config.outputs.extio3.type", reason)
     result = await _pick_output(hass, entry, "extio3")
-    result = await _submit(hass, result["flow_id"], {"output_type": "5"})
+    result = await _submit(hass, result["flow_id"], {"output_type": "0"})
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "output_type"
     assert result["errors"] == {"output_type": "rejected"}
     assert reason in result["description_placeholders"]["reason"]
-    assert _defaults(result) == {"output_type": "5"}
+    assert _defaults(result) == {"output_type": "0"}
     assert agent.config["outputs"][0]["type"] == 2  # unchanged on the agent
 
 
@@ -361,8 +484,8 @@ async def test_rejected_output_settings_show_the_reason(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
-    agent.responder = _reject("config.outputs.extio5.type", "type 6 needs an HVD output")
-    result = await _pick_output(hass, entry, "extio5")
+    agent.responder = _reject("config.outputs.extio4.type", "type 6 needs an HVD output")
+    result = await _pick_output(hass, entry, "extio4")
     result = await _submit(hass, result["flow_id"], {"output_type": "6"})
     result = await _submit(hass, result["flow_id"], {"imax": 30.0})
     assert result["step_id"] == "output_settings"
@@ -373,7 +496,7 @@ async def test_rejected_output_settings_show_the_reason(
     result = await _submit(hass, result["flow_id"], {"imax": 30.0})
     assert result["errors"] == {"imax": "rejected"}
     assert (
-        _config_sets(agent) == [{"outputs": {"extio5": {"type": 6}}, "dual_pv": {"imax": 30.0}}] * 2
+        _config_sets(agent) == [{"outputs": {"extio4": {"type": 6}}, "dual_pv": {"imax": 30.0}}] * 2
     )
 
 

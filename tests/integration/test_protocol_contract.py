@@ -20,6 +20,7 @@ from custom_components.sbms.const import (
     SUPPORTED_PROTOCOL_VERSIONS,
 )
 from custom_components.sbms.models import (
+    OUTPUT_WIRINGS,
     AgentConfig,
     AgentEvent,
     Announce,
@@ -136,3 +137,95 @@ def test_a_state_with_a_wrong_type_names_the_field() -> None:
     state["counters"] = {**state["counters"], "pv_wh": None}
     with pytest.raises(ProtocolError, match=r"state\.counters\.pv_wh: expected a number"):
         BoxState.from_payload(json.dumps(state))
+
+
+# --- output wiring and settable types, remote window (added within protocol version 1) -------
+
+
+def _announce_with(**output_keys: Any) -> dict[str, Any]:
+    """The documented announce with keys set on its second output (None: key removed)."""
+    announce = json.loads(json.dumps(_examples("announce")[0]))
+    for output in announce["outputs"]:
+        output.pop("wiring", None)
+        output.pop("settable_types", None)
+    announce["outputs"][1].update({k: v for k, v in output_keys.items() if v is not None})
+    return announce
+
+
+def test_wiring_and_settable_types_are_read() -> None:
+    announce = Announce.from_payload(
+        json.dumps(_announce_with(wiring="charge", settable_types=[6, 0, 3, 1]))
+    )
+    output = announce.outputs[1]
+    assert output.wiring == "charge"
+    assert output.settable_types == (0, 1, 3, 6)
+    assert output.remote_types == (0, 1, 3, 6)
+    assert output.type_choice
+    fault = Announce.from_payload(json.dumps(_announce_with(wiring="fault", settable_types=[5])))
+    assert not fault.outputs[1].type_choice
+    closed = Announce.from_payload(json.dumps(_announce_with(wiring="load", settable_types=[])))
+    assert closed.outputs[1].remote_types == ()
+    assert not closed.outputs[1].type_choice
+
+
+def test_an_announce_without_wiring_allows_every_type() -> None:
+    """An older agent: the keys are absent, any type 0-6 may be asked for."""
+    announce = Announce.from_payload(json.dumps(_announce_with()))
+    for output in announce.outputs:
+        assert output.wiring is None
+        assert output.settable_types is None
+        assert output.remote_types == tuple(range(len(OUTPUT_TYPE_NAMES)))
+        assert output.type_choice
+
+
+@pytest.mark.parametrize(
+    ("keys", "field"),
+    [
+        ({"wiring": "relay"}, r"announce\.outputs\[1\]\.wiring"),
+        ({"wiring": 1}, r"announce\.outputs\[1\]\.wiring"),
+        ({"wiring": None, "settable_types": [0, 7]}, r"announce\.outputs\[1\]\.settable_types"),
+        ({"settable_types": [-1]}, r"announce\.outputs\[1\]\.settable_types"),
+        ({"settable_types": ["1"]}, r"announce\.outputs\[1\]\.settable_types"),
+        ({"settable_types": [True]}, r"announce\.outputs\[1\]\.settable_types"),
+        ({"settable_types": [1.0]}, r"announce\.outputs\[1\]\.settable_types"),
+        ({"settable_types": "0,1"}, r"announce\.outputs\[1\]\.settable_types"),
+    ],
+)
+def test_bad_wiring_or_settable_types_name_the_field(keys: dict[str, Any], field: str) -> None:
+    with pytest.raises(ProtocolError, match=field):
+        Announce.from_payload(json.dumps(_announce_with(**keys)))
+
+
+def test_wirings_match_the_schemas() -> None:
+    announce_output = _schema("announce")["properties"]["outputs"]["items"]["properties"]
+    assert announce_output["wiring"]["enum"] == list(OUTPUT_WIRINGS)
+    items = announce_output["settable_types"]["items"]
+    assert (items["minimum"], items["maximum"]) == (0, len(OUTPUT_TYPE_NAMES) - 1)
+    config_output = _schema("config")["properties"]["outputs"]["items"]["properties"]
+    assert config_output["wiring"]["enum"] == list(OUTPUT_WIRINGS)
+    for name in ("wiring", "settable_types"):
+        assert name not in _schema("announce")["properties"]["outputs"]["items"]["required"]
+    assert "remote_window" not in _schema("config").get("required", [])
+
+
+def test_remote_window_is_read_leniently() -> None:
+    config = dict(_examples("config")[0])
+    config["remote_window"] = {
+        "thresholds": {"hvd": [3.45, 3.6], "lvd": [3.2, 2.8], "eoc": [3.4], "ovlo": ["a", 1]},
+        "temperature": [],
+        "battery": {"capacity_ah": [50, 200]},
+    }
+    parsed = AgentConfig.from_payload(json.dumps(config))
+    assert parsed.remote_window("thresholds", "hvd") == (3.45, 3.6)
+    assert parsed.remote_window("battery", "capacity_ah") == (50.0, 200.0)
+    for section, key in [
+        ("thresholds", "lvd"),  # lowest above highest
+        ("thresholds", "eoc"),
+        ("thresholds", "ovlo"),
+        ("thresholds", "uvlo"),
+        ("temperature", "charge_min"),
+        ("dual_pv", "imax"),
+    ]:
+        assert parsed.remote_window(section, key) is None, (section, key)
+    del config["remote_window"]
+    assert AgentConfig.from_payload(json.dumps(config)).remote_window("thresholds", "hvd") is None

@@ -1,4 +1,5 @@
-"""Output-type selects against a fake agent on a real broker: shown from the agent's config."""
+"""Output-type selects against a fake agent on a real broker: shown from the agent's config,
+offering the types the box's wiring lets a remote client set."""
 
 from __future__ import annotations
 
@@ -17,15 +18,32 @@ from custom_components.sbms.const import DOMAIN, OUTPUT_TYPE_NAMES
 from tests.integration.conftest import SetupBox, mqtt_settled, wait_for
 from tests.integration.fake_agent import FakeAgent
 
+# The fake box's settable types by name: extio3 a load, extio4 a charge source, extio5 a signal.
+OPTIONS = {
+    "extio3": ["unused", "lvd", "low_soc"],
+    "extio4": ["unused", "hvd", "high_soc", "dual_pv"],
+    "extio5": ["unused", "hvd", "lvd", "high_soc", "low_soc"],
+}
+
 REASON = "type 6 (dual PV) needs at least one type 1 (HVD) output"
 
 
-def _entity_id(hass: HomeAssistant, output: str) -> str:
-    entity_id = er.async_get(hass).async_get_entity_id(
+def _find(hass: HomeAssistant, output: str) -> str | None:
+    return er.async_get(hass).async_get_entity_id(
         SELECT_DOMAIN, DOMAIN, f"shed_output_type_{output}"
     )
+
+
+def _entity_id(hass: HomeAssistant, output: str) -> str:
+    entity_id = _find(hass, output)
     assert entity_id is not None, output
     return entity_id
+
+
+def _options(hass: HomeAssistant, output: str) -> list[str]:
+    state = hass.states.get(_entity_id(hass, output))
+    assert state is not None
+    return list(state.attributes["options"])
 
 
 def _state(hass: HomeAssistant, output: str) -> str:
@@ -50,12 +68,12 @@ def _reject_type_changes(suffix: str, request: dict[str, Any]) -> list[dict[str,
     return []
 
 
-async def test_one_select_per_output_showing_the_config_in_force(
+async def test_one_select_per_output_with_a_choice_showing_the_config_in_force(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     await setup_box(agent)
     registry = er.async_get(hass)
-    expected = {"extio3": "lvd", "extio4": "hvd", "extio5": "unused", "extio6": "fault"}
+    expected = {"extio3": "lvd", "extio4": "hvd", "extio5": "unused"}
     for output, option in expected.items():
         entity_id = _entity_id(hass, output)
         entry = registry.async_get(entity_id)
@@ -65,8 +83,75 @@ async def test_one_select_per_output_showing_the_config_in_force(
         state = hass.states.get(entity_id)
         assert state is not None
         assert state.state == option
-        assert state.attributes["options"] == list(OUTPUT_TYPE_NAMES)
+        # Only the types the output's wiring allows, in type order.
+        assert state.attributes["options"] == OPTIONS[output], output
         assert state.attributes["friendly_name"] == f"SBMS shed {output} type"
+    # The fault output can only be the fault output (settable_types [5]): nothing to choose.
+    assert _find(hass, "extio6") is None
+    assert sorted(hass.states.async_entity_ids(SELECT_DOMAIN)) == sorted(
+        _entity_id(hass, output) for output in expected
+    )
+
+
+async def test_a_type_the_wiring_forbids_is_refused_before_the_agent(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """A load type for the charge relay never leaves Home Assistant."""
+    await setup_box(agent)
+    for output, option in (("extio4", "lvd"), ("extio3", "dual_pv"), ("extio5", "fault")):
+        with pytest.raises(ServiceValidationError):
+            await _select(hass, output, option)
+    assert agent.requests == []
+    assert _state(hass, "extio4") == "hvd"
+
+
+async def test_an_older_agent_gets_every_type_for_every_output(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """An announce without wiring and settable types: all seven types, the fault output too."""
+    agent.as_older_agent()
+    await agent.publish_all()
+    entry = await setup_box(agent)
+    assert all(o.settable_types is None for o in entry.runtime_data.data.announce.outputs)
+    for output in ("extio3", "extio4", "extio5", "extio6"):
+        assert _options(hass, output) == list(OUTPUT_TYPE_NAMES), output
+    assert _state(hass, "extio6") == "fault"
+
+
+async def test_the_type_in_force_is_shown_even_if_not_settable(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """The file may give a signal output the fault type; a remote client may not. The select
+    still shows it (not unknown) and offers the settable types besides."""
+    agent.announce["outputs"][2]["type"] = 5
+    agent.announce["outputs"][2]["type_name"] = "fault"
+    agent.config["outputs"][2]["type"] = 5
+    await agent.publish_all()
+    await setup_box(agent)
+    assert _state(hass, "extio5") == "fault"
+    assert _options(hass, "extio5") == [*OPTIONS["extio5"], "fault"]
+
+
+async def test_a_select_follows_new_settable_types(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """The file rewired extio5 to nothing: its select goes (and leaves no registry entry);
+    rewired to a charge source, it comes back with the charge types."""
+    entry = await setup_box(agent)
+    entity_id = _entity_id(hass, "extio5")
+    agent.announce["outputs"][2].update(wiring="none", settable_types=[0])
+    await agent.publish("announce", agent.announce)
+    # The announce changed which entities exist: the entry reloads.
+    await wait_for(hass, lambda: _find(hass, "extio5") is None)
+    await wait_for(hass, lambda: entry.runtime_data.data.state is not None)
+    assert hass.states.get(entity_id) is None
+    assert _find(hass, "extio4") is not None
+
+    agent.announce["outputs"][2].update(wiring="charge", settable_types=[0, 1, 3, 6])
+    await agent.publish("announce", agent.announce)
+    await wait_for(hass, lambda: _find(hass, "extio5") is not None)
+    await wait_for(hass, lambda: hass.states.get(_entity_id(hass, "extio5")) is not None)
+    assert _options(hass, "extio5") == ["unused", "hvd", "high_soc", "dual_pv"]
 
 
 async def test_selecting_sends_config_set_and_shows_the_agents_answer(
@@ -118,10 +203,12 @@ async def test_rejected_type_raises_the_agents_reason_and_keeps_the_option(
     assert issue is not None
 
 
-async def test_fault_output_is_not_blocked_in_home_assistant(
+async def test_an_older_agents_fault_output_is_not_blocked_in_home_assistant(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
-    """The agent owns the output rules: changing the fault output goes to it to decide."""
+    """Without settable types the agent owns the output rules: the change goes to it."""
+    agent.as_older_agent()
+    await agent.publish_all()
     await setup_box(agent)
     await _select(hass, "extio6", "lvd")
     assert agent.requests[-1][1]["config"] == {"outputs": {"extio6": {"type": 2}}}
@@ -144,7 +231,7 @@ async def test_offline_agent_makes_selects_unavailable_and_sends_nothing(
     await setup_box(agent)
     await agent.set_online(False)
     await wait_for(hass, lambda: _state(hass, "extio3") == STATE_UNAVAILABLE)
-    assert all(_state(hass, name) == STATE_UNAVAILABLE for name in ("extio4", "extio5", "extio6"))
+    assert all(_state(hass, name) == STATE_UNAVAILABLE for name in ("extio4", "extio5"))
 
     # Home Assistant skips unavailable entities in service calls; the entity itself refuses.
     await _select(hass, "extio5", "lvd")
