@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import platform
 import signal
 import sys
 import time
@@ -21,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import aiomqtt
+from homeassistant import const as ha_const
 
 from demo.broker import BROKERS, broker_process
 from demo.ha_api import connect_when_running
@@ -53,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cells", type=int, default=8, choices=range(3, 9), metavar="3..8")
     parser.add_argument("--agent-id", default="simulator")
     parser.add_argument("--dir", type=Path, default=REPO_ROOT / ".demo", help="working directory")
+    parser.add_argument(
+        "--newest",
+        action="store_true",
+        help="the newest Home Assistant on Python 3.14, in a Debian sid chroot built once by "
+        "scripts/newest-env (root only; handled by scripts/demo before Python starts)",
+    )
     return parser
 
 
@@ -160,7 +168,10 @@ class Demo:
             "--log-no-color",
         ]
         hass = self._start(ManagedProcess("Home Assistant", command, self.logs / "hass.log"))
-        say(f"Home Assistant starting (config: {config_dir}, log: {hass.log_path})")
+        say(
+            f"Home Assistant {ha_const.__version__} on Python {platform.python_version()} starting"
+            f" (config: {config_dir}, log: {hass.log_path})"
+        )
 
     async def _wait_for_home_assistant(self, box: DemoBox) -> None:
         base_url = f"http://127.0.0.1:{self.args.port}"

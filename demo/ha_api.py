@@ -17,6 +17,7 @@ class HomeAssistantApi:
     def __init__(self, session: aiohttp.ClientSession, base_url: str, token: str) -> None:
         self._session = session
         self.base_url = base_url
+        self._token = token
         self._headers = {"Authorization": f"Bearer {token}"}
 
     async def get(self, path: str) -> Any:
@@ -27,6 +28,26 @@ class HomeAssistantApi:
     async def states(self) -> dict[str, dict[str, Any]]:
         """Every entity's state object, by entity id."""
         return {item["entity_id"]: item for item in await self.get("/api/states")}
+
+    async def command(self, message: dict[str, Any]) -> Any:
+        """One websocket command's result (what the frontend asks, e.g. repairs/list_issues)."""
+        async with self._session.ws_connect(self.base_url + "/api/websocket") as socket:
+            if (await socket.receive_json())["type"] != "auth_required":
+                raise RuntimeError("websocket: no auth_required")
+            await socket.send_json({"type": "auth", "access_token": self._token})
+            reply = await socket.receive_json()
+            if reply["type"] != "auth_ok":
+                raise RuntimeError(f"websocket: authentication failed: {reply}")
+            await socket.send_json({"id": 1, **message})
+            reply = await socket.receive_json()
+            if not reply.get("success"):
+                raise RuntimeError(f"websocket: {message['type']} failed: {reply.get('error')}")
+            return reply["result"]
+
+    async def repair_issues(self) -> list[dict[str, Any]]:
+        """The repair issues Settings > Repairs lists (ignored ones left out)."""
+        result = await self.command({"type": "repairs/list_issues"})
+        return [issue for issue in result["issues"] if not issue.get("ignored")]
 
     async def running(self) -> bool:
         config = await self.get("/api/config")

@@ -1,5 +1,12 @@
 """A Home Assistant config dir for the demo, seeded so it opens on the dashboard.
 
+Clean on every Home Assistant we support (no repair raised, no dialog): what changed between
+2025.4 and 2026.x is detected in the installed Home Assistant (`HomeAssistantStyle`), not
+guessed from its version number. 2026.x keeps the HTTP server's settings in `.storage/http`
+and raises a repair for an `http:` block; it wants YAML dashboards as `lovelace: dashboards:`
+entries, not `mode: yaml`; and it opens on its own "home" overview unless the system-wide
+default dashboard (`frontend.system_data`, key `core`) names another.
+
 Seeded, not clicked through: onboarding marked done, one owner user that the trusted_networks
 provider logs in without a password (127.0.0.1 and ::1 only, the server listens on 127.0.0.1
 only), the MQTT and sbms config entries, and entity registry entries that enable the per-cell
@@ -10,6 +17,7 @@ the rest, which keeps the seed valid on newer releases too.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -18,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import homeassistant.components
 from homeassistant.components.mqtt.const import CONFIG_ENTRY_MINOR_VERSION, CONFIG_ENTRY_VERSION
 from homeassistant.util import slugify
 
@@ -27,6 +36,30 @@ MQTT_ENTRY_ID: Final = "01SBMSDEMOMQTT00000000000"
 SBMS_ENTRY_ID: Final = "01SBMSDEMOBOX000000000000"
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 DASHBOARD: Final = REPO_ROOT / "dashboards" / "sbms.yaml"
+
+DASHBOARD_FILE: Final = "ui-lovelace.yaml"
+DASHBOARD_URL_PATH: Final = "lovelace"  # the default dashboard's own path, "/" on both
+
+_HTTP_YAML: Final = """\
+http:
+  server_host: 127.0.0.1
+  server_port: {port}
+
+"""
+_LOVELACE_LEGACY_YAML: Final = """\
+lovelace:
+  mode: yaml
+"""
+_LOVELACE_DASHBOARD_YAML: Final = f"""\
+lovelace:
+  dashboards:
+    {DASHBOARD_URL_PATH}:
+      mode: yaml
+      filename: {DASHBOARD_FILE}
+      title: Battery
+      icon: mdi:home-battery
+      show_in_sidebar: true
+"""
 
 CONFIGURATION_YAML: Final = """\
 # Written by the SBMS demo (demo/home_assistant.py) on every start: edits do not last.
@@ -47,11 +80,7 @@ homeassistant:
         - ::1/128
       allow_bypass_login: true
 
-http:
-  server_host: 127.0.0.1
-  server_port: {port}
-
-# Two household loads the box's load shedding switches off as the battery runs low.
+{http}# Two household loads the box's load shedding switches off as the battery runs low.
 input_boolean:
   water_heater:
     name: Water heater
@@ -67,15 +96,33 @@ frontend:
 config:
 history:
 logbook:
+repairs:
 recorder:
   commit_interval: 1
   purge_keep_days: 1
-lovelace:
-  mode: yaml
-
+{lovelace}
 logger:
   default: warning
 """
+
+
+@dataclass(frozen=True, slots=True)
+class HomeAssistantStyle:
+    """How the installed Home Assistant wants the demo's configuration."""
+
+    http_in_storage: bool  # 2026.x: `.storage/http`, an `http:` block raises a repair
+    dashboards_as_entries: bool  # 2026.x: `mode: yaml` raises a repair
+
+    @classmethod
+    def detect(cls) -> HomeAssistantStyle:
+        components = Path(homeassistant.components.__file__).parent
+        lovelace_strings = components / "lovelace" / "strings.json"
+        issues = json.loads(lovelace_strings.read_text(encoding="utf-8")).get("issues", {})
+        return cls(
+            http_in_storage=importlib.util.find_spec("homeassistant.components.http.config")
+            is not None,
+            dashboards_as_entries="yaml_mode_deprecated" in issues,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +143,24 @@ class DemoBox:
         return f"sbms_{slugify(self.agent_id)}"
 
 
+def configuration_yaml(http_port: int, style: HomeAssistantStyle) -> str:
+    return CONFIGURATION_YAML.format(
+        http="" if style.http_in_storage else _HTTP_YAML.format(port=http_port),
+        lovelace=_LOVELACE_DASHBOARD_YAML if style.dashboards_as_entries else _LOVELACE_LEGACY_YAML,
+    )
+
+
 def seed_config_dir(
-    config_dir: Path, *, http_port: int, mqtt_port: int, box: DemoBox, speed: float
+    config_dir: Path,
+    *,
+    http_port: int,
+    mqtt_port: int,
+    box: DemoBox,
+    speed: float,
+    style: HomeAssistantStyle | None = None,
 ) -> None:
     """A fresh config dir: nothing of an earlier run is kept."""
+    style = style or HomeAssistantStyle.detect()
     if config_dir.exists():
         shutil.rmtree(config_dir)
     (config_dir / ".storage").mkdir(parents=True)
@@ -108,17 +169,31 @@ def seed_config_dir(
         REPO_ROOT / "custom_components" / "sbms", target_is_directory=True
     )
     (config_dir / "configuration.yaml").write_text(
-        CONFIGURATION_YAML.format(port=http_port), encoding="utf-8"
+        configuration_yaml(http_port, style), encoding="utf-8"
     )
-    # lovelace `mode: yaml` makes ui-lovelace.yaml the default dashboard, at "/".
+    # The "lovelace" dashboard (at "/") reads ui-lovelace.yaml in both styles.
     dashboard = DASHBOARD.read_text(encoding="utf-8")
-    (config_dir / "ui-lovelace.yaml").write_text(
+    (config_dir / DASHBOARD_FILE).write_text(
         demo_dashboard(dashboard, speed=speed, entity_prefix=box.entity_prefix), encoding="utf-8"
     )
     _write_storage(config_dir, "auth", 1, 1, _auth())
     _write_storage(config_dir, "onboarding", 4, 1, {"done": _ONBOARDING_DONE})
     _write_storage(config_dir, "core.config_entries", 1, 1, _config_entries(mqtt_port, box))
     _write_storage(config_dir, "core.entity_registry", 1, 1, _entity_registry(box))
+    if style.http_in_storage:
+        # Version 1 is the flat settings: Home Assistant's migration fills in every default
+        # as the confirmed ("stable") configuration, so nothing is on trial and no dialog asks
+        # to confirm it; no `http:` block, so nothing to migrate and no repair.
+        _write_storage(config_dir, "http", 1, 1, _http_settings(http_port))
+    # The system-wide start page where Home Assistant has one (2026.x opens on its own "home"
+    # overview otherwise); 2025.4 starts on the "lovelace" dashboard anyway.
+    _write_storage(
+        config_dir, "frontend.system_data", 1, 1, {"core": {"default_panel": DASHBOARD_URL_PATH}}
+    )
+
+
+def _http_settings(port: int) -> dict[str, Any]:
+    return {"server_host": ["127.0.0.1"], "server_port": port}
 
 
 def demo_dashboard(dashboard: str, *, speed: float, entity_prefix: str) -> str:

@@ -45,6 +45,7 @@ from edge_agent.control.settings import (
 )
 from edge_agent.mqtt.publish_settings import PublishSettings, validate_publish_settings
 from edge_agent.mqtt.settings import MqttSettings
+from edge_agent.problems import unknown_key
 
 CellMonitorChip = Literal["isl94203", "isl94202"]
 ShuntChip = Literal["ina228", "ina226"]
@@ -472,11 +473,37 @@ def _gpio_line(value: Any) -> str | int:
     raise vol.Invalid(f"must be a line name such as GPIO17 or an offset >= 0 (got {value!r})")
 
 
-def _mapping(schema: dict[Any, Any]) -> vol.Schema:
-    return vol.Schema(schema, extra=vol.PREVENT_EXTRA)
+class _StrictMapping:
+    """A mapping with only the given keys. Unknown keys are found and worded here (with the
+    nearest known key), not by voluptuous, whose wording changes between releases."""
+
+    def __init__(self, schema: dict[Any, Any]) -> None:
+        self._known = tuple(str(getattr(key, "schema", key)) for key in schema)
+        self._schema = vol.Schema(schema, extra=vol.ALLOW_EXTRA)
+
+    def __call__(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise vol_error.DictInvalid("must be a mapping")
+        errors: list[vol.Invalid] = [
+            vol.Invalid(unknown_key(key, self._known), path=[key])
+            for key in value
+            if key not in self._known
+        ]
+        known_part = {key: item for key, item in value.items() if key in self._known}
+        try:
+            clean = cast(dict[str, Any], self._schema(known_part))
+        except vol.MultipleInvalid as exc:
+            errors.extend(exc.errors)
+        if errors:
+            raise vol.MultipleInvalid(errors)
+        return clean
 
 
-def _section_schema(settings_class: type[Any], exclude: tuple[str, ...] = ()) -> vol.Schema:
+def _mapping(schema: dict[Any, Any]) -> _StrictMapping:
+    return _StrictMapping(schema)
+
+
+def _section_schema(settings_class: type[Any], exclude: tuple[str, ...] = ()) -> _StrictMapping:
     """Every field of a settings dataclass, optional, typed from its default value."""
     schema: dict[Any, Any] = {}
     for settings_field in fields(settings_class):
@@ -514,10 +541,10 @@ _DRIVER_KEYS: dict[str, dict[Any, Any]] = {
     "mcp23008": {vol.Required("address"): _address, vol.Required("pin"): _integer},
     "gpiod": {vol.Required("chip"): _non_empty_string, vol.Required("line"): _gpio_line},
 }
-_OUTPUT_SCHEMAS: dict[str, vol.Schema] = {
+_OUTPUT_SCHEMAS: dict[str, _StrictMapping] = {
     driver: _mapping({**_OUTPUT_COMMON, **keys}) for driver, keys in _DRIVER_KEYS.items()
 }
-_HEARTBEAT_SCHEMAS: dict[str, vol.Schema] = {
+_HEARTBEAT_SCHEMAS: dict[str, _StrictMapping] = {
     driver: _mapping({**_LINE_COMMON, **keys, vol.Required("hold_s"): _number})
     for driver, keys in _DRIVER_KEYS.items()
 }
@@ -526,7 +553,7 @@ _HEARTBEAT_SCHEMAS: dict[str, vol.Schema] = {
 def _optional_shunt(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
-    return cast(dict[str, Any], _SHUNT_SCHEMA(value))
+    return _SHUNT_SCHEMA(value)
 
 
 def _outputs(value: Any) -> list[dict[str, Any]]:
@@ -554,7 +581,7 @@ def _heartbeat(item: Any) -> dict[str, Any]:
     return _by_driver(item, _HEARTBEAT_SCHEMAS)
 
 
-def _by_driver(item: Any, schemas: Mapping[str, vol.Schema]) -> dict[str, Any]:
+def _by_driver(item: Any, schemas: Mapping[str, _StrictMapping]) -> dict[str, Any]:
     """A line's keys depend on its driver: check the driver first, then its own keys."""
     if not isinstance(item, Mapping):
         raise vol.Invalid(f"must be a mapping (got {type(item).__name__})")
@@ -565,7 +592,7 @@ def _by_driver(item: Any, schemas: Mapping[str, vol.Schema]) -> dict[str, Any]:
         raise vol.Invalid(
             f"must be one of {', '.join(OUTPUT_DRIVERS)} (got {driver!r})", path=["driver"]
         )
-    return cast(dict[str, Any], schemas[driver](dict(item)))
+    return schemas[driver](dict(item))
 
 
 _TOP_SCHEMA = _mapping(
@@ -667,9 +694,7 @@ _TOP_SCHEMA = _mapping(
 
 def _describe_invalid(error: vol.Invalid) -> str:
     path = _format_path(error.path)
-    if error.msg == "extra keys not allowed":  # voluptuous has no class for this one
-        message = "unknown key"
-    elif isinstance(error, vol_error.RequiredFieldInvalid):
+    if isinstance(error, vol_error.RequiredFieldInvalid):
         message = "required key is missing"
     elif isinstance(error, vol_error.DictInvalid):
         message = "must be a mapping"
@@ -1368,7 +1393,8 @@ def _merge_remote_key(data: dict[str, Any], key: str, value: Any) -> list[str]:
         data[key] = value  # parse_config checks the type
         return []
     if key not in REMOTE_SECTIONS:
-        return [f"{key}: unknown key"]
+        known = (*REMOTE_SECTIONS, *REMOTE_READ_ONLY_KEYS, "battery", "outputs", "lockouts_latch")
+        return [f"{key}: {unknown_key(key, known)}"]
     if not isinstance(value, Mapping):
         return [f"{key}: must be a mapping (got {_json_kind(value)})"]
     section = data.get(key)
@@ -1387,7 +1413,8 @@ def _merge_remote_battery(data: dict[str, Any], value: Any) -> list[str]:
         elif key in _BATTERY_WIRING_KEYS:
             problems.append(f"battery.{key}: {_READ_ONLY}")
         else:
-            problems.append(f"battery.{key}: unknown key")
+            known = (*_REMOTE_BATTERY_KEYS, *_BATTERY_WIRING_KEYS)
+            problems.append(f"battery.{key}: {unknown_key(key, known)}")
     return problems
 
 
@@ -1418,7 +1445,8 @@ def _merge_remote_output(item: dict[str, Any], path: str, settings: Mapping[str,
         elif key in _OUTPUT_WIRING_KEYS:
             problems.append(f"{path}.{key}: {_READ_ONLY}")
         else:
-            problems.append(f"{path}.{key}: unknown key")
+            known = ("type", *_OUTPUT_WIRING_KEYS)
+            problems.append(f"{path}.{key}: {unknown_key(key, known)}")
     return problems
 
 

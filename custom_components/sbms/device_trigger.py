@@ -25,6 +25,7 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.trigger import TriggerActionType, TriggerInfo
 from homeassistant.helpers.typing import ConfigType
 
+from .compat import device_config_entry_ids
 from .const import (
     ATTR_DEVICE_ID,
     ATTR_KIND,
@@ -69,7 +70,7 @@ def _announce_of_device(hass: HomeAssistant, device_id: str) -> Announce | None:
     device = dr.async_get(hass).async_get(device_id)
     if device is None:
         return None
-    for entry_id in device.config_entries:
+    for entry_id in device_config_entry_ids(device):
         entry = hass.config_entries.async_get_entry(entry_id)
         if entry is None or entry.domain != DOMAIN:
             continue

@@ -7,7 +7,10 @@ extra is published per sample. Names are short ("SoC", "Pack voltage"): MQTT ent
 has_entity_name semantics and Home Assistant puts the device name in front.
 
 `object_id` is never used: it stops working in Home Assistant 2026.4. `default_entity_id`
-(the full entity id) replaces it; 2025.x versions that do not know it drop it silently.
+(the full entity id) replaces it; 2025.x versions that do not know it drop it silently and
+build the id from the device and entity names. So `default_entity_id` is exactly that
+name-based id ("SBMS shed" + "Pack voltage" -> sensor.sbms_shed_pack_voltage): old and new
+Home Assistant give the same entity ids, and one dashboard fits both.
 """
 
 from __future__ import annotations
@@ -66,6 +69,10 @@ def slug(text: str) -> str:
     return _SLUG.sub("_", text.lower()).strip("_") or "sbms"
 
 
+def device_name(agent_id: str) -> str:
+    return f"SBMS {agent_id}"
+
+
 def discovery_topic(agent_id: str, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{_check_base(prefix)}/device/{agent_id}/config"
 
@@ -94,7 +101,7 @@ def discovery_payload(
     payload: dict[str, Any] = {
         "dev": {
             "ids": [f"sbms_{config.agent_id}"],
-            "name": f"SBMS {config.agent_id}",
+            "name": device_name(config.agent_id),
             "mf": "Electrodacus" if source == "sbms0" else "DIY",
             "mdl": MODEL,
             "sw": edge_agent.__version__,
@@ -198,7 +205,7 @@ class _Components:
 
     def __init__(self, agent_id: str, state_topic: str) -> None:
         self._prefix = f"sbms_{agent_id}"
-        self._entity_prefix = f"sbms_{slug(agent_id)}"
+        self._device_name = device_name(agent_id)
         self._state_topic = state_topic
         self.components: dict[str, dict[str, Any]] = {}
 
@@ -210,7 +217,8 @@ class _Components:
             "p": platform,
             "name": name,
             "uniq_id": unique_id,
-            "default_entity_id": f"{platform}.{self._entity_prefix}_{key}",
+            # the id Home Assistant builds from the names where it ignores this key
+            "default_entity_id": f"{platform}.{slug(f'{self._device_name} {name}')}",
             "stat_t": self._state_topic,
             "val_tpl": template,
         }

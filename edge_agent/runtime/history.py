@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent.problems import unknown_key
 from edge_agent.runtime.remote import (
     Problem,
     _number,
@@ -77,7 +78,7 @@ def parse_history_request(payload: bytes) -> HistoryRequest:
 
 
 def _parse_document(document: Mapping[str, Any], request_id: str | None) -> HistoryRequest:
-    errors = [(key, "unknown key") for key in document if key not in _ALLOWED]
+    errors = [(key, unknown_key(key, _ALLOWED)) for key in document if key not in _ALLOWED]
     errors += [(key, "required key is missing") for key in _REQUIRED if key not in document]
     if errors:
         raise _RejectedError(*errors)

@@ -26,6 +26,7 @@ from edge_agent.config import AgentConfig, ConfigError, merge_remote_config
 from edge_agent.control.extio import charges
 from edge_agent.control.model import Interlock
 from edge_agent.control.settings import OutputSettings, OutputType, Wiring
+from edge_agent.problems import unknown_key
 from edge_agent.runtime.agent import Agent
 from edge_agent.storage.config_overlay import ConfigOverlay, ConfigOverlayError
 
@@ -414,7 +415,7 @@ def _request_id(document: Mapping[str, Any]) -> str | None:
 
 def _check_keys(document: Mapping[str, Any], required: tuple[str, ...]) -> None:
     allowed = {*required, "request_id"}
-    errors = [(key, "unknown key") for key in document if key not in allowed]
+    errors = [(key, unknown_key(key, allowed)) for key in document if key not in allowed]
     errors += [(key, "required key is missing") for key in required if key not in document]
     if errors:
         raise _RejectedError(*errors)

@@ -177,18 +177,35 @@ def test_empty_output_list_is_allowed() -> None:
 # --- shape and type errors -----------------------------------------------------------------
 
 
-def test_unknown_keys_are_named_with_their_path() -> None:
+def test_unknown_keys_are_named_with_their_path_and_the_key_meant() -> None:
     data = with_section("thresholds", hvdd=3.6)
     data["agentid"] = "typo"
     data["outputs"][1]["pinn"] = 2
+    data["mqtt"] = {"host": "broker", "prot": 5}
+    data["battery"]["zzz"] = 1
     assert set(problems_of(data)) == {
-        "thresholds.hvdd: unknown key",
-        "agentid: unknown key",
-        "outputs[1].pinn: unknown key",
+        "thresholds.hvdd: unknown key (did you mean 'hvd'?)",
+        "agentid: unknown key (did you mean 'agent_id'?)",
+        "outputs[1].pinn: unknown key (did you mean 'pin'?)",
+        "mqtt.prot: unknown key (did you mean 'port'?)",
+        "battery.zzz: unknown key",  # nothing close: no guess
     }
 
 
+def test_unknown_key_messages_are_ours_not_the_validation_librarys() -> None:
+    """The wording is the agent's own at every depth (voluptuous words extra keys differently
+    from one release to the next; a message users and tests rely on must not follow it)."""
+    data = with_section("temperature", charge_mx=40)
+    data["outputs"][0]["Name"] = "x"
+    data["publish"] = {"interval": 5}
+    problems = problems_of(data)
+    assert {problem.split(": ", 1)[1].split(" (")[0] for problem in problems} == {"unknown key"}
+    assert "outputs[0].Name: unknown key (did you mean 'name'?)" in problems
+    assert not any("extra keys" in problem or "valid option" in problem for problem in problems)
+
+
 def test_capacity_belongs_under_battery_not_soc() -> None:
+    # no guess: learn_capacity is not what was meant
     assert problems_of(with_section("soc", capacity_ah=100)) == ("soc.capacity_ah: unknown key",)
 
 

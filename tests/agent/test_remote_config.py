@@ -219,7 +219,12 @@ _REJECTED: list[tuple[str, bytes, str, str]] = [
         "config.thresholds.hvd",
         "finite",
     ),
-    ("unknown key", _request({"thresholds": {"hvdd": 3.5}}), "config.thresholds.hvdd", "unknown"),
+    (
+        "unknown key",
+        _request({"thresholds": {"hvdd": 3.5}}),
+        "config.thresholds.hvdd",
+        "unknown key (did you mean 'hvd'?)",
+    ),
     ("unknown section", _request({"thresholdz": {}}), "config.thresholdz", "unknown key"),
     ("section not a mapping", _request({"thresholds": 3}), "config.thresholds", "mapping"),
     ("out of range", _request({"thresholds": {"ovlo": 5.0}}), "config.thresholds.ovlo", "between"),

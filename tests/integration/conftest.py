@@ -19,6 +19,7 @@ from homeassistant.components import mqtt
 from homeassistant.components.mqtt.models import ReceiveMessage
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from tests.integration.fake_agent import FakeAgent
@@ -142,3 +143,18 @@ def setup_box(hass: HomeAssistant) -> SetupBox:
         return entry
 
     return setup
+
+
+def box_device(hass: HomeAssistant, identifier: tuple[str, str]) -> dr.DeviceEntry | None:
+    """The device with this identifier. `DeviceRegistry.async_get_device` is refused from
+    Home Assistant 2026.x (identifiers are no longer unique across config entries) and its
+    replacements are absent in 2025.4: a scan of the registry works on both."""
+    registry = dr.async_get(hass)
+    # Iterating `devices` gives ids on 2025.4 and entries on 2026.x (where `.values()` and the
+    # mapping lookups are refused); `async_get(id)` works on both.
+    devices = [
+        registry.async_get(item) if isinstance(item, str) else item for item in registry.devices
+    ]
+    found = [device for device in devices if device and identifier in device.identifiers]
+    assert len(found) <= 1, f"{len(found)} devices with identifier {identifier}"
+    return found[0] if found else None

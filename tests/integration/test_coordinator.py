@@ -11,7 +11,6 @@ import pytest
 from homeassistant.components import mqtt
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 
@@ -22,7 +21,7 @@ from custom_components.sbms.coordinator import (
     SbmsCoordinator,
 )
 from custom_components.sbms.models import AgentEvent
-from tests.integration.conftest import SetupBox, mqtt_settled, wait_for
+from tests.integration.conftest import SetupBox, box_device, mqtt_settled, wait_for
 from tests.integration.fake_agent import FakeAgent
 from tests.mqtt_broker import MosquittoBroker
 
@@ -337,7 +336,7 @@ async def test_announce_version_change_updates_entry_and_device_without_reload(
     agent.announce["agent_version"] = "0.2.0"
     await agent.publish("announce", agent.announce)
     await wait_for(hass, lambda: entry.data["announce"]["agent_version"] == "0.2.0")
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, "shed")})
+    device = box_device(hass, (DOMAIN, "shed"))
     assert device is not None
     assert device.sw_version == "0.2.0"
     assert entry.runtime_data is coordinator  # not reloaded: no entity changes

@@ -21,7 +21,7 @@ from pytest_homeassistant_custom_component.common import (
 
 from custom_components.sbms import device_trigger
 from custom_components.sbms.const import DOMAIN
-from tests.integration.conftest import SetupBox, wait_for
+from tests.integration.conftest import SetupBox, box_device, wait_for
 from tests.integration.fake_agent import FakeAgent
 
 EN_JSON = Path(device_trigger.__file__).parent / "translations" / "en.json"
@@ -29,7 +29,7 @@ FIRED = "sbms_test_automation_ran"
 
 
 def _device_id(hass: HomeAssistant, agent_id: str = "shed") -> str:
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, agent_id)})
+    device = box_device(hass, (DOMAIN, agent_id))
     assert device is not None
     return device.id
 

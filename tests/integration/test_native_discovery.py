@@ -332,19 +332,18 @@ async def test_home_assistant_builds_the_device_from_the_agents_discovery(
 
 
 def _assert_entity_ids(hass: HomeAssistant) -> None:
-    """HA 2025.4 does not know `default_entity_id` (its discovery schemas drop unknown keys
-    silently): the entity id comes from the device name and the entity name, "SBMS shed" +
-    "Pack voltage" -> sensor.sbms_shed_pack_voltage. Home Assistant versions that know the key
-    (2025.10 on, and every 2026.x) take it for a new entity instead: sensor.sbms_shed_voltage.
-    An entity already in the registry keeps its id across the upgrade."""
+    """Home Assistant 2025.4 does not know `default_entity_id` (its discovery schemas drop
+    unknown keys silently) and builds the entity id from the device and entity names, "SBMS shed"
+    + "Pack voltage" -> sensor.sbms_shed_pack_voltage; versions that know it (2025.10 on, every
+    2026.x) take the key. The agent sends that same name-based id, so both give one id."""
     registry = er.async_get(hass)
     for unique_id, component in _expected_components().items():
         entity_id = registry.async_get_entity_id(component["p"], mqtt.DOMAIN, unique_id)
         name = component["name"].lower().replace(" ", "_")
         assert entity_id == f"{component['p']}.sbms_{AGENT_ID}_{name}", unique_id
-        assert component["default_entity_id"].startswith(f"{component['p']}.sbms_{AGENT_ID}_")
-    # Where the name and the key agree, both versions give the same id.
+        assert entity_id == component["default_entity_id"], unique_id
     assert _entity_id(hass, "sensor", "soc") == "sensor.sbms_shed_soc"
+    assert _entity_id(hass, "sensor", "voltage") == "sensor.sbms_shed_pack_voltage"
 
 
 def _sensors_match(hass: HomeAssistant, state: dict[str, Any]) -> bool:

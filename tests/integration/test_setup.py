@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr
 
+from custom_components.sbms.compat import device_config_entry_ids
 from custom_components.sbms.const import DOMAIN
-from tests.integration.conftest import SetupBox
+from tests.integration.conftest import SetupBox, box_device
 from tests.integration.fake_agent import FakeAgent
 
 
@@ -19,11 +19,11 @@ async def test_setup_registers_the_box_and_unload_stops_it(
     coordinator = entry.runtime_data
     assert coordinator.topic_prefix == "sbms/shed"
     assert coordinator.data.available
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, "shed")})
+    device = box_device(hass, (DOMAIN, "shed"))
     assert device is not None
     assert device.name == "SBMS shed"
     assert device.serial_number == "rpi-10000000a1b2c3d4"
-    assert device.config_entries == {entry.entry_id}
+    assert device_config_entry_ids(device) == (entry.entry_id,)
 
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
@@ -52,9 +52,8 @@ async def test_removing_the_entry_removes_the_device(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
-    registry = dr.async_get(hass)
-    assert registry.async_get_device(identifiers={(DOMAIN, "shed")}) is not None
+    assert box_device(hass, (DOMAIN, "shed")) is not None
     assert await hass.config_entries.async_remove(entry.entry_id)
     await hass.async_block_till_done()
     assert hass.config_entries.async_entries(DOMAIN) == []
-    assert registry.async_get_device(identifiers={(DOMAIN, "shed")}) is None
+    assert box_device(hass, (DOMAIN, "shed")) is None
