@@ -416,8 +416,11 @@ def _one_of(choices: Sequence[str]) -> Callable[[Any], str]:
 
 
 def _output_type(value: Any) -> OutputType:
+    # 1.0 is the integer 1 in JSON (and JSON Schema); true is not a number here.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 6:
-        raise vol.Invalid(f"must be an output type 0 to 6 (got {value!r})")
+        raise vol.Invalid(f"must be an output type 0 to 6 (got {value!r:.40})")
     return OutputType(value)
 
 
@@ -684,6 +687,7 @@ _TOP_SCHEMA = _mapping(
                 vol.Optional("backoff_initial_s"): _number,
                 vol.Optional("backoff_max_s"): _number,
                 vol.Optional("event_queue_size"): _integer,
+                vol.Optional("incoming_queue_size"): _integer,
                 vol.Optional("ha_discovery"): _boolean,
                 vol.Optional("ha_discovery_prefix"): _non_empty_string,
             }

@@ -25,7 +25,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,7 +194,9 @@ class MosquittoBroker:
         require_client_certificate: bool = False,
         port: int | None = None,
         acl_file: Path | None = None,
+        options: Sequence[str] = (),
     ) -> None:
+        """`options`: further mosquitto.conf lines for the listener (e.g. an example's)."""
         binary = mosquitto_binary()
         if binary is None:
             pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
@@ -205,6 +207,7 @@ class MosquittoBroker:
         self.tls = tls
         self.require_client_certificate = require_client_certificate
         self.acl_file = acl_file
+        self.options = tuple(options)
         self.port = port if port is not None else free_port()
         self.host = "127.0.0.1"
         self.config_path = self.directory / "mosquitto.conf"
@@ -238,6 +241,7 @@ class MosquittoBroker:
             lines += ["allow_anonymous false", f"password_file {password_file}"]
         if self.acl_file is not None:
             lines.append(f"acl_file {self.acl_file}")
+        lines += self.options
         if self.tls is not None:
             lines += [
                 f"cafile {self.tls.ca_file}",

@@ -25,8 +25,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.control.model import ControlEvent, ControlReport
+from edge_agent.mqtt import limits
 from edge_agent.mqtt.ha_discovery import birth_topic
+from edge_agent.mqtt.limits import LogBudget, RequestGate
 from edge_agent.mqtt.payloads import (
+    LinkStats,
     encode,
     event_payload,
     history_result_payload,
@@ -156,6 +159,10 @@ class MqttLink:
         self._outage_started: float | None = None
         self._dropped_since_log = 0
         self.dropped_events = 0  # events lost to a full queue since start
+        self.requests = RequestGate()  # rate limits and counts incoming requests
+        self._log_budget = LogBudget()
+        self._monotonic = time.monotonic
+        self._retained_answered: set[str] = set()  # per session: answer a retained one once
         self.connected = False
         self.connections = 0  # successful connects since start
         self.messages_published = 0
@@ -206,6 +213,7 @@ class MqttLink:
     async def _session(self, stop: asyncio.Event) -> None:
         async with self._client() as client:
             self._note_connected()
+            self._retained_answered.clear()
             await self._publish_retained(client, online=True)
             # history/get even without remote control or a data log: the client is told why.
             requests = [(self.topics.history_get, QOS)]
@@ -237,11 +245,46 @@ class MqttLink:
                 aiomqtt.ProtocolVersion.V5 if s.protocol == 5 else aiomqtt.ProtocolVersion.V311
             ),
             will=aiomqtt.Will(self.topics.status, OFFLINE, qos=QOS, retain=True),
+            queue_type=self._gated_queue_type(),
+            max_queued_incoming_messages=s.incoming_queue_size,
             keepalive=s.keepalive_s,
             timeout=s.operation_timeout_s,
             tls_context=self._tls_context() if s.tls else None,
             logger=_LOGGER.getChild("paho"),
         )
+
+    def _gated_queue_type(self) -> type[asyncio.Queue[aiomqtt.Message]]:
+        """aiomqtt hands every incoming message to its queue's put_nowait (in the event loop):
+        here a request over its kind's rate, or one more than the bounded queue holds, is
+        dropped and counted before it takes any memory or time."""
+        link = self
+
+        class GatedQueue(asyncio.Queue[aiomqtt.Message]):
+            def put_nowait(self, item: aiomqtt.Message) -> None:
+                kind = link.request_kind(item.topic.value)
+                if not link.requests.admit(kind, link._monotonic()):
+                    return
+                if self.full():
+                    link.requests.count_dropped(limits.QUEUE_FULL)
+                    return
+                super().put_nowait(item)
+
+        return GatedQueue
+
+    def request_kind(self, topic: str) -> str:
+        if topic == self.topics.config_set:
+            return limits.CONFIG_SET
+        if topic == self.topics.history_get:
+            return limits.HISTORY_GET
+        if self.topics.parse_command_topic(topic) is not None:
+            return limits.COMMAND
+        if self._discovery is not None and topic == self._birth_topic:
+            return limits.BIRTH
+        return limits.OTHER
+
+    @property
+    def link_stats(self) -> LinkStats:
+        return LinkStats(self.requests.received, dict(self.requests.dropped))
 
     def _tls_context(self) -> ssl.SSLContext:
         s = self.settings
@@ -321,7 +364,9 @@ class MqttLink:
         now = self._now()
         if not self._policy.due(report, now):
             return
-        await self._publish(client, self.topics.state, encode(state_payload(report)))
+        # Retained: a client that subscribes later gets the latest state at once.
+        state = state_payload(report, self.link_stats)
+        await self._publish(client, self.topics.state, encode(state), retain=True)
         self._policy.mark_published(report, now)
 
     async def _receive(self, client: aiomqtt.Client) -> None:
@@ -329,41 +374,77 @@ class MqttLink:
             await self._handle(client, message)
 
     async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
-        if self._discovery is not None and message.topic.value == self._birth_topic:
+        topic = message.topic.value
+        if self._discovery is not None and topic == self._birth_topic:
             await self._home_assistant_status(client, message)
             return
-        if message.retain:
-            # A retained request would be replayed at every reconnect (set_soc again and
-            # again): requests must be fresh.
-            _LOGGER.warning("Ignoring a retained request on %s", message.topic.value)
+        if topic != self.topics.history_get and self._remote is None:
             return
+        result_topic, command = self._result_topic(topic)
+        if result_topic is None:
+            self._log("unknown topic", logging.DEBUG, "Ignoring a message on %s", topic)
+            return
+        now = self._agent_now()
         payload = _payload_bytes(message.payload)
-        topic = message.topic.value
+        refusal = self._refusal(message, topic, payload)
+        if refusal is not None:
+            if refusal:
+                body = encode(result_payload(command, None, (refusal,), now))
+                await self._publish(client, result_topic, body)
+            return
         if topic == self.topics.history_get:
             await self._answer_history(client, message, payload)
             return
         remote = self._remote
-        if remote is None:
-            return
-        now = self._agent_now()
-        result_topic: str
+        assert remote is not None  # checked above
         try:
             if topic == self.topics.config_set:
                 result = remote.handle_config_set(payload, now)
-                result_topic = self.topics.config_result
             else:
-                name = self.topics.parse_command_topic(topic)
-                if name is None:
-                    _LOGGER.debug("Ignoring a message on %s", topic)
-                    return
-                result = remote.handle_command(name, payload, now)
-                result_topic = self.topics.command_result(name)
+                result = remote.handle_command(command, payload, now)
         except Exception:  # a bug in one handler must not take the link down
-            _LOGGER.exception("Handling the request on %s failed", topic)
+            self._log("handler failed", logging.ERROR, "Handling the request on %s failed", topic)
             return
         await self._answer(client, message, result_topic, result, now)
-        if result.accepted and result.config_revision is not None:
+        if result.accepted and result.changed:
             await self._config_changed(client)
+
+    def _result_topic(self, topic: str) -> tuple[str | None, str]:
+        """Where a request on `topic` is answered, and its command name for the result."""
+        if topic == self.topics.history_get:
+            return self.topics.history_result, "history/get"
+        if topic == self.topics.config_set:
+            return self.topics.config_result, "config/set"
+        name = self.topics.parse_command_topic(topic)
+        if name is None:
+            return None, ""
+        return self.topics.command_result(name), name
+
+    def _refusal(
+        self, message: aiomqtt.Message, topic: str, payload: bytes
+    ) -> tuple[str, str] | tuple[()] | None:
+        """A request refused before it is read: (field, reason) to answer with, () to drop
+        silently, None to go on."""
+        if message.retain:
+            # A retained request would be replayed at every reconnect (set_soc again and
+            # again): never executed. Answered once per connection; an empty retained message
+            # is the clearing of one.
+            if not payload or topic in self._retained_answered:
+                return ()
+            self._retained_answered.add(topic)
+            self._log("retained", logging.WARNING, "Refusing a retained request on %s", topic)
+            return (
+                "payload",
+                "a retained request is never executed (it would repeat at every reconnect): "
+                "publish requests without the retain flag, and clear this one with an empty "
+                "retained message",
+            )
+        response_topic, _ = _response_target(message)
+        if response_topic is not None:
+            problem = self.topics.response_topic_problem(response_topic)
+            if problem is not None:
+                return ("response_topic", f"{problem}; the request was not executed")
+        return None
 
     async def _answer_history(
         self, client: aiomqtt.Client, message: aiomqtt.Message, payload: bytes
@@ -395,7 +476,12 @@ class MqttLink:
     ) -> None:
         body = encode(
             result_payload(
-                result.command, result.request_id, result.errors, now, result.config_revision
+                result.command,
+                result.request_id,
+                result.errors,
+                now,
+                result.config_revision,
+                changed=result.changed,
             )
         )
         await self._reply(client, message, result_topic, body)
@@ -406,6 +492,9 @@ class MqttLink:
         """On the documented result topic, and on the request's MQTT 5 response topic."""
         await self._publish(client, result_topic, body)
         response_topic, correlation = _response_target(message)
+        # _refusal checked it: only below <root>/reply/, never a topic that means something
+        if response_topic is not None and self.topics.response_topic_problem(response_topic):
+            return
         if response_topic is not None and response_topic != result_topic:
             properties = None
             if correlation is not None:
@@ -438,6 +527,15 @@ class MqttLink:
         self.bytes_published += len(payload)
 
     # -- logging ----------------------------------------------------------------------------------
+
+    def _log(self, kind: str, level: int, message: str, *args: object) -> None:
+        """A line about something a client sent: at most a few per kind per minute, whatever
+        the rate (tracebacks only for internal errors, and budgeted too)."""
+        allowed, suppressed = self._log_budget.allow(kind, self._monotonic())
+        if suppressed:
+            _LOGGER.warning("%d more '%s' lines suppressed in the last minute", suppressed, kind)
+        if allowed:
+            _LOGGER.log(level, message, *args, exc_info=level >= logging.ERROR)
 
     def _note_connected(self) -> None:
         self.connected = True

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import edge_agent
@@ -154,9 +154,24 @@ def announce_payload(
     }
 
 
-def state_payload(report: ControlReport) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class LinkStats:
+    """What the MQTT link received and dropped since the agent started (`link_stats`)."""
+
+    requests_received: int = 0
+    dropped_by_kind: Mapping[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests_received": self.requests_received,
+            "requests_dropped": sum(self.dropped_by_kind.values()),
+            "dropped_by_kind": dict(sorted(self.dropped_by_kind.items())),
+        }
+
+
+def state_payload(report: ControlReport, link: LinkStats | None = None) -> dict[str, Any]:
     """Telemetry for one control report; measured fields are null before the first
-    measurement."""
+    measurement. `link`: the MQTT link's request counters, when it has any to say."""
     m = report.measurement
     return {
         "timestamp": _round(report.timestamp, _TIME),
@@ -180,6 +195,7 @@ def state_payload(report: ControlReport) -> dict[str, Any]:
         "counters": _counters(report),
         "measurement_ok": measurement_ok(report),
         **_source_stats(report),
+        **({"link_stats": link.as_dict()} if link is not None else {}),
     }
 
 
@@ -266,19 +282,47 @@ def result_payload(
     errors: Sequence[tuple[str, str]],
     now: float,
     config_revision: int | None = None,
+    *,
+    changed: bool | None = None,
 ) -> dict[str, Any]:
-    """The answer to a request: accepted when `errors` is empty. `config_revision` is only
-    given for an accepted config/set."""
+    """The answer to a request: accepted when `errors` is empty. `config_revision` and
+    `changed` are only given for an accepted config/set."""
     payload: dict[str, Any] = {
         "request_id": request_id,
         "command": command,
         "status": "rejected" if errors else "accepted",
-        "errors": [{"field": field, "reason": reason} for field, reason in errors],
+        "errors": capped_errors(errors),
         "timestamp": _round(now, _TIME),
     }
     if config_revision is not None:
         payload["config_revision"] = config_revision
+    if changed is not None:
+        payload["changed"] = changed
     return payload
+
+
+# An answer stays small whatever the request: a 16 kB request of unknown keys must not buy a
+# 100 kB answer. The first MAX_ERRORS problems in full (shortened), then one line counting the
+# rest.
+MAX_ERRORS = 20
+MAX_FIELD_CHARS = 200
+MAX_REASON_CHARS = 400
+
+
+def capped_errors(errors: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    shown = [
+        {"field": _shortened(name, MAX_FIELD_CHARS), "reason": _shortened(reason, MAX_REASON_CHARS)}
+        for name, reason in errors[:MAX_ERRORS]
+    ]
+    if len(errors) > MAX_ERRORS:
+        more = len(errors) - MAX_ERRORS
+        shown.append({"field": "payload", "reason": f"and {more} more problems not listed"})
+    return shown
+
+
+def _shortened(text: str, limit: int) -> str:
+    text = text or "?"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def history_result_payload(

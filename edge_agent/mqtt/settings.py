@@ -39,6 +39,8 @@ class MqttSettings:
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
     event_queue_size: int = 1000
+    # Requests waiting to be handled; more are dropped and counted (edge_agent.mqtt.limits).
+    incoming_queue_size: int = 100
     # How long one broker operation (connect, publish acknowledgement) may take before the
     # connection is treated as dead and rebuilt.
     operation_timeout_s: float = 10.0
@@ -81,6 +83,8 @@ class MqttSettings:
             problems.append("backoff_initial_s: must be > 0 and <= backoff_max_s")
         if self.event_queue_size < 1:
             problems.append("event_queue_size: must be at least 1")
+        if not 1 <= self.incoming_queue_size <= 10_000:
+            problems.append("incoming_queue_size: must be between 1 and 10000")
         if self.operation_timeout_s <= 0:
             problems.append("operation_timeout_s: must be > 0")
         return problems

@@ -70,6 +70,23 @@ class Topics:
         return self._topic("history/result")
 
     @property
+    def reply_prefix(self) -> str:
+        """Where a request's MQTT 5 response topic may point: `<root>/reply/...`, a tree of
+        its own, so an answer can never pose as telemetry, a result or discovery."""
+        return self._topic("reply/")
+
+    def response_topic_problem(self, topic: str) -> str | None:
+        """Why a requested response topic is refused, or None if it is allowed."""
+        prefix = self.reply_prefix
+        rest = topic[len(prefix) :] if topic.startswith(prefix) else None
+        if rest is None or not rest or any(char in topic for char in "+#\x00"):
+            shown = topic if len(topic) <= 80 else topic[:77] + "..."
+            return f"must be below {prefix} (got {shown!r})"
+        if not all(_LEVEL.match(level) for level in rest.split("/")):
+            return f"must be below {prefix}, without empty levels (got {topic!r:.80})"
+        return None
+
+    @property
     def command_wildcard(self) -> str:
         return self._topic("cmd/+")
 
@@ -105,6 +122,7 @@ class Topics:
             "command_result": self._topic("cmd/{name}/result"),
             "history_get": self.history_get,
             "history_result": self.history_result,
+            "reply": self._topic("reply/{name}"),
         }
 
 

@@ -78,15 +78,19 @@ def parse_history_request(payload: bytes) -> HistoryRequest:
 
 
 def _parse_document(document: Mapping[str, Any], request_id: str | None) -> HistoryRequest:
+    # Every problem in one answer: unknown and missing keys, and each present field's own.
     errors = [(key, unknown_key(key, _ALLOWED)) for key in document if key not in _ALLOWED]
     errors += [(key, "required key is missing") for key in _REQUIRED if key not in document]
+    try:
+        start, end, limit = _collect(
+            lambda: _number(document, "from", *TIME_RANGE) if "from" in document else 0.0,
+            lambda: _number(document, "to", *TIME_RANGE) if "to" in document else 0.0,
+            lambda: _limit(document),
+        )
+    except _RejectedError as rejected:
+        errors += rejected.errors
     if errors:
         raise _RejectedError(*errors)
-    start, end, limit = _collect(
-        lambda: _number(document, "from", *TIME_RANGE),
-        lambda: _number(document, "to", *TIME_RANGE),
-        lambda: _limit(document),
-    )
     if not end > start:
         raise _RejectedError(("to", f"must be after from (got {end:g} <= {start:g})"))
     if end - start > MAX_SPAN_S:
@@ -113,8 +117,14 @@ def _limit(document: Mapping[str, Any]) -> int:
     if "limit" not in document:
         return DEFAULT_LIMIT
     value = document["limit"]
-    # 100.0 is an integer for JSON Schema too; true is not.
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != math.floor(value):
+    # 100.0 is an integer for JSON Schema too; true is not; NaN and Infinity are no integers
+    # (checked first: math.floor raises on them).
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value != math.floor(value)
+    ):
         raise _RejectedError(("limit", f"must be an integer (got {value!r:.40})"))
     if not 1 <= value <= MAX_LIMIT:
         raise _RejectedError(("limit", f"must be between 1 and {MAX_LIMIT} (got {value:g})"))

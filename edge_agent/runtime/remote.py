@@ -66,6 +66,7 @@ class RemoteResult:
     request_id: str | None
     errors: tuple[Problem, ...]
     config_revision: int | None = None  # accepted config/set only
+    changed: bool | None = None  # accepted config/set only: False when nothing changed
 
     @property
     def accepted(self) -> bool:
@@ -114,33 +115,42 @@ class RemoteControl:
     # --- requests -----------------------------------------------------------------------------
 
     def _handle(
-        self, command: str, payload: bytes, action: Callable[[dict[str, Any]], int | None]
+        self,
+        command: str,
+        payload: bytes,
+        action: Callable[[dict[str, Any]], tuple[int, bool] | None],
     ) -> RemoteResult:
         request_id: str | None = None
         try:
             document = decode_request(payload)
             request_id = _request_id(document)
-            revision = action(document)
+            outcome = action(document)
         except _RejectedError as rejected:
             return RemoteResult(command, request_id, rejected.errors)
         except Exception as exc:  # a bug here must not take the MQTT link (or the agent) down
             _LOGGER.exception("Remote request %s failed", command)
             return RemoteResult(command, request_id, (("payload", f"internal error: {exc!r}"),))
-        return RemoteResult(command, request_id, (), revision)
+        if outcome is None:
+            return RemoteResult(command, request_id, ())
+        revision, changed = outcome
+        return RemoteResult(command, request_id, (), revision, changed)
 
-    def _config_set(self, document: dict[str, Any], now: float) -> int:
+    def _config_set(self, document: dict[str, Any], now: float) -> tuple[int, bool]:
+        """(revision in force, whether this request changed anything)."""
         _check_keys(document, ("config",))
         changes = document["config"]
         if not isinstance(changes, dict):
             raise _RejectedError(("config", f"must be an object (got {_kind(changes)})"))
-        if not changes:
-            return self._revision  # nothing to change: no new revision
         try:
             config = merge_remote_config(self._config, changes)
         except ConfigError as exc:
             raise _RejectedError(
                 *(_problem(CONFIG_FIELD_PREFIX, line) for line in exc.problems)
             ) from None
+        if config == self._config:
+            # Empty sections, or values already in force: no revision, no write, no rebuild
+            # (a flood of these must not wear the SD card or churn the controller).
+            return self._revision, False
         combined = combine_changes(self._changes, changes)
         revision = self._revision + 1
         # Saved first: an accepted change that a crash right after could lose would come back
@@ -155,7 +165,7 @@ class RemoteControl:
             ) from exc
         self._config, self._changes, self._revision = config, combined, revision
         _LOGGER.info("Remote configuration revision %d applied: %s", revision, _brief(changes))
-        return revision
+        return revision, True
 
     def _save(self, changes: dict[str, Any], revision: int) -> None:
         if self._overlay is None:
@@ -383,9 +393,19 @@ def _too_deep(document: object) -> bool:
     return any(isinstance(item, dict | list) for item in level)
 
 
+# Every key the protocol uses is a word: a key with ": ", "." or anything else would make the
+# dotted field paths of the answer ambiguous, so it is refused before any check reads it.
+_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     document: dict[str, Any] = {}
     for key, value in pairs:
+        if not _KEY.match(key):
+            raise _DuplicateKeyError(
+                f"key {_show(key)} is not a key of this protocol (keys are 1 to 64 letters, "
+                "digits, '_' or '-')"
+            )
         if key in document:
             raise _DuplicateKeyError(f"duplicate key {_show(key)}")
         document[key] = value

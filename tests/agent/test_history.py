@@ -321,7 +321,7 @@ class Client:
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
-        self.client.subscribe([(f"{ROOT}/#", 1), ("replies/history", 1)])
+        self.client.subscribe([(f"{ROOT}/#", 1), (f"{ROOT}/reply/history", 1)])
 
     def _on_message(self, _client: Any, _userdata: Any, message: paho.MQTTMessage) -> None:
         correlation = getattr(message.properties, "CorrelationData", None)
@@ -332,7 +332,7 @@ class Client:
         properties = None
         if correlation is not None:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            properties.ResponseTopic = "replies/history"
+            properties.ResponseTopic = f"{ROOT}/reply/history"
             properties.CorrelationData = correlation
         self.client.publish(
             f"{ROOT}/history/get", json.dumps(request), qos=1, properties=properties
@@ -397,7 +397,9 @@ def test_a_client_pages_through_the_simulated_agents_log_over_mqtt(
             request = {"request_id": f"page-{page}", "from": start, "to": JUNE_1_2026_UTC}
             client.ask(request, correlation=f"c{page}".encode())
             answer, _ = client.wait_for(f"{ROOT}/history/result", request_id=f"page-{page}")
-            direct, correlation = client.wait_for("replies/history", request_id=f"page-{page}")
+            direct, correlation = client.wait_for(
+                f"{ROOT}/reply/history", request_id=f"page-{page}"
+            )
             assert not list(result_schema.iter_errors(answer))
             assert (answer["status"], direct, correlation) == (
                 "accepted",

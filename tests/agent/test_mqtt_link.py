@@ -107,7 +107,7 @@ class Watcher:
                 self._changed.set()
 
     def on(self, suffix: str) -> list[Seen]:
-        topic = f"{ROOT}/{suffix}" if not suffix.startswith("reply/") else suffix
+        topic = f"{ROOT}/{suffix}"
         return [m for m in self.messages if m.topic == topic]
 
     async def wait_for(
@@ -134,6 +134,7 @@ class FakeResult:
     request_id: str | None
     errors: tuple[tuple[str, str], ...] = ()
     config_revision: int | None = None
+    changed: bool | None = None
 
     @property
     def accepted(self) -> bool:
@@ -153,7 +154,7 @@ class FakeRemote:
         if "bad" in data.get("config", {}):
             return FakeResult("config/set", data.get("request_id"), (("config.bad", "unknown"),))
         self.revision += 1
-        return FakeResult("config/set", data.get("request_id"), (), self.revision)
+        return FakeResult("config/set", data.get("request_id"), (), self.revision, True)
 
     def handle_command(self, name: str, payload: bytes, now: float) -> FakeResult:
         self.requests.append((name, payload))
@@ -339,19 +340,20 @@ async def test_retained_status_announce_config_then_state_and_offline_at_stop(
     broker: MosquittoBroker, start_link: Callable[[MqttLink], Running], start_watcher: Any
 ) -> None:
     running = start_link(_link(_settings(broker)))
-    for second in range(3):
-        running.link.offer_report(_report(1000.0 + second, soc=50.0 + second))
-        await asyncio.sleep(0.05)
-    # A client that arrives later still learns everything from the retained topics.
-    await asyncio.sleep(0.5)
+    early = await start_watcher(broker)
+    running.link.offer_report(_report(1000.0, soc=50.0))
+    await early.wait_for(lambda w: w.on("state"), what="the first state")
+    # A client that arrives later still learns everything from the retained topics, the
+    # latest state included (it need not wait for the next one).
     watcher = await start_watcher(broker)
     await watcher.wait_for(
-        lambda w: w.on("status") and w.on("announce") and w.on("config"), what="retained"
+        lambda w: w.on("status") and w.on("announce") and w.on("config") and w.on("state"),
+        what="retained",
     )
     assert [m.payload for m in watcher.on("status")] == [b"online"]
-    assert all(
-        m.retain for m in watcher.on("status") + watcher.on("announce") + watcher.on("config")
-    )
+    retained = watcher.on("status") + watcher.on("announce") + watcher.on("config")
+    assert all(m.retain for m in [*retained, *watcher.on("state")])
+    assert watcher.on("state")[0].json()["soc"] == pytest.approx(50.0)
     announce = watcher.on("announce")[0].json()
     assert announce["protocol_version"] == 1
     assert announce["agent_id"] == AGENT_ID
@@ -359,9 +361,15 @@ async def test_retained_status_announce_config_then_state_and_offline_at_stop(
     assert watcher.on("config")[0].json()["config_revision"] == 1
 
     running.link.offer_report(_report(1010.0, soc=60.0))  # significant: published at once
-    await watcher.wait_for(lambda w: w.on("state"), what="state")
+    await watcher.wait_for(
+        lambda w: w.on("state")[-1].json()["soc"] == pytest.approx(60.0), what="new state"
+    )
     state = watcher.on("state")[-1].json()
-    assert state["soc"] == pytest.approx(60.0)
+    assert state["link_stats"] == {
+        "requests_received": 0,
+        "requests_dropped": 0,
+        "dropped_by_kind": {},
+    }
     assert running.link.connected
 
     running.stop.set()
@@ -378,7 +386,7 @@ async def test_requests_are_answered_with_correlation(
     await watcher.wait_for(lambda w: w.on("config"), what="config")
 
     properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    properties.ResponseTopic = "reply/ha"
+    properties.ResponseTopic = f"sbms/{AGENT_ID}/reply/ha"
     properties.CorrelationData = b"\x01corr"
     await watcher.publish(
         f"{ROOT}/cmd/set_soc",
@@ -414,7 +422,43 @@ async def test_requests_are_answered_with_correlation(
     assert watcher.on("config")[-1].json()["config_revision"] == 2
 
 
-async def test_a_retained_request_is_not_replayed_at_connect(
+@pytest.mark.parametrize(
+    "response_topic",
+    ["state", "status", "announce", "config", "event", "../other/reply/x"],
+)
+async def test_a_response_topic_outside_the_reply_tree_is_refused_and_not_run(
+    broker: MosquittoBroker,
+    start_link: Callable[[MqttLink], Running],
+    start_watcher: Any,
+    response_topic: str,
+) -> None:
+    """A requester could make the agent publish as the agent, where the ACL forbids the
+    requester to: the request is refused on its own result topic and not executed."""
+    remote = FakeRemote()
+    running = start_link(_link(_settings(broker), remote))
+    watcher = await start_watcher(broker)
+    await watcher.wait_for(lambda w: w.on("config"), what="config")
+    target = f"{ROOT}/{response_topic}" if not response_topic.startswith("..") else "other/x"
+    before = len([m for m in watcher.messages if m.topic == target])
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.ResponseTopic = target
+    await watcher.publish(
+        f"{ROOT}/cmd/set_soc", b'{"request_id": "x", "soc": 40}', properties=properties
+    )
+    await watcher.wait_for(lambda w: w.on("cmd/set_soc/result"), what="refusal")
+    refusal = watcher.on("cmd/set_soc/result")[0].json()
+    assert refusal["status"] == "rejected"
+    assert refusal["errors"][0]["field"] == "response_topic"
+    assert f"must be below {ROOT}/reply/" in refusal["errors"][0]["reason"]
+    assert remote.requests == []  # never executed
+    # A fresh request after it is answered: the link went on (and published nothing there).
+    await watcher.publish(f"{ROOT}/cmd/mark_full", b'{"request_id": "next"}')
+    await watcher.wait_for(lambda w: w.on("cmd/mark_full/result"), what="next result")
+    assert len([m for m in watcher.messages if m.topic == target]) == before
+    assert running.link.link_stats.requests_received == 2
+
+
+async def test_a_retained_request_is_refused_once_per_connection_never_run(
     broker: MosquittoBroker, start_link: Callable[[MqttLink], Running], start_watcher: Any
 ) -> None:
     watcher = await start_watcher(broker)
@@ -422,12 +466,19 @@ async def test_a_retained_request_is_not_replayed_at_connect(
     await watcher.publish(f"{ROOT}/cmd/set_soc", b'{"soc": 10}', retain=True)
     remote = FakeRemote()
     start_link(_link(_settings(broker), remote))
-    await watcher.wait_for(lambda w: w.on("config"), what="config")
+    await watcher.wait_for(lambda w: w.on("cmd/set_soc/result"), what="the refusal")
+    refusal = watcher.on("cmd/set_soc/result")[0].json()
+    assert refusal["status"] == "rejected"
+    assert refusal["errors"][0]["field"] == "payload"
+    assert "retained request is never executed" in refusal["errors"][0]["reason"]
     await watcher.publish(f"{ROOT}/cmd/mark_full", b'{"request_id": "fresh"}')
     await watcher.wait_for(lambda w: w.on("cmd/mark_full/result"), what="result")
     assert [name for name, _ in remote.requests] == ["mark_full"]
-    assert not watcher.on("cmd/set_soc/result")
-    await watcher.publish(f"{ROOT}/cmd/set_soc", b"", retain=True)  # clear it
+    assert len(watcher.on("cmd/set_soc/result")) == 1
+    await watcher.publish(f"{ROOT}/cmd/set_soc", b"", retain=True)  # clear it: no answer
+    await watcher.publish(f"{ROOT}/cmd/mark_full", b'{"request_id": "after"}')
+    await watcher.wait_for(lambda w: len(w.on("cmd/mark_full/result")) == 2, what="result 2")
+    assert len(watcher.on("cmd/set_soc/result")) == 1
 
 
 async def test_mqtt_311_works_too(

@@ -169,7 +169,53 @@ def test_an_empty_change_is_accepted_without_a_new_revision(tmp_path: Path) -> N
     result = rig.config_set({})
     assert result.accepted
     assert result.config_revision == 0
+    assert result.changed is False
     assert not rig.overlay.path.exists()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"soc": {}},
+        {"thresholds": {}, "temperature": {}},
+        {"thresholds": {"hvd": "in force"}},  # replaced below by the value in force
+        {"outputs": {}},
+    ],
+    ids=["empty section", "empty sections", "value in force", "empty outputs"],
+)
+def test_a_change_that_changes_nothing_is_answered_so_without_a_write(
+    tmp_path: Path, changes: dict[str, Any]
+) -> None:
+    """A flood of these drove the revision to 30,000 and fsynced the overlay each time."""
+    rig = _rig(tmp_path)
+    assert rig.config_set({"thresholds": {"hvd": 3.58}}).config_revision == 1
+    written = _overlay_bytes(rig)
+    modified = rig.overlay.path.stat().st_mtime_ns
+    controller = rig.system.agent.controller
+    if changes.get("thresholds", {}).get("hvd") == "in force":
+        changes = {"thresholds": {"hvd": rig.remote.config.control.cells.hvd}}
+    for _ in range(3):
+        result = rig.config_set(changes, request_id="same")
+        assert result.accepted, result.errors
+        assert (result.config_revision, result.changed) == (1, False)
+    assert rig.remote.revision == 1
+    assert _overlay_bytes(rig) == written
+    assert rig.overlay.path.stat().st_mtime_ns == modified
+    assert rig.system.agent.controller is controller  # not rebuilt
+
+
+def test_a_float_that_is_an_integer_is_an_output_type(tmp_path: Path) -> None:
+    """JSON has one number type: 1.0 is the integer 1 (JSON Schema agrees); true is not."""
+    rig = _rig(tmp_path)
+    name = next(o.name for o in rig.remote.config.control.outputs if o.type is OutputType.LVD)
+    refused = rig.config_set({"outputs": {name: {"type": 1.0}}})  # read as 1: wiring says no
+    assert refused.errors
+    assert all("must be an output type" not in reason for _, reason in refused.errors)
+    accepted = rig.config_set({"outputs": {name: {"type": float(OutputType.LOW_SOC)}}})
+    assert accepted.accepted, accepted.errors
+    output = next(o for o in rig.remote.config.control.outputs if o.name == name)
+    assert output.type is OutputType.LOW_SOC
+    assert rig.config_set({"outputs": {name: {"type": True}}}).errors
 
 
 # --- rejected -------------------------------------------------------------------------------
@@ -205,6 +251,13 @@ _REJECTED: list[tuple[str, bytes, str, str]] = [
     ),
     ("no config", b'{"request_id": "r1"}', "config", "required"),
     ("unknown top key", b'{"config": {}, "confg": 1}', "confg", "unknown key"),
+    (
+        "key with a colon",
+        _request({"thresholds": {"hvd: 3.5": 1}}),
+        "payload",
+        "key 'hvd: 3.5' is not a key of this protocol",
+    ),
+    ("dotted key", _request({"thresholds.hvd": 3.5}), "payload", "not a key of this protocol"),
     ("config not an object", _request([1]), "config", "must be an object"),
     ("bad request id", b'{"request_id": "a b", "config": {}}', "request_id", "1 to 64"),
     ("long request id", b'{"request_id": "' + b"a" * 65 + b'", "config": {}}', "request_id", ""),
