@@ -210,6 +210,8 @@ def _source_stats(report: ControlReport) -> dict[str, Any]:
             "frames_unchecked": stats.frames_unchecked,
             "frames_bad": stats.frames_bad,
             "link_errors": stats.link_errors,
+            "bad_by_kind": dict(stats.bad_by_kind),
+            "reanchored": stats.reanchored,
         }
     }
 

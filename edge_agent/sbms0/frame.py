@@ -11,7 +11,9 @@ base 91, most significant first. Layout (0-based offsets):
 
 Firmware from before 2021 sends `###` at 53-55: no dual-PV level and no checksum. Such frames
 are accepted on range checks alone (`checksum_present` False) unless the caller requires one.
-Checksum-valid frames can still carry impossible values, so every frame is range-checked.
+Checksum-valid frames can still carry impossible values, so every frame is range-checked
+(cells, SoC, temperatures, date, currents, dual-PV level, flag bits). The checksum is a plain
+sum, so two errors that cancel pass it: plausibility.py judges a frame against the previous one.
 """
 
 from __future__ import annotations
@@ -58,6 +60,21 @@ CELL_MV_RANGE = (1000, 5000)
 TEMPERATURE_C_RANGE = (-40.0, 85.0)  # the SBMS's rated range; 91.0 C was seen on a bad line
 NO_SENSOR_CODE = 0  # external temperature code 0 (-45.0 C): no sensor fitted
 MAX_YEARS_AHEAD = 1  # a clock may be a little ahead; years ahead is a corrupted date
+# The largest shunt the SBMS0 takes, for the battery and for PV alike, is rated 750 A (SBMS0
+# user manual v0.9, Specification: "External Batt current shunt 10A up to 750A", the same for
+# PV; https://electrodacus.com/SBMS0/SBMS0.pdf). A three-character field reaches 753.57 A
+# (91**3 - 1 mA), so this bound only drops the top 3.57 A: the code a run of '}' characters
+# makes (a published frame read 753 A for battery and PV). The external-load input is an
+# external shunt too; no SBMS input is specified beyond 750 A. A tighter bound would need the
+# shunt actually fitted, which no frame or page carries.
+MAX_CURRENT_MA = 750_000
+# Dual PV: L1 (type 1 array alone), L2 (type 6 alone), L3 (both): SBMS0 manual section 8 and
+# the EXTIO type 6 table of the unofficial guide. 0 stays accepted as "no level" (the report
+# publishes only 1-3); every real checked frame carries 1.
+DUAL_PV_LEVEL_RANGE = (0, 3)
+# The flag word has 15 documented bits (b0 OV .. b14 DFET); a higher bit set is no flag any
+# firmware documents, so it is damage (the field could carry 19 bits).
+FLAG_BITS = len(FLAG_NAMES)
 
 
 class FrameError(ValueError):
@@ -194,3 +211,29 @@ def _check_plausible(frame: SbmsFrame, cell_count: int, max_year: int) -> None:
     for celsius in temperatures:
         if not TEMPERATURE_C_RANGE[0] <= celsius <= TEMPERATURE_C_RANGE[1]:
             raise FrameError("value", f"temperature {celsius:.1f} C is impossible")
+    _check_currents(frame)
+    _check_level_and_flags(frame)
+
+
+def _check_currents(frame: SbmsFrame) -> None:
+    currents = {
+        "battery": frame.battery_ma,
+        "PV1": frame.pv1_ma,
+        "PV2": frame.pv2_ma,
+        "external load": frame.external_load_ma,
+    }
+    for name, milliamps in currents.items():
+        if abs(milliamps) > MAX_CURRENT_MA:
+            raise FrameError(
+                "value",
+                f"{name} current {milliamps / 1000:g} A is beyond the largest SBMS shunt "
+                f"({MAX_CURRENT_MA / 1000:g} A)",
+            )
+
+
+def _check_level_and_flags(frame: SbmsFrame) -> None:
+    low, high = DUAL_PV_LEVEL_RANGE
+    if frame.dual_pv_level is not None and not low <= frame.dual_pv_level <= high:
+        raise FrameError("value", f"dual-PV level {frame.dual_pv_level} is outside {low}..{high}")
+    if frame.flags >> FLAG_BITS:
+        raise FrameError("value", f"flag word {frame.flags} sets bits above b{FLAG_BITS - 1}")

@@ -3,7 +3,9 @@
 A serial line is either a bare 59-character frame (USART data-log mode) or a JavaScript line
 (`var sbms="...";`, the WiFi board's format); other `var` lines are not frames and are ignored.
 An HTTP page is a whole /rawData page. Anything damaged is counted and dropped: it never
-replaces the latest good frame.
+replaces the latest good frame. A frame that decodes is then judged against the last accepted
+one (plausibility.py, on the agent's clock): one that jumps further than physics allows is
+dropped as `jump`, until a change that persists is taken as the new reference (`reanchored`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge_agent.sbms0.frame import FrameError, SbmsFrame, decode_frame
+from edge_agent.sbms0.plausibility import CrossFrameCheck, Verdict
 from edge_agent.sbms0.rawdata import RawDataPage, parse_rawdata
 from edge_agent.sbms0.stats import FrameStats
 
@@ -36,6 +39,7 @@ class FrameReceiver:
         self._cell_count = cell_count
         self._clock = clock
         self._require_checksum = require_checksum
+        self._history = CrossFrameCheck(cell_count)
         self.stats = FrameStats()
         self.latest: SbmsReading | None = None
 
@@ -78,8 +82,23 @@ class FrameReceiver:
         try:
             frame, page = decode()
         except FrameError as err:
-            self.stats.count_bad(err.kind)
-            _LOGGER.debug("Dropped an SBMS frame (%s): %s", err.kind, err)
+            self._drop(err.kind, str(err))
             return
+        now = self._clock()
+        judgement = self._history.judge(frame, now)
+        if judgement.verdict is Verdict.DROPPED:
+            self._drop("jump", judgement.reason or "")
+            return
+        if judgement.verdict is Verdict.REANCHORED:
+            self.stats.count_reanchor()
+            _LOGGER.info(
+                "SBMS frames kept disagreeing with the last accepted one (%s): this one is the "
+                "new reference",
+                judgement.reason,
+            )
         self.stats.count_good(checked=frame.checksum_present)
-        self.latest = SbmsReading(frame, self._clock(), page)
+        self.latest = SbmsReading(frame, now, page)
+
+    def _drop(self, kind: str, reason: str) -> None:
+        self.stats.count_bad(kind)
+        _LOGGER.debug("Dropped an SBMS frame (%s): %s", kind, reason)

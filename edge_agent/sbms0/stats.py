@@ -8,13 +8,17 @@ from dataclasses import dataclass, field
 @dataclass(slots=True)
 class FrameStats:
     """Good frames (`frames_ok`, of which `frames_unchecked` carried no checksum), dropped
-    ones (`frames_bad`, by damage class in `bad_by_kind`), and link failures (`link_errors`:
-    a serial port that could not be opened or vanished, an HTTP poll that failed)."""
+    ones (`frames_bad`, by damage class in `bad_by_kind`: `length`, `alphabet`, `checksum`,
+    `value`, `page`, and `jump` for a frame that disagrees with the one before), frames taken
+    as a new reference after `jump` drops in a row (`reanchored`, also counted in
+    `frames_ok`), and link failures (`link_errors`: a serial port that could not be opened or
+    vanished, an HTTP poll that failed)."""
 
     frames_ok: int = 0
     frames_unchecked: int = 0
     frames_bad: int = 0
     link_errors: int = 0
+    reanchored: int = 0
     bad_by_kind: dict[str, int] = field(default_factory=dict)
 
     def count_good(self, *, checked: bool) -> None:
@@ -26,11 +30,21 @@ class FrameStats:
         self.frames_bad += 1
         self.bad_by_kind[kind] = self.bad_by_kind.get(kind, 0) + 1
 
+    def count_reanchor(self) -> None:
+        self.reanchored += 1
+
     def count_link_error(self) -> None:
         self.link_errors += 1
 
     def snapshot(self) -> SourceStats:
-        return SourceStats(self.frames_ok, self.frames_unchecked, self.frames_bad, self.link_errors)
+        return SourceStats(
+            self.frames_ok,
+            self.frames_unchecked,
+            self.frames_bad,
+            self.link_errors,
+            self.reanchored,
+            tuple(sorted(self.bad_by_kind.items())),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +55,5 @@ class SourceStats:
     frames_unchecked: int = 0
     frames_bad: int = 0
     link_errors: int = 0
+    reanchored: int = 0
+    bad_by_kind: tuple[tuple[str, int], ...] = ()  # (kind, count), sorted by kind

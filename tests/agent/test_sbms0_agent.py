@@ -87,6 +87,8 @@ def test_serial_frame_maps_onto_the_normal_state() -> None:
         "frames_unchecked": 0,
         "frames_bad": 0,
         "link_errors": 0,
+        "bad_by_kind": {},
+        "reanchored": 0,
     }
 
 

@@ -14,6 +14,7 @@ from edge_agent.sbms0.frame import (
     CELL_INPUTS,
     FLAG_NAMES,
     FRAME_LENGTH,
+    MAX_CURRENT_MA,
     FrameError,
     SbmsFrame,
     decode_frame,
@@ -174,6 +175,51 @@ def test_impossible_values_are_rejected_even_with_a_valid_checksum(
     assert _kind(encode_frame(make_frame(**changes))) == "value"
 
 
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"battery_ma": -750_001}, "battery current -750.001 A is beyond"),
+        ({"battery_ma": 753_570}, "battery current 753.57 A is beyond"),  # '}}}': the field's top
+        ({"pv1_ma": 750_001}, "PV1 current 750.001 A"),
+        ({"pv2_ma": 753_000}, "PV2 current 753 A"),
+        ({"external_load_ma": 751_000}, "external load current 751 A"),
+        ({"dual_pv_level": 4}, "dual-PV level 4 is outside 0..3"),
+        ({"dual_pv_level": 90}, "dual-PV level 90"),
+        ({"flags": 1 << 15}, "flag word 32768 sets bits above b14"),
+    ],
+)
+def test_currents_level_and_flags_beyond_what_an_sbms_sends_are_rejected(
+    changes: dict[str, object], reason: str
+) -> None:
+    with pytest.raises(FrameError) as caught:
+        decode_frame(encode_frame(make_frame(**changes)), max_year=2026)
+    assert caught.value.kind == "value"
+    assert reason in str(caught.value)
+
+
+def test_the_published_753_a_level_90_frame_is_rejected() -> None:
+    # As reported: checksum-valid, 753 A of battery and of PV current, dual-PV level 90.
+    frame = make_frame(battery_ma=753_000, pv1_ma=753_000, dual_pv_level=90)
+    assert _kind(encode_frame(frame)) == "value"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"battery_ma": -MAX_CURRENT_MA},
+        {"battery_ma": MAX_CURRENT_MA},
+        {"pv1_ma": MAX_CURRENT_MA, "pv2_ma": MAX_CURRENT_MA},
+        {"external_load_ma": MAX_CURRENT_MA},
+        {"dual_pv_level": 0},
+        {"dual_pv_level": 3},
+        {"flags": (1 << 15) - 1},
+    ],
+)
+def test_the_bounds_themselves_are_accepted(changes: dict[str, object]) -> None:
+    frame = make_frame(**changes)
+    assert decode_frame(encode_frame(frame), max_year=2026) == frame
+
+
 def test_impossible_calendar_date_is_rejected() -> None:
     text = encode_frame(make_frame())
     # Month 13 with a recomputed checksum: only the date check can catch it.
@@ -214,6 +260,7 @@ def test_sign_character_other_than_plus_or_minus_is_rejected() -> None:
 _cells = st.tuples(*[st.integers(1000, 5000)] * 8)
 _tenths = st.integers(-400, 850).map(lambda tenths: tenths / 10)
 _three = st.integers(0, 91**3 - 1)
+_current = st.integers(0, MAX_CURRENT_MA)
 
 
 @st.composite
@@ -231,13 +278,13 @@ def frames(draw: st.DrawFn) -> SbmsFrame:
         cells_mv=draw(_cells),
         internal_temperature_c=draw(_tenths),
         external_temperature_c=draw(st.none() | _tenths),
-        battery_ma=draw(st.integers(-(91**3 - 1), 91**3 - 1)),
-        pv1_ma=draw(_three),
-        pv2_ma=draw(_three),
-        external_load_ma=draw(_three),
+        battery_ma=draw(st.integers(-MAX_CURRENT_MA, MAX_CURRENT_MA)),
+        pv1_ma=draw(_current),
+        pv2_ma=draw(_current),
+        external_load_ma=draw(_current),
         adc=(draw(_three), draw(_three), draw(_three)),
         heat1=draw(_three),
-        dual_pv_level=draw(st.integers(0, 90)) if checked else None,
+        dual_pv_level=draw(st.integers(0, 3)) if checked else None,
         checksum_present=checked,
         flags=draw(st.integers(0, 2**15 - 1)),
     )

@@ -123,8 +123,8 @@ async def test_polling_runs_recovers_and_stops(board: tuple[Board, str]) -> None
     fake.mode = "error"
     await until(lambda: receiver.stats.link_errors >= 2, "failed polls")
     fake.mode = "page"
-    fake.page = make_page(encode_frame(make_frame(soc=12)))
-    await until(lambda: receiver.latest is not None and receiver.latest.frame.soc == 12, "recovery")
+    fake.page = make_page(encode_frame(make_frame(soc=76)))  # a step the next second allows
+    await until(lambda: receiver.latest is not None and receiver.latest.frame.soc == 76, "recovery")
     stop.set()
     await asyncio.wait_for(task, DEADLINE_S)
     assert fake.requests >= 5

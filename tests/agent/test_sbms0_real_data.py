@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edge_agent.sbms0.frame import FrameError, decode_frame
+from edge_agent.sbms0.frame import BASE, FrameError, SbmsFrame, char_value, checksum, decode_frame
+from edge_agent.sbms0.plausibility import CrossFrameCheck, Verdict
 from edge_agent.sbms0.rawdata import parse_rawdata
 
 DATA = Path(
@@ -131,3 +133,73 @@ def test_garbled_variable_names_are_not_taken_for_real_ones() -> None:
     assert page.sbms.startswith("#$'8H4")
     assert page.extra is not None
     assert page.extra.capacity_ah == 1088  # from xsbms, not from the garbled eWbms
+
+
+# --- in sequence: the cross-frame check ----------------------------------------------------
+
+
+def _system(entry: dict[str, Any]) -> tuple[str, int]:
+    """Frames of one SBMS: same repository, same pack size."""
+    return entry["source"].split()[0], _cell_count(entry)
+
+
+def _decoded(entries: list[dict[str, Any]]) -> list[tuple[float, SbmsFrame]]:
+    frames = []
+    for entry in entries:
+        if entry["id"] in EXPECTED_REJECTS:
+            continue
+        frame = decode_frame(entry["sbms"], cell_count=_cell_count(entry), max_year=2026)
+        assert frame.timestamp is not None
+        frames.append((frame.timestamp.timestamp(), frame))
+    return frames
+
+
+def _in_capture_order() -> list[tuple[int, list[tuple[float, SbmsFrame]]]]:
+    """Each SBMS's pack size and frames, in the order its clock took them (the SBMS clock is
+    the only time a capture has)."""
+    systems: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for entry in FRAMES:
+        systems[_system(entry)].append(entry)
+    return [
+        (cell_count, sorted(_decoded(entries), key=lambda pair: pair[0]))
+        for (_repository, cell_count), entries in systems.items()
+    ]
+
+
+def test_every_real_frame_passes_the_cross_frame_check_in_capture_order() -> None:
+    verdicts = []
+    for cell_count, frames in _in_capture_order():
+        check = CrossFrameCheck(cell_count)
+        verdicts += [check.judge(frame, at).verdict for at, frame in frames]
+    assert set(verdicts) == {Verdict.ANCHORED, Verdict.ACCEPTED}
+    # Judged against a frame seconds before, not only anchored: JR2, 4-6; FP4, 6; Scyten 2-5.
+    assert verdicts.count(Verdict.ACCEPTED) == 10
+
+
+def test_every_real_frame_passes_the_cross_frame_check_in_file_order() -> None:
+    # As one receiver per pack size would see them: other systems' frames come after gaps.
+    for cell_count in (4, 8):
+        check = CrossFrameCheck(cell_count)
+        entries = [entry for entry in FRAMES if _cell_count(entry) == cell_count]
+        for at, frame in _decoded(entries):
+            assert check.judge(frame, at).accepted, frame
+
+
+def test_the_corrupted_real_line_with_its_checksum_repaired_is_caught_as_a_jump() -> None:
+    # JR3's cell 6 reads 3196 mV among 3378 mV neighbours; its checksum is off by 2. Had the
+    # damage cancelled in the sum, only the previous frame could have told.
+    by_id = {entry["id"]: entry for entry in FRAMES}
+    text = by_id["JR3"]["sbms"]
+    values = [char_value(char) for char in text]
+    high, low = divmod(checksum(values), BASE)
+    repaired = text[:54] + chr(35 + high) + chr(35 + low) + text[56:]
+    damaged = decode_frame(repaired, max_year=2026)
+    previous = decode_frame(by_id["JR2"]["sbms"], max_year=2026)
+    assert previous.timestamp is not None
+    assert damaged.timestamp is not None
+    check = CrossFrameCheck(8)
+    check.judge(previous, previous.timestamp.timestamp())
+    judgement = check.judge(damaged, damaged.timestamp.timestamp())
+    assert judgement.verdict is Verdict.DROPPED
+    assert judgement.reason is not None
+    assert judgement.reason.startswith("cell input 6 moved -182 mV")
