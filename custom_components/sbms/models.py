@@ -308,6 +308,10 @@ class BoxState:
     # None from an agent that predates the alarm flags (added within protocol version 1)
     high_soc_alarm: bool | None = None
     low_soc_alarm: bool | None = None
+    # What the agent counts about its MQTT link and a stock SBMS source (for diagnostics;
+    # None from agents that do not send them)
+    link_stats: Mapping[str, Any] | None = None
+    source_stats: Mapping[str, Any] | None = None
 
     @classmethod
     def from_payload(cls, payload: Payload) -> BoxState:
@@ -352,10 +356,17 @@ class BoxState:
             forced_off={key: forced.number(key) for key in forced.names()},
             high_soc_alarm=r.flag("high_soc_alarm") if r.has("high_soc_alarm") else None,
             low_soc_alarm=r.flag("low_soc_alarm") if r.has("low_soc_alarm") else None,
+            link_stats=_counts(data.get("link_stats")),
+            source_stats=_counts(data.get("source_stats")),
         )
 
 
 _COUNTER_FIELDS = tuple(Counters.__dataclass_fields__)
+
+
+def _counts(value: object) -> Mapping[str, Any] | None:
+    """A counters object kept as sent (diagnostics show it); anything else is left out."""
+    return dict(value) if isinstance(value, dict) else None
 
 
 @dataclass(frozen=True, slots=True)

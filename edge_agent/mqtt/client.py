@@ -371,7 +371,13 @@ class MqttLink:
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            await self._handle(client, message)
+            try:
+                await self._handle(client, message)
+            except (aiomqtt.MqttError, asyncio.CancelledError):
+                raise  # the connection: the session ends and reconnects
+            except Exception:  # a bug with one request must not end the session
+                topic = message.topic.value
+                self._log("handler failed", logging.ERROR, "Answering on %s failed", topic)
 
     async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         topic = message.topic.value

@@ -364,6 +364,14 @@ def _finite(value: Any) -> Any:
 
 def encode(payload: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON; NaN and infinities become null (json.dumps would write NaN)."""
-    return json.dumps(
-        _finite(payload), separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    clean = _finite(payload)
+    try:
+        return json.dumps(clean, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+            "utf-8"
+        )
+    except UnicodeEncodeError:
+        # A lone surrogate (JSON "\\ud800" in a request, echoed in an answer) has no UTF-8
+        # form: escaped, the text is still valid JSON and says what was sent.
+        return json.dumps(clean, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode(
+            "ascii"
+        )

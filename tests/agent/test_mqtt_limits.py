@@ -99,3 +99,11 @@ def test_response_topics_only_below_the_agents_reply_tree() -> None:
         problem = topics.response_topic_problem(refused)
         assert problem is not None, refused
         assert "sbms/box1/reply/" in problem
+
+
+def test_an_answer_echoing_a_lone_surrogate_is_still_json() -> None:
+    """JSON may carry "\\ud800", which has no UTF-8 form: encoding the answer that names it
+    raised, and the exception ended the MQTT session (the request got no answer)."""
+    body = encode(result_payload("config/set", None, [("config.outputs.\ud800", "x")], 1.0))
+    assert json.loads(body)["errors"][0]["field"] == "config.outputs.\ud800"
+    assert body.decode("ascii")

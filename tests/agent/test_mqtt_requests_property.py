@@ -89,6 +89,10 @@ payloads = st.one_of(
             b'{"from": 0, "to": 10, "limit": NaN}',
             b'{"config": {"thresholds": {"hvd": 9}}}',
             b"x" * 20000,
+            # lone surrogates: valid JSON escapes with no UTF-8 form (they once ended the
+            # session when an answer echoed them)
+            b'{"config": {"outputs": {"\\ud800": {"type": 1}}}, "request_id": "\\udfff"}',
+            b'{"output": "\\ud800", "seconds": 5}',
         ]
     ),
 )

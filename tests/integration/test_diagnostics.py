@@ -27,8 +27,20 @@ async def test_diagnostics_show_the_box_and_redact_identifiers(
     # have them end up in a bug report.
     agent.config["mqtt"] = {"host": "10.0.0.2", "username": "sbms", "password": "hunter2"}
     await agent.publish("config", agent.config)
+    # What the agent dropped of a request flood is there for a bug report.
+    link_stats = {
+        "requests_received": 12,
+        "requests_dropped": 3000,
+        "dropped_by_kind": {"config_set": 2990, "queue_full": 10},
+    }
     entry = await setup_box(agent)
     await wait_for(hass, lambda: "mqtt" in entry.runtime_data.data.config.data)
+    await agent.set_state(link_stats=link_stats)
+    await wait_for(
+        hass,
+        lambda: (state := entry.runtime_data.data.state) is not None
+        and state.link_stats == link_stats,
+    )
 
     diag = await get_diagnostics_for_config_entry(hass, hass_client, entry)
 
@@ -46,6 +58,8 @@ async def test_diagnostics_show_the_box_and_redact_identifiers(
     assert diag["state"]["soc"] == agent.state["soc"]
     assert diag["state"]["cells"] == agent.state["cells"]
     assert diag["state"]["counters"]["pv_wh"] == agent.state["counters"]["pv_wh"]
+    assert diag["state"]["link_stats"] == link_stats
+    assert diag["state"]["source_stats"] is None
     assert diag["config"]["thresholds"] == agent.config["thresholds"]
     # What each output switches and may become, and the remote window, are not secrets.
     assert [(o["name"], o["wiring"], o["settable_types"]) for o in diag["announce"]["outputs"]] == [
