@@ -38,8 +38,9 @@ async def test_diagnostics_show_the_box_and_redact_identifiers(
     await agent.set_state(link_stats=link_stats)
     await wait_for(
         hass,
-        lambda: (state := entry.runtime_data.data.state) is not None
-        and state.link_stats == link_stats,
+        lambda: (
+            (state := entry.runtime_data.data.state) is not None and state.link_stats == link_stats
+        ),
     )
 
     diag = await get_diagnostics_for_config_entry(hass, hass_client, entry)
