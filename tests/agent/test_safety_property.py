@@ -44,6 +44,7 @@ from edge_agent.control.envelope import (
 from edge_agent.control.extio import ALLOWED_TYPES, CHARGE_TYPES, LOAD_TYPES
 from edge_agent.control.model import ControlReport, Fault
 from edge_agent.control.settings import Wiring
+from edge_agent.mqtt.limits import REQUEST_LIMITS, RateLimit, RequestGate
 from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.runtime.loop import run_agent
 from edge_agent.runtime.remote import RemoteControl
@@ -354,6 +355,11 @@ async def _exercise(
     remote = RemoteControl(system.agent, file_config, overlay, clock.now())
     mqtt = MqttSettings(host=broker.host, port=broker.port, agent_id=agent_id)
     link = build_link(mqtt, remote, Identity("simulator", agent_id), clock=clock)
+    # This test sends requests back to back, each as soon as the last is answered, to search
+    # for an unsafe sequence: far over the config/set rate (2/s), whose drops would leave it
+    # waiting for answers that never come. The limits have their own tests (test_mqtt_limits,
+    # test_mqtt_flood); here they are opened wide.
+    link.requests = RequestGate({kind: RateLimit(1e6, 1e6) for kind in REQUEST_LIMITS})
     stop = asyncio.Event()
     link_task = asyncio.ensure_future(link.run(stop))
     requester = Requester(broker.port, f"sbms/{agent_id}")
