@@ -34,9 +34,10 @@ from typing import Literal
 
 import numpy as np
 
+from edge_agent.simulator.cell_curves import curve
 from edge_agent.simulator.ina2xx import SimIna226, SimIna228
 from edge_agent.simulator.isl94203 import SimIsl94203
-from edge_agent.simulator.lfp import CellParameters, FloatArray
+from edge_agent.simulator.lfp import REAL_CELL, REAL_OCV_SPREAD_V, CellParameters, FloatArray
 from edge_agent.simulator.loads import HouseholdLoad, HouseholdLoadSpec
 from edge_agent.simulator.mcp23008 import SimMcp23008
 from edge_agent.simulator.pack import Pack, PackSpec
@@ -117,6 +118,11 @@ class BoxSpec:
     self_discharge_per_month: float = 0.02
     balance_resistor_ohm: float = 24.0
     cell: CellParameters = field(default_factory=CellParameters)
+    # The cells' resting OCV curve, by name (`cell_curves.CURVES`): "synthesis" is the
+    # hardware-facts table the agent's estimator also uses; "a123", "sinopoly" and "generic11"
+    # are published curves that share nothing with it (issue 16).
+    cell_curve: str = "synthesis"
+    ocv_offset_spread_v: float = 0.0  # +- per cell around the curve (lfp.REAL_OCV_SPREAD_V)
     seed: int = 1
     latitude_deg: float = 45.0
     start: float = JUNE_1_2026_UTC  # UNIX seconds
@@ -155,6 +161,16 @@ class BoxSpec:
         self._check_heartbeat_gate()
         self._check_charger()
         self.pack_spec()  # validates the cell count and the pack values
+
+    def with_real_cells(self, cell_curve: str | None = None) -> BoxSpec:
+        """This box with real-cell effects on (hysteresis, temperature, per-cell OCV offsets:
+        `lfp.REAL_CELL`), optionally on another curve."""
+        return replace(
+            self,
+            cell=REAL_CELL,
+            ocv_offset_spread_v=REAL_OCV_SPREAD_V,
+            cell_curve=self.cell_curve if cell_curve is None else cell_curve,
+        )
 
     @classmethod
     def for_cells(cls, cell_count: int, **overrides: object) -> BoxSpec:
@@ -206,6 +222,8 @@ class BoxSpec:
             self_discharge_per_month=self.self_discharge_per_month,
             balance_resistor_ohm=self.balance_resistor_ohm,
             cell=self.cell,
+            curve=curve(self.cell_curve),
+            ocv_offset_spread_v=self.ocv_offset_spread_v,
         )
 
     def site(self) -> SiteSpec:
@@ -431,7 +449,9 @@ class SimulatedBox:
 
         if outputs != self._last.outputs:
             self._outputs_since = self._now
-        pack_voltages = self.pack.step_block(battery, dt, self._balancing)
+        pack_voltages = self.pack.step_block(
+            battery, dt, self._balancing, self._battery_temperature()
+        )
         self._account(dt, battery, pv_primary + pv_secondary, switched_a + base_a, charger)
         self._feed_shunts(steps * dt, battery, pv_primary + pv_secondary, pack_voltages)
         self._now += steps * dt

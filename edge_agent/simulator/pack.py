@@ -12,6 +12,14 @@ Pack SoC (what an agent's SoC should be compared against) is the *usable* state 
                                                                       is full
     soc          = remaining_ah / (remaining_ah + headroom_ah)
 
+Usable capacity shrinks in the cold (`CellParameters.capacity_factor`): the charge a cold cell
+cannot deliver is lost at its empty end, so `remaining_ah` counts only the charge above that
+cell's cold cut-off. At 25 C and above nothing is lost.
+
+A cell's resting voltage is its curve's OCV (`PackSpec.curve`, see `cell_curves`) at its usable
+SoC, plus half the hysteresis band times its hysteresis state (-1 discharge .. +1 charge
+branch), plus a small per-cell offset (cells from one batch still differ by a few mV).
+
 It is 100 % when the first cell is full (where an agent syncs at end of charge) and 0 % when the
 first cell is empty (its low anchor); with balanced equal cells it equals the cell SoC, and in
 general it is remaining_ah over the capacity the pack can actually cycle.
@@ -23,14 +31,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge_agent.simulator.cell_curves import SYNTHESIS, CellCurve
 from edge_agent.simulator.lfp import (
     CellParameters,
     FloatArray,
-    open_circuit_voltage,
+    hysteresis_state,
     polarisation_target,
     relax_polarisation,
-    terminal_voltage,
 )
+
+REFERENCE_TEMPERATURE_C = 25.0
 
 _SECONDS_PER_MONTH = 30.0 * 86400.0
 MIN_CELLS, MAX_CELLS = 3, 8
@@ -50,6 +60,8 @@ class PackSpec:
     self_discharge_per_month: float = 0.02  # the worst cell; others draw 25..100 % of it
     balance_resistor_ohm: float = 24.0
     cell: CellParameters = field(default_factory=CellParameters)
+    curve: CellCurve = SYNTHESIS
+    ocv_offset_spread_v: float = 0.0  # +- per cell, drawn once (lfp.REAL_OCV_SPREAD_V)
 
     def __post_init__(self) -> None:
         if not MIN_CELLS <= self.cell_count <= MAX_CELLS:
@@ -78,11 +90,18 @@ class Pack:
             monthly * self.capacities_ah * 3600.0 / _SECONDS_PER_MONTH, dtype=np.float64
         )
         self.soc: FloatArray = spec.initial_soc + rng.uniform(-spec.soc_spread, spec.soc_spread, n)
+        # Drawn after the older draws, so a seed still gives the same cells as before.
+        self.ocv_offsets_v: FloatArray = rng.uniform(
+            -spec.ocv_offset_spread_v, spec.ocv_offset_spread_v, n
+        )
+        self.hysteresis: FloatArray = np.zeros(n)  # -1 discharge .. +1 charge branch
+        self.temperature_c = REFERENCE_TEMPERATURE_C
         self.polarisation_v: FloatArray = np.zeros(n)
         self.cell_currents_a: FloatArray = np.zeros(n)
-        self.cell_voltages: FloatArray = terminal_voltage(
-            self.soc, self.cell_currents_a, self.polarisation_v, self.resistances_ohm
-        )
+        self.cell_voltages: FloatArray = self._terminal_voltages(
+            self.soc[None, :], self.cell_currents_a[None, :], self.polarisation_v[None, :],
+            self.hysteresis[None, :], self.temperature_c,
+        )[0]  # fmt: skip
         self.max_cell_voltage_seen = float(self.cell_voltages.max())
         self.min_cell_voltage_seen = float(self.cell_voltages.min())
         self.bled_ah: FloatArray = np.zeros(n)  # charge each cell lost to its balance resistor
@@ -96,14 +115,27 @@ class Pack:
         return float(self.cell_voltages.sum())
 
     @property
+    def open_circuit_voltages(self) -> FloatArray:
+        """Each cell's resting voltage now: curve, hysteresis branch, offset, temperature."""
+        result: FloatArray = self._ocv(
+            self.soc[None, :], self.hysteresis[None, :], self.temperature_c
+        )[0]
+        return result
+
+    @property
     def rest_voltage(self) -> float:
         """The pack voltage without its resistive drop: OCV plus polarisation of every cell."""
-        return float((open_circuit_voltage(self.soc) + self.polarisation_v).sum())
+        return float((self.open_circuit_voltages + self.polarisation_v).sum())
+
+    @property
+    def cold_loss(self) -> float:
+        """Fraction of each cell's capacity it cannot deliver at the present temperature."""
+        return 1.0 - self.spec.cell.capacity_factor(self.temperature_c)
 
     @property
     def remaining_ah(self) -> float:
-        """Charge the pack can deliver before its first cell is empty."""
-        return max(0.0, float((self.soc * self.capacities_ah).min()))
+        """Charge the pack can deliver before its first cell is empty (at its temperature)."""
+        return max(0.0, float(((self.soc - self.cold_loss) * self.capacities_ah).min()))
 
     @property
     def headroom_ah(self) -> float:
@@ -134,8 +166,38 @@ class Pack:
         )
         return result
 
+    def _ocv(self, soc: FloatArray, hysteresis: FloatArray, temperature_c: float) -> FloatArray:
+        """Resting voltages for (steps, cells) arrays of SoC and hysteresis state."""
+        loss = 1.0 - self.spec.cell.capacity_factor(temperature_c)
+        usable_soc: FloatArray = np.asarray((soc - loss) / (1.0 - loss), dtype=np.float64)
+        result: FloatArray = (
+            self.spec.curve.ocv(usable_soc)
+            + hysteresis * (0.5 * self.spec.cell.hysteresis_v)
+            + self.ocv_offsets_v[None, :]
+        )
+        return result
+
+    def _terminal_voltages(
+        self,
+        soc: FloatArray,
+        cell_current_a: FloatArray,
+        polarisation_v: FloatArray,
+        hysteresis: FloatArray,
+        temperature_c: float,
+    ) -> FloatArray:
+        """OCV + I x R + polarisation (current positive = charging raises the voltage)."""
+        resistance = self.resistances_ohm[None, :] * self.spec.cell.resistance_factor(temperature_c)
+        result: FloatArray = (
+            self._ocv(soc, hysteresis, temperature_c) + cell_current_a * resistance + polarisation_v
+        )
+        return result
+
     def step_block(
-        self, pack_current_a: FloatArray, dt_s: float, balancing: FloatArray
+        self,
+        pack_current_a: FloatArray,
+        dt_s: float,
+        balancing: FloatArray,
+        temperature_c: float = REFERENCE_TEMPERATURE_C,
     ) -> FloatArray:
         """Move `len(pack_current_a)` steps of `dt_s` forward; returns the pack voltage at the
         end of every step.
@@ -143,7 +205,9 @@ class Pack:
         pack_current_a: current into the pack's terminals per step (positive = charging).
         balancing: 0/1 per cell, held for the block; a bleeding cell loses V/R through its
         resistor (evaluated at the block's start voltage: it moves by millivolts in a block).
+        temperature_c: the cells' temperature, held for the block (resistance, usable capacity).
         """
+        self.temperature_c = temperature_c
         params = self.spec.cell
         leak = self.bleed_currents(balancing) + self.self_discharge_a
         cell_current = pack_current_a[:, None] - leak[None, :]
@@ -152,12 +216,20 @@ class Pack:
         soc = self.soc[None, :] + np.cumsum(stored_current, axis=0) * (
             dt_s / 3600.0 / self.capacities_ah[None, :]
         )
+        # The cold raises polarisation like the ohmic resistance (the same Arrhenius factor).
         target = polarisation_target(cell_current, self.capacities_ah[None, :], params)
+        target = target * params.resistance_factor(temperature_c)
         polarisation = relax_polarisation(
             self.polarisation_v, target, dt_s, params.polarisation_tau_s
         )
-        voltages = terminal_voltage(soc, cell_current, polarisation, self.resistances_ohm[None, :])
+        hysteresis = hysteresis_state(
+            self.hysteresis, stored_current, dt_s, self.capacities_ah, params
+        )
+        voltages = self._terminal_voltages(
+            soc, cell_current, polarisation, hysteresis, temperature_c
+        )
         self.soc = soc[-1].copy()
+        self.hysteresis = hysteresis[-1].copy()
         self.polarisation_v = polarisation[-1].copy()
         self.cell_currents_a = cell_current[-1].copy()
         self.cell_voltages = voltages[-1].copy()

@@ -1,5 +1,13 @@
 """Long runs of the real agent (drivers, control, outputs) on the simulated battery box.
 
+Every scenario runs on each simulated cell curve (issue 16): "synthesis" shares its numbers with
+the estimator's own OCV table and keeps the idealised cell (the control case, as before); the
+others are published curves that share nothing with it, on real cells (OCV hysteresis, cold
+resistance and capacity, per-cell OCV offsets: `BoxSpec.with_real_cells`), so they show how the
+estimator fares on cells it was not written against. Where the current
+estimator misses a bound on such a curve, the case is a strict xfail naming the measured error:
+it turns red the day the estimator is fixed, and then the mark must go.
+
 The agent samples every 10 s here instead of its default 1 s, to keep the suite fast. That makes
 the protection checks stricter, not looser: a cell has ten times longer to overshoot a limit
 between two samples.
@@ -16,6 +24,7 @@ import pytest
 from edge_agent.control.model import ControlReport, EventKind, Interlock
 from edge_agent.control.settings import ControlSettings, SocSettings
 from edge_agent.simulator.box import BoxSpec, ShuntErrorSpec
+from edge_agent.simulator.cell_curves import CURVES, SYNTHESIS
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
 from edge_agent.simulator.pv import CloudSpec
 
@@ -68,9 +77,20 @@ def _run(system: SimulatedSystem, days: float) -> ScenarioLog:
     return log
 
 
-def _hard_month(cells: int) -> BoxSpec:
+CURVE_NAMES = tuple(CURVES)
+
+
+def _cells(spec: BoxSpec, cell_curve: str) -> BoxSpec:
+    """The idealised cell on the estimator's own table (the control case, as before issue 16),
+    or real cells (hysteresis, temperature, OCV spread) on a published curve."""
+    if cell_curve == SYNTHESIS.name:
+        return spec
+    return spec.with_real_cells(cell_curve)
+
+
+def _hard_month(cells: int, cell_curve: str = "synthesis") -> BoxSpec:
     """Weather and loads that both fill the pack (HVD) and empty it (LVD) within 30 days."""
-    base = BoxSpec.for_cells(cells, seed=7)
+    base = _cells(BoxSpec.for_cells(cells, seed=7), cell_curve)
     household = dataclasses.replace(
         base.switched_load.scaled(0.9),
         event_power_w=tuple(w * cells / 8 for w in (400.0, 1000.0)),
@@ -83,9 +103,10 @@ def _hard_month(cells: int) -> BoxSpec:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("cell_curve", CURVE_NAMES)
 @pytest.mark.parametrize("cells", [4, 8])
-def test_thirty_days_no_cell_passes_a_lockout_and_hvd_lvd_act(cells: int) -> None:
-    spec = _hard_month(cells)
+def test_thirty_days_no_cell_passes_a_lockout_and_hvd_lvd_act(cells: int, cell_curve: str) -> None:
+    spec = _hard_month(cells, cell_curve)
     config = simulated_config(spec, sample_interval_s=SAMPLE_INTERVAL_S)
     thresholds = config.control.cells
     system = SimulatedSystem(spec, config)
@@ -107,8 +128,28 @@ def test_thirty_days_no_cell_passes_a_lockout_and_hvd_lvd_act(cells: int) -> Non
     assert log.mismatched_outputs == []
 
 
+def _estimator_misses(worst_percent: float) -> pytest.MarkDecorator:
+    return pytest.mark.xfail(
+        strict=True,
+        reason=(
+            "issue 16: the estimator misses the 2 % aim from the third week on real cells on "
+            f"this published curve (measured worst error {worst_percent:.1f} %)"
+        ),
+    )
+
+
+# Worst |SoC error| over weeks 3-5, measured with the estimator of issue 16's start.
+SOC_ERROR_CASES = [
+    SYNTHESIS.name,
+    pytest.param("a123", marks=_estimator_misses(2.90)),
+    pytest.param("sinopoly", marks=_estimator_misses(4.39)),
+    pytest.param("generic11", marks=_estimator_misses(2.72)),
+]
+
+
 @pytest.mark.slow
-def test_soc_error_with_current_gain_and_offset_errors_over_thirty_days() -> None:
+@pytest.mark.parametrize("cell_curve", SOC_ERROR_CASES)
+def test_soc_error_with_current_gain_and_offset_errors_over_thirty_days(cell_curve: str) -> None:
     """0.5 % gain error and 50 mA offset on the battery shunt, 30 days of partial cycles on a
     100 Ah pack configured at its nominal capacity (its weakest cell holds about 3 % less).
 
@@ -116,7 +157,7 @@ def test_soc_error_with_current_gain_and_offset_errors_over_thirty_days() -> Non
     estimator learns the offset from consecutive full charges and the capacity from LVD to
     full; the aim (under 2 %) holds once it has learned them, from the third week here.
     """
-    base = BoxSpec.for_cells(8, seed=3)
+    base = _cells(BoxSpec.for_cells(8, seed=3), cell_curve)
     spec = dataclasses.replace(
         base,
         battery_shunt_error=ShuntErrorSpec(gain_error=0.005, offset_a=0.05, noise_a=0.02),
@@ -132,7 +173,7 @@ def test_soc_error_with_current_gain_and_offset_errors_over_thirty_days() -> Non
     weekly = [max(by_day[d] for d in range(w * 7, min(30, w * 7 + 7))) for w in range(5)]
     learned = system.agent.controller.snapshot().soc
     print(
-        f"worst |SoC error|: {log.worst_soc_error:.2f} % overall, "
+        f"[{cell_curve}] worst |SoC error|: {log.worst_soc_error:.2f} % overall, "
         f"{log.worst_soc_error_after_sync:.2f} % after the first sync; by week "
         + " / ".join(f"{w:.2f}" for w in weekly)
         + f" %; learned offset {learned.offset_a * 1000:.0f} mA (true 50 mA + gain effects), "

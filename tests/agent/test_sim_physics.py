@@ -77,16 +77,16 @@ def test_ocv_inverse_round_trips(soc: float) -> None:
 def test_slow_charge_sits_about_28_mv_above_ocv() -> None:
     pack = make_pack(capacity_spread=0.0)
     run(pack, 5.0, 3 * 3600)  # C/20
-    offset = pack.cell_voltages - open_circuit_voltage(pack.soc)
+    offset = pack.cell_voltages - pack.open_circuit_voltages
     assert np.all((offset > 0.020) & (offset < 0.036))
 
 
 def test_relaxes_to_within_6_mv_of_ocv_after_90_minutes_rest() -> None:
     pack = make_pack()
     run(pack, 20.0, 2 * 3600)  # C/5 leaves a large polarisation
-    assert np.all(pack.cell_voltages - open_circuit_voltage(pack.soc) > 0.04)
+    assert np.all(pack.cell_voltages - pack.open_circuit_voltages > 0.04)
     run(pack, -0.5, 90 * 60)  # below C/100: a base load
-    offset = np.abs(pack.cell_voltages - open_circuit_voltage(pack.soc))
+    offset = np.abs(pack.cell_voltages - pack.open_circuit_voltages)
     assert np.all(offset < 0.006)
 
 
@@ -94,7 +94,7 @@ def test_relaxation_is_gradual_not_instant() -> None:
     pack = make_pack()
     run(pack, 20.0, 3600)
     run(pack, 0.0, 5 * 60)
-    offset = pack.cell_voltages - open_circuit_voltage(pack.soc)
+    offset = pack.cell_voltages - pack.open_circuit_voltages
     assert np.all(offset > 0.015)  # still well polarised after 5 minutes
 
 
