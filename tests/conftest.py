@@ -9,5 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 
+import pytest
+
 if importlib.util.find_spec("homeassistant") is not None:
     import custom_components.sbms  # noqa: F401
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The month-long scenarios (marker `slow`) first: pytest-xdist hands tests out in this
+    order, so both workers start on them at once instead of one finishing them at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
