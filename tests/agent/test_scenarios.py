@@ -16,6 +16,7 @@ between two samples.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -144,12 +145,19 @@ def _estimator_misses(worst_percent: float) -> pytest.MarkDecorator:
     )
 
 
-# Worst |SoC error| over weeks 3-5, measured with the estimator of issue 16's start.
-SOC_ERROR_CASES = [
-    SYNTHESIS.name,
+# Worst |SoC error| over weeks 3-5, measured with the estimator of issue 16's start. On the
+# published curves today's estimator misses the aim; those months cost CI about four minutes to
+# show a known miss, so until the estimator work of issue 16 they run only with
+# SBMS_SOC_CURVES=1 (as strict xfails) and in `python -m bench.soc_accuracy`, which prints the
+# figures. Issue 16 makes them plain cases that must pass.
+KNOWN_MISSES = [
     pytest.param("a123", marks=_estimator_misses(2.90)),
     pytest.param("sinopoly", marks=_estimator_misses(4.39)),
     pytest.param("generic11", marks=_estimator_misses(2.72)),
+]
+SOC_ERROR_CASES = [
+    SYNTHESIS.name,
+    *(KNOWN_MISSES if os.environ.get("SBMS_SOC_CURVES") == "1" else []),
 ]
 
 
