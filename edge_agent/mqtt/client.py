@@ -164,6 +164,8 @@ class MqttLink:
         self._monotonic = time.monotonic
         self._retained_answered: set[str] = set()  # per session: answer a retained one once
         self.connected = False
+        # Subscribed to its requests: a request sent before this is lost (a clean session).
+        self.serving = False
         self.connections = 0  # successful connects since start
         self.messages_published = 0
         self.bytes_published = 0  # payload bytes
@@ -206,6 +208,7 @@ class MqttLink:
                 self._note_outage(err)
             finally:
                 self.connected = False
+                self.serving = False
             if stop.is_set():
                 break
             await _wait(stop, self._backoff.next_delay())
@@ -224,6 +227,7 @@ class MqttLink:
                 # Home Assistant says "online" here after a restart: discovery again then,
                 # in case it lost the retained message (a broker without persistence).
                 await client.subscribe(self._birth_topic, QOS)
+            self.serving = True
             self._policy.reset()  # a fresh connection gets a full state at once
             self._wake.set()
             await self._serve(client, stop)

@@ -220,7 +220,7 @@ async def test_the_configured_publish_policy_is_in_force_from_the_first_connecti
     watcher = Watcher(broker.port)
     try:
         for _ in range(100):
-            if link.connected:
+            if link.serving:  # subscribed: requests sent now are not lost
                 break
             await asyncio.sleep(0.05)
         for _ in range(5):
