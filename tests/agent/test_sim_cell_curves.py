@@ -193,8 +193,15 @@ def test_box_runs_each_curve_and_its_rest_voltage_follows_that_curve() -> None:
 
 
 def test_the_slow_scenarios_run_every_curve() -> None:
-    from tests.agent.test_scenarios import CURVE_NAMES, SOC_ERROR_CASES
+    from tests.agent.test_scenarios import (
+        CURVE_NAMES,
+        KNOWN_MISSES,
+        PROTECTION_CASES,
+        SOC_ERROR_CASES,
+    )
 
     assert set(CURVE_NAMES) == set(CURVES)
-    names = {case if isinstance(case, str) else case.values[0] for case in SOC_ERROR_CASES}
+    assert {curve for _, curve in PROTECTION_CASES} == set(CURVES)
+    cases = [*SOC_ERROR_CASES, *KNOWN_MISSES]
+    names = {case if isinstance(case, str) else case.values[0] for case in cases}
     assert names == set(CURVES)
