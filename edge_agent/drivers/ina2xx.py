@@ -109,11 +109,11 @@ class _RegisterAccess:
         except OSError as error:
             raise self.error(f"register 0x{register:02X} write failed: {error}") from error
 
-    def write_u16_verified(self, register: int, value: int, expected: int | None = None) -> None:
+    def write_u16_verified(self, register: int, value: int, *, ignore: int = 0) -> None:
+        """Write and read back; bits in `ignore` may read back either way."""
         self.write_u16(register, value)
         found = self.read_unsigned(register, 2)
-        wanted = value if expected is None else expected
-        if found != wanted:
+        if (found ^ value) & ~ignore & 0xFFFF:
             raise self.error(
                 f"register 0x{register:02X} verify failed: wrote 0x{value:04X}, read 0x{found:04X}"
             )
@@ -184,10 +184,16 @@ class Ina228:
         adc_range_bit = INA228_CONFIG_ADCRANGE if self._fine_range else 0
         self._registers.write_u16_verified(INA228_SHUNT_CAL, self._shunt_cal)
         self._registers.write_u16_verified(INA228_ADC_CONFIG, INA228_ADC_CONFIG_VALUE)
-        # RSTACC clears CHARGE and ENERGY and reads back as 0.
+        # RSTACC clears CHARGE and ENERGY. The datasheet says RST self-clears but not RSTACC,
+        # so accept it reading back either way (the other bits must be as written), then write
+        # CONFIG once more without it: a chip that keeps it set is not left holding the
+        # accumulators at zero, and CONFIG ends as verified, RSTACC clear.
         self._registers.write_u16_verified(
-            INA228_CONFIG, adc_range_bit | INA228_CONFIG_RSTACC, expected=adc_range_bit
+            INA228_CONFIG,
+            adc_range_bit | INA228_CONFIG_RSTACC,
+            ignore=INA228_CONFIG_RSTACC,
         )
+        self._registers.write_u16_verified(INA228_CONFIG, adc_range_bit)
         self._previous_charge_raw = None
         self._charge_codes = 0
         self._offset_charge_ah = 0.0
@@ -207,12 +213,13 @@ class Ina228:
     def read(self, now: float) -> ShuntReading:
         current_raw = sign_extend(self._registers.read_unsigned(INA228_CURRENT, 3) >> 4, 20)
         bus_raw = self._registers.read_unsigned(INA228_VBUS, 3) >> 4
-        charge_raw = sign_extend(
-            self._registers.read_unsigned(INA228_CHARGE, 5), INA228_CHARGE_BITS
-        )
+        # DIAG_ALRT before CHARGE: CHARGEOF clears when CHARGE is read (datasheet, DIAG_ALRT).
         diag = self._registers.read_unsigned(INA228_DIAG_ALRT, 2)
         if diag & INA228_DIAG_CHARGEOF:
             self._charge_overflow_seen = True
+        charge_raw = sign_extend(
+            self._registers.read_unsigned(INA228_CHARGE, 5), INA228_CHARGE_BITS
+        )
         current_a = current_raw * self._current_lsb_a - self._zero_offset_a
         bus_voltage_v = bus_raw * INA228_VBUS_LSB_V
         return ShuntReading(

@@ -43,12 +43,12 @@ REG_CBMAX = 0x1E
 REG_CBMINDV = 0x20
 REG_CBMAXDV = 0x22
 REG_CELL_CONFIG = 0x49  # byte: high byte of the word at 0x48
-REG_BALANCE_MODE = 0x4B  # byte: b6 balance while charging
-BALANCE_WHILE_CHARGING_BIT = 0x40
+REG_SETUP1 = 0x4B  # byte: b7 CBDD balance during discharge, b6 CBDC balance during charge
+CB_DURING_CHARGE_BIT = 0x40  # CBDC / CB_CHRG
+CB_DURING_DISCHARGE_BIT = 0x80  # CBDD / CB_DCHRG
 
 # Live registers.
 REG_STATUS0 = 0x80
-REG_CBFC = 0x84
 REG_EEPROM_ENABLE = 0x89  # bit 0: 1 = EEPROM access, 0 = RAM copy
 REG_CELLMIN = 0x8A
 REG_CELLMAX = 0x8C
@@ -111,6 +111,18 @@ def delay_code(seconds: float) -> int:
     return DELAY_UNIT_S << 10 | math.ceil(seconds - 1e-9)
 
 
+def balance_direction_bits(balance: BalanceSettings) -> int:
+    """The 0x4B direction bits for the balance settings.
+
+    The chip cannot apply a current threshold. A positive `min_charge_current` means "balance
+    only while charging": CBDC alone. Zero means balance whatever the current does: CBDC and
+    CBDD, so the chip balances while charging and while discharging (it never balances idle).
+    """
+    if balance.min_charge_current > 0:
+        return CB_DURING_CHARGE_BIT
+    return CB_DURING_CHARGE_BIT | CB_DURING_DISCHARGE_BIT
+
+
 def cell_inputs(mask: int) -> tuple[int, ...]:
     """Zero-based cell inputs (VC1 = 0) wired for a cell-configuration mask, bottom first."""
     return tuple(bit for bit in range(8) if mask >> bit & 1)
@@ -143,6 +155,8 @@ class Isl94203:
         self._mask = CELL_CONFIG_MASKS[cell_count]
         self._inputs = cell_inputs(self._mask)
         self._thermistor = thermistor or NtcDivider()
+        self._balance: BalanceSettings | None = None  # as written by configure()
+        self._balance_mode = 0  # the 0x4B direction bits written by configure()
 
     @property
     def cell_count(self) -> int:
@@ -195,16 +209,12 @@ class Isl94203:
         for register, code in codes.items():
             self._write_code_preserving_upper_bits(register, code)
         self._write_byte_verified(REG_CELL_CONFIG, lambda _old: self._mask)
-        # The chip cannot apply a current threshold; "only while charging" is the closest.
-        charge_only = balance.min_charge_current > 0
+        self._balance_mode = balance_direction_bits(balance)
+        directions = CB_DURING_CHARGE_BIT | CB_DURING_DISCHARGE_BIT
         self._write_byte_verified(
-            REG_BALANCE_MODE,
-            lambda old: (
-                old | BALANCE_WHILE_CHARGING_BIT
-                if charge_only
-                else old & ~BALANCE_WHILE_CHARGING_BIT
-            ),
+            REG_SETUP1, lambda old: old & ~directions & 0xFF | self._balance_mode
         )
+        self._balance = balance
 
     def _select_ram(self) -> None:
         eeprom_enable = self._read_byte(REG_EEPROM_ENABLE)
@@ -249,7 +259,7 @@ class Isl94203:
             for cell_input in self._inputs
         )
         status = bytes(self._read_byte(REG_STATUS0 + offset) for offset in range(4))
-        cbfc = self._read_byte(REG_CBFC)
+        flags = decode_flags(status)
         return CellMonitorReading(
             cell_voltages=cells,
             cell_min=self._read_code(REG_CELLMIN) * CELL_VOLTS_PER_CODE,
@@ -260,9 +270,37 @@ class Isl94203:
                 self._external_temperature(self._read_code(REG_XT1)),
                 self._external_temperature(self._read_code(REG_XT2)),
             ),
-            flags=decode_flags(status),
-            balancing=tuple(bool(cbfc >> cell_input & 1) for cell_input in self._inputs),
+            flags=flags,
+            balancing=self._expected_balancing(cells, flags),
         )
+
+    def _expected_balancing(
+        self, cells: tuple[float, ...], flags: frozenset[str]
+    ) -> tuple[bool, ...]:
+        """Which cells the chip's own balancing bleeds now, by its rule and our settings.
+
+        The chip does not report this: CBFC (0x84) is the host's register for microcontroller
+        balancing, not a mirror of the internal state machine (docs/wiring.md). So the driver
+        applies the rule the chip applies to what it just read: the direction enabled in 0x4B
+        (CBDC while CHING, CBDD while DCHING), every cell inside CBMIN..CBMAX (the chip's CBUV
+        and CBOV flags) and no balance temperature fault (CBUT, CBOT), a spread between CBMINDV
+        and CBMAXDV, and then every cell more than CBMINDV above the lowest.
+        """
+        none = (False,) * len(cells)
+        balance = self._balance
+        if balance is None or not cells:
+            return none
+        direction = ("CHING" in flags and self._balance_mode & CB_DURING_CHARGE_BIT) or (
+            "DCHING" in flags and self._balance_mode & CB_DURING_DISCHARGE_BIT
+        )
+        lowest, highest = min(cells), max(cells)
+        if (
+            not direction
+            or {"CBUV", "CBOV", "CBUT", "CBOT"} & flags
+            or not balance.min_delta < highest - lowest < balance.max_delta
+        ):
+            return none
+        return tuple(volts - lowest > balance.min_delta for volts in cells)
 
     def _external_temperature(self, code: int) -> float | None:
         node_v = code * ADC_FULL_SCALE_V / ADC_MAX_CODE / XT_GAIN

@@ -28,7 +28,13 @@ _CONFIG, _ADC_CONFIG, _SHUNT_CAL, _SHUNT_TEMPCO = 0x00, 0x01, 0x02, 0x03
 _VSHUNT, _VBUS, _DIETEMP, _CURRENT, _POWER, _ENERGY, _CHARGE, _DIAG_ALRT = range(0x04, 0x0C)
 _MANUFACTURER_228, _DEVICE_228 = 0x3E, 0x3F
 _RST, _RSTACC, _ADCRANGE = 1 << 15, 1 << 14, 1 << 4
-_CHARGEOF, _ENERGYOF, _MEMSTAT = 1 << 10, 1 << 11, 1 << 0
+_CHARGEOF, _ENERGYOF, _CNVRF, _MEMSTAT = 1 << 10, 1 << 11, 1 << 1, 1 << 0
+# DIAG_ALRT: ALATCH, CNVR, SLOWALERT and APOL (bits 15-12) are the host's to write; the flags
+# below them are the chip's (datasheet SBOSA20, DIAG_ALRT register table).
+_DIAG_WRITABLE = 0xF000
+# ADC_CONFIG MODE (bits 15-12): bit 3 continuous, bit 2 temperature, bit 1 shunt, bit 0 bus;
+# 0h and 8h shut down (datasheet, ADC_CONFIG register table).
+_MODE_CONTINUOUS, _MODE_TEMPERATURE, _MODE_SHUNT, _MODE_BUS = 0x8, 0x4, 0x2, 0x1
 _SHUNT_LSB_RANGE0 = 312.5e-9
 _SHUNT_LSB_RANGE1 = 78.125e-9
 _VBUS_LSB = 195.3125e-6
@@ -38,10 +44,22 @@ _CHARGE_MODULUS = 1 << 40
 
 
 class SimIna228:
-    """INA228 register file plus the analog inputs and the hardware accumulators."""
+    """INA228 register file plus the analog inputs and the hardware accumulators.
 
-    def __init__(self, die_temp_c: float = 25.0) -> None:
+    Results are latched at conversions, as on the chip: a channel the ADC_CONFIG mode leaves
+    out (die temperature in mode 0xB) keeps its last result. In a continuous mode every
+    `set_inputs` and `advance` completes a conversion; a write of a triggered mode converts
+    once. Each conversion sets CNVRF; reading DIAG_ALRT clears it.
+
+    `rstacc_reads_back`: the datasheet says RST self-clears but does not say so of RSTACC. By
+    default RSTACC clears the accumulators and reads back 0; with True it reads back 1 and holds
+    them at zero until the host writes it 0 (the pessimistic reading), so a driver can be tested
+    against both.
+    """
+
+    def __init__(self, die_temp_c: float = 25.0, *, rstacc_reads_back: bool = False) -> None:
         self.die_temp_c = die_temp_c
+        self.rstacc_reads_back = rstacc_reads_back
         self._shunt_voltage_v = 0.0
         self._bus_voltage_v = 0.0
         self._reset()
@@ -62,15 +80,31 @@ class SimIna228:
         self._diag = _MEMSTAT
         self._charge_lsb_s = 0.0  # exact accumulated charge in CURRENT_LSB x seconds
         self._energy_units = 0.0  # exact accumulated energy in 51.2 x CURRENT_LSB joules
+        self._vshunt_result = 0  # latched conversion results (codes)
+        self._vbus_result = 0
+        self._dietemp_result = 0
+        self._convert()  # ADC_CONFIG resets to continuous, all channels: converting already
 
     # -- bus side ------------------------------------------------------------------------
     def read(self, register: int, length: int) -> bytes:
-        return _reply(self._register_bytes(register), length)
+        reply = _reply(self._register_bytes(register), length)
+        if register == _DIAG_ALRT:
+            self._diag &= ~_CNVRF  # reading the register clears the conversion-ready flag
+        elif register == _CHARGE:
+            self._diag &= ~_CHARGEOF  # CHARGEOF clears when CHARGE is read
+        elif register == _ENERGY:
+            self._diag &= ~_ENERGYOF
+        return reply
 
     def write(self, register: int, data: bytes) -> None:
-        if len(data) < 2 or register not in self._writable:
-            return  # read-only or incomplete: the chip ignores it
+        if len(data) < 2:
+            return  # incomplete: the chip ignores it
         value = int.from_bytes(data[:2], "big")
+        if register == _DIAG_ALRT:
+            self._diag = (self._diag & ~_DIAG_WRITABLE) | (value & _DIAG_WRITABLE)
+            return
+        if register not in self._writable:
+            return  # read-only: the chip ignores it
         if register == _CONFIG:
             if value & _RST:
                 self._reset()
@@ -79,18 +113,22 @@ class SimIna228:
                 self._charge_lsb_s = 0.0
                 self._energy_units = 0.0
                 self._diag &= ~(_CHARGEOF | _ENERGYOF)
-            value &= ~(_RST | _RSTACC)  # both self-clear
+            if not self.rstacc_reads_back:
+                value &= ~_RSTACC
+            value &= 0x7FF0  # RST self-clears, bits 3-0 are reserved (read 0)
         if register == _SHUNT_CAL:
             value &= 0x7FFF
         self._writable[register] = value
+        if register == _ADC_CONFIG and self._mode() & _MODE_CONTINUOUS == 0:
+            self._convert()  # a triggered mode converts once, a shutdown mode not at all
 
     def _register_bytes(self, register: int) -> bytes:
         if register in self._writable:
             return _pack(self._writable[register], 2)
         readers = {
-            _VSHUNT: lambda: _pack(self._vshunt_code() << 4, 3),
-            _VBUS: lambda: _pack(self._vbus_code() << 4, 3),
-            _DIETEMP: lambda: _pack(round(self.die_temp_c / _DIETEMP_LSB), 2),
+            _VSHUNT: lambda: _pack(self._vshunt_result << 4, 3),
+            _VBUS: lambda: _pack(self._vbus_result << 4, 3),
+            _DIETEMP: lambda: _pack(self._dietemp_result, 2),
             _CURRENT: lambda: _pack(self._current_code() << 4, 3),
             _POWER: lambda: _pack(self._power_code(), 3),
             _ENERGY: lambda: _pack(int(self._energy_units), 5),
@@ -104,15 +142,20 @@ class SimIna228:
 
     # -- analog side ---------------------------------------------------------------------
     def set_inputs(self, shunt_voltage_v: float, bus_voltage_v: float) -> None:
+        """New analog inputs; in a continuous mode the ADC converts them (CNVRF sets)."""
         self._shunt_voltage_v = shunt_voltage_v
         self._bus_voltage_v = bus_voltage_v
+        if self._mode() & _MODE_CONTINUOUS:
+            self._convert()
 
     def advance(self, dt_s: float, mean_shunt_voltage_v: float, mean_bus_voltage_v: float) -> None:
         """Add what the accumulators integrate over dt_s at these mean inputs."""
         if dt_s < 0:
             raise ValueError("time does not run backwards")
-        if not self._converting_shunt():
-            return
+        if dt_s > 0 and self._mode() & _MODE_CONTINUOUS:
+            self._convert()
+        if not self._converting_shunt() or self._writable[_CONFIG] & _RSTACC:
+            return  # not integrating, or RSTACC held at 1 keeps the accumulators cleared
         current_lsb = self._current_codes_exact(mean_shunt_voltage_v)
         before = round(self._charge_lsb_s)
         self._charge_lsb_s += current_lsb * dt_s
@@ -137,13 +180,29 @@ class SimIna228:
         return raw - _CHARGE_MODULUS if raw >= _CHARGE_MODULUS // 2 else raw
 
     # -- chip arithmetic -----------------------------------------------------------------
+    def _mode(self) -> int:
+        return self._writable[_ADC_CONFIG] >> 12
+
+    def _convert(self) -> None:
+        """One conversion of the channels the mode enables (none when shut down)."""
+        mode = self._mode()
+        if mode & 0x7 == 0:
+            return  # 0h and 8h: shutdown
+        if mode & _MODE_SHUNT:
+            self._vshunt_result = self._vshunt_code()
+        if mode & _MODE_BUS:
+            self._vbus_result = self._vbus_code()
+        if mode & _MODE_TEMPERATURE:
+            self._dietemp_result = round(self.die_temp_c / _DIETEMP_LSB)
+        self._diag |= _CNVRF
+
     def _shunt_lsb(self) -> float:
         fine = self._writable[_CONFIG] & _ADCRANGE
         return _SHUNT_LSB_RANGE1 if fine else _SHUNT_LSB_RANGE0
 
     def _converting_shunt(self) -> bool:
-        mode = self._writable[_ADC_CONFIG] >> 12
-        return bool(mode & 0x8) and bool(mode & 0x2)  # continuous, shunt channel enabled
+        mode = self._mode()
+        return bool(mode & _MODE_CONTINUOUS) and bool(mode & _MODE_SHUNT)
 
     def _vshunt_code(self) -> int:
         return _clip(round(self._shunt_voltage_v / self._shunt_lsb()), _I20_MIN, _I20_MAX)
@@ -161,11 +220,15 @@ class SimIna228:
         return vshunt * 4096 / shunt_cal
 
     def _current_code(self) -> int:
-        return _clip(round(self._current_codes_exact(self._shunt_voltage_v)), _I20_MIN, _I20_MAX)
+        # From the latched shunt-voltage result: CURRENT = VSHUNT x 4096 / SHUNT_CAL.
+        shunt_cal = self._writable[_SHUNT_CAL]
+        if shunt_cal == 0:
+            return 0
+        return _clip(round(self._vshunt_result * 4096 / shunt_cal), _I20_MIN, _I20_MAX)
 
     def _power_code(self) -> int:
         # POWER LSB = 3.2 x CURRENT_LSB; VBUS LSB / 3.2 = 1 / 16384.
-        return _clip(round(abs(self._current_code()) * self._vbus_code() / 16384), 0, 0xFFFFFF)
+        return _clip(round(abs(self._current_code()) * self._vbus_result / 16384), 0, 0xFFFFFF)
 
 
 def _wrapped(before: int, after: int) -> bool:
@@ -176,12 +239,23 @@ def _wrapped(before: int, after: int) -> bool:
 # -- INA226 -------------------------------------------------------------------------------
 _CONFIG_226, _SHUNT_226, _BUS_226, _POWER_226, _CURRENT_226, _CAL_226 = range(6)
 _MASK_226, _ALERT_226 = 0x06, 0x07
+_CVRF_226 = 1 << 3
+_MASK_FLAGS_226 = 0x001C  # AFF, CVRF, OVF: read-only
+_MASK_WRITABLE_226 = 0xFC03  # SOL, SUL, BOL, BUL, POL, CNVR; APOL, LEN
 _SHUNT_LSB_226 = 2.5e-6
 _BUS_LSB_226 = 1.25e-3
 
 
 class SimIna226:
-    """INA226 register file; it has no accumulators, so advance() changes nothing."""
+    """INA226 register file; it has no accumulators, so advance() changes nothing.
+
+    Like the INA228 model, results are latched at conversions: in a continuous mode (MODE 5-7)
+    every `set_inputs` and `advance` converts the enabled channels, a write of a triggered mode
+    (1-3) converts once, power-down (0, 4) not at all. Mask/Enable (datasheet SBOS547, Basic
+    ADC Functions): CVRF (bit 3) sets when a conversion completes and clears on a write to the
+    Configuration register (except a power-down mode) or a read of Mask/Enable; AFF, CVRF and
+    OVF (bits 4-2) are the chip's and ignore writes, bits 9-5 are reserved.
+    """
 
     def __init__(self) -> None:
         self._shunt_voltage_v = 0.0
@@ -195,9 +269,15 @@ class SimIna226:
             _MASK_226: 0x0000,
             _ALERT_226: 0x0000,
         }
+        self._shunt_result = 0
+        self._bus_result = 0
+        self._convert()  # continuous shunt and bus at power-on
 
     def read(self, register: int, length: int) -> bytes:
-        return _reply(self._register_bytes(register), length)
+        reply = _reply(self._register_bytes(register), length)
+        if register == _MASK_226:
+            self._writable[_MASK_226] &= ~_CVRF_226
+        return reply
 
     def write(self, register: int, data: bytes) -> None:
         if len(data) < 2 or register not in self._writable:
@@ -210,14 +290,23 @@ class SimIna226:
             value = (value & 0x0FFF) | 0x4000  # bits 13:12 reserved, bit 14 reads 1
         if register == _CAL_226:
             value &= 0x7FFF
+        if register == _MASK_226:
+            flags = self._writable[_MASK_226] & _MASK_FLAGS_226
+            value = (value & _MASK_WRITABLE_226) | flags
         self._writable[register] = value
+        if register == _CONFIG_226:
+            mode = value & 0x7
+            if mode & 0x3:  # not power-down: the write restarts the conversion
+                self._writable[_MASK_226] &= ~_CVRF_226
+            if mode in (1, 2, 3):
+                self._convert()
 
     def _register_bytes(self, register: int) -> bytes:
         if register in self._writable:
             return _pack(self._writable[register], 2)
         readers = {
-            _SHUNT_226: lambda: _pack(self._shunt_code(), 2),
-            _BUS_226: lambda: _pack(self._bus_code(), 2),
+            _SHUNT_226: lambda: _pack(self._shunt_result, 2),
+            _BUS_226: lambda: _pack(self._bus_result, 2),
             _POWER_226: lambda: _pack(self._power_code(), 2),
             _CURRENT_226: lambda: _pack(self._current_code(), 2),
             0xFE: lambda: _pack(_TI, 2),
@@ -226,13 +315,27 @@ class SimIna226:
         reader = readers.get(register)
         return reader() if reader else b""
 
+    def _convert(self) -> None:
+        mode = self._writable[_CONFIG_226] & 0x7
+        if mode & 0x3 == 0:
+            return  # power-down
+        if mode & 0x1:
+            self._shunt_result = self._shunt_code()
+        if mode & 0x2:
+            self._bus_result = self._bus_code()
+        self._writable[_MASK_226] |= _CVRF_226
+
     def set_inputs(self, shunt_voltage_v: float, bus_voltage_v: float) -> None:
         self._shunt_voltage_v = shunt_voltage_v
         self._bus_voltage_v = bus_voltage_v
+        if self._writable[_CONFIG_226] & 0x4:
+            self._convert()
 
     def advance(self, dt_s: float, mean_shunt_voltage_v: float, mean_bus_voltage_v: float) -> None:
-        """Accepted for API symmetry with SimIna228: the INA226 integrates nothing."""
-        del dt_s, mean_shunt_voltage_v, mean_bus_voltage_v
+        """The INA226 integrates nothing; in a continuous mode time passing converts."""
+        del mean_shunt_voltage_v, mean_bus_voltage_v
+        if dt_s > 0 and self._writable[_CONFIG_226] & 0x4:
+            self._convert()
 
     def _shunt_code(self) -> int:
         return _clip(round(self._shunt_voltage_v / _SHUNT_LSB_226), -32768, 32767)
@@ -242,9 +345,9 @@ class SimIna226:
 
     def _current_code(self) -> int:
         # Datasheet: Current = ShuntVoltage_code x CAL / 2048.
-        raw = self._shunt_code() * self._writable[_CAL_226] / 2048
+        raw = self._shunt_result * self._writable[_CAL_226] / 2048
         return _clip(round(raw), -32768, 32767)
 
     def _power_code(self) -> int:
         # Datasheet: Power = Current_code x BusVoltage_code / 20000 (LSB 25 x CURRENT_LSB).
-        return _clip(round(abs(self._current_code()) * self._bus_code() / 20000), 0, 0xFFFF)
+        return _clip(round(abs(self._current_code()) * self._bus_result / 20000), 0, 0xFFFF)

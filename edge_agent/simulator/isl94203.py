@@ -13,7 +13,10 @@ from edge_agent.drivers.thermistor import NtcDivider
 
 _REGISTER_COUNT = 0xAC
 _CONFIG_END = 0x58  # 0x00-0x4B configuration, 0x50-0x57 user EEPROM: both EEPROM-backed
-_WRITABLE_CONTROL = range(0x85, 0x8A)  # CTRL0..CTRL3 and the EEPROM-enable register
+# CBFC (0x84), CTRL0..CTRL3 and the EEPROM-enable register. CBFC is the host's: with
+# microcontroller balancing it selects the balance FETs; the chip's own state machine does not
+# report its decisions there (docs/wiring.md, "Cell balancing").
+_WRITABLE_CONTROL = range(0x84, 0x8A)
 _EEPROM_ENABLE = 0x89
 
 _MASK_FOR_COUNT = {3: 0x83, 4: 0xC3, 5: 0xC7, 6: 0xE7, 7: 0xEF, 8: 0xFF}
@@ -27,10 +30,12 @@ _CBMIN, _CBMAX, _CBMINDV, _CBMAXDV = 0x1C, 0x1E, 0x20, 0x22
 _OV_DELAY, _UV_DELAY = 0x10, 0x12
 _ONE_SECOND_DELAY = 0x0801  # EEPROM default: value 1 (bits 9:0), unit seconds (bits 11:10 = 10)
 _CELL_CONFIG = 0x49
-_BALANCE_MODE = 0x4B  # b6 balance only while charging
+_SETUP1 = 0x4B
+_CB_DURING_CHARGE = 0x40  # b6 CBDC (CB_CHRG): balance while CHING
+_CB_DURING_DISCHARGE = 0x80  # b7 CBDD (CB_DCHRG): balance while DCHING
 
 # Status bits.
-_STAT0, _STAT1, _STAT2, _STAT3, _CBFC = 0x80, 0x81, 0x82, 0x83, 0x84
+_STAT0, _STAT1, _STAT2, _STAT3 = 0x80, 0x81, 0x82, 0x83
 _OVF, _OVLOF, _UVF, _UVLOF = 0x01, 0x02, 0x04, 0x08
 _EOCHG = 0x80
 _CHING, _DCHING = 0x04, 0x08
@@ -177,9 +182,15 @@ class SimIsl94203:
         min_delta = self._threshold_v(_CBMINDV)
         in_window = lowest >= self._threshold_v(_CBMIN) and highest <= self._threshold_v(_CBMAX)
         spread_ok = min_delta < spread < self._threshold_v(_CBMAXDV)
-        only_while_charging = bool(self._registers[_BALANCE_MODE] & 0x40)
-        charging = bool(self._registers[_STAT2] & _CHING)
-        if not (in_window and spread_ok) or (only_while_charging and not charging):
+        setup1 = self._registers[_SETUP1]
+        status2 = self._registers[_STAT2]
+        # The chip balances only in a direction its 0x4B bit enables: while charging with CBDC,
+        # while discharging with CBDD, and not at all in between (idle).
+        direction_enabled = bool(
+            (status2 & _CHING and setup1 & _CB_DURING_CHARGE)
+            or (status2 & _DCHING and setup1 & _CB_DURING_DISCHARGE)
+        )
+        if not (in_window and spread_ok and direction_enabled):
             return set()
         return {
             cell_input
@@ -207,10 +218,6 @@ class SimIsl94203:
         )
         status3 = _level(self._registers[_STAT3], _CBOV, highest > self._threshold_v(_CBMAX))
         self._registers[_STAT3] = _level(status3, _CBUV, lowest < self._threshold_v(_CBMIN))
-        cbfc = 0
-        for cell_input in self._bleeding_inputs():
-            cbfc |= 1 << cell_input
-        self._registers[_CBFC] = cbfc
 
     def _word(self, register: int) -> int:
         return self._registers[register] | self._registers[register + 1] << 8

@@ -13,6 +13,9 @@ _IODIR, _IPOL, _GPINTEN, _DEFVAL, _INTCON, _IOCON, _GPPU, _INTF, _INTCAP, _GPIO,
 _REGISTER_COUNT = 11
 _PINS = 8
 _SEQOP_DISABLED = 0x20  # IOCON bit 5
+# IOCON (DS21919, register 1-6): bits 7, 6 and 0 are unimplemented and read as 0; bits 5-1 are
+# SEQOP, DISSLW, HAEN, ODR and INTPOL.
+_IOCON_IMPLEMENTED = 0x3E
 _READ_ONLY = (_INTF, _INTCAP)
 # Power-on reset (datasheet register table): IODIR 0xFF (all inputs), every other register 0
 # (INTCAP is "unknown" there; 0 here).
@@ -70,6 +73,8 @@ class SimMcp23008:
                 becoming_outputs = self._registers[_IODIR] & ~value & 0xFF
                 if becoming_outputs & ~self._deliberate_latch:
                     self.glitches += 1
+            if address == _IOCON:
+                value &= _IOCON_IMPLEMENTED
             self._registers[address] = value
         self._count_rising_edges(self._driven_high() & ~driven_before)
 

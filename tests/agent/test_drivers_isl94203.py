@@ -177,13 +177,53 @@ def test_balancing_follows_the_chip_rule() -> None:
     assert driver.read().balancing == (False,) * 4
 
 
-def test_balancing_while_idle_when_no_charge_current_is_required() -> None:
+def test_without_a_charge_current_threshold_the_chip_balances_both_ways_but_not_idle() -> None:
+    """0x4B b6 is CBDC (balance during charge), b7 CBDD (during discharge): with
+    `min_charge_current: 0` the driver sets both; idle the chip balances in neither."""
     chip, bus, driver = make(4)
     driver.configure(CellThresholds(), BalanceSettings(min_charge_current=0.0))
-    assert not bus.read_byte_data(ADDRESS, 0x4B) & 0x40
-    chip.set_pack_current(0.0)
+    assert bus.read_byte_data(ADDRESS, 0x4B) & 0xC0 == 0xC0
     chip.set_cell_voltages([3.40, 3.35, 3.38, 3.35])
+    for amps in (5.0, -5.0):
+        chip.set_pack_current(amps)
+        assert chip.balancing_cells() == (True, False, True, False)
+        assert driver.read().balancing == (True, False, True, False)
+    chip.set_pack_current(0.0)
+    assert chip.balancing_cells() == (False,) * 4
+    assert driver.read().balancing == (False,) * 4
+
+
+def test_a_charge_current_threshold_means_balance_during_charge_only() -> None:
+    chip, bus, driver = make(4)
+    bus.write_byte_data(ADDRESS, 0x4B, 0x80 | 0x08)  # CBDD and UVLOPD set beforehand
+    driver.configure(CellThresholds(), BalanceSettings(min_charge_current=0.3))
+    assert bus.read_byte_data(ADDRESS, 0x4B) == 0x40 | 0x08  # CBDC only, other bits kept
+    chip.set_cell_voltages([3.40, 3.35, 3.38, 3.35])
+    chip.set_pack_current(-5.0)
+    assert chip.balancing_cells() == (False,) * 4
+    assert driver.read().balancing == (False,) * 4
+
+
+def test_cbfc_is_the_hosts_register_not_a_mirror_of_the_balancing() -> None:
+    """The datasheet (as LibreSolar's ISL94202 driver quotes it): CBFC cannot tell whether a
+    cell balances at the moment. The simulated chip keeps what the host writes there."""
+    chip, bus, driver = make(4)
+    driver.configure(CellThresholds(), BalanceSettings())
+    chip.set_pack_current(5.0)
+    chip.set_cell_voltages([3.40, 3.35, 3.38, 3.35])
+    assert chip.balancing_cells() == (True, False, True, False)
+    assert bus.read_byte_data(ADDRESS, 0x84) == 0x00
+    bus.write_byte_data(ADDRESS, 0x84, 0x81)
+    assert bus.read_byte_data(ADDRESS, 0x84) == 0x81
+    assert chip.balancing_cells() == (True, False, True, False)
     assert driver.read().balancing == (True, False, True, False)
+
+
+def test_an_unconfigured_driver_claims_no_balancing() -> None:
+    chip, _, driver = make(4)
+    chip.set_pack_current(5.0)
+    chip.set_cell_voltages([3.40, 3.35, 3.38, 3.35])
+    assert driver.read().balancing == (False,) * 4
 
 
 @settings(max_examples=40, deadline=None)

@@ -162,8 +162,10 @@ def test_isl_temperatures_follow_the_overrides() -> None:
 
 def test_box_applies_the_chips_balancing_decision() -> None:
     # A wide spread while charging past full: the chip's power-on window (3.1..4.0 V, more
-    # than 20 mV apart) bleeds the high cells; the box must apply exactly those flags.
+    # than 20 mV apart) bleeds the high cells once 0x4B b6 (CBDC, balance during charge) is
+    # set, as a driver sets it; the box must apply exactly those flags.
     box = sunny_box(initial_soc=0.97, soc_spread=0.03, self_discharge_per_month=0.0)
+    box.bus.write_byte_data(box.spec.isl_address, 0x4B, 0x40)
     drive_outputs(box, PV_PRIMARY)
     advance_to_hour(box, 5.0)
     flagged = np.zeros(box.spec.cell_count, dtype=bool)
