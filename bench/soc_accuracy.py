@@ -114,7 +114,7 @@ def run_curve(cell_curve: str, days: float) -> CurveResult:
         )
     pack = system.box.pack
     result.learned_capacity_ah = system.agent.controller.snapshot().soc.capacity_ah
-    result.true_capacity_ah = system.box.truth.usable_capacity_ah
+    result.true_capacity_ah = system.box.truth.capacity_ah
     result.true_capacity_25c_ah = float(pack.capacities_ah.min())  # an upper bound at 25 C
     result.seconds = time.perf_counter() - started
     return result

@@ -29,6 +29,7 @@ from edge_agent.control.envelope import (
     setting_value,
 )
 from edge_agent.control.extio import ALLOWED_TYPES, charges, inferred_wiring, remote_types
+from edge_agent.control.ocv_curve import curve_problem
 from edge_agent.control.settings import (
     BalanceSettings,
     CellThresholds,
@@ -370,6 +371,22 @@ def _number(value: Any) -> float:
     return float(value)
 
 
+def _ocv_curve(value: Any) -> tuple[tuple[float, float], ...]:
+    """battery.ocv_curve: [[soc %, volts], ...] from the cells' datasheet (checked for shape
+    here, for order and range with the rest of the battery in validate_control_settings)."""
+    if not isinstance(value, list):
+        raise vol.Invalid(f"must be a list of [soc %, volts] pairs (got {value!r})")
+    points: list[tuple[float, float]] = []
+    for index, pair in enumerate(value):
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise vol.Invalid(f"must be a [soc %, volts] pair (got {pair!r})", path=[index])
+        try:
+            points.append((_number(pair[0]), _number(pair[1])))
+        except vol.Invalid as error:
+            raise vol.Invalid(error.msg, path=[index]) from error
+    return tuple(points)
+
+
 def _integer(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise vol.Invalid(f"must be a whole number (got {value!r})")
@@ -606,6 +623,7 @@ _TOP_SCHEMA = _mapping(
                 vol.Optional("chemistry"): _one_of(CHEMISTRIES),
                 vol.Optional("cells"): _integer,
                 vol.Optional("capacity_ah"): _number,
+                vol.Optional("ocv_curve"): _ocv_curve,
             }
         ),
         vol.Optional("i2c_bus"): _integer,
@@ -623,8 +641,8 @@ _TOP_SCHEMA = _mapping(
         vol.Optional("remote_window"): _remote_window,
         vol.Optional("thresholds"): _section_schema(CellThresholds),
         vol.Optional("balancing"): _section_schema(BalanceSettings),
-        # capacity_ah is written once, under battery:
-        vol.Optional("soc"): _section_schema(SocSettings, exclude=("capacity_ah",)),
+        # capacity_ah and ocv_curve are written once, under battery:
+        vol.Optional("soc"): _section_schema(SocSettings, exclude=("capacity_ah", "ocv_curve")),
         vol.Optional("soc_alarms"): _section_schema(SocAlarmSettings),
         vol.Optional("temperature"): _section_schema(TemperatureLimits),
         vol.Optional("dual_pv"): _section_schema(DualPvSettings),
@@ -754,6 +772,8 @@ def _build_config(clean: Mapping[str, Any], mqtt_problems: list[str] | None = No
     soc = dict(clean.get("soc", {}))
     if "capacity_ah" in battery:
         soc["capacity_ah"] = battery["capacity_ah"]
+    if "ocv_curve" in battery:
+        soc["ocv_curve"] = battery["ocv_curve"]
     output_items: list[dict[str, Any]] | None = clean.get("outputs")
     source = _build_source(clean.get("source", {}))
     sbms0 = source.type == "sbms0"
@@ -894,9 +914,17 @@ def config_to_dict(config: AgentConfig) -> dict[str, Any]:
     hardware = config.hardware
     soc = _dataclass_dict(control.soc)
     capacity_ah = soc.pop("capacity_ah")
+    ocv_curve = soc.pop("ocv_curve")
+    battery: dict[str, Any] = {
+        "chemistry": "lfp",
+        "cells": control.cell_count,
+        "capacity_ah": capacity_ah,
+    }
+    if ocv_curve is not None:
+        battery["ocv_curve"] = [list(point) for point in ocv_curve]
     return {
         "agent_id": config.agent_id,
-        "battery": {"chemistry": "lfp", "cells": control.cell_count, "capacity_ah": capacity_ah},
+        "battery": battery,
         "i2c_bus": hardware.i2c_bus,
         "cell_monitor": {
             **_dataclass_dict(hardware.cell_monitor),
@@ -1037,6 +1065,9 @@ def validate_control_settings(settings: ControlSettings) -> list[str]:
         problems.append(
             f"battery.capacity_ah: must be greater than 0 (got {settings.soc.capacity_ah:g})"
         )
+    curve = settings.soc.ocv_curve
+    if curve is not None and (problem := curve_problem(curve)) is not None:
+        problems.append(f"battery.ocv_curve: {problem}")
     problems += _check_control_outputs(settings.outputs)
     return problems
 
@@ -1278,7 +1309,7 @@ REMOTE_READ_ONLY_KEYS = (
     "remote_window",  # how far a remote client may move a setting is the file's to say
 )
 _REMOTE_BATTERY_KEYS = ("capacity_ah",)
-_BATTERY_WIRING_KEYS = ("chemistry", "cells")
+_BATTERY_WIRING_KEYS = ("chemistry", "cells", "ocv_curve")
 _OUTPUT_WIRING_KEYS = (
     "name",
     "wiring",

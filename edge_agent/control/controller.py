@@ -49,11 +49,13 @@ from edge_agent.control.protection import (
     battery_temperature,
     implausibility,
 )
+from edge_agent.control.resistance import ResistanceBand, ResistanceState, StepWatch
 from edge_agent.control.settings import ControlSettings, OutputType, Wiring
 from edge_agent.control.soc import (
     NO_INTERVAL,
     AnchorKind,
     Interval,
+    LowReference,
     SocEstimator,
     SocState,
     initial_soc_state,
@@ -458,6 +460,7 @@ class Controller:
             forced_off=dict(self._forced_off),
             high_soc_alarm=self._high_soc.active,
             low_soc_alarm=self._low_soc.active,
+            soc_uncertainty=self._soc.uncertainty,
         )
 
     def _active_faults(self, now: float) -> frozenset[Fault]:
@@ -662,6 +665,64 @@ def _read_soc_state(reader: _Reader) -> SocState:
         full_reference_time=reader.optional_number("full_reference_time"),
         counted_since_full_ah=reader.number("counted_since_full_ah"),
         uncounted_at_full_s=reader.number("uncounted_at_full_s"),
+        **_read_soc_uncertainty(reader),
+    )
+
+
+def _read_soc_uncertainty(reader: _Reader) -> dict[str, Any]:
+    """The uncertainty, low reference and resistance of issue 16; a state saved before them
+    lacks the keys and continues as a new install's uncertainty (SocEstimator fills it)."""
+    if "band_sigma" not in reader.data:
+        return {}
+    sigma = reader.number("band_sigma")
+    if sigma < 0.0:
+        raise reader._bad("band_sigma", f"negative: {sigma}")
+    low = None
+    if reader._get("low_reference") is not None:
+        item = reader.child("low_reference")
+        low = LowReference(
+            time=item.number("time"),
+            soc=item.number("soc"),
+            sigma=item.number("sigma"),
+            counted_since_ah=item.number("counted_since_ah"),
+            uncounted_at_s=item.number("uncounted_at_s"),
+        )
+    return {
+        "band_sigma": sigma,
+        "band_soc": reader.number("band_soc"),
+        "band_time": reader.optional_number("band_time"),
+        "band_charge_in_ah": reader.number("band_charge_in_ah"),
+        "capacity_sigma_ah": reader.number("capacity_sigma_ah"),
+        "offset_sigma_a": reader.number("offset_sigma_a"),
+        "low_reference": low,
+        "resistance": _read_resistance(reader.child("resistance")),
+    }
+
+
+def _read_resistance(reader: _Reader) -> ResistanceState:
+    bands = reader._get("bands")
+    if not isinstance(bands, list | tuple):
+        raise reader._bad("bands", f"expected a list, got {bands!r}")
+    learned = []
+    for index in range(len(bands)):
+        band = _Reader(bands[index], reader._key(f"bands.{index}"))
+        ohm, current = band.number("ohm"), band.number("current_a")
+        if ohm < 0.0 or current <= 0.0:
+            raise band._bad("ohm", f"implausible band {ohm} ohm at {current} A")
+        learned.append(ResistanceBand(current, ohm, band.integer("learnings")))
+    watch = None
+    if reader._get("watch") is not None:
+        item = reader.child("watch")
+        watch = StepWatch(
+            current_a=item.number("current_a"),
+            min_cell_v=item.number("min_cell_v"),
+            rest_since=item.number("rest_since"),
+        )
+    return ResistanceState(
+        bands=tuple(learned),
+        watch=watch,
+        last_current_a=reader.optional_number("last_current_a"),
+        last_min_cell_v=reader.optional_number("last_min_cell_v"),
     )
 
 

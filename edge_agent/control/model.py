@@ -148,3 +148,6 @@ class ControlReport:
     forced_off: Mapping[str, float] = field(default_factory=dict)
     high_soc_alarm: bool = False  # the SoC alarms as decided, with their hysteresis
     low_soc_alarm: bool = False
+    # Half the ~95 % band around `soc`, SoC points (issue 16); None where the source's own SoC
+    # is reported (a stock SBMS0 says nothing of its certainty).
+    soc_uncertainty: float | None = None

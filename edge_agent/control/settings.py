@@ -130,13 +130,17 @@ class SocSettings:
     initial_soc: float = 50.0  # a new install starts here, as the SBMS0 does
     tail_current: float = 2.0  # charge current below which a CV charger has finished, amps
     eoc_hold_s: float = 30.0  # end of charge must hold this long before syncing to 100 %
-    # SoC assigned at the low-voltage anchor (LVD trip). None: the resting-OCV SoC of the LVD
-    # voltage (about 4 % at 3.00 V), so the anchor agrees with a true empty at 2.5 V.
+    # SoC assigned at an LVD trip, when the operator knows it. None: the loaded cell's voltage,
+    # corrected by a learned resistance and read on `ocv_curve`, decides (or nothing does).
     empty_soc: float | None = None
     rest_current: float = 0.0  # |current| below which the pack rests; 0 = capacity / 100
     rest_time_s: float = 5400.0  # a rest this long allows an OCV correction
     learn_capacity: bool = True
     learn_offset: bool = True  # learn the current-sense offset from drift between syncs
+    # The cells' resting voltage curve, (SoC %, volts) from 0 to 100 %, from their datasheet
+    # (battery.ocv_curve in the file). None: the built-in synthesis, read only at its very
+    # ends because published curves disagree at the bottom (control/ocv_curve.py).
+    ocv_curve: tuple[tuple[float, float], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

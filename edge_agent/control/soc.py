@@ -1,24 +1,38 @@
-"""State-of-charge estimator: coulomb counting with anchors, and learning between them.
+"""State-of-charge estimator: coulomb counting with anchors, learning, and an uncertainty.
 
 How it beats plain coulomb counting (whose error grows with the shunt offset over time and
 with the gain error over a cycle):
 
-* Anchors. An end of charge sets 100 %: the highest cell at or above eoc for eoc_hold_s while
-  the current has tapered to tail_current or less (a CV charger's absorption ending; not its
-  bulk phase, which crosses eoc at full current when its absorption voltage is above eoc), or
-  an HVD trip (PV switched straight onto the pack never tapers: it is cut at HVD). An LVD trip
-  sets `empty_soc`. A rest in the steep parts of the LFP curve
-  (below ~12 %, above ~97 %) blends the estimate halfway toward the OCV-derived SoC.
+* Full anchors. An end of charge sets 100 %: the highest cell at or above eoc for eoc_hold_s
+  while the current has tapered to tail_current or less (a CV charger's absorption ending; not
+  its bulk phase, which crosses eoc at full current when its absorption voltage is above eoc),
+  or an HVD trip (PV switched straight onto the pack never tapers: it is cut at HVD). Published
+  LiFePO4 curves agree at the top, so these are hard anchors.
+* Readings at the steep ends (`ocv_curve`). A rest of rest_time_s gives the resting voltage of
+  the lowest and the highest cell; where the curve is steep enough that voltage says what SoC
+  it is (the built-in curve only at its very ends; a configured datasheet curve wherever it
+  climbs 2 mV per point), the reading and the count are combined by their uncertainties.
+* The low anchor at LVD. LVD trips under load, where a cell reads well below its resting
+  voltage (8-10 points of SoC at the empty end). The reading is corrected by a resistance
+  learned from the load steps the pack makes every day (`resistance`), for the current it was
+  learned at; without a trusted resistance for that current it is skipped (the rest after LVD
+  still gives a reading). LVD itself acts on the measured voltage: protection is not SoC.
+  A configured `empty_soc` is taken as it is (the operator knows where their empty is).
 * Offset learning. Between two full anchors the true charge balance is zero (the counted
   charge in is already scaled by the coulombic efficiency), so whatever was counted, divided
   by the hours between them, is the residual current-sense offset. It is blended in with a
   weight growing with the interval (0.5 from 48 h up, none under 2 h: close anchors say more
   about where the sync happened than about the offset), by at most 0.1 % of capacity (in A)
-  per anchor and to at most +-0.5 % of capacity in total. A gain error cancels over such an
-  interval, so it does not leak into the offset.
-* Capacity learning. The charge counted from full to empty (or empty to full) measures the
-  capacity; it is blended in by 30 %, at most 5 % of nominal per anchor, kept within 70..120 %
-  of nominal, and ignored outside 50..150 % (a missed anchor, not a capacity).
+  per anchor and to at most +-0.5 % of capacity in total.
+* Capacity learning without deep cycles. Charge counted between a full anchor and a trusted
+  low reading (a rested one at the low end, or a configured empty_soc), in either order,
+  measures the capacity over the SoC points the reading says lie between them. Each
+  measurement is weighed against the capacity's own uncertainty (a scalar Kalman update),
+  moves it by at most 5 % of nominal, keeps it within 70..120 % of nominal, and is ignored
+  outside 50..150 % (a missed anchor, not a capacity) or over fewer than 40 points.
+* Uncertainty (`soc_band`): one sigma grows from the last anchor with the offset's, the
+  capacity's and the gain's uncertainty and shrinks at anchors; `uncertainty` is half the
+  ~95 % band, published with the SoC.
 
 The count itself is kept unclamped (within -50..150 % of capacity) so that the anchors can
 see how far it drifted; `soc` and `remaining_ah` are clamped for display.
@@ -30,8 +44,10 @@ import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from edge_agent.control.lfp_ocv import STEEP_ABOVE_SOC, STEEP_BELOW_SOC, soc_from_ocv
+from edge_agent.control import resistance, soc_band
 from edge_agent.control.model import ControlEvent, EventKind, Measurement
+from edge_agent.control.ocv_curve import BUILTIN_CURVE, OcvCurve, OcvReading
+from edge_agent.control.resistance import NO_RESISTANCE, ResistanceState
 from edge_agent.control.settings import CellThresholds, SocSettings
 
 SECONDS_PER_HOUR = 3600.0
@@ -45,16 +61,30 @@ OFFSET_FULL_WEIGHT_INTERVAL_S = 48 * 3600.0
 OFFSET_MAX_WEIGHT = 0.5
 OFFSET_MAX_STEP_FRACTION = 0.001  # of capacity, amps per anchor
 OFFSET_MAX_FRACTION = 0.005  # of capacity, amps in total
+# The residual offset's uncertainty (of capacity, amps): before any learning a shunt monitor
+# may be off by 50 mA per 100 Ah; each full-to-full span measures it to within what two syncs
+# can be apart (FULL_SYNC_SIGMA each) over the span's hours, down to what drift leaves.
+OFFSET_SIGMA_FRACTION = 0.0005
+OFFSET_SIGMA_FLOOR_FRACTION = 0.00005
 
-CAPACITY_BLEND = 0.3
-CAPACITY_MAX_STEP_FRACTION = 0.05  # of nominal, per anchor
+CAPACITY_MAX_STEP_FRACTION = 0.05  # of nominal, per measurement
 CAPACITY_MIN_FRACTION = 0.7
 CAPACITY_MAX_FRACTION = 1.2
 CAPACITY_PLAUSIBLE_RANGE = (0.5, 1.5)  # of nominal; outside it the measurement is discarded
+CAPACITY_MIN_DEPTH_PCT = 40.0  # SoC points between the two ends of a measurement
+# The nominal capacity's uncertainty before learning (a pack's weakest cell, age, temperature)
+# and the least the learning claims.
+CAPACITY_SIGMA_FRACTION = 0.05
+CAPACITY_SIGMA_FLOOR_FRACTION = 0.005
+# A low reading this uncertain (SoC points) is not a reference for capacity.
+CAPACITY_MAX_READING_SIGMA = 3.0
+CONFIGURED_EMPTY_SIGMA = 1.0
 
 MAX_UNCOUNTED_FRACTION = 0.01  # of an anchor span; more lost time and nothing is learned
 
-OCV_BLEND = 0.5
+# The resistance correction at LVD: the part of it that is itself uncertain (polarisation
+# depends on how long the load ran, not only on its current).
+CORRECTION_SIGMA_FRACTION = 0.3
 COUNT_SLACK_FRACTION = 0.5  # the raw count may run this far outside 0..capacity
 
 CURRENT_SMOOTHING_TAU_S = 60.0
@@ -106,6 +136,17 @@ def integrate_interval(
 
 
 @dataclass(frozen=True, slots=True)
+class LowReference:
+    """A trusted low reading, waiting for the next full anchor to measure the capacity."""
+
+    time: float
+    soc: float
+    sigma: float
+    counted_since_ah: float = 0.0
+    uncounted_at_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class SocState:
     """Everything the estimator needs to continue after a restart."""
 
@@ -129,6 +170,16 @@ class SocState:
     full_reference_time: float | None = None
     counted_since_full_ah: float = 0.0
     uncounted_at_full_s: float = 0.0
+    # Uncertainty (soc_band): where the band was last reset, and what has grown it since.
+    # States saved before issue 16 lack these: they start as a new install's.
+    band_sigma: float = soc_band.UNKNOWN_SIGMA
+    band_soc: float = 50.0
+    band_time: float | None = None
+    band_charge_in_ah: float = 0.0
+    capacity_sigma_ah: float = 0.0  # 0: not set yet (nominal x CAPACITY_SIGMA_FRACTION)
+    offset_sigma_a: float = 0.0  # 0: not set yet (capacity x OFFSET_SIGMA_FRACTION)
+    low_reference: LowReference | None = None
+    resistance: ResistanceState = NO_RESISTANCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +195,14 @@ class SocEstimator:
     ) -> None:
         self.settings = settings
         self.cells = cells
-        self._state = state if state is not None else initial_soc_state(settings)
+        self.curve = (
+            OcvCurve(settings.ocv_curve, configured=True)
+            if settings.ocv_curve is not None
+            else BUILTIN_CURVE
+        )
+        self._state = _with_uncertainty_defaults(
+            state if state is not None else initial_soc_state(settings), settings
+        )
 
     @property
     def state(self) -> SocState:
@@ -166,6 +224,29 @@ class SocEstimator:
     @property
     def soc(self) -> float:
         return min(100.0, max(0.0, self.raw_soc))
+
+    @property
+    def sigma(self) -> float:
+        """One sigma of the SoC, points, at the last sample."""
+        s = self._state
+        now = s.last_sample_time
+        hours = 0.0 if s.band_time is None or now is None else (now - s.band_time) / 3600.0
+        return soc_band.sigma(
+            soc_band.BandInputs(
+                anchor_sigma=s.band_sigma,
+                hours_since_anchor=max(0.0, hours),
+                offset_sigma_a=s.offset_sigma_a,
+                capacity_ah=s.capacity_ah,
+                capacity_sigma_ah=s.capacity_sigma_ah,
+                points_from_anchor=abs(self.raw_soc - s.band_soc),
+                charge_in_since_anchor_ah=s.band_charge_in_ah,
+            )
+        )
+
+    @property
+    def uncertainty(self) -> float:
+        """Half the width of the ~95 % band around `soc`, SoC points."""
+        return soc_band.half_width(self.sigma)
 
     @property
     def remaining_ah(self) -> float:
@@ -192,32 +273,31 @@ class SocEstimator:
     def update(
         self, measurement: Measurement, interval: Interval, *, hvd_tripped: bool, lvd_tripped: bool
     ) -> SocUpdate:
-        """Count one good sample, then apply whichever anchor or correction it brings."""
+        """Count one good sample, then apply whichever anchor or reading it brings."""
         now = measurement.timestamp
         current = measurement.battery_current - self._state.offset_a
         delta = interval.charge_ah - self._state.offset_a * interval.counted_s / SECONDS_PER_HOUR
         self._count(delta, interval.uncounted_s)
         self._smooth_current(current, now)
+        self._learn_resistance(measurement, current, now, interval.gap)
         eoc_due = self._track_end_of_charge(measurement, current, now, interval.gap)
         rest_due = self._track_rest(current, now, interval.gap)
+        self._state = replace(self._state, last_sample_time=now)
         events: list[ControlEvent] = []
         full_sync = False
         if lvd_tripped:
-            events.append(self._anchor_empty(now, "lvd"))
+            events.extend(self._low_anchor(measurement, current, now))
         elif hvd_tripped or eoc_due:
             events.append(self._anchor_full(now, "hvd" if hvd_tripped else "eoc", learn=True))
             full_sync = True
         elif rest_due:
-            events.extend(self._ocv_correction(measurement, now))
-        self._state = replace(self._state, last_sample_time=now)
+            events.extend(self._rest_reading(measurement, now))
         return SocUpdate(tuple(events), battery_delta_ah=delta, full_sync=full_sync)
 
     @property
-    def empty_soc(self) -> float:
-        """SoC at the low anchor: configured, or the resting-OCV SoC of the LVD voltage."""
-        if self.settings.empty_soc is not None:
-            return self.settings.empty_soc
-        return soc_from_ocv(self.cells.lvd)
+    def empty_soc(self) -> float | None:
+        """SoC set at an LVD trip when configured; None: the corrected reading decides."""
+        return self.settings.empty_soc
 
     def set_soc(self, soc_percent: float) -> None:
         """Operator's value. Not an anchor: learning restarts from the next one."""
@@ -229,7 +309,10 @@ class SocEstimator:
             anchor_kind=AnchorKind.NONE,
             anchor_time=None,
             counted_since_anchor_ah=0.0,
+            full_reference_time=None,
+            low_reference=None,
         )
+        self._reset_band(soc_percent, soc_band.OPERATOR_SET_SIGMA, self._state.last_sample_time)
 
     def mark_full(self, now: float) -> ControlEvent:
         """Operator says the pack is full: an anchor, but nothing is learned from it."""
@@ -247,15 +330,21 @@ class SocEstimator:
 
     def _count(self, delta_ah: float, uncounted_s: float) -> None:
         counted = delta_ah * self.settings.coulombic_efficiency if delta_ah > 0 else delta_ah
-        capacity = self._state.capacity_ah
+        s = self._state
+        capacity = s.capacity_ah
         slack = COUNT_SLACK_FRACTION * capacity
-        charge = min(capacity + slack, max(-slack, self._state.charge_ah + counted))
+        charge = min(capacity + slack, max(-slack, s.charge_ah + counted))
+        low = s.low_reference
+        if low is not None:
+            low = replace(low, counted_since_ah=low.counted_since_ah + counted)
         self._state = replace(
-            self._state,
+            s,
             charge_ah=charge,
-            counted_since_anchor_ah=self._state.counted_since_anchor_ah + counted,
-            counted_since_full_ah=self._state.counted_since_full_ah + counted,
-            uncounted_s=self._state.uncounted_s + uncounted_s,
+            counted_since_anchor_ah=s.counted_since_anchor_ah + counted,
+            counted_since_full_ah=s.counted_since_full_ah + counted,
+            uncounted_s=s.uncounted_s + uncounted_s,
+            band_charge_in_ah=s.band_charge_in_ah + max(0.0, counted),
+            low_reference=low,
         )
 
     def _smooth_current(self, current: float, now: float) -> None:
@@ -271,7 +360,37 @@ class SocEstimator:
     def _tiny_current(self) -> float:
         return max(TINY_CURRENT_FLOOR_A, TINY_CURRENT_FRACTION * self._state.capacity_ah)
 
-    # --- anchors --------------------------------------------------------------------------
+    def _learn_resistance(
+        self, measurement: Measurement, current: float, now: float, gap: bool
+    ) -> None:
+        learned = resistance.observe(
+            self._state.resistance,
+            now=now,
+            current_a=current,
+            min_cell_v=measurement.min_cell,
+            rest_current_a=self.rest_current_a,
+            rest_time_s=self.settings.rest_time_s,
+            capacity_ah=self._state.capacity_ah,
+            gap=gap,
+        )
+        self._state = replace(self._state, resistance=learned)
+
+    # --- uncertainty ----------------------------------------------------------------------
+
+    def _reset_band(self, soc: float, sigma: float, now: float | None) -> None:
+        self._state = replace(
+            self._state, band_sigma=sigma, band_soc=soc, band_time=now, band_charge_in_ah=0.0
+        )
+
+    def _combine(self, reading: OcvReading, now: float, reason: str) -> ControlEvent:
+        """Move the estimate toward a reading by their uncertainties; the band restarts."""
+        before = self.raw_soc
+        combined = soc_band.combine(before, self.sigma, reading.soc, reading.sigma)
+        self._state = replace(self._state, charge_ah=combined.soc / 100.0 * self._state.capacity_ah)
+        self._reset_band(combined.soc, combined.sigma, now)
+        return _sync_event(now, before, combined.soc, reason)
+
+    # --- full anchors ---------------------------------------------------------------------
 
     def _track_end_of_charge(
         self, measurement: Measurement, current: float, now: float, gap: bool
@@ -292,57 +411,36 @@ class SocEstimator:
         return due
 
     def _anchor_full(self, now: float, reason: str, *, learn: bool) -> ControlEvent:
-        event = self._anchor(AnchorKind.FULL, now, reason, learn=learn)
-        # One sync per end-of-charge episode, whatever triggered it.
-        self._state = replace(self._state, eoc_synced=self._state.eoc_since is not None)
-        return event
-
-    def _anchor_empty(self, now: float, reason: str) -> ControlEvent:
-        return self._anchor(AnchorKind.EMPTY, now, reason, learn=True)
-
-    def _anchor(self, kind: AnchorKind, now: float, reason: str, *, learn: bool) -> ControlEvent:
-        """Set the SoC to the anchor's level. A repeat of the same anchor soon after the last
-        sync (PV cycling on and off at HVD) is not a new learning reference: the charge
-        counted since the first one keeps running, so every reference sits at the same point
-        of the charge (e.g. the first EOC of the day) and only the offset separates them."""
+        """Set 100 %. A repeat soon after the last full sync (PV cycling on and off at HVD) is
+        not a new learning reference: the charge counted since the first one keeps running, so
+        every reference sits at the same point of the charge (e.g. the first EOC of the day)
+        and only the offset separates them."""
         before = self.raw_soc
         s = self._state
         repeat = (
-            s.anchor_kind is kind
+            s.anchor_kind is AnchorKind.FULL
             and s.last_sync_time is not None
             and now - s.last_sync_time < MIN_LEARNING_INTERVAL_S
         )
         if learn and not repeat:
-            self._learn_between_anchors(kind, now)
-        if kind is AnchorKind.FULL and not repeat:
+            self._learn_capacity_from_low_reference(now)
+        if not repeat:
             self._restart_full_reference(now, learn=learn)
-        level = 100.0 if kind is AnchorKind.FULL else self.empty_soc
-        state = replace(
-            self._state, charge_ah=level / 100.0 * self._state.capacity_ah, last_sync_time=now
-        )
+        state = replace(self._state, charge_ah=self._state.capacity_ah, last_sync_time=now)
         if not repeat:
             state = replace(
                 state,
-                anchor_kind=kind,
+                anchor_kind=AnchorKind.FULL,
                 anchor_time=now,
                 counted_since_anchor_ah=0.0,
                 uncounted_at_anchor_s=state.uncounted_s,
+                low_reference=None,
             )
-        self._state = state
-        return _sync_event(now, before, level, reason)
-
-    def _learn_between_anchors(self, kind: AnchorKind, now: float) -> None:
-        s = self._state
-        if s.anchor_time is None or s.anchor_kind is AnchorKind.NONE:
-            return
-        elapsed = now - s.anchor_time
-        if not self._counted_whole_span(elapsed):
-            return
-        if kind is not s.anchor_kind and self.settings.learn_capacity:
-            span_ah = (
-                s.counted_since_anchor_ah if kind is AnchorKind.FULL else -s.counted_since_anchor_ah
-            )
-            self._learn_capacity(span_ah, elapsed)
+        # One sync per end-of-charge episode, whatever triggered it.
+        self._state = replace(state, eoc_synced=state.eoc_since is not None)
+        sigma = soc_band.FULL_SYNC_SIGMA if learn else soc_band.OPERATOR_FULL_SIGMA
+        self._reset_band(100.0, sigma, now)
+        return _sync_event(now, before, 100.0, reason)
 
     def _restart_full_reference(self, now: float, *, learn: bool) -> None:
         """Learn the offset from the charge counted since the previous full sync (ideally
@@ -361,11 +459,6 @@ class SocEstimator:
             uncounted_at_full_s=self._state.uncounted_s,
         )
 
-    def _counted_whole_span(self, elapsed_s: float) -> bool:
-        """Learning needs (nearly) every second since the anchor counted."""
-        lost = self._state.uncounted_s - self._state.uncounted_at_anchor_s
-        return lost <= MAX_UNCOUNTED_FRACTION * elapsed_s
-
     def _learn_offset(self, counted_ah: float, elapsed_s: float) -> None:
         if not MIN_LEARNING_INTERVAL_S <= elapsed_s <= MAX_LEARNING_INTERVAL_S:
             return
@@ -375,28 +468,44 @@ class SocEstimator:
         max_step = OFFSET_MAX_STEP_FRACTION * capacity
         step = min(max_step, max(-max_step, weight * residual_a))
         self.set_offset(self._state.offset_a + step)
+        # Two syncs each within FULL_SYNC_SIGMA points of full, over the span's hours:
+        span_sigma_a = (
+            math.sqrt(2.0) * soc_band.FULL_SYNC_SIGMA / 100.0 * capacity
+        ) / (elapsed_s / SECONDS_PER_HOUR)
+        prior = self._state.offset_sigma_a
+        posterior = prior * span_sigma_a / math.hypot(prior, span_sigma_a)
+        # A step cut short by its bound left part of the residual unlearned.
+        unlearned = abs(weight * residual_a - step)
+        sigma = max(OFFSET_SIGMA_FLOOR_FRACTION * capacity, math.hypot(posterior, unlearned))
+        self._state = replace(self._state, offset_sigma_a=sigma)
 
-    def _learn_capacity(self, counted_ah: float, elapsed_s: float) -> None:
-        """counted_ah: charge counted across the full span, positive."""
-        if not MIN_LEARNING_INTERVAL_S <= elapsed_s <= MAX_LEARNING_INTERVAL_S:
-            return
-        span = (100.0 - self.empty_soc) / 100.0
-        if span <= 0.0:
-            return
-        nominal = self.settings.capacity_ah
-        measured = counted_ah / span
-        low, high = CAPACITY_PLAUSIBLE_RANGE
-        if not low * nominal <= measured <= high * nominal:
-            return
-        current = self._state.capacity_ah
-        max_step = CAPACITY_MAX_STEP_FRACTION * nominal
-        step = min(max_step, max(-max_step, CAPACITY_BLEND * (measured - current)))
-        learned = min(
-            CAPACITY_MAX_FRACTION * nominal, max(CAPACITY_MIN_FRACTION * nominal, current + step)
+    # --- low anchors and readings ---------------------------------------------------------
+
+    def _low_anchor(
+        self, measurement: Measurement, current: float, now: float
+    ) -> list[ControlEvent]:
+        """LVD tripped: the configured empty SoC, or the loaded cell's reading corrected by
+        the learned resistance, or nothing when that correction is not trusted."""
+        configured = self.settings.empty_soc
+        if configured is not None:
+            before = self.raw_soc
+            self._learn_capacity_from_full_reference(
+                OcvReading(configured, CONFIGURED_EMPTY_SIGMA), now
+            )
+            self._state = replace(self._state, charge_ah=configured / 100.0 * self.capacity_ah)
+            self._reset_band(configured, CONFIGURED_EMPTY_SIGMA, now)
+            self._state = replace(self._state, anchor_kind=AnchorKind.EMPTY, anchor_time=now)
+            return [_sync_event(now, before, configured, "lvd")]
+        ohm = resistance.correction_ohm(self._state.resistance, min(0.0, current))
+        if ohm is None:
+            return []
+        drop = -min(0.0, current) * ohm
+        corrected = self.curve.reading(
+            measurement.min_cell + drop, extra_volts_sigma=CORRECTION_SIGMA_FRACTION * drop
         )
-        self._state = replace(self._state, capacity_ah=learned)
-
-    # --- OCV ------------------------------------------------------------------------------
+        if corrected is None or corrected.soc >= 50.0:
+            return []
+        return [self._combine(corrected, now, "lvd")]
 
     def _track_rest(self, current: float, now: float, gap: bool) -> bool:
         """True on the sample where a rest has lasted rest_time_s (once per rest)."""
@@ -409,28 +518,113 @@ class SocEstimator:
         self._state = replace(s, rest_since=since, rest_corrected=s.rest_corrected or due)
         return due
 
-    def _ocv_correction(self, measurement: Measurement, now: float) -> list[ControlEvent]:
-        # The weakest cell defines empty (LVD acts on it), the strongest full (EOC and HVD).
-        low_end = soc_from_ocv(measurement.min_cell)
-        high_end = soc_from_ocv(measurement.max_cell)
-        if low_end < STEEP_BELOW_SOC:
-            target = low_end
-        elif high_end > STEEP_ABOVE_SOC:
-            target = high_end
-        else:
+    def _rest_reading(self, measurement: Measurement, now: float) -> list[ControlEvent]:
+        """A rested pack: the weakest cell says how far from empty, the strongest how far from
+        full; whichever the curve can read (the more certain if both)."""
+        low = self.curve.reading(measurement.min_cell)
+        high = self.curve.reading(measurement.max_cell)
+        candidates = [
+            reading
+            for reading, is_low in ((low, True), (high, False))
+            if reading is not None and (reading.soc < 50.0) == is_low
+        ]
+        if not candidates:
             return []
-        before = self.raw_soc
-        corrected = before + OCV_BLEND * (target - before)
-        self._state = replace(self._state, charge_ah=corrected / 100.0 * self._state.capacity_ah)
-        return [_sync_event(now, before, corrected, "ocv")]
+        reading = min(candidates, key=lambda r: r.sigma)
+        if reading is low and reading.sigma <= CAPACITY_MAX_READING_SIGMA:
+            self._learn_capacity_from_full_reference(reading, now)
+        return [self._combine(reading, now, "ocv")]
+
+    # --- capacity -------------------------------------------------------------------------
+
+    def _learn_capacity_from_full_reference(self, reading: OcvReading, now: float) -> None:
+        """Full, then down to a trusted low reading: the charge out measures the capacity.
+        The reading then waits as the reference for the way back up."""
+        s = self._state
+        if s.full_reference_time is not None and self._whole_span(
+            s.full_reference_time, s.uncounted_at_full_s, now
+        ):
+            self._learn_capacity(-s.counted_since_full_ah, reading, now - s.full_reference_time)
+        self._state = replace(
+            self._state,
+            low_reference=LowReference(
+                now, reading.soc, reading.sigma, uncounted_at_s=self._state.uncounted_s
+            ),
+        )
+
+    def _learn_capacity_from_low_reference(self, now: float) -> None:
+        low = self._state.low_reference
+        if low is not None and self._whole_span(low.time, low.uncounted_at_s, now):
+            self._learn_capacity(
+                low.counted_since_ah, OcvReading(low.soc, low.sigma), now - low.time
+            )
+
+    def _whole_span(self, since: float, uncounted_at: float, now: float) -> bool:
+        """Learning needs (nearly) every second of the span counted, and not too long ago."""
+        elapsed = now - since
+        lost = self._state.uncounted_s - uncounted_at
+        return (
+            MIN_LEARNING_INTERVAL_S <= elapsed <= MAX_LEARNING_INTERVAL_S
+            and lost <= MAX_UNCOUNTED_FRACTION * elapsed
+        )
+
+    def _learn_capacity(self, span_ah: float, low: OcvReading, elapsed_s: float) -> None:
+        """span_ah: charge counted between full and the low reading, positive."""
+        if not self.settings.learn_capacity:
+            return
+        depth = 100.0 - low.soc
+        if depth < CAPACITY_MIN_DEPTH_PCT or span_ah <= 0.0:
+            return
+        nominal = self.settings.capacity_ah
+        measured = span_ah / (depth / 100.0)
+        plausible_low, plausible_high = CAPACITY_PLAUSIBLE_RANGE
+        if not plausible_low * nominal <= measured <= plausible_high * nominal:
+            return
+        s = self._state
+        hours = elapsed_s / SECONDS_PER_HOUR
+        measured_sigma = math.sqrt(
+            (measured * low.sigma / depth) ** 2
+            + (soc_band.GAIN_SIGMA * measured) ** 2
+            + (s.offset_sigma_a * hours / (depth / 100.0)) ** 2
+        )
+        variance = s.capacity_sigma_ah**2
+        gain = variance / (variance + measured_sigma**2)
+        max_step = CAPACITY_MAX_STEP_FRACTION * nominal
+        step = min(max_step, max(-max_step, gain * (measured - s.capacity_ah)))
+        learned = min(
+            CAPACITY_MAX_FRACTION * nominal,
+            max(CAPACITY_MIN_FRACTION * nominal, s.capacity_ah + step),
+        )
+        sigma = max(
+            CAPACITY_SIGMA_FLOOR_FRACTION * nominal,
+            math.sqrt((1.0 - gain) * variance),
+        )
+        # The charge stays where it is on the SoC scale: a capacity is not a count.
+        soc_fraction = s.charge_ah / s.capacity_ah
+        self._state = replace(
+            s, capacity_ah=learned, capacity_sigma_ah=sigma, charge_ah=soc_fraction * learned
+        )
 
 
 def initial_soc_state(settings: SocSettings) -> SocState:
-    return SocState(
-        charge_ah=settings.initial_soc / 100.0 * settings.capacity_ah,
-        capacity_ah=settings.capacity_ah,
-        offset_a=0.0,
+    return _with_uncertainty_defaults(
+        SocState(
+            charge_ah=settings.initial_soc / 100.0 * settings.capacity_ah,
+            capacity_ah=settings.capacity_ah,
+            offset_a=0.0,
+            band_soc=settings.initial_soc,
+        ),
+        settings,
     )
+
+
+def _with_uncertainty_defaults(state: SocState, settings: SocSettings) -> SocState:
+    """Fill the uncertainties a new install (or a state saved before issue 16) lacks."""
+    if state.capacity_sigma_ah <= 0.0:
+        state = replace(state, capacity_sigma_ah=CAPACITY_SIGMA_FRACTION * settings.capacity_ah)
+    if state.offset_sigma_a <= 0.0:
+        state = replace(state, offset_sigma_a=OFFSET_SIGMA_FRACTION * state.capacity_ah)
+    return state
 
 
 def _sync_event(now: float, before: float, after: float, reason: str) -> ControlEvent:

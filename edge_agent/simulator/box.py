@@ -240,13 +240,16 @@ class BoxTruth:
     """What really happened in the box, for tests to compare the agent against.
 
     Currents are at the last physics step (amps; battery positive = charging); `*_ah` totals
-    are exact integrals since the box was built. `soc_percent` is the pack's usable SoC: 100 at
-    the first full cell, 0 at the first empty one (see `edge_agent.simulator.pack`).
+    are exact integrals since the box was built. `soc_percent` is the pack's SoC: 100 at the
+    first full cell, 0 at the first empty one, over `capacity_ah`; `usable_*` are what the pack
+    can deliver at its present temperature (less in the cold; see `edge_agent.simulator.pack`).
     """
 
     timestamp: float
     soc_percent: float
     remaining_ah: float
+    capacity_ah: float
+    usable_soc_percent: float
     usable_capacity_ah: float
     cell_soc_percent: tuple[float, ...]
     cell_capacity_ah: tuple[float, ...]
@@ -634,6 +637,8 @@ class SimulatedBox:
             timestamp=self._now,
             soc_percent=100.0 * pack.soc_fraction,
             remaining_ah=pack.remaining_ah,
+            capacity_ah=pack.capacity_ah,
+            usable_soc_percent=100.0 * pack.usable_soc_fraction,
             usable_capacity_ah=pack.usable_capacity_ah,
             cell_soc_percent=tuple(float(v) for v in 100.0 * pack.soc),
             cell_capacity_ah=tuple(float(v) for v in pack.capacities_ah),

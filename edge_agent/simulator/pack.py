@@ -12,13 +12,16 @@ Pack SoC (what an agent's SoC should be compared against) is the *usable* state 
                                                                       is full
     soc          = remaining_ah / (remaining_ah + headroom_ah)
 
-Usable capacity shrinks in the cold (`CellParameters.capacity_factor`): the charge a cold cell
-cannot deliver is lost at its empty end, so `remaining_ah` counts only the charge above that
-cell's cold cut-off. At 25 C and above nothing is lost.
+A cell's resting voltage is its curve's OCV (`PackSpec.curve`, see `cell_curves`) at its SoC,
+plus half the hysteresis band times its hysteresis state (-1 discharge .. +1 charge branch),
+plus a small per-cell offset (cells from one batch still differ by a few mV). Temperature does
+not move it: OCV is thermodynamic (LiFePO4's entropic coefficient is a fraction of a mV per K).
 
-A cell's resting voltage is its curve's OCV (`PackSpec.curve`, see `cell_curves`) at its usable
-SoC, plus half the hysteresis band times its hysteresis state (-1 discharge .. +1 charge
-branch), plus a small per-cell offset (cells from one batch still differ by a few mV).
+What the cold takes is kinetic: resistance and polarisation rise (`CellParameters`), so under
+load a cold cell sags to LVD with more charge still in it. `usable_*` say how much, following a
+datasheet-style capacity-against-temperature table (`CellParameters.capacity_factor`, the
+charge lost at the empty end); `soc_fraction` does not (as battery monitors report SoC, the
+charge held over the capacity: it does not jump when the sun warms the box).
 
 It is 100 % when the first cell is full (where an agent syncs at end of charge) and 0 % when the
 first cell is empty (its low anchor); with balanced equal cells it equals the cell SoC, and in
@@ -116,10 +119,8 @@ class Pack:
 
     @property
     def open_circuit_voltages(self) -> FloatArray:
-        """Each cell's resting voltage now: curve, hysteresis branch, offset, temperature."""
-        result: FloatArray = self._ocv(
-            self.soc[None, :], self.hysteresis[None, :], self.temperature_c
-        )[0]
+        """Each cell's resting voltage now: curve, hysteresis branch, offset."""
+        result: FloatArray = self._ocv(self.soc[None, :], self.hysteresis[None, :])[0]
         return result
 
     @property
@@ -134,8 +135,8 @@ class Pack:
 
     @property
     def remaining_ah(self) -> float:
-        """Charge the pack can deliver before its first cell is empty (at its temperature)."""
-        return max(0.0, float(((self.soc - self.cold_loss) * self.capacities_ah).min()))
+        """Charge the pack holds before its first cell is empty."""
+        return max(0.0, float((self.soc * self.capacities_ah).min()))
 
     @property
     def headroom_ah(self) -> float:
@@ -143,17 +144,28 @@ class Pack:
         return max(0.0, float(((1.0 - self.soc) * self.capacities_ah).min()))
 
     @property
-    def usable_capacity_ah(self) -> float:
+    def capacity_ah(self) -> float:
+        """The charge the pack can cycle between its first empty and its first full cell."""
         return self.remaining_ah + self.headroom_ah
 
     @property
     def soc_fraction(self) -> float:
-        """Usable SoC (see the module docstring), 0..1."""
-        usable = self.usable_capacity_ah
-        if usable <= 0.0:
-            # Cells are so far apart that one is full while another is empty.
-            return 0.0 if self.remaining_ah <= 0.0 else 1.0
-        return self.remaining_ah / usable
+        """Pack SoC (see the module docstring), 0..1."""
+        return _fraction(self.remaining_ah, self.headroom_ah)
+
+    @property
+    def usable_remaining_ah(self) -> float:
+        """Charge the pack can deliver at its temperature before its first cell is empty."""
+        return max(0.0, float(((self.soc - self.cold_loss) * self.capacities_ah).min()))
+
+    @property
+    def usable_capacity_ah(self) -> float:
+        return self.usable_remaining_ah + self.headroom_ah
+
+    @property
+    def usable_soc_fraction(self) -> float:
+        """Like `soc_fraction`, of what the pack can deliver at its temperature."""
+        return _fraction(self.usable_remaining_ah, self.headroom_ah)
 
     def reset_extremes(self) -> None:
         self.max_cell_voltage_seen = float(self.cell_voltages.max())
@@ -166,12 +178,11 @@ class Pack:
         )
         return result
 
-    def _ocv(self, soc: FloatArray, hysteresis: FloatArray, temperature_c: float) -> FloatArray:
-        """Resting voltages for (steps, cells) arrays of SoC and hysteresis state."""
-        loss = 1.0 - self.spec.cell.capacity_factor(temperature_c)
-        usable_soc: FloatArray = np.asarray((soc - loss) / (1.0 - loss), dtype=np.float64)
+    def _ocv(self, soc: FloatArray, hysteresis: FloatArray) -> FloatArray:
+        """Resting voltages for (steps, cells) arrays of SoC and hysteresis state (at any
+        temperature: see the module docstring)."""
         result: FloatArray = (
-            self.spec.curve.ocv(usable_soc)
+            self.spec.curve.ocv(soc)
             + hysteresis * (0.5 * self.spec.cell.hysteresis_v)
             + self.ocv_offsets_v[None, :]
         )
@@ -188,7 +199,7 @@ class Pack:
         """OCV + I x R + polarisation (current positive = charging raises the voltage)."""
         resistance = self.resistances_ohm[None, :] * self.spec.cell.resistance_factor(temperature_c)
         result: FloatArray = (
-            self._ocv(soc, hysteresis, temperature_c) + cell_current_a * resistance + polarisation_v
+            self._ocv(soc, hysteresis) + cell_current_a * resistance + polarisation_v
         )
         return result
 
@@ -238,3 +249,11 @@ class Pack:
         self.min_cell_voltage_seen = min(self.min_cell_voltage_seen, float(voltages.min()))
         pack_voltages: FloatArray = voltages.sum(axis=1)
         return pack_voltages
+
+
+def _fraction(remaining_ah: float, headroom_ah: float) -> float:
+    total = remaining_ah + headroom_ah
+    if total <= 0.0:
+        # Cells are so far apart that one is full while another is empty.
+        return 0.0 if remaining_ah <= 0.0 else 1.0
+    return remaining_ah / total

@@ -191,7 +191,7 @@ def test_soc_error_with_current_gain_and_offset_errors_over_thirty_days(cell_cur
         f"{log.worst_soc_error_after_sync:.2f} % after the first sync; by week "
         + " / ".join(f"{w:.2f}" for w in weekly)
         + f" %; learned offset {learned.offset_a * 1000:.0f} mA (true 50 mA + gain effects), "
-        f"capacity {learned.capacity_ah:.1f} Ah (true {system.box.truth.usable_capacity_ah:.1f});"
+        f"capacity {learned.capacity_ah:.1f} Ah (true {system.box.truth.capacity_ah:.1f});"
         f" {log.events[EventKind.SOC_SYNC]} syncs, {log.events[EventKind.LVD_TRIP]} LVD trips"
     )
     assert log.synced
