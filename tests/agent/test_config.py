@@ -624,3 +624,49 @@ def test_mqtt_ha_discovery_prefix_must_be_a_topic_base(prefix: str) -> None:
 def test_mqtt_ha_discovery_must_be_a_boolean() -> None:
     data = {**full_data(), "mqtt": {"host": "broker", "ha_discovery": "yes please"}}
     assert any(problem.startswith("mqtt.ha_discovery") for problem in problems_of(data))
+
+
+SINOPOLY_DATASHEET = [[0, 2.8], [10, 3.184], [25, 3.235], [40, 3.271], [65, 3.294], [75, 3.307],
+                      [89, 3.324], [98, 3.385], [100, 3.4]]  # fmt: skip
+
+
+def test_an_ocv_curve_from_the_datasheet_goes_under_battery_and_round_trips() -> None:
+    data = full_data()
+    data["battery"]["ocv_curve"] = SINOPOLY_DATASHEET
+    config = parse_config(data)
+    assert config.control.soc.ocv_curve == tuple((float(s), v) for s, v in SINOPOLY_DATASHEET)
+    assert parse_config(config_to_dict(config)) == config
+    assert "ocv_curve" not in config_to_dict(parse_config(full_data()))["battery"]
+
+
+@pytest.mark.parametrize(
+    ("curve", "problem"),
+    [
+        ("3.2 V", "battery.ocv_curve: must be a list of [soc %, volts] pairs (got '3.2 V')"),
+        ([[0, 2.8], [50]], "battery.ocv_curve[1]: must be a [soc %, volts] pair (got [50])"),
+        ([[0, 2.8], [50, "x"]], "battery.ocv_curve[1]: must be a number (got 'x')"),
+        ([[0, 2.8], [50, 3.3], [100, 3.4]], "battery.ocv_curve: needs at least 4 [soc, volts]"),
+        (
+            [[5, 2.8], [50, 3.3], [90, 3.35], [100, 3.4]],
+            "battery.ocv_curve: must run from SoC 0 to 100 %, runs from 5 to 100",
+        ),
+        (
+            [[0, 2.8], [50, 3.3], [40, 3.35], [100, 3.4]],
+            "battery.ocv_curve: SoC must increase: 40 % follows 50 %",
+        ),
+        (
+            [[0, 2.8], [50, 3.3], [90, 3.29], [100, 3.4]],
+            "battery.ocv_curve: voltage must increase with SoC: 3.29 V at 90 % follows 3.3 V",
+        ),
+        (
+            [[0, 2.8], [50, 3.3], [90, 3.35], [100, 4.2]],
+            "battery.ocv_curve: voltages must lie within 2..3.65 V for LiFePO4, got 2.8..4.2 V",
+        ),
+    ],
+)
+def test_a_bad_ocv_curve_is_named(curve: Any, problem: str) -> None:
+    data = full_data()
+    data["battery"]["ocv_curve"] = curve
+    problems = problems_of(data)
+    assert len(problems) == 1
+    assert problems[0].startswith(problem), problems

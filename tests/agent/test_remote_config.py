@@ -296,6 +296,12 @@ _REJECTED: list[tuple[str, bytes, str, str]] = [
     ("capacity under soc", _request({"soc": {"capacity_ah": 50}}), "config.soc.capacity_ah", ""),
     ("read-only i2c_bus", _request({"i2c_bus": 2}), "config.i2c_bus", "read-only over MQTT"),
     ("read-only agent_id", _request({"agent_id": "x"}), "config.agent_id", "read-only"),
+    (
+        "read-only ocv curve",
+        _request({"battery": {"ocv_curve": [[0, 2.0], [30, 3.0], [60, 3.5], [100, 3.6]]}}),
+        "config.battery.ocv_curve",
+        "read-only over MQTT",
+    ),
     ("read-only shunt", _request({"battery_shunt": {}}), "config.battery_shunt", "read-only"),
     ("read-only pv shunt", _request({"pv_shunt": None}), "config.pv_shunt", "read-only"),
     ("read-only monitor", _request({"cell_monitor": {}}), "config.cell_monitor", "read-only"),
