@@ -5,6 +5,7 @@ sbms-agent --simulate [--cells 4] [--speed 60]     run against the simulated box
 sbms-agent --config FILE --simulated-bus SOCKET    (development) FILE's box on a served bus
 sbms-agent --sbms0-serial /dev/ttyUSB0 [--cells 8]  read a stock SBMS0 (or --sbms0-url URL)
 sbms-agent check-config FILE                       validate a configuration file
+sbms-agent probe [--config FILE] [--pulse-outputs]  bring-up: host, chips, one reading
 sbms-agent export --config FILE --from ISO --to ISO  write data log records as CSV or JSON
 sbms-agent log-info --config FILE                  what the data log holds
 """
@@ -65,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "check-config":
         return _check_config(args[1:])
+    if args and args[0] == "probe":
+        return _probe(args[1:])
     if args and args[0] in ("export", "log-info"):
         from edge_agent.datalog.export import data_log_command  # noqa: PLC0415
 
@@ -98,6 +101,95 @@ def _check_config(argv: list[str]) -> int:
     return EXIT_OK
 
 
+_PROBE_EPILOG = """\
+exit codes:
+  0  everything found and sane (warnings may be printed)
+  2  invalid configuration or command line
+  3  I2C or GPIO not enabled or not accessible (the fix is printed)
+  4  a configured chip is missing, at another address, or another chip
+  5  the chips answer, but a reading shows a wiring or rating problem
+     (wrong cell count, a disconnected sense wire, a saturated shunt, no thermistor)
+  6  --pulse-outputs refused (no terminal, not confirmed) or an output failed
+The lowest applicable code wins. Every problem is printed as "FAIL  <name>: ..." with a fix.
+Stop the agent first (sudo systemctl stop sbms-agent): probe calibrates the shunt monitors,
+which clears the INA228's charge counter.
+"""
+
+
+def _probe(argv: list[str]) -> int:
+    from edge_agent.runtime import probe  # noqa: PLC0415
+    from edge_agent.runtime.host_check import check_gpio, check_i2c  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(
+        prog="sbms-agent probe",
+        description="Bring-up of a new box: checks that I2C and GPIO are enabled and "
+        "accessible, finds and identifies each configured chip, reads cells, currents, "
+        "temperatures and flags once with sanity checks, and shows the thresholds the agent "
+        "would write next to what the chip holds. Plain text, fine over SSH.",
+        epilog=_PROBE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", type=Path, default=Path("/etc/sbms-agent/config.yaml"), help="%(default)s"
+    )
+    parser.add_argument(
+        "--pulse-outputs",
+        action="store_true",
+        help="also switch each output on for a moment, after typing yes on a terminal",
+    )
+    parser.add_argument(
+        "--pulse-seconds", type=float, default=1.0, help="how long each output conducts"
+    )
+    parser.add_argument(
+        "--no-scan", action="store_true", help="only touch the configured addresses"
+    )
+    parser.add_argument(
+        "--simulated-bus", type=Path, metavar="SOCKET", help="development: a served simulated box"
+    )
+    args = parser.parse_args(argv)
+    if not 0.05 <= args.pulse_seconds <= 10.0:
+        parser.error("--pulse-seconds must be within 0.05-10")
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        print(f"{args.config}: invalid configuration\n{err}", file=sys.stderr)
+        return probe.EXIT_CONFIG
+    if config.source.type == "sbms0":
+        print(
+            f"{args.config}: reads a stock SBMS0 (source.type sbms0); probe checks a DIY box's "
+            "I2C chips",
+            file=sys.stderr,
+        )
+        return probe.EXIT_CONFIG
+    printer = probe.Printer(sys.stdout)
+    bus_number = config.hardware.i2c_bus
+    printer.line(
+        f"sbms-agent probe {__version__}: {args.config} ({config.control.cell_count} cells)"
+    )
+    printer.section("Host")
+    if args.simulated_bus is None:
+        for finding in check_i2c(bus_number):
+            printer.add(finding)
+    else:
+        printer.line(f"  simulated bus {args.simulated_bus}: /dev/i2c-{bus_number} not checked")
+    for finding in check_gpio(probe.gpio_chips(config)):
+        printer.add(finding)
+    if printer.failed():
+        return printer.summary()
+    try:
+        bus, bus_name = _open_bus(config, args.simulated_bus)
+    except OSError as err:
+        printer.line(f"  cannot open the bus: {err}")
+        return probe.EXIT_HOST
+    options = probe.ProbeOptions(
+        pulse_outputs=args.pulse_outputs, pulse_s=args.pulse_seconds, scan=not args.no_scan
+    )
+    try:
+        return probe.run_probe(config, bus, bus_name, printer, options=options, stdin=sys.stdin)
+    finally:
+        bus.close()
+
+
 def _sbms0_where(config: AgentConfig) -> str:
     serial, http = config.source.serial, config.source.http
     if serial is not None:
@@ -109,7 +201,7 @@ def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sbms-agent",
         description="Solar battery box agent: measures, computes SoC, drives the EXTIO outputs.",
-        epilog="Subcommands: check-config FILE, export, log-info (each with --help)",
+        epilog="Subcommands: check-config FILE, probe, export, log-info (each with --help)",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", type=Path, help="run on hardware with this YAML file")

@@ -102,6 +102,7 @@ NO_DOCKER = Skip(
 )
 MACHINE_CHANGE = "changes the test machine's {what}"
 NO_HARDWARE_EXIT = 3  # sbms-agent: a device could not be opened
+PROBE_NO_HOST_EXIT = 3  # sbms-agent probe: I2C or GPIO not enabled or not accessible
 
 HANDLING: dict[str, Handling] = {
     # README.md
@@ -169,6 +170,14 @@ HANDLING: dict[str, Handling] = {
     "journalctl -u sbms-agent -f": NO_SYSTEMD,
     "git pull": Skip("updates the checkout from GitHub, which test machines cannot reach"),
     "systemctl restart sbms-agent": NO_SYSTEMD,
+    # docs/install.md: the bring-up checklist. A test machine has no I2C bus: probe names it
+    # and says how to enable I2C, before touching anything (so --pulse-outputs ends there too).
+    "/opt/sbms-agent/bin/sbms-agent probe --config /etc/sbms-agent/config.yaml": Run(
+        returncode=PROBE_NO_HOST_EXIT, output=r"FAIL  no-i2c: /dev/i2c-1 does not exist"
+    ),
+    (
+        "/opt/sbms-agent/bin/sbms-agent probe --config /etc/sbms-agent/config.yaml --pulse-outputs"
+    ): Run(returncode=PROBE_NO_HOST_EXIT, output=r"FAIL  no-i2c: /dev/i2c-1 does not exist"),
     # docs/install.md: Docker
     "docker build -f packaging/docker/Dockerfile -t sbms-agent .": NO_DOCKER,
     (
