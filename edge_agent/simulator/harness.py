@@ -34,6 +34,7 @@ from edge_agent.control.settings import (
 )
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.hardware import open_hardware
+from edge_agent.runtime.record import SessionRecorder
 from edge_agent.simulator.box import BoxSpec, SimulatedBox
 from edge_agent.storage.state_writer import StateSink
 
@@ -145,13 +146,14 @@ class SimulatedSystem:
         spec: BoxSpec,
         config: AgentConfig | None = None,
         store: StateSink | None = None,
+        recorder: SessionRecorder | None = None,
     ) -> None:
         self.box = SimulatedBox(spec)
         self.config = config or simulated_config(spec)
         hardware = open_hardware(
             self.config.hardware, self.config.control.cell_count, self.box.bus, self.box.bus.name
         )
-        self.agent = Agent(self.config, hardware, store, self.box.now)
+        self.agent = Agent(self.config, hardware, store, self.box.now, recorder=recorder)
 
     def run(
         self,

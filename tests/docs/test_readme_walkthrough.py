@@ -124,6 +124,8 @@ HANDLING: dict[str, Handling] = {
     ),
     "sbms-agent --simulate --mqtt-host 127.0.0.1": RunUntilAnnounced("sbms/simulator/announce"),
     "sbms-agent --help": Run(output=r"--simulate"),
+    "sbms-agent probe --help": Run(output=r"exit codes:"),
+    "sbms-agent replay --help": Run(output=r"usage: sbms-agent replay"),
     # docs/install.md: integration
     "git clone https://github.com/sbms-ha/sbms-ha.git": NO_GITHUB,
     "mkdir -p /config/custom_components": Run(creates="config/custom_components"),
