@@ -5,6 +5,9 @@ sbms-agent --simulate [--cells 4] [--speed 60]     run against the simulated box
 sbms-agent --config FILE --simulated-bus SOCKET    (development) FILE's box on a served bus
 sbms-agent --sbms0-serial /dev/ttyUSB0 [--cells 8]  read a stock SBMS0 (or --sbms0-url URL)
 sbms-agent check-config FILE                       validate a configuration file
+sbms-agent probe [--config FILE] [--pulse-outputs]  bring-up: host, chips, one reading
+sbms-agent ... --record FILE                       also record what the agent reads
+sbms-agent replay FILE [--config FILE]             replay a recording through the control core
 sbms-agent export --config FILE --from ISO --to ISO  write data log records as CSV or JSON
 sbms-agent log-info --config FILE                  what the data log holds
 """
@@ -39,6 +42,7 @@ from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.clock import Clock, WallClock
 from edge_agent.runtime.hardware import open_hardware
 from edge_agent.runtime.history import HistoryReader
+from edge_agent.runtime.record import DEFAULT_MAX_BYTES, SessionRecorder
 from edge_agent.runtime.remote import RemoteControl, load_effective_config
 from edge_agent.runtime.service import Identity, build_link, serve
 from edge_agent.runtime.status import status_line
@@ -65,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "check-config":
         return _check_config(args[1:])
+    if args and args[0] == "probe":
+        return _probe(args[1:])
+    if args and args[0] == "replay":
+        return _replay(args[1:])
     if args and args[0] in ("export", "log-info"):
         from edge_agent.datalog.export import data_log_command  # noqa: PLC0415
 
@@ -98,6 +106,95 @@ def _check_config(argv: list[str]) -> int:
     return EXIT_OK
 
 
+_PROBE_EPILOG = """\
+exit codes:
+  0  everything found and sane (warnings may be printed)
+  2  invalid configuration or command line
+  3  I2C or GPIO not enabled or not accessible (the fix is printed)
+  4  a configured chip is missing, at another address, or another chip
+  5  the chips answer, but a reading shows a wiring or rating problem
+     (wrong cell count, a disconnected sense wire, a saturated shunt, no thermistor)
+  6  --pulse-outputs refused (no terminal, not confirmed) or an output failed
+The lowest applicable code wins. Every problem is printed as "FAIL  <name>: ..." with a fix.
+Stop the agent first (sudo systemctl stop sbms-agent): probe calibrates the shunt monitors,
+which clears the INA228's charge counter.
+"""
+
+
+def _probe(argv: list[str]) -> int:
+    from edge_agent.runtime import probe  # noqa: PLC0415
+    from edge_agent.runtime.host_check import check_gpio, check_i2c  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(
+        prog="sbms-agent probe",
+        description="Bring-up of a new box: checks that I2C and GPIO are enabled and "
+        "accessible, finds and identifies each configured chip, reads cells, currents, "
+        "temperatures and flags once with sanity checks, and shows the thresholds the agent "
+        "would write next to what the chip holds. Plain text, fine over SSH.",
+        epilog=_PROBE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", type=Path, default=Path("/etc/sbms-agent/config.yaml"), help="%(default)s"
+    )
+    parser.add_argument(
+        "--pulse-outputs",
+        action="store_true",
+        help="also switch each output on for a moment, after typing yes on a terminal",
+    )
+    parser.add_argument(
+        "--pulse-seconds", type=float, default=1.0, help="how long each output conducts"
+    )
+    parser.add_argument(
+        "--no-scan", action="store_true", help="only touch the configured addresses"
+    )
+    parser.add_argument(
+        "--simulated-bus", type=Path, metavar="SOCKET", help="development: a served simulated box"
+    )
+    args = parser.parse_args(argv)
+    if not 0.05 <= args.pulse_seconds <= 10.0:
+        parser.error("--pulse-seconds must be within 0.05-10")
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        print(f"{args.config}: invalid configuration\n{err}", file=sys.stderr)
+        return probe.EXIT_CONFIG
+    if config.source.type == "sbms0":
+        print(
+            f"{args.config}: reads a stock SBMS0 (source.type sbms0); probe checks a DIY box's "
+            "I2C chips",
+            file=sys.stderr,
+        )
+        return probe.EXIT_CONFIG
+    printer = probe.Printer(sys.stdout)
+    bus_number = config.hardware.i2c_bus
+    printer.line(
+        f"sbms-agent probe {__version__}: {args.config} ({config.control.cell_count} cells)"
+    )
+    printer.section("Host")
+    if args.simulated_bus is None:
+        for finding in check_i2c(bus_number):
+            printer.add(finding)
+    else:
+        printer.line(f"  simulated bus {args.simulated_bus}: /dev/i2c-{bus_number} not checked")
+    for finding in check_gpio(probe.gpio_chips(config)):
+        printer.add(finding)
+    if printer.failed():
+        return printer.summary()
+    try:
+        bus, bus_name = _open_bus(config, args.simulated_bus)
+    except OSError as err:
+        printer.line(f"  cannot open the bus: {err}")
+        return probe.EXIT_HOST
+    options = probe.ProbeOptions(
+        pulse_outputs=args.pulse_outputs, pulse_s=args.pulse_seconds, scan=not args.no_scan
+    )
+    try:
+        return probe.run_probe(config, bus, bus_name, printer, options=options, stdin=sys.stdin)
+    finally:
+        bus.close()
+
+
 def _sbms0_where(config: AgentConfig) -> str:
     serial, http = config.source.serial, config.source.http
     if serial is not None:
@@ -109,7 +206,8 @@ def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sbms-agent",
         description="Solar battery box agent: measures, computes SoC, drives the EXTIO outputs.",
-        epilog="Subcommands: check-config FILE, export, log-info (each with --help)",
+        epilog="Subcommands: check-config FILE, probe, replay FILE, export, log-info "
+        "(each with --help)",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", type=Path, help="run on hardware with this YAML file")
@@ -143,6 +241,20 @@ def _run_parser() -> argparse.ArgumentParser:
         choices=sorted(_MQTT_PROTOCOLS),
         default="5",
         help="MQTT version for --mqtt-host (3.1.1 for brokers without MQTT 5)",
+    )
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="record what the agent reads (JSON lines, for `sbms-agent replay` and bug "
+        "reports; the mqtt section is left out)",
+    )
+    parser.add_argument(
+        "--record-max-mb",
+        type=float,
+        default=DEFAULT_MAX_BYTES / 2**20,
+        help="rotate the recording to FILE.1 past this size (%(default)g MB; about 30 MB a "
+        "day at a sample a second)",
     )
     parser.add_argument("--quiet", action="store_true", help="no status line")
     parser.add_argument("--log-level", default="INFO")
@@ -250,7 +362,7 @@ def _run_sbms0(args: argparse.Namespace) -> int:
 
     config = _sbms0_config(args)
     clock = WallClock()
-    setup = build_sbms0(config, clock)
+    setup = build_sbms0(config, clock, _recorder(args))
     recorder, history = _sbms0_recorder(args, config)
     link = None
     if config.mqtt is not None:
@@ -314,7 +426,7 @@ def _hardware_setup(args: argparse.Namespace) -> _Setup:
     hardware = open_hardware(config.hardware, config.control.cell_count, bus, bus_name)
     store = StateStore(state_path)
     clock = WallClock()
-    agent = Agent(config, hardware, store, clock.now())
+    agent = Agent(config, hardware, store, clock.now(), recorder=_recorder(args))
     remote = RemoteControl(agent, config, overlay, clock.now())
     identity = Identity("diy", _machine_serial(config))
     data_log_path = config.storage.data_log_file
@@ -322,6 +434,61 @@ def _hardware_setup(args: argparse.Namespace) -> _Setup:
         data_log_path = dataclasses.replace(config.storage, state_path=args.state).data_log_file
     recorder, history = _open_data_log(config.data_log, data_log_path)
     return _Setup(agent, clock, remote, config.mqtt, identity, recorder, history)
+
+
+def _recorder(args: argparse.Namespace) -> SessionRecorder | None:
+    if args.record is None:
+        return None
+    return SessionRecorder(args.record, max_bytes=int(args.record_max_mb * 2**20))
+
+
+def _replay(argv: list[str]) -> int:
+    from edge_agent.runtime.replay import RecordingError, read_recording, replay_diy  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(
+        prog="sbms-agent replay",
+        description="Replay a recording (--record) through the control core: the decisions "
+        "(outputs, events) of the recorded run, or of another configuration with --config. "
+        "Exit 0, or 2 when the file is not a valid recording (the line and the problem are "
+        "named).",
+    )
+    parser.add_argument("file", type=Path)
+    parser.add_argument(
+        "--config", type=Path, help="decide with this configuration instead of the recorded one"
+    )
+    parser.add_argument(
+        "--every", action="store_true", help="a line per sample, not only at changes"
+    )
+    args = parser.parse_args(argv)
+    try:
+        header, entries = read_recording(args.file)
+        config = load_config(args.config) if args.config is not None else None
+    except RecordingError as err:
+        print(f"sbms-agent replay: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ConfigError as err:
+        print(f"{args.config}: invalid configuration\n{err}", file=sys.stderr)
+        return EXIT_CONFIG
+    if header.source == "sbms0":
+        from edge_agent.sbms0.replay import replay_sbms0  # noqa: PLC0415
+
+        reports = replay_sbms0(header, entries, config)
+    else:
+        reports = replay_diy(header, entries, config)
+    print(f"{args.file}: {header.source}, recorded by agent {header.agent_version or '?'}")
+    previous: dict[str, bool] | None = None
+    count = 0
+    for report in reports:
+        count += 1
+        changed = previous is None or dict(report.outputs) != previous
+        if args.every or changed or report.events:
+            line = status_line(report)
+            if report.events:
+                line += " | events: " + ", ".join(event.kind.value for event in report.events)
+            print(line)
+        previous = dict(report.outputs)
+    print(f"{count} decisions replayed")
+    return EXIT_OK
 
 
 def _open_bus(config: AgentConfig, simulated_bus: Path | None) -> tuple[SMBusLike, str]:
@@ -352,7 +519,7 @@ def _simulated_setup(args: argparse.Namespace) -> _Setup:
     config = dataclasses.replace(simulated_config(spec), agent_id=args.agent_id)
     if overlay is not None:
         config, _revision = load_effective_config(config, overlay)
-    system = SimulatedSystem(spec, config, store)
+    system = SimulatedSystem(spec, config, store, recorder=_recorder(args))
     clock = SimulatedClock(system.box, args.speed)
     remote = RemoteControl(system.agent, config, overlay, clock.now())
     mqtt = None

@@ -123,6 +123,28 @@ def balance_direction_bits(balance: BalanceSettings) -> int:
     return CB_DURING_CHARGE_BIT | CB_DURING_DISCHARGE_BIT
 
 
+def configuration_codes(thresholds: CellThresholds, balance: BalanceSettings) -> dict[int, int]:
+    """The 12-bit codes `Isl94203.configure` writes, by register (see the module docstring)."""
+    margin = thresholds.lockout_release_margin
+    words = {
+        REG_OV: thresholds.ovlo,
+        REG_OVR: thresholds.ovlo - margin,
+        REG_UV: thresholds.uvlo,
+        REG_UVR: thresholds.uvlo + margin,
+        REG_OVLO: thresholds.ovlo + CHIP_LOCKOUT_STEP_V,
+        REG_UVLO: thresholds.uvlo - CHIP_LOCKOUT_STEP_V,
+        REG_EOC: thresholds.eoc,
+        REG_CBMIN: balance.min_cell,
+        REG_CBMAX: balance.max_cell,
+        REG_CBMINDV: balance.min_delta,
+        REG_CBMAXDV: balance.max_delta,
+    }
+    codes = {register: volts_to_code(volts) for register, volts in words.items()}
+    codes[REG_OV_DELAY] = delay_code(thresholds.ovlo_delay_s)
+    codes[REG_UV_DELAY] = delay_code(thresholds.uvlo_delay_s)
+    return codes
+
+
 def cell_inputs(mask: int) -> tuple[int, ...]:
     """Zero-based cell inputs (VC1 = 0) wired for a cell-configuration mask, bottom first."""
     return tuple(bit for bit in range(8) if mask >> bit & 1)
@@ -188,23 +210,7 @@ class Isl94203:
     def configure(self, thresholds: CellThresholds, balance: BalanceSettings) -> None:
         """Write the protection levels (see the module docstring), balance window and cell
         count into the RAM copy, verified."""
-        margin = thresholds.lockout_release_margin
-        words = {
-            REG_OV: thresholds.ovlo,
-            REG_OVR: thresholds.ovlo - margin,
-            REG_UV: thresholds.uvlo,
-            REG_UVR: thresholds.uvlo + margin,
-            REG_OVLO: thresholds.ovlo + CHIP_LOCKOUT_STEP_V,
-            REG_UVLO: thresholds.uvlo - CHIP_LOCKOUT_STEP_V,
-            REG_EOC: thresholds.eoc,
-            REG_CBMIN: balance.min_cell,
-            REG_CBMAX: balance.max_cell,
-            REG_CBMINDV: balance.min_delta,
-            REG_CBMAXDV: balance.max_delta,
-        }
-        codes = {register: volts_to_code(volts) for register, volts in words.items()}
-        codes[REG_OV_DELAY] = delay_code(thresholds.ovlo_delay_s)
-        codes[REG_UV_DELAY] = delay_code(thresholds.uvlo_delay_s)
+        codes = configuration_codes(thresholds, balance)
         self._select_ram()
         for register, code in codes.items():
             self._write_code_preserving_upper_bits(register, code)

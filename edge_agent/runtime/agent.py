@@ -13,8 +13,9 @@ from edge_agent.control.settings import ControlSettings, OutputType
 from edge_agent.drivers.bus import DeviceError
 from edge_agent.drivers.gpio import GpioError
 from edge_agent.runtime.hardware import Hardware, configure_cell_monitor
+from edge_agent.runtime.record import SessionRecorder, record_header, sample_entry
 from edge_agent.runtime.sampler import Sampler
-from edge_agent.storage.state_store import StateStore
+from edge_agent.storage.state_writer import StateSink, StateWriter
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -26,14 +27,33 @@ class Agent:
         self,
         config: AgentConfig,
         hardware: Hardware,
-        store: StateStore | None,
+        store: StateSink | None,
         now: float,
+        *,
+        recorder: SessionRecorder | None = None,
     ) -> None:
         self._config = config
         self._hardware = hardware
-        self._store = store
         self._sampler = Sampler(hardware.cell_monitor, hardware.battery_shunt, hardware.pv_shunt)
-        self.controller = Controller(config.control, now, _restore_state(store))
+        restored = _restore_state(store)
+        self.controller = Controller(config.control, now, restored)
+        self._recorder = recorder
+        self._steps = 0
+        if recorder is not None:
+            # Each file of a recording starts with the state to replay it from: the restored
+            # one for the first, the controller's snapshot after a rotation.
+            first_state = restored.to_dict() if restored is not None else None
+            recorder.set_header(
+                lambda at: record_header(
+                    "diy",
+                    self._config,
+                    at,
+                    first_state if self._steps == 0 else self.controller.snapshot().to_dict(),
+                )
+            )
+            recorder.start(now)
+        # Saves are committed on a thread of their own: a slow fsync never delays a sample.
+        self.state_writer = StateWriter(store) if store is not None else None
         self._last_save = now
         self._started_at = now
         self._last_good_time: float | None = None  # this run's last good measurement
@@ -89,6 +109,9 @@ class Agent:
     def step(self, now: float) -> ControlReport:
         """Take one sample, decide, drive the outputs, persist when due."""
         sample = self._sampler.sample(now)
+        if self._recorder is not None:
+            self._recorder.write(sample_entry(sample))
+        self._steps += 1
         self._note_measurement(sample)
         report = self.controller.update(sample)
         self._last_report = report
@@ -100,17 +123,20 @@ class Agent:
         return report
 
     def save(self, now: float) -> None:
-        if self._store is None:
+        """Hand the state to the writer thread (returns at once; see `StateWriter`)."""
+        if self.state_writer is None:
             return
-        self._store.save(self.controller.snapshot().to_dict(), now)
+        self.state_writer.offer(self.controller.snapshot().to_dict(), now)
         self._last_save = now
 
     def close(self, now: float) -> None:
-        """Release every output (off) and persist the final state."""
+        """Release every output (off) and persist the final state (waits for the commit)."""
         self._hardware.outputs.release()
         self.save(now)
-        if self._store is not None:
-            self._store.close()
+        if self.state_writer is not None:
+            self.state_writer.close()
+        if self._recorder is not None:
+            self._recorder.close()
 
     def _configure_cell_monitor(self) -> None:
         control = self._config.control
@@ -165,7 +191,7 @@ def _carry_over(
     return dataclasses.replace(state, forced_off=forced_off, soc=soc)
 
 
-def _restore_state(store: StateStore | None) -> PersistedState | None:
+def _restore_state(store: StateSink | None) -> PersistedState | None:
     if store is None:
         return None
     data: dict[str, Any] | None = store.load()

@@ -10,13 +10,22 @@ import dataclasses
 
 from edge_agent.config import AgentConfig
 from edge_agent.control.model import ControlEvent, EnergyCounters, EventKind, Fault, Interlock
+from edge_agent.runtime.record import SessionRecorder
 from edge_agent.sbms0.receiver import FrameReceiver
 from edge_agent.sbms0.report import Sbms0Report, build_report, counters_from_page
 
 
 class Sbms0Agent:
-    def __init__(self, config: AgentConfig, receiver: FrameReceiver, now: float) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        receiver: FrameReceiver,
+        now: float,
+        *,
+        recorder: SessionRecorder | None = None,
+    ) -> None:
         self._config = config
+        self._recorder = recorder
         self._receiver = receiver
         self._started_at = now
         self._counters = EnergyCounters()  # the last page's; a serial frame carries none
@@ -38,6 +47,8 @@ class Sbms0Agent:
         return tuple(output.name for output in self._config.control.outputs)
 
     def step(self, now: float) -> Sbms0Report:
+        if self._recorder is not None:
+            self._recorder.write({"t": now, "step": True})
         reading = self._receiver.latest
         if reading is not None:
             self._counters = counters_from_page(reading.page) or self._counters
@@ -76,6 +87,8 @@ class Sbms0Agent:
 
     def close(self, now: float) -> None:
         """Nothing to release: the agent never drove an output of the SBMS."""
+        if self._recorder is not None:
+            self._recorder.close()
 
 
 _LIMIT_EVENTS = (

@@ -42,22 +42,30 @@ class FrameReceiver:
         self._history = CrossFrameCheck(cell_count)
         self.stats = FrameStats()
         self.latest: SbmsReading | None = None
+        # Sees every line and page as it arrives ("line"/"page", text): the recording.
+        self.tap: Callable[[str, str], None] | None = None
 
     def offer_line(self, line: str) -> None:
         """One line from the serial port, line ending included or not."""
+        if self.tap is not None:
+            self.tap("line", line)
         text = line.strip("\r\n\x00 ")
         if not text:
             return
         if text.startswith("var "):
             if not text.startswith(("var sbms=", "var sbms =")):
                 return  # another variable of the WiFi format: not a frame
-            self.offer_page(text)
+            self._page(text)
             return
         self._accept(lambda: (self._decode(text), None))
 
     def offer_page(self, page: str) -> None:
         """A /rawData page (or one `var sbms=` line of it)."""
+        if self.tap is not None:
+            self.tap("page", page)
+        self._page(page)
 
+    def _page(self, page: str) -> None:
         def decode() -> tuple[SbmsFrame, RawDataPage]:
             parsed = parse_rawdata(page)
             return self._decode(parsed.sbms), parsed

@@ -21,6 +21,7 @@ from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.mqtt.topics import Topics
 from edge_agent.runtime.clock import Clock
 from edge_agent.runtime.history import HistoryReader
+from edge_agent.runtime.record import SessionRecorder, record_header
 from edge_agent.runtime.service import serve
 from edge_agent.sbms0.agent import Sbms0Agent
 from edge_agent.sbms0.receiver import FrameReceiver
@@ -42,14 +43,21 @@ class Sbms0Setup:
     source: Source
 
 
-def build_sbms0(config: AgentConfig, clock: Clock) -> Sbms0Setup:
-    """The receiver, its source (serial or HTTP, as configured) and the agent."""
+def build_sbms0(
+    config: AgentConfig, clock: Clock, recorder: SessionRecorder | None = None
+) -> Sbms0Setup:
+    """The receiver, its source (serial or HTTP, as configured) and the agent; with a
+    recorder, every raw line, page and step is recorded with its time (`sbms0.replay`)."""
     settings = config.source
     receiver = FrameReceiver(
         cell_count=config.control.cell_count,
         clock=clock.now,
         require_checksum=settings.require_checksum,
     )
+    if recorder is not None:
+        recorder.set_header(lambda at: record_header("sbms0", config, at, None))
+        recorder.start(clock.now())
+        receiver.tap = lambda kind, text: recorder.write({"t": clock.now(), kind: text})
     source: Source
     if settings.serial is not None:
         from edge_agent.sbms0.serial_source import SerialSource  # noqa: PLC0415 - pyserial
@@ -61,7 +69,8 @@ def build_sbms0(config: AgentConfig, clock: Clock) -> Sbms0Setup:
         source = HttpSource(settings.http, receiver)
     else:
         raise ValueError("source sbms0 needs serial or http settings")
-    return Sbms0Setup(Sbms0Agent(config, receiver, clock.now()), receiver, source)
+    agent = Sbms0Agent(config, receiver, clock.now(), recorder=recorder)
+    return Sbms0Setup(agent, receiver, source)
 
 
 def build_sbms0_link(

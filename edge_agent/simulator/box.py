@@ -105,6 +105,28 @@ class ChargerSpec:
     lead_resistance_ohm: float = 0.01  # output and cables: from its regulation point to the pack
 
 
+@dataclass(frozen=True, slots=True)
+class BoxFaults:
+    """Wiring faults of a box being brought up (what `sbms-agent probe` must name).
+
+    - `missing_chips`: I2C addresses of chips not fitted or not powered: nothing acknowledges.
+    - `open_sense_wires`: cells (1 = bottom) whose top sense wire is off. The chip's input for
+      that cell reads about 0 V and the cell above it (if any) reads the two cells together
+      (the input follows its upper neighbour; real chips vary, 0 V is the telling part).
+    - `saturated_shunts`: "battery" and/or "pv": the shunt drops far more than its rating says
+      (a 75 mV shunt configured as a larger one, or a short), so the INA's ADC clips at its
+      full scale, in the direction of the current (charging when there is none).
+    """
+
+    missing_chips: tuple[int, ...] = ()
+    open_sense_wires: tuple[int, ...] = ()
+    saturated_shunts: tuple[Literal["battery", "pv"], ...] = ()
+
+
+# Beyond the largest INA range (+-163.84 mV): the simulated ADC clips at its full-scale code.
+_SATURATING_SHUNT_V = 0.5
+
+
 @dataclass(frozen=True)
 class BoxSpec:
     """Everything that defines a simulated box; the same spec and seed give the same run."""
@@ -152,6 +174,7 @@ class BoxSpec:
     charger: ChargerSpec | None = None  # None: PV is the only charge source
     physics_step_s: float = 1.0
     control_block_s: float = 60.0  # switches and balancing are re-read at least this often
+    faults: BoxFaults = field(default_factory=BoxFaults)  # none by default
 
     def __post_init__(self) -> None:
         if self.physics_step_s <= 0 or self.control_block_s < self.physics_step_s:
@@ -161,6 +184,7 @@ class BoxSpec:
         self._check_heartbeat_gate()
         self._check_charger()
         self.pack_spec()  # validates the cell count and the pack values
+        self._check_faults()
 
     def with_real_cells(self, cell_curve: str | None = None) -> BoxSpec:
         """This box with real-cell effects on (hysteresis, temperature, per-cell OCV offsets:
@@ -210,6 +234,13 @@ class BoxSpec:
             raise ValueError("charger needs a positive absorption voltage and current limit")
         if not charger.lead_resistance_ohm > 0:
             raise ValueError("charger needs a positive lead resistance")
+
+    def _check_faults(self) -> None:
+        faults = self.faults
+        if any(not 1 <= cell <= self.cell_count for cell in faults.open_sense_wires):
+            raise ValueError(f"open_sense_wires names cells 1-{self.cell_count} only")
+        if any(shunt not in ("battery", "pv") for shunt in faults.saturated_shunts):
+            raise ValueError("saturated_shunts holds 'battery' and 'pv' only")
 
     def pack_spec(self) -> PackSpec:
         return PackSpec(
@@ -339,6 +370,8 @@ class SimulatedBox:
         if self.pv_shunt is not None:
             self.bus.attach(spec.pv_shunt_address, self.pv_shunt)
         self.bus.attach(spec.mcp_address, self.mcp)
+        for address in spec.faults.missing_chips:
+            self.bus.detach(address)  # the chip's object stays: the physics still feeds it
 
         self._now = spec.start
         self._balancing: FloatArray = np.zeros(spec.cell_count)
@@ -557,20 +590,37 @@ class SimulatedBox:
         steps = battery.size
         mean_bus = float(pack_voltages.sum()) / steps
         battery_mean = self._measured(float(battery.sum()) / steps, spec.battery_shunt_error, False)
-        self.battery_shunt.advance(
-            duration_s, battery_mean * self._volts_per_amp(spec.battery_shunt_rating), mean_bus
-        )
+        battery_v = battery_mean * self._volts_per_amp(spec.battery_shunt_rating)
+        self.battery_shunt.advance(duration_s, self._shunt_volts("battery", battery_v), mean_bus)
         if self.pv_shunt is not None and spec.pv_shunt_rating is not None:
             pv_mean = self._measured(float(pv.sum()) / steps, spec.pv_shunt_error, False)
             self.pv_shunt.advance(
-                duration_s, pv_mean * self._volts_per_amp(spec.pv_shunt_rating), mean_bus
+                duration_s,
+                self._shunt_volts("pv", pv_mean * self._volts_per_amp(spec.pv_shunt_rating)),
+                mean_bus,
             )
+
+    def _shunt_volts(self, shunt: Literal["battery", "pv"], volts: float) -> float:
+        """What the shunt presents to its INA: `volts`, or far beyond any range when saturated."""
+        if shunt not in self.spec.faults.saturated_shunts:
+            return volts
+        return -_SATURATING_SHUNT_V if volts < 0 else _SATURATING_SHUNT_V
+
+    def _sensed_cells(self, volts: list[float]) -> list[float]:
+        """The cell voltages as the monitor's inputs see them (open sense wires included)."""
+        sensed = list(volts)
+        for cell in sorted(self.spec.faults.open_sense_wires):
+            index = cell - 1
+            if index + 1 < len(sensed):
+                sensed[index + 1] += sensed[index]
+            sensed[index] = 0.0
+        return sensed
 
     def _feed_devices(self) -> None:
         """Present the latest state on the chips' registers."""
         spec = self.spec
         pack = self.pack
-        self.isl.set_cell_voltages([float(v) for v in pack.cell_voltages])
+        self.isl.set_cell_voltages(self._sensed_cells([float(v) for v in pack.cell_voltages]))
         self.isl.set_pack_current(self._last.battery_current)
         temperatures = (self._internal_temperature(), self._battery_temperature())
         # Skip sub-resolution changes: the chip's codes are ~0.25 C apart and this is slow.
@@ -581,12 +631,16 @@ class SimulatedBox:
         pack_voltage = pack.pack_voltage
         battery = self._measured(self._last.battery_current, spec.battery_shunt_error, True)
         self.battery_shunt.set_inputs(
-            battery * self._volts_per_amp(spec.battery_shunt_rating), pack_voltage
+            self._shunt_volts("battery", battery * self._volts_per_amp(spec.battery_shunt_rating)),
+            pack_voltage,
         )
         if self.pv_shunt is not None and spec.pv_shunt_rating is not None:
             pv_true = self._last.pv_primary_current + self._last.pv_secondary_current
             pv = self._measured(pv_true, spec.pv_shunt_error, True)
-            self.pv_shunt.set_inputs(pv * self._volts_per_amp(spec.pv_shunt_rating), pack_voltage)
+            self.pv_shunt.set_inputs(
+                self._shunt_volts("pv", pv * self._volts_per_amp(spec.pv_shunt_rating)),
+                pack_voltage,
+            )
 
     def _ambient_at(self, unix_s: float) -> float:
         if self._ambient_override is not None:

@@ -34,8 +34,9 @@ from edge_agent.control.settings import (
 )
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.hardware import open_hardware
+from edge_agent.runtime.record import SessionRecorder
 from edge_agent.simulator.box import BoxSpec, SimulatedBox
-from edge_agent.storage.state_store import StateStore
+from edge_agent.storage.state_writer import StateSink
 
 # Which EXTIO drives what in the simulated box (BoxSpec's default MCP23008 wiring).
 _LOADS_PIN, _PRIMARY_PV_PIN, _SECONDARY_PV_PIN, _FAULT_PIN = 0, 1, 2, 3
@@ -144,14 +145,15 @@ class SimulatedSystem:
         self,
         spec: BoxSpec,
         config: AgentConfig | None = None,
-        store: StateStore | None = None,
+        store: StateSink | None = None,
+        recorder: SessionRecorder | None = None,
     ) -> None:
         self.box = SimulatedBox(spec)
         self.config = config or simulated_config(spec)
         hardware = open_hardware(
             self.config.hardware, self.config.control.cell_count, self.box.bus, self.box.bus.name
         )
-        self.agent = Agent(self.config, hardware, store, self.box.now)
+        self.agent = Agent(self.config, hardware, store, self.box.now, recorder=recorder)
 
     def run(
         self,

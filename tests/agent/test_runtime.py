@@ -148,6 +148,7 @@ def test_state_survives_a_restart_and_counters_never_go_back(tmp_path: Path) -> 
     assert later is not None
     for name, value in dataclasses.asdict(later.counters).items():
         assert value >= getattr(report.counters, name), name
+    second.agent.close(second.box.now)
 
 
 def test_an_unusable_saved_state_is_reported_and_the_agent_still_protects(
@@ -163,6 +164,7 @@ def test_an_unusable_saved_state_is_reported_and_the_agent_still_protects(
     assert report is not None
     assert report.soc == pytest.approx(system.config.control.soc.initial_soc, abs=1)
     assert report.outputs["extio3"] is True
+    system.agent.close(system.box.now)
 
 
 async def test_the_loop_samples_on_time_and_releases_outputs_when_stopped() -> None:

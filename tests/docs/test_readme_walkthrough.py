@@ -102,6 +102,7 @@ NO_DOCKER = Skip(
 )
 MACHINE_CHANGE = "changes the test machine's {what}"
 NO_HARDWARE_EXIT = 3  # sbms-agent: a device could not be opened
+PROBE_NO_HOST_EXIT = 3  # sbms-agent probe: I2C or GPIO not enabled or not accessible
 
 HANDLING: dict[str, Handling] = {
     # README.md
@@ -123,6 +124,8 @@ HANDLING: dict[str, Handling] = {
     ),
     "sbms-agent --simulate --mqtt-host 127.0.0.1": RunUntilAnnounced("sbms/simulator/announce"),
     "sbms-agent --help": Run(output=r"--simulate"),
+    "sbms-agent probe --help": Run(output=r"exit codes:"),
+    "sbms-agent replay --help": Run(output=r"usage: sbms-agent replay"),
     # docs/install.md: integration
     "git clone https://github.com/sbms-ha/sbms-ha.git": NO_GITHUB,
     "mkdir -p /config/custom_components": Run(creates="config/custom_components"),
@@ -169,6 +172,14 @@ HANDLING: dict[str, Handling] = {
     "journalctl -u sbms-agent -f": NO_SYSTEMD,
     "git pull": Skip("updates the checkout from GitHub, which test machines cannot reach"),
     "systemctl restart sbms-agent": NO_SYSTEMD,
+    # docs/install.md: the bring-up checklist. A test machine has no I2C bus: probe names it
+    # and says how to enable I2C, before touching anything (so --pulse-outputs ends there too).
+    "/opt/sbms-agent/bin/sbms-agent probe --config /etc/sbms-agent/config.yaml": Run(
+        returncode=PROBE_NO_HOST_EXIT, output=r"FAIL  no-i2c: /dev/i2c-1 does not exist"
+    ),
+    (
+        "/opt/sbms-agent/bin/sbms-agent probe --config /etc/sbms-agent/config.yaml --pulse-outputs"
+    ): Run(returncode=PROBE_NO_HOST_EXIT, output=r"FAIL  no-i2c: /dev/i2c-1 does not exist"),
     # docs/install.md: Docker
     "docker build -f packaging/docker/Dockerfile -t sbms-agent .": NO_DOCKER,
     (
