@@ -35,6 +35,7 @@ from homeassistant.const import PERCENTAGE, UnitOfElectricCurrent, UnitOfTempera
 from homeassistant.const import UnitOfElectricPotential as Volt
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers.selector import (
+    BooleanSelector,
     EntitySelector,
     EntitySelectorConfig,
     NumberSelector,
@@ -55,11 +56,13 @@ from .const import (
     CONF_LOAD_ENTITY,
     CONF_MIN_OFF_TIME,
     CONF_MIN_ON_TIME,
+    CONF_PESSIMISTIC_SOC,
     CONF_PRIORITY,
     CONF_RESTORE_ABOVE,
     CONF_SHED_BELOW,
     CONF_TOPIC_PREFIX,
     DEFAULT_BASE_TOPIC,
+    DEFAULT_PESSIMISTIC_SOC,
     DISCOVERY_LISTEN_S,
     DOMAIN,
     OUTPUT_TYPE_NAMES,
@@ -565,7 +568,7 @@ OUTPUT_TYPE_SETTINGS: Final[Mapping[int, tuple[Setting, ...]]] = {
     6: _DUAL_PV_LEVELS,
 }
 
-_MENU: Final = ("thresholds", "soc_alarms", "temperature", "dual_pv", "outputs")
+_MENU: Final = ("thresholds", "soc_alarms", "temperature", "dual_pv", "outputs", "load_shedding")
 
 
 def _settings_schema(
@@ -787,6 +790,23 @@ class SbmsOptionsFlow(OptionsFlow):
 
     def _type_path(self) -> str:
         return f"config.outputs.{self._output}.type"
+
+    # --- load shedding: Home Assistant's own option, kept in the entry ------------------------
+
+    async def async_step_load_shedding(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Whether shedding decides on the low side of the SoC's band (issue 16)."""
+        options = self.config_entry.options
+        if user_input is not None:
+            return self.async_create_entry(
+                data={**options, CONF_PESSIMISTIC_SOC: bool(user_input[CONF_PESSIMISTIC_SOC])}
+            )
+        current = bool(options.get(CONF_PESSIMISTIC_SOC, DEFAULT_PESSIMISTIC_SOC))
+        schema = vol.Schema(
+            {vol.Required(CONF_PESSIMISTIC_SOC, default=current): BooleanSelector()}
+        )
+        return self.async_show_form(step_id="load_shedding", data_schema=schema)
 
     # --- sending ----------------------------------------------------------------------------
 

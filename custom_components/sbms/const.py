@@ -71,6 +71,10 @@ CONF_LOAD_ENTITY: Final = "entity_id"
 CONF_PRIORITY: Final = "priority"
 CONF_SHED_BELOW: Final = "shed_below"
 CONF_RESTORE_ABOVE: Final = "restore_above"
+# Entry option: decide on the low side of the SoC's band, max(0, soc - soc_uncertainty)
+# (issue 16). Read with a default, so entries from before it need no migration.
+CONF_PESSIMISTIC_SOC: Final = "pessimistic_soc"
+DEFAULT_PESSIMISTIC_SOC: Final = False
 # Minimum times are entered in minutes.
 CONF_MIN_OFF_TIME: Final = "min_off_time"
 CONF_MIN_ON_TIME: Final = "min_on_time"

@@ -13,6 +13,10 @@ Rules, in the order they are checked for each load:
 - A shed load comes back only when SoC is above its `restore_above` (strictly higher than
   `shed_below`: the hysteresis), no alarm or LVD holds, its minimum off time has passed and no
   load of higher priority is still waiting to come back.
+- With `pessimistic` on, the SoC compared with `shed_below` and `restore_above` is the low side
+  of the agent's band, max(0, SoC - uncertainty): loads go off earlier and come back later
+  while the estimate is unsure. Without an uncertainty (an older agent, a stock SBMS0) the SoC
+  is used as it is.
 - Lower priority numbers go off first and come back last.
 - A shed load that someone switches back on is "overridden": it is left alone until the next
   restore cycle (SoC above its restore level), or until a new LVD trip.
@@ -145,7 +149,8 @@ class Conditions:
     """The inputs of one decision.
 
     `lvd_since` is when the present LVD trip began (None: no LVD); `loads_on` maps a load id to
-    its on/off state, None while unknown or unavailable.
+    its on/off state, None while unknown or unavailable. `soc_uncertainty` is half the agent's
+    ~95 % band around `soc` (None: not known); `pessimistic` decides on its low side.
     """
 
     now: float
@@ -155,10 +160,19 @@ class Conditions:
     low_soc_alarm: bool = False
     lvd_since: float | None = None
     loads_on: Mapping[str, bool | None] = field(default_factory=dict)
+    soc_uncertainty: float | None = None
+    pessimistic: bool = False
 
     @property
     def data_ok(self) -> bool:
         return self.available and self.soc is not None
+
+    @property
+    def decision_soc(self) -> float | None:
+        """The SoC the levels are compared with: the band's low side when pessimistic."""
+        if self.soc is None or not self.pessimistic or self.soc_uncertainty is None:
+            return self.soc
+        return max(SOC_MIN, self.soc - self.soc_uncertainty)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -221,17 +235,19 @@ def _shed_cause(load: LoadSettings, conditions: Conditions) -> Reason | None:
         return Reason.LVD_TRIP
     if conditions.low_soc_alarm:
         return Reason.LOW_SOC_ALARM
-    if conditions.soc is not None and conditions.soc < load.shed_below:
+    soc = conditions.decision_soc
+    if soc is not None and soc < load.shed_below:
         return Reason.SOC_BELOW
     return None
 
 
 def _restorable(load: LoadSettings, conditions: Conditions) -> bool:
+    soc = conditions.decision_soc
     return (
         conditions.lvd_since is None
         and not conditions.low_soc_alarm
-        and conditions.soc is not None
-        and conditions.soc > load.restore_above
+        and soc is not None
+        and soc > load.restore_above
     )
 
 

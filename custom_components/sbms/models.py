@@ -312,6 +312,9 @@ class BoxState:
     # None from agents that do not send them)
     link_stats: Mapping[str, Any] | None = None
     source_stats: Mapping[str, Any] | None = None
+    # Half the ~95 % band around `soc`, SoC points (added within protocol version 1, issue
+    # 16); None from an agent that does not estimate it (a stock SBMS0) or predates it.
+    soc_uncertainty: float | None = None
 
     @classmethod
     def from_payload(cls, payload: Payload) -> BoxState:
@@ -358,6 +361,7 @@ class BoxState:
             low_soc_alarm=r.flag("low_soc_alarm") if r.has("low_soc_alarm") else None,
             link_stats=_counts(data.get("link_stats")),
             source_stats=_counts(data.get("source_stats")),
+            soc_uncertainty=r.optional_number("soc_uncertainty"),
         )
 
 

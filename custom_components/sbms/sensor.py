@@ -38,6 +38,7 @@ from .shedding_manager import LOAD_STATE_KEY, SheddingManager, get_manager
 PARALLEL_UPDATES = 0
 
 UNIT_AMPERE_HOUR = "Ah"
+SOURCE_SBMS0 = "sbms0"  # announce `source` of a stock SBMS0/SBMS120
 OUTPUT_TYPE_DUAL_PV = 6
 
 
@@ -53,6 +54,9 @@ class SbmsSensorEntityDescription(SensorEntityDescription):
     value_fn: Callable[[BoxState], StateType]
     exists_fn: Callable[[Announce], bool] = lambda _: True
     measured: bool = True
+    # Unavailable (not unknown) while the value is null or absent: a quantity the agent may not
+    # estimate at all (an older agent, or a stock SBMS0 source).
+    needs_value: bool = False
     # What the agent's data log holds for this sensor, for the back-fill of statistics
     # (backfill.py): a reading per record for measurements, a value for energy counters.
     history_reading_fn: MeasurementFn | None = None
@@ -204,6 +208,21 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         measured=False,  # the coulomb-counting estimate carries on through a measurement gap
         value_fn=lambda state: state.soc,
         history_reading_fn=_series("soc"),
+    ),
+    # How sure the SoC is: half its ~95 % band in SoC points (issue 16). Beside the SoC, not
+    # instead of it, so diagnostic like the capacity the estimator learns; a stock SBMS0 says
+    # nothing of its SoC's certainty, so such a box has no such sensor.
+    SbmsSensorEntityDescription(
+        key="soc_uncertainty",
+        translation_key="soc_uncertainty",
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        exists_fn=lambda announce: announce.source != SOURCE_SBMS0,
+        measured=False,  # follows the SoC estimate through a measurement gap
+        needs_value=True,
+        value_fn=lambda state: state.soc_uncertainty,
     ),
     SbmsSensorEntityDescription(
         key="voltage",
@@ -427,7 +446,13 @@ class SbmsSensorEntity(SbmsEntity, SensorEntity):
 
     @property
     def available(self) -> bool:
-        return self._state_available(measured=self.entity_description.measured)
+        description = self.entity_description
+        if not self._state_available(measured=description.measured):
+            return False
+        state = self.coordinator.data.state
+        return not description.needs_value or (
+            state is not None and description.value_fn(state) is not None
+        )
 
     @property
     def native_value(self) -> StateType:

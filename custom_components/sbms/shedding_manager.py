@@ -47,9 +47,11 @@ from .const import (
     CONF_LOAD_ENTITY,
     CONF_MIN_OFF_TIME,
     CONF_MIN_ON_TIME,
+    CONF_PESSIMISTIC_SOC,
     CONF_PRIORITY,
     CONF_RESTORE_ABOVE,
     CONF_SHED_BELOW,
+    DEFAULT_PESSIMISTIC_SOC,
     DOMAIN,
     EVENT_LOAD_SHEDDING,
     LOGGER,
@@ -88,6 +90,11 @@ def loads_of(entry: SbmsConfigEntry) -> tuple[LoadSettings, ...]:
         for subentry in entry.subentries.values()
         if subentry.subentry_type == SUBENTRY_LOAD
     )
+
+
+def pessimistic_of(entry: SbmsConfigEntry) -> bool:
+    """The entry's option; entries from before it have none (off)."""
+    return bool(entry.options.get(CONF_PESSIMISTIC_SOC, DEFAULT_PESSIMISTIC_SOC))
 
 
 def is_on(state: str | None) -> bool | None:
@@ -234,6 +241,8 @@ class SheddingManager:
             return
         if loads_of(entry) != self.loads or self._titles_changed(entry):
             self.hass.config_entries.async_schedule_reload(entry.entry_id)
+        else:
+            self._evaluate()  # the pessimistic option may have changed: it applies at once
 
     def _titles_changed(self, entry: SbmsConfigEntry) -> bool:
         titles = {key: subentry.title for key, subentry in entry.subentries.items()}
@@ -241,11 +250,14 @@ class SheddingManager:
 
     def _conditions(self) -> Conditions:
         data = self.coordinator.data
+        state = data.state if data.available else None
         return Conditions(
             now=_now(),
             enabled=self.enabled,
             available=data.available,
-            soc=data.state.soc if data.state is not None and data.available else None,
+            soc=None if state is None else state.soc,
+            soc_uncertainty=None if state is None else state.soc_uncertainty,
+            pessimistic=pessimistic_of(self.entry),
             low_soc_alarm=self._low_soc_alarm,
             lvd_since=self._lvd_since,
             loads_on={load.load_id: self._load_on(load.entity_id) for load in self.loads},
@@ -325,6 +337,8 @@ class SheddingManager:
     def diagnostics(self) -> dict[str, Any]:
         return {
             "enabled": self.enabled,
+            "pessimistic_soc": pessimistic_of(self.entry),
+            "decision_soc": self._conditions().decision_soc,
             "low_soc_alarm": self._low_soc_alarm,
             "lvd_since": self._lvd_since,
             "loads": [

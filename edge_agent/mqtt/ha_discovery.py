@@ -124,6 +124,17 @@ def _add_components(builder: _Components, config: AgentConfig, source: str) -> N
     ):
         builder.sensor(key, name, _measured(key), unit, device_class, precision=precision)
     builder.sensor("remaining_ah", "Remaining charge", _value("remaining_ah"), "Ah", None)
+    if source != "sbms0":  # a stock SBMS0's own SoC comes without an uncertainty (null)
+        # How sure the SoC is (issue 16): an estimate like the SoC, kept through a gap.
+        builder.sensor(
+            "soc_uncertainty",
+            "SoC uncertainty",
+            _value("soc_uncertainty"),
+            "%",
+            None,
+            precision=1,
+            diagnostic=True,
+        )
     # "At the present current": as stale as the current when the measurement is.
     for key, name in (("time_to_full_s", "Time to full"), ("time_to_empty_s", "Time to empty")):
         builder.sensor(key, name, _measured(key), "s", "duration", precision=0)

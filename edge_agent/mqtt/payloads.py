@@ -176,6 +176,9 @@ def state_payload(report: ControlReport, link: LinkStats | None = None) -> dict[
     return {
         "timestamp": _round(report.timestamp, _TIME),
         "soc": _round(report.soc, _SOC),
+        # Half the ~95 % band around soc, SoC points; null where the source's own SoC is
+        # published (a stock SBMS0 says nothing of its certainty). Added within 1 (issue 16).
+        "soc_uncertainty": _round_opt(report.soc_uncertainty, _SOC),
         "remaining_ah": _round(report.remaining_ah, _AH),
         "capacity_ah": _round(report.capacity_ah, _AH),
         **_measured_fields(m),

@@ -122,7 +122,7 @@ def test_templates_survive_a_state_without_measurement() -> None:
         rendered = _render(component["val_tpl"], state)
         if component["p"] == "sensor" and component.get("dev_cla") != "energy":
             assert rendered in ("None", "checked") or component["uniq_id"].endswith(
-                ("_soc", "_remaining_ah")
+                ("_soc", "_soc_uncertainty", "_remaining_ah")
             ), (component["uniq_id"], rendered)
 
 
@@ -145,7 +145,10 @@ def test_stale_measurements_render_as_unknown() -> None:
             continue
         if key in measured or key.startswith("temperature_"):
             assert rendered == "None", (key, rendered)
-        elif key in ("soc", "remaining_ah") or component.get("dev_cla") == "energy":
+        elif (
+            key in ("soc", "soc_uncertainty", "remaining_ah")
+            or component.get("dev_cla") == "energy"
+        ):
             assert float(rendered) >= 0, (key, rendered)
 
 
@@ -189,6 +192,27 @@ def test_energy_sensors_fit_the_energy_dashboard(
             key = re.search(r"counters\.(\w+)", component["val_tpl"])
             assert key is not None
             assert float(rendered) == pytest.approx(state["counters"][key[1]] / 1000, abs=1e-4)
+
+
+def test_soc_uncertainty_sensor(running: tuple[AgentConfig, ControlReport]) -> None:
+    config, report = running
+    component = _components(config)[f"sbms_{AGENT_ID}_soc_uncertainty"]
+    assert component["name"] == "SoC uncertainty"
+    assert component["default_entity_id"] == f"sensor.sbms_{AGENT_ID}_soc_uncertainty"
+    assert (component["unit_of_meas"], component["stat_cla"]) == ("%", "measurement")
+    assert (component["sug_dsp_prc"], component["ent_cat"]) == (1, "diagnostic")
+    assert "dev_cla" not in component  # not a battery level: no battery icon or gauge
+    state = json.loads(encode(state_payload(report)))
+    rendered = _render(component["val_tpl"], state)
+    if rendered != "checked":
+        assert float(rendered) == state["soc_uncertainty"]
+        assert _render(component["val_tpl"], {**state, "soc_uncertainty": None}) == "None"
+
+
+def test_no_soc_uncertainty_sensor_for_a_stock_sbms() -> None:
+    names = {c["name"] for c in _components(_system().config, "sbms0").values()}
+    assert "SoC" in names
+    assert "SoC uncertainty" not in names
 
 
 def test_pv_components_need_a_pv_shunt() -> None:

@@ -134,6 +134,18 @@ def test_state_rounds_and_derives() -> None:
     assert payload["measurement_ok"] is True
 
 
+def test_state_carries_the_soc_uncertainty_rounded_like_the_soc() -> None:
+    payload = state_payload(_report(_measurement(), soc_uncertainty=3.14159))
+    assert payload["soc_uncertainty"] == 3.1
+    assert json.loads(encode(payload))["soc_uncertainty"] == 3.1
+
+
+def test_state_soc_uncertainty_is_null_when_not_estimated() -> None:
+    payload = state_payload(_report(_measurement()))  # soc_uncertainty defaults to None
+    assert "soc_uncertainty" in payload
+    assert json.loads(encode(payload))["soc_uncertainty"] is None
+
+
 def test_state_without_pv_shunt_has_no_load() -> None:
     payload = state_payload(_report(_measurement(pv_current=None)))
     assert payload["pv_current"] is None

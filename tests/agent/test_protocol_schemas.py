@@ -121,6 +121,36 @@ def test_state_from_a_running_box(running: tuple[SimulatedSystem, list[ControlRe
     assert last["pv_current"] > 0
 
 
+def test_state_soc_uncertainty_from_a_running_box(
+    running: tuple[SimulatedSystem, list[ControlReport]],
+) -> None:
+    _, reports = running
+    uncertainty = state_payload(reports[-1])["soc_uncertainty"]
+    assert isinstance(uncertainty, float)
+    assert 0 < uncertainty <= 50
+
+
+@pytest.mark.parametrize("value", [-0.1, 50.1, "3.0", True])
+def test_state_schema_rejects_a_bad_soc_uncertainty(
+    running: tuple[SimulatedSystem, list[ControlReport]], value: object
+) -> None:
+    _, reports = running
+    wire = json.loads(encode(state_payload(reports[-1])))
+    wire["soc_uncertainty"] = value
+    assert list(_validator("state").iter_errors(wire))
+
+
+def test_state_schema_accepts_an_older_agent_without_soc_uncertainty(
+    running: tuple[SimulatedSystem, list[ControlReport]],
+) -> None:
+    _, reports = running
+    wire = json.loads(encode(state_payload(reports[-1])))
+    del wire["soc_uncertainty"]
+    _assert_valid("state", wire)
+    wire["soc_uncertainty"] = None  # an agent that does not estimate it (a stock SBMS0)
+    _assert_valid("state", wire)
+
+
 def test_state_before_any_measurement(
     failing: tuple[SimulatedSystem, list[ControlReport]],
 ) -> None:

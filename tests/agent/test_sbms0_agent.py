@@ -65,6 +65,7 @@ def test_serial_frame_maps_onto_the_normal_state() -> None:
     clock.time += 1
     state = _valid("state", state_payload(agent.step(clock.now())))
     assert state["soc"] == 77.0
+    assert state["soc_uncertainty"] is None  # the SBMS's own SoC: no band (issue 16)
     assert state["capacity_ah"] == 200.0
     assert state["remaining_ah"] == 154.0
     assert state["cells"] == [3.321, 3.322, 3.323, 3.324, 3.325, 3.326, 3.327, 3.328]

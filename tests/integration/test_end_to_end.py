@@ -210,11 +210,13 @@ async def _check_values(hass: HomeAssistant, seen: Retained) -> None:
     cell_min = _entity_id(hass, "sensor", "cell_min")
     cell_max = _entity_id(hass, "sensor", "cell_max")
     cell_1 = _entity_id(hass, "sensor", "cell_voltage_1")
+    uncertainty = _entity_id(hass, "sensor", "soc_uncertainty")
 
     def matches() -> bool:
         state = seen.latest.get("state")
         return state is not None and (
             _number(hass, soc) == state["soc"]
+            and _number(hass, uncertainty) == state["soc_uncertainty"]
             and _number(hass, voltage) == state["voltage"]
             and _number(hass, cell_min) == state["cell_min"]
             and _number(hass, cell_max) == state["cell_max"]
@@ -225,6 +227,10 @@ async def _check_values(hass: HomeAssistant, seen: Retained) -> None:
     state = seen.latest["state"]
     assert state["measurement_ok"] is True
     assert 3.0 < state["cells"][0] < 3.7  # a real simulated LFP cell, not a default
+    # The estimator's band (issue 16) reaches Home Assistant as a number.
+    assert isinstance(state["soc_uncertainty"], float)
+    assert 0 < state["soc_uncertainty"] <= 50
+    assert isinstance(_number(hass, uncertainty), float)
 
 
 async def _check_threshold_change(

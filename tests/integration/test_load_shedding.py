@@ -15,6 +15,7 @@ from unittest.mock import patch
 import pytest
 from homeassistant.const import EVENT_CALL_SERVICE, STATE_OFF, STATE_ON
 from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
@@ -23,7 +24,12 @@ from pytest_homeassistant_custom_component.common import (
     async_fire_time_changed,
 )
 
-from custom_components.sbms.const import DOMAIN, EVENT_LOAD_SHEDDING, SUBENTRY_LOAD
+from custom_components.sbms.const import (
+    CONF_PESSIMISTIC_SOC,
+    DOMAIN,
+    EVENT_LOAD_SHEDDING,
+    SUBENTRY_LOAD,
+)
 from custom_components.sbms.diagnostics import async_get_config_entry_diagnostics
 from custom_components.sbms.load_shedding import LoadStatus
 from custom_components.sbms.logbook import describe
@@ -190,6 +196,106 @@ async def test_soc_walk_sheds_in_priority_order_and_restores_in_reverse(
         "the battery's state of charge fell below its shed level",
         "entity_id": HEATER,
     }
+
+
+# --- the pessimistic SoC (issue 16) -----------------------------------------------------------
+
+
+def one_pump() -> list[dict[str, Any]]:
+    """The pump goes off below 20 % and comes back above 30 %."""
+    return [load_subentry("pump", PUMP, priority=5, shed=20, restore=30)]
+
+
+async def set_band(
+    hass: HomeAssistant,
+    agent: FakeAgent,
+    entry: MockConfigEntry,
+    soc: float,
+    uncertainty: float | None,
+) -> None:
+    """A state with this SoC and uncertainty (None: null, as from an agent without it)."""
+    agent.state["timestamp"] += 1
+    await agent.set_state(soc=soc, soc_uncertainty=uncertainty)
+    await wait_for(
+        hass,
+        lambda: (
+            entry.runtime_data.data.state.soc == soc
+            and entry.runtime_data.data.state.soc_uncertainty == uncertainty
+        ),
+    )
+    await hass.async_block_till_done()
+
+
+async def test_pessimistic_soc_sheds_earlier_and_restores_later(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox, loads: Calls, clock: Clock
+) -> None:
+    entry = await setup_box(agent, subentries_data=one_pump(), options={CONF_PESSIMISTIC_SOC: True})
+    await set_band(hass, agent, entry, 25, 6)  # 25 - 6 = 19: below the shed level of 20
+    assert loads.take() == [("turn_off", PUMP)]
+    assert hass.states.get(load_sensor(hass, "pump")).attributes["reason"] == "soc_below"  # type: ignore[union-attr]
+    await set_band(hass, agent, entry, 33, 6)  # above 30, but 33 - 6 = 27 is not
+    assert loads.take() == []
+    assert state(hass, load_sensor(hass, "pump")) == "shed"
+    await set_band(hass, agent, entry, 36.5, 6)  # 30.5
+    assert loads.take() == [("turn_on", PUMP)]
+    shedding = (await async_get_config_entry_diagnostics(hass, entry))["load_shedding"]
+    assert (shedding["pessimistic_soc"], shedding["decision_soc"]) == (True, 30.5)
+
+
+async def test_without_the_option_shedding_uses_the_soc_as_it_is(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox, loads: Calls, clock: Clock
+) -> None:
+    """Entries from before the option have no such key: off."""
+    entry = await setup_box(agent, subentries_data=one_pump())
+    assert CONF_PESSIMISTIC_SOC not in entry.options
+    await set_band(hass, agent, entry, 25, 6)
+    assert loads.take() == []
+    await set_band(hass, agent, entry, 19, 6)
+    assert loads.take() == [("turn_off", PUMP)]
+    await set_band(hass, agent, entry, 33, 6)
+    assert loads.take() == [("turn_on", PUMP)]
+
+
+async def test_pessimistic_soc_without_an_uncertainty_falls_back_to_the_soc(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox, loads: Calls, clock: Clock
+) -> None:
+    entry = await setup_box(agent, subentries_data=one_pump(), options={CONF_PESSIMISTIC_SOC: True})
+    await set_band(hass, agent, entry, 25, None)
+    assert loads.take() == []
+    del agent.state["soc_uncertainty"]  # an agent from before issue 16
+    await set_soc(hass, agent, entry, 21)
+    assert loads.take() == []
+    await set_soc(hass, agent, entry, 19)
+    assert loads.take() == [("turn_off", PUMP)]
+    await set_soc(hass, agent, entry, 31)
+    assert loads.take() == [("turn_on", PUMP)]
+
+
+async def test_turning_the_option_on_in_the_options_flow_applies_at_once(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox, loads: Calls, clock: Clock
+) -> None:
+    entry = await setup_box(agent, subentries_data=one_pump())
+    await set_band(hass, agent, entry, 25, 6)
+    assert loads.take() == []
+    manager = get_manager(hass, entry)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert "load_shedding" in result["menu_options"]
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "load_shedding"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    defaults = {str(key): key.default() for key in result["data_schema"].schema}
+    assert defaults == {CONF_PESSIMISTIC_SOC: False}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_PESSIMISTIC_SOC: True}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options[CONF_PESSIMISTIC_SOC] is True
+    await hass.async_block_till_done()
+    # No new state needed, and no reload: the running manager decides again.
+    assert loads.take() == [("turn_off", PUMP)]
+    assert state(hass, load_sensor(hass, "pump")) == "shed"
+    assert get_manager(hass, entry) is manager  # the same manager, not a reloaded entry's
 
 
 async def test_minimum_times_hold_until_the_clock_passes_them(

@@ -48,6 +48,8 @@ class World:
         enabled: bool = True,
         alarm: bool = False,
         lvd_since: float | None = None,
+        uncertainty: float | None = None,
+        pessimistic: bool = False,
     ) -> Decision:
         self.now += advance
         decision = decide(
@@ -61,6 +63,8 @@ class World:
                 low_soc_alarm=alarm,
                 lvd_since=lvd_since,
                 loads_on=dict(self.on),
+                soc_uncertainty=uncertainty,
+                pessimistic=pessimistic,
             ),
         )
         self.runtime = decision.runtime
@@ -92,6 +96,64 @@ def test_soc_walking_down_sheds_lowest_priority_first_and_up_restores_in_reverse
     assert switched(w.step(61)) == [("heater", True)]
     assert w.runtime["heater"].reason is Reason.SOC_ABOVE
     assert w.status("heater") is LoadStatus.NORMAL
+
+
+# --- the pessimistic SoC (issue 16) -----------------------------------------------------------
+
+FRIDGE = LoadSettings(
+    load_id="fridge", entity_id="switch.fridge", priority=3, shed_below=20, restore_above=30
+)
+
+
+def test_pessimistic_soc_sheds_on_the_low_side_of_the_band() -> None:
+    """SoC 25 +- 6: most likely above the shed level of 20, possibly below it."""
+    assert switched(world(FRIDGE).step(25, uncertainty=6)) == []
+    w = world(FRIDGE)
+    assert switched(w.step(25, uncertainty=6, pessimistic=True)) == [("fridge", False)]
+    assert w.runtime["fridge"].reason is Reason.SOC_BELOW
+
+
+def test_pessimistic_soc_restores_on_the_low_side_of_the_band() -> None:
+    w = world(FRIDGE)
+    assert switched(w.step(15, uncertainty=6, pessimistic=True)) == [("fridge", False)]
+    # 33 is above the restore level of 30, but 33 - 6 = 27 is not.
+    assert switched(w.step(33, uncertainty=6, pessimistic=True)) == []
+    assert w.status("fridge") is LoadStatus.SHED
+    assert switched(w.step(33, uncertainty=6)) == [("fridge", True)]  # the option off: 33
+    w = world(FRIDGE)
+    w.step(15, uncertainty=6, pessimistic=True)
+    assert switched(w.step(36.5, uncertainty=6, pessimistic=True)) == [("fridge", True)]
+
+
+def test_pessimistic_soc_without_an_uncertainty_is_the_soc() -> None:
+    w = world(FRIDGE)
+    assert switched(w.step(25, pessimistic=True)) == []
+    assert switched(w.step(19, pessimistic=True)) == [("fridge", False)]
+    assert switched(w.step(31, pessimistic=True)) == [("fridge", True)]
+
+
+@pytest.mark.parametrize(
+    ("soc", "uncertainty", "pessimistic", "expected"),
+    [
+        (25.0, 6.0, True, 19.0),
+        (25.0, 6.0, False, 25.0),
+        (25.0, None, True, 25.0),
+        (4.0, 10.0, True, 0.0),  # never below empty
+        (None, 6.0, True, None),
+    ],
+)
+def test_decision_soc(
+    soc: float | None, uncertainty: float | None, pessimistic: bool, expected: float | None
+) -> None:
+    conditions = Conditions(
+        now=0.0,
+        enabled=True,
+        available=True,
+        soc=soc,
+        soc_uncertainty=uncertainty,
+        pessimistic=pessimistic,
+    )
+    assert conditions.decision_soc == expected
 
 
 def test_two_loads_crossed_at_once_go_off_lowest_priority_first() -> None:

@@ -354,6 +354,7 @@ def _sensor_mismatches(hass: HomeAssistant, state: dict[str, Any]) -> dict[str, 
     """Each number Home Assistant shows that is not the one in the agent's state message."""
     expected = {
         "soc": state["soc"],
+        "soc_uncertainty": state["soc_uncertainty"],  # a number from a DIY box (issue 16)
         "voltage": state["voltage"],
         "battery_power": state["battery_power"],
         "cell_min": state["cell_min"],
@@ -405,6 +406,7 @@ def _shows_failure(hass: HomeAssistant) -> bool:
 def _assert_sensor_classes(hass: HomeAssistant) -> None:
     expected = {
         "soc": ("battery", "measurement", "%"),
+        "soc_uncertainty": (None, "measurement", "%"),
         "voltage": ("voltage", "measurement", "V"),
         "battery_power": ("power", "measurement", "W"),
         "cell_min": ("voltage", "measurement", "V"),

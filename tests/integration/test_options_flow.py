@@ -19,7 +19,7 @@ from custom_components.sbms.config_flow import (
     TEMPERATURE,
     THRESHOLDS,
 )
-from custom_components.sbms.const import DOMAIN
+from custom_components.sbms.const import CONF_PESSIMISTIC_SOC, DOMAIN
 from tests.integration.conftest import SetupBox, wait_for
 from tests.integration.fake_agent import FakeAgent
 
@@ -69,6 +69,7 @@ async def test_menu_offers_every_group(
         "temperature",
         "dual_pv",
         "outputs",
+        "load_shedding",
     ]
 
 
@@ -145,6 +146,28 @@ async def test_section_change_accepted(
     await wait_for(hass, lambda: coordinator.data.config.revision == revision + 1)
     for key, value in changes.items():
         assert coordinator.data.config.value(section, key) == value
+
+
+async def test_load_shedding_option_is_stored_and_kept_by_agent_settings(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """Home Assistant's own option (issue 16) lives in the entry; agent settings never touch
+    it, and nothing about it goes to the agent."""
+    entry = await setup_box(agent)
+    result = await _open(hass, entry, "load_shedding")
+    assert _defaults(result) == {CONF_PESSIMISTIC_SOC: False}
+    result = await _submit(hass, result["flow_id"], {CONF_PESSIMISTIC_SOC: True})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options == {CONF_PESSIMISTIC_SOC: True}
+    assert _config_sets(agent) == []
+    result = await _open(hass, entry, "load_shedding")
+    assert _defaults(result) == {CONF_PESSIMISTIC_SOC: True}  # prefilled from the entry
+    hass.config_entries.options.async_abort(result["flow_id"])
+    result = await _open(hass, entry, "soc_alarms")
+    result = await _submit(hass, result["flow_id"], {**_defaults(result), "low": 15.0})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert _config_sets(agent) == [{"soc_alarms": {"low": 15.0}}]
+    assert entry.options == {CONF_PESSIMISTIC_SOC: True}
 
 
 def _range(result: dict[str, Any], field: str) -> tuple[float, float]:
@@ -531,4 +554,7 @@ def test_every_setting_on_a_form_has_a_label() -> None:
         "temperature",
         "dual_pv",
         "outputs",
+        "load_shedding",
     }
+    assert set(steps["load_shedding"]["data"]) == {CONF_PESSIMISTIC_SOC}
+    assert set(steps["load_shedding"]["data_description"]) == {CONF_PESSIMISTIC_SOC}

@@ -104,6 +104,20 @@ def test_forced_off_is_optional_for_older_agents() -> None:
     assert BoxState.from_payload(json.dumps(state)).forced_off == {}
 
 
+def test_soc_uncertainty_is_read_and_optional_for_older_agents() -> None:
+    state = dict(_examples("state")[0])
+    assert BoxState.from_payload(json.dumps(state)).soc_uncertainty == 2.4
+    assert (
+        BoxState.from_payload(json.dumps({**state, "soc_uncertainty": None})).soc_uncertainty
+        is None
+    )
+    state.pop("soc_uncertainty")
+    assert BoxState.from_payload(json.dumps(state)).soc_uncertainty is None
+    assert "soc_uncertainty" not in _schema("state")["required"]
+    with pytest.raises(ProtocolError, match=r"state\.soc_uncertainty: expected a number"):
+        BoxState.from_payload(json.dumps({**state, "soc_uncertainty": "2.4"}))
+
+
 def test_output_types_and_event_kinds_match_the_schemas() -> None:
     announce_outputs = _schema("announce")["properties"]["outputs"]["items"]["properties"]
     assert announce_outputs["type_name"]["enum"] == list(OUTPUT_TYPE_NAMES)

@@ -100,6 +100,10 @@ async def test_a_stock_sbms_appears_in_home_assistant_read_only(
     assert float(str(_value(hass, cell_min))) <= 3.321
     assert _value(hass, _entity_id(hass, "binary_sensor", "output_pv")) == STATE_ON
     assert _value(hass, _entity_id(hass, "binary_sensor", "output_load")) == STATE_ON
+    # The SBMS's own SoC comes without an uncertainty (issue 16): no such sensor.
+    assert not er.async_get(hass).async_get_entity_id(
+        "sensor", DOMAIN, f"{AGENT_ID}_soc_uncertainty"
+    )
 
     # Nothing that talks to the SBMS: no selects, numbers, buttons or switches for it. Load
     # shedding is Home Assistant's own (it switches household loads) and works for any box.

@@ -60,6 +60,7 @@ async def test_values_map_the_documented_state(
     await setup_box(agent)
     expected = {
         "soc": "63.4",
+        "soc_uncertainty": "2.4",
         "voltage": "26.71",
         "battery_current": "21.37",
         "battery_power": "570.8",
@@ -87,10 +88,19 @@ async def test_values_map_the_documented_state(
     assert float(value(hass, "load_energy")) == pytest.approx(3.9017)
     units = {
         key: hass.states.get(entity_id(hass, key)).attributes.get(ATTR_UNIT_OF_MEASUREMENT)  # type: ignore[union-attr]
-        for key in ("soc", "voltage", "cell_delta", "time_to_full", "remaining_ah", "pv_energy")
+        for key in (
+            "soc",
+            "soc_uncertainty",
+            "voltage",
+            "cell_delta",
+            "time_to_full",
+            "remaining_ah",
+            "pv_energy",
+        )
     }
     assert units == {
         "soc": "%",
+        "soc_uncertainty": "%",
         "voltage": "V",
         "cell_delta": "mV",
         "time_to_full": "h",
@@ -128,7 +138,7 @@ async def test_noisy_sensors_are_registered_but_disabled(
         assert entry.entity_category is EntityCategory.DIAGNOSTIC
         assert hass.states.get(entry.entity_id) is None
     assert not has_entity(hass, "cell_voltage_9")
-    for key in ("temperature_internal", "capacity_ah", "interlocks"):
+    for key in ("temperature_internal", "capacity_ah", "soc_uncertainty", "interlocks"):
         entry = registry.async_get(entity_id(hass, key))
         assert entry is not None
         assert entry.entity_category is EntityCategory.DIAGNOSTIC
@@ -215,6 +225,7 @@ async def test_measured_sensors_unavailable_without_a_good_measurement(
     for key in ("battery_current", "pv_power", "cell_delta", "temperature_battery", "time_to_full"):
         assert value(hass, key) == STATE_UNAVAILABLE, key
     assert value(hass, "soc") == "63.3"
+    assert value(hass, "soc_uncertainty") == "2.4"  # an estimate, like the SoC
     assert value(hass, "remaining_ah") == "63.41"
     assert value(hass, "capacity_ah") == "100.0"
     assert float(value(hass, "battery_in_energy")) == pytest.approx(4.0105)
@@ -230,9 +241,47 @@ async def test_state_before_the_first_measurement(
     await agent.publish_all()
     await setup_box(agent)
     await wait_for(hass, lambda: value(hass, "soc") == "50.0")
+    assert value(hass, "soc_uncertainty") == "49.0"  # a new install: anywhere
     assert value(hass, "voltage") == STATE_UNAVAILABLE
     assert float(value(hass, "battery_in_energy")) == 0.0
     assert value(hass, "interlocks") == "forced off, measurement stale"
+
+
+async def test_soc_uncertainty_sensor(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """Half the SoC's ~95 % band (issue 16): unavailable, not unknown, while the agent sends
+    null or nothing (it does not estimate it), back with the next number."""
+    await setup_box(agent)
+    state = hass.states.get(entity_id(hass, "soc_uncertainty"))
+    assert state is not None
+    assert state.name == "SBMS shed State of charge uncertainty"
+    assert state.attributes[ATTR_STATE_CLASS] == SensorStateClass.MEASUREMENT
+    assert ATTR_DEVICE_CLASS not in state.attributes  # not a battery level
+    entry = er.async_get(hass).async_get(entity_id(hass, "soc_uncertainty"))
+    assert entry is not None
+    assert entry.options["sensor"]["suggested_display_precision"] == 1
+    await agent.set_state(soc_uncertainty=None, soc=63.2)
+    await wait_for(hass, lambda: value(hass, "soc") == "63.2")
+    assert value(hass, "soc_uncertainty") == STATE_UNAVAILABLE
+    await agent.set_state(soc_uncertainty=3.75, soc=63.1)
+    await wait_for(hass, lambda: value(hass, "soc_uncertainty") == "3.75")
+    del agent.state["soc_uncertainty"]  # an agent from before issue 16
+    await agent.set_state(soc=63.0)
+    await wait_for(hass, lambda: value(hass, "soc") == "63.0")
+    assert value(hass, "soc_uncertainty") == STATE_UNAVAILABLE
+
+
+async def test_no_soc_uncertainty_sensor_for_a_stock_sbms(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """A stock SBMS0's own SoC comes without an uncertainty: no always-unavailable entity."""
+    agent.announce["source"] = "sbms0"
+    agent.state["soc_uncertainty"] = None
+    await agent.publish_all()
+    await setup_box(agent)
+    assert has_entity(hass, "soc")
+    assert not has_entity(hass, "soc_uncertainty")
 
 
 # A full state with one bad field, and payloads that are no state at all.
