@@ -76,6 +76,10 @@ CAPACITY_MIN_DEPTH_PCT = 40.0  # SoC points between the two ends of a measuremen
 # and the least the learning claims.
 CAPACITY_SIGMA_FRACTION = 0.05
 CAPACITY_SIGMA_FLOOR_FRACTION = 0.005
+# Between two measurements the capacity may have moved (balancing equalising the cells raised a
+# simulated pack's from 95.3 to 98.0 Ah in a month; fade, temperature): each measurement finds
+# it this much less certain than the last left it, so later ones keep their say.
+CAPACITY_DRIFT_FRACTION = 0.004
 # A low reading this uncertain (SoC points) is not a reference for capacity.
 CAPACITY_MAX_READING_SIGMA = 3.0
 CONFIGURED_EMPTY_SIGMA = 1.0
@@ -469,9 +473,9 @@ class SocEstimator:
         step = min(max_step, max(-max_step, weight * residual_a))
         self.set_offset(self._state.offset_a + step)
         # Two syncs each within FULL_SYNC_SIGMA points of full, over the span's hours:
-        span_sigma_a = (
-            math.sqrt(2.0) * soc_band.FULL_SYNC_SIGMA / 100.0 * capacity
-        ) / (elapsed_s / SECONDS_PER_HOUR)
+        span_sigma_a = (math.sqrt(2.0) * soc_band.FULL_SYNC_SIGMA / 100.0 * capacity) / (
+            elapsed_s / SECONDS_PER_HOUR
+        )
         prior = self._state.offset_sigma_a
         posterior = prior * span_sigma_a / math.hypot(prior, span_sigma_a)
         # A step cut short by its bound left part of the residual unlearned.
@@ -587,7 +591,7 @@ class SocEstimator:
             + (soc_band.GAIN_SIGMA * measured) ** 2
             + (s.offset_sigma_a * hours / (depth / 100.0)) ** 2
         )
-        variance = s.capacity_sigma_ah**2
+        variance = s.capacity_sigma_ah**2 + (CAPACITY_DRIFT_FRACTION * nominal) ** 2
         gain = variance / (variance + measured_sigma**2)
         max_step = CAPACITY_MAX_STEP_FRACTION * nominal
         step = min(max_step, max(-max_step, gain * (measured - s.capacity_ah)))
