@@ -112,7 +112,7 @@ class PersistedState:
         """JSON-safe (infinite force-off times are written as null)."""
         return {
             "version": PERSISTED_FORMAT_VERSION,
-            "soc": {**asdict(self.soc), "anchor_kind": self.soc.anchor_kind.value},
+            "soc": _json_shaped({**asdict(self.soc), "anchor_kind": self.soc.anchor_kind.value}),
             "counters": asdict(self.counters),
             "full_charge_day": self.full_charge_day,
             "dual_pv_level": self.dual_pv_level,
@@ -636,6 +636,15 @@ class _Reader:
                 raise self._bad(key, f"output name {name!r} is not a string")
             result[name] = math.inf if holds.data[name] is None else holds.number(name)
         return result
+
+
+def _json_shaped(value: Any) -> Any:
+    """Tuples as lists, so a snapshot equals what its JSON reads back as."""
+    if isinstance(value, dict):
+        return {key: _json_shaped(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_shaped(item) for item in value]
+    return value
 
 
 def _read_soc_state(reader: _Reader) -> SocState:
