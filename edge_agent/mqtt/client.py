@@ -409,7 +409,8 @@ class MqttLink:
         assert remote is not None  # checked above
         try:
             if topic == self.topics.config_set:
-                result = remote.handle_config_set(payload, now)
+                # The overlay's fsync runs on a thread; answered once saved and applied.
+                result = await remote.handle_config_set_async(payload, self._agent_now)
             else:
                 result = remote.handle_command(command, payload, now)
         except Exception:  # a bug in one handler must not take the link down

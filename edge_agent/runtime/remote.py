@@ -10,10 +10,18 @@ configuration in force, then `parse_config`), saved to the overlay file, and onl
 to the agent. If saving fails nothing changes; if the agent refuses it, the overlay is put
 back. On restart `load_effective_config` rebuilds the same configuration from the file and the
 overlay: remotely set fields win over the file.
+
+The MQTT link uses `handle_config_set_async`: the overlay's write (fsync of the file and its
+directory, which can take hundreds of milliseconds on an SD card) runs on a worker thread, so
+samples go on meanwhile with the configuration in force; the change is applied on the loop
+only after the write returned, and answered only after that. Requests are taken one at a
+time (a lock), and a cancelled request still finishes its save and apply (or its
+restoration): the file and the agent never disagree.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -73,6 +81,16 @@ class RemoteResult:
         return not self.errors
 
 
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """A validated configuration change, not yet saved or applied."""
+
+    config: AgentConfig
+    changes: Mapping[str, Any]
+    combined: dict[str, Any]
+    revision: int
+
+
 class _RejectedError(Exception):
     def __init__(self, *errors: Problem) -> None:
         super().__init__(errors)
@@ -97,6 +115,8 @@ class RemoteControl:
             _load_overlay(overlay)
         self._changes: dict[str, Any] = dict(overlay.changes) if overlay is not None else {}
         self._revision = overlay.revision if overlay is not None else 0
+        self._config_lock: asyncio.Lock | None = None  # made on first async use (its loop)
+        self._in_flight: set[asyncio.Task[tuple[int, bool]]] = set()
 
     @property
     def config(self) -> AgentConfig:
@@ -108,6 +128,48 @@ class RemoteControl:
 
     def handle_config_set(self, payload: bytes, now: float) -> RemoteResult:
         return self._handle(CONFIG_SET, payload, lambda document: self._config_set(document, now))
+
+    async def handle_config_set_async(
+        self, payload: bytes, clock: Callable[[], float]
+    ) -> RemoteResult:
+        """`handle_config_set` with the overlay's write on a worker thread (see the module's
+        docstring). `clock` gives the agent's time when the change is applied."""
+        if self._config_lock is None:
+            self._config_lock = asyncio.Lock()
+        async with self._config_lock:
+            request_id: str | None = None
+            try:
+                document = decode_request(payload)
+                request_id = _request_id(document)
+                change = self._prepare_config_set(document)
+                if isinstance(change, tuple):
+                    return RemoteResult(CONFIG_SET, request_id, (), *change)
+                # Shielded: a cancelled request still completes its save and apply, so the
+                # overlay on disk and the configuration in force never disagree.
+                task = asyncio.ensure_future(self._save_and_apply(change, clock))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+                revision, changed = await asyncio.shield(task)
+            except _RejectedError as rejected:
+                return RemoteResult(CONFIG_SET, request_id, rejected.errors)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug here must not take the MQTT link down
+                _LOGGER.exception("Remote request %s failed", CONFIG_SET)
+                return RemoteResult(
+                    CONFIG_SET, request_id, (("payload", f"internal error: {exc!r}"),)
+                )
+            return RemoteResult(CONFIG_SET, request_id, (), revision, changed)
+
+    async def _save_and_apply(
+        self, change: _Change, clock: Callable[[], float]
+    ) -> tuple[int, bool]:
+        await asyncio.to_thread(self._save, change.combined, change.revision)
+        try:
+            return self._apply(change, clock())
+        except _RejectedError:
+            await asyncio.to_thread(self._restore_overlay)
+            raise
 
     def handle_command(self, name: str, payload: bytes, now: float) -> RemoteResult:
         return self._handle(name, payload, lambda document: self._command(name, document, now))
@@ -137,6 +199,20 @@ class RemoteControl:
 
     def _config_set(self, document: dict[str, Any], now: float) -> tuple[int, bool]:
         """(revision in force, whether this request changed anything)."""
+        change = self._prepare_config_set(document)
+        if isinstance(change, tuple):
+            return change
+        # Saved first: an accepted change that a crash right after could lose would come back
+        # as the old one on restart. If saving fails nothing has changed yet.
+        self._save(change.combined, change.revision)
+        try:
+            return self._apply(change, now)
+        except _RejectedError:
+            self._restore_overlay()
+            raise
+
+    def _prepare_config_set(self, document: dict[str, Any]) -> _Change | tuple[int, bool]:
+        """The validated change, or (revision, False) when it changes nothing."""
         _check_keys(document, ("config",))
         changes = document["config"]
         if not isinstance(changes, dict):
@@ -152,20 +228,25 @@ class RemoteControl:
             # (a flood of these must not wear the SD card or churn the controller).
             return self._revision, False
         combined = combine_changes(self._changes, changes)
-        revision = self._revision + 1
-        # Saved first: an accepted change that a crash right after could lose would come back
-        # as the old one on restart. If saving fails nothing has changed yet.
-        self._save(combined, revision)
+        return _Change(config, changes, combined, self._revision + 1)
+
+    def _apply(self, change: _Change, now: float) -> tuple[int, bool]:
+        """Hands a saved change to the agent; the caller restores the overlay if it refuses."""
         try:
-            self._agent.apply_control_settings(config.control, now)
+            self._agent.apply_control_settings(change.config.control, now)
         except Exception as exc:
-            self._restore_overlay()
             raise _RejectedError(
                 ("config", f"could not be applied, nothing changed: {exc}")
             ) from exc
-        self._config, self._changes, self._revision = config, combined, revision
-        _LOGGER.info("Remote configuration revision %d applied: %s", revision, _brief(changes))
-        return revision, True
+        self._config, self._changes, self._revision = (
+            change.config,
+            change.combined,
+            change.revision,
+        )
+        _LOGGER.info(
+            "Remote configuration revision %d applied: %s", change.revision, _brief(change.changes)
+        )
+        return change.revision, True
 
     def _save(self, changes: dict[str, Any], revision: int) -> None:
         if self._overlay is None:

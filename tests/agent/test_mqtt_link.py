@@ -156,6 +156,11 @@ class FakeRemote:
         self.revision += 1
         return FakeResult("config/set", data.get("request_id"), (), self.revision, True)
 
+    async def handle_config_set_async(
+        self, payload: bytes, clock: Callable[[], float]
+    ) -> FakeResult:
+        return self.handle_config_set(payload, clock())
+
     def handle_command(self, name: str, payload: bytes, now: float) -> FakeResult:
         self.requests.append((name, payload))
         request_id = json.loads(payload).get("request_id")

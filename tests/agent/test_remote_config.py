@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,17 @@ from hypothesis import strategies as st
 
 from edge_agent.config import AgentConfig, merge_remote_config
 from edge_agent.control.extio import is_charge_type, is_load_type
+from edge_agent.control.model import ControlReport
 from edge_agent.control.settings import OutputType
-from edge_agent.runtime.remote import MAX_PAYLOAD_BYTES, RemoteControl, load_effective_config
+from edge_agent.runtime.loop import run_agent
+from edge_agent.runtime.remote import (
+    MAX_PAYLOAD_BYTES,
+    RemoteControl,
+    RemoteResult,
+    load_effective_config,
+)
 from edge_agent.simulator.box import BoxSpec
+from edge_agent.simulator.clock import SimulatedClock
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
 from edge_agent.simulator.pv import PvArraySpec
 from edge_agent.storage.config_overlay import ConfigOverlay, ConfigOverlayError, overlay_path_for
@@ -651,3 +661,110 @@ def test_fuzz_json_requests(tmp_path: Path, document: Any, changes: Any, wrap: b
         assert rig.remote.revision == 0
         assert _overlay_bytes(rig) == overlay_before
         assert all(isinstance(f, str) and isinstance(r, str) for f, r in result.errors)
+
+
+# --- the save off the event loop -------------------------------------------------------------
+
+# Only a bound for a broken test, never a timing margin: every wait below ends on an event.
+EVENT_TIMEOUT_S = 60.0
+
+
+class BlockingOverlay(ConfigOverlay):
+    """A real overlay whose save (its fsync) waits for the test's `release`."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.timed_out = False
+        self.saves = 0
+
+    def save(self, changes: Any, revision: int) -> None:
+        self.entered.set()
+        if not self.release.wait(EVENT_TIMEOUT_S):
+            self.timed_out = True
+        super().save(changes, revision)
+        self.saves += 1
+
+
+async def test_a_blocked_config_save_does_not_delay_samples(tmp_path: Path) -> None:
+    """The real loop runs beside a config/set whose save hangs; the save is released only by
+    the third report taken while it hangs, so the loop can only get there if the save is off
+    the loop. Meanwhile the change is neither applied nor answered."""
+    spec = BoxSpec.for_cells(4)
+    config = simulated_config(spec, state_path=tmp_path / "state.db", sample_interval_s=1.0)
+    overlay = BlockingOverlay(overlay_path_for(config.storage.state_path))
+    system = SimulatedSystem(spec, config)
+    remote = RemoteControl(system.agent, config, overlay, system.box.now)
+    clock = SimulatedClock(system.box, speed=1e9)
+    stop = asyncio.Event()
+    hvd_before = config.control.cells.hvd
+    during: list[tuple[bool, float, bool]] = []  # (in the save, hvd in force, answered)
+    request: asyncio.Task[RemoteResult] | None = None
+
+    def listen(report: ControlReport) -> None:
+        if request is None or not overlay.entered.is_set() or overlay.release.is_set():
+            return
+        hvd = system.agent.controller.settings.cells.hvd
+        during.append((not overlay.release.is_set(), hvd, request.done()))
+        if len(during) == 3:
+            overlay.release.set()
+
+    async def configure() -> RemoteResult:
+        result = await remote.handle_config_set_async(_request(_GOOD), clock.now)
+        stop.set()
+        return result
+
+    request = asyncio.create_task(configure())
+    taken = await asyncio.wait_for(
+        run_agent(system.agent, clock, 1.0, stop, on_report=listen), EVENT_TIMEOUT_S
+    )
+    result = await request
+
+    assert not overlay.timed_out
+    assert taken >= 3
+    assert during == [(True, hvd_before, False)] * 3
+    assert result.accepted, result.errors
+    assert result.config_revision == 1
+    assert remote.config.control.cells.hvd == 3.58
+    assert system.agent.controller.settings.cells.hvd == 3.58
+    assert overlay.saves == 1
+    assert overlay.load() == ({"thresholds": {"hvd": 3.58}}, 1)
+
+
+async def test_the_async_path_is_all_or_nothing_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = _rig(tmp_path)
+    result = await rig.remote.handle_config_set_async(_request(_GOOD), lambda: rig.now)
+    assert result.accepted
+    assert result.request_id == "r1"
+    saved = rig.overlay.path.read_text()
+    # Nothing changed: no revision, no write.
+    same = await rig.remote.handle_config_set_async(_request(_GOOD), lambda: rig.now)
+    assert (same.accepted, same.changed, same.config_revision) == (True, False, 1)
+
+    def refuse(*_: object) -> None:
+        raise ValueError("no")
+
+    monkeypatch.setattr(rig.system.agent, "apply_control_settings", refuse)
+    refused = await rig.remote.handle_config_set_async(
+        _request({"thresholds": {"hvd": 3.57}}), lambda: rig.now
+    )
+    assert not refused.accepted
+    assert "could not be applied" in refused.errors[0][1]
+    assert json.loads(rig.overlay.path.read_text()) == json.loads(saved)
+    assert rig.remote.revision == 1
+
+    bad = await rig.remote.handle_config_set_async(b"{", lambda: rig.now)
+    assert bad.errors[0][0] == "payload"
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    remote = RemoteControl(
+        rig.system.agent, rig.config, ConfigOverlay(blocker / "overlay.json"), rig.now
+    )
+    unsaved = await remote.handle_config_set_async(_request(_GOOD), lambda: rig.now)
+    assert not unsaved.accepted
+    assert "could not be saved" in unsaved.errors[0][1]
+    assert remote.revision == 0
