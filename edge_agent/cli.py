@@ -37,6 +37,7 @@ from edge_agent.config import (
 from edge_agent.control.model import ControlReport
 from edge_agent.datalog.recorder import DataRecorder, open_recorder
 from edge_agent.drivers.bus import DeviceError, SMBusLike
+from edge_agent.drivers.bus_log import RecordingBus
 from edge_agent.mqtt.settings import MqttProtocol, MqttSettings
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.clock import Clock, WallClock
@@ -247,14 +248,14 @@ def _run_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="record what the agent reads (JSON lines, for `sbms-agent replay` and bug "
-        "reports; the mqtt section is left out)",
+        "reports: every I2C transaction and the decoded samples; the mqtt section is left out)",
     )
     parser.add_argument(
         "--record-max-mb",
         type=float,
         default=DEFAULT_MAX_BYTES / 2**20,
-        help="rotate the recording to FILE.1 past this size (%(default)g MB; about 30 MB a "
-        "day at a sample a second)",
+        help="rotate the recording to FILE.1 past this size (%(default)g MB; an 8S box takes "
+        "about 1.1 kB a sample: 94 MB a day at a sample a second)",
     )
     parser.add_argument("--quiet", action="store_true", help="no status line")
     parser.add_argument("--log-level", default="INFO")
@@ -423,10 +424,13 @@ def _hardware_setup(args: argparse.Namespace) -> _Setup:
     overlay = ConfigOverlay(overlay_path_for(state_path))
     config, _revision = load_effective_config(file_config, overlay)
     bus, bus_name = _open_bus(config, args.simulated_bus)
-    hardware = open_hardware(config.hardware, config.control.cell_count, bus, bus_name)
+    session = _recorder(args)
+    # Recording: every register transaction too, so `replay` runs the real drivers again.
+    bus_log = RecordingBus(bus, bus_name) if session is not None else None
+    hardware = open_hardware(config.hardware, config.control.cell_count, bus_log or bus, bus_name)
     store = StateStore(state_path)
     clock = WallClock()
-    agent = Agent(config, hardware, store, clock.now(), recorder=_recorder(args))
+    agent = Agent(config, hardware, store, clock.now(), recorder=session, bus_log=bus_log)
     remote = RemoteControl(agent, config, overlay, clock.now())
     identity = Identity("diy", _machine_serial(config))
     data_log_path = config.storage.data_log_file
@@ -443,12 +447,19 @@ def _recorder(args: argparse.Namespace) -> SessionRecorder | None:
 
 
 def _replay(argv: list[str]) -> int:
-    from edge_agent.runtime.replay import RecordingError, read_recording, replay_diy  # noqa: PLC0415
+    from edge_agent.runtime.replay import (  # noqa: PLC0415
+        RecordingError,
+        read_recording,
+        replay_diy,
+        replay_registers,
+    )
 
     parser = argparse.ArgumentParser(
         prog="sbms-agent replay",
         description="Replay a recording (--record) through the control core: the decisions "
         "(outputs, events) of the recorded run, or of another configuration with --config. "
+        "A recording with its I2C transactions from the start runs through the real drivers "
+        "too, each write checked against the recorded one. "
         "Exit 0, or 2 when the file is not a valid recording (the line and the problem are "
         "named).",
     )
@@ -469,26 +480,43 @@ def _replay(argv: list[str]) -> int:
     except ConfigError as err:
         print(f"{args.config}: invalid configuration\n{err}", file=sys.stderr)
         return EXIT_CONFIG
+    print(f"{args.file}: {header.source}, recorded by agent {header.agent_version or '?'}")
     if header.source == "sbms0":
         from edge_agent.sbms0.replay import replay_sbms0  # noqa: PLC0415
 
         reports = replay_sbms0(header, entries, config)
+    elif header.bus == "start" and config is None:
+        print("register transactions: replayed through the real drivers")
+        reports = replay_registers(header, entries)
     else:
+        if header.bus == "continued":
+            print("register transactions from a rotation on: replayed from the decoded samples")
+        elif header.bus == "start":
+            print("another configuration: replayed from the decoded samples")
         reports = replay_diy(header, entries, config)
-    print(f"{args.file}: {header.source}, recorded by agent {header.agent_version or '?'}")
     previous: dict[str, bool] | None = None
     count = 0
-    for report in reports:
-        count += 1
-        changed = previous is None or dict(report.outputs) != previous
-        if args.every or changed or report.events:
-            line = status_line(report)
-            if report.events:
-                line += " | events: " + ", ".join(event.kind.value for event in report.events)
-            print(line)
-        previous = dict(report.outputs)
+    try:
+        for report in reports:
+            count += 1
+            previous = _print_replayed(report, previous, every=args.every)
+    except RecordingError as err:
+        print(f"sbms-agent replay: {args.file}: after {count} steps: {err}", file=sys.stderr)
+        return EXIT_CONFIG
     print(f"{count} decisions replayed")
     return EXIT_OK
+
+
+def _print_replayed(
+    report: ControlReport, previous: dict[str, bool] | None, *, every: bool
+) -> dict[str, bool]:
+    changed = previous is None or dict(report.outputs) != previous
+    if every or changed or report.events:
+        line = status_line(report)
+        if report.events:
+            line += " | events: " + ", ".join(event.kind.value for event in report.events)
+        print(line)
+    return dict(report.outputs)
 
 
 def _open_bus(config: AgentConfig, simulated_bus: Path | None) -> tuple[SMBusLike, str]:

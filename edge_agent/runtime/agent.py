@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from edge_agent.config import AgentConfig
 from edge_agent.control.controller import Controller, PersistedState
-from edge_agent.control.model import ControlReport, MeasurementFailure
+from edge_agent.control.model import ControlReport, MeasurementFailure, Sample
 from edge_agent.control.settings import ControlSettings, OutputType
 from edge_agent.drivers.bus import DeviceError
 from edge_agent.drivers.gpio import GpioError
@@ -18,6 +18,14 @@ from edge_agent.runtime.sampler import Sampler
 from edge_agent.storage.state_writer import StateSink, StateWriter
 
 _LOGGER = logging.getLogger(__name__)
+
+
+class BusLog(Protocol):
+    """What the agent needs of a `drivers.bus_log.RecordingBus`."""
+
+    name: str  # the bus's name in the drivers' messages
+
+    def take(self) -> list[list[Any]]: ...
 
 
 class Agent:
@@ -31,14 +39,21 @@ class Agent:
         now: float,
         *,
         recorder: SessionRecorder | None = None,
+        bus_log: BusLog | None = None,
     ) -> None:
+        """`bus_log`: the recording bus the hardware was opened on, when `recorder` should
+        hold every register transaction (from the drivers' opening on) beside each sample."""
         self._config = config
         self._hardware = hardware
         self._sampler = Sampler(hardware.cell_monitor, hardware.battery_shunt, hardware.pv_shunt)
         restored = _restore_state(store)
         self.controller = Controller(config.control, now, restored)
         self._recorder = recorder
+        self._bus_log = bus_log
         self._steps = 0
+        self.last_sample: Sample | None = None  # the sampler's latest, as decoded
+        # A rotated recording file starts from the state before the step it begins with.
+        self._state_before_step: dict[str, Any] | None = None
         if recorder is not None:
             # Each file of a recording starts with the state to replay it from: the restored
             # one for the first, the controller's snapshot after a rotation.
@@ -48,7 +63,9 @@ class Agent:
                     "diy",
                     self._config,
                     at,
-                    first_state if self._steps == 0 else self.controller.snapshot().to_dict(),
+                    first_state if self._steps == 0 else self._state_before_step,
+                    bus=_bus_coverage(bus_log, self._steps),
+                    bus_name=None if bus_log is None else bus_log.name,
                 )
             )
             recorder.start(now)
@@ -109,18 +126,30 @@ class Agent:
     def step(self, now: float) -> ControlReport:
         """Take one sample, decide, drive the outputs, persist when due."""
         sample = self._sampler.sample(now)
+        self.last_sample = sample
         if self._recorder is not None:
-            self._recorder.write(sample_entry(sample))
-        self._steps += 1
+            self._state_before_step = self.controller.snapshot().to_dict()
         self._note_measurement(sample)
         report = self.controller.update(sample)
         self._last_report = report
         if report.measurement is not None:
             self._last_good_time = report.measurement.timestamp
         self._apply_outputs(report)
+        self._record(sample)
         if now - self._last_save >= self._config.timing.state_save_interval_s:
             self.save(now)
         return report
+
+    def _record(self, sample: Sample) -> None:
+        """The step's line: the sample and, on a recording bus, the step's transactions (with
+        those since the previous step: the drivers' opening before the first)."""
+        transactions = self._bus_log.take() if self._bus_log is not None else None
+        if self._recorder is not None:
+            entry = sample_entry(sample)
+            if transactions is not None:
+                entry["bus"] = transactions
+            self._recorder.write(entry)
+        self._steps += 1
 
     def save(self, now: float) -> None:
         """Hand the state to the writer thread (returns at once; see `StateWriter`)."""
@@ -189,6 +218,12 @@ def _carry_over(
             soc, capacity_ah=new.soc.capacity_ah, charge_ah=fraction * new.soc.capacity_ah
         )
     return dataclasses.replace(state, forced_off=forced_off, soc=soc)
+
+
+def _bus_coverage(bus_log: BusLog | None, steps: int) -> str | None:
+    if bus_log is None:
+        return None
+    return "start" if steps == 0 else "continued"
 
 
 def _restore_state(store: StateSink | None) -> PersistedState | None:

@@ -5,10 +5,19 @@ decoded samples from the I2C chips; `sbms0`: the raw lines and pages of a stock 
 configuration in force (without the `mqtt` section: no broker password in a bug report), and
 for `diy` the controller state the run started from. Then one line per event, in time order:
 
-- diy:   {"t": T, "sample": {cell_voltages, battery_current, ...}} or {"t": T, "failure": "..."}
+- diy:   {"t": T, "sample": {cell_voltages, battery_current, ...}} or {"t": T, "failure": "..."},
+         each with "bus": [transactions] when the agent runs on a `RecordingBus`
+         (`drivers/bus_log.py`: every register read and write of the step, errors included)
 - sbms0: {"t": T, "line": "..."}, {"t": T, "page": "..."} and {"t": T, "step": true}
 
-Size: about 350 bytes a sample for 8 cells (30 MB a day at one sample a second). The file is
+Version 2 (this agent) added the transactions and the header's "bus": null (none), "start"
+(the file starts with the drivers' opening transactions; "bus_name" is the bus's name in the
+drivers' messages, so it replays through the real
+drivers) or "continued" (a file begun at a rotation: the drivers' state at that moment is not
+in it, so it replays from the decoded samples). Version 1 files are read as before.
+
+Size: about 350 bytes a sample for 8 cells (30 MB a day at one sample a second); with the
+transactions about 1.1 kB (8S: 30 transactions, 94 MB a day). The file is
 bounded: past `max_bytes` it is renamed to FILE.1 (replacing an older one) and a new FILE
 starts with a fresh header holding the state at that moment, so each file replays on its own
 and the two together never exceed twice `max_bytes`. Lines are written to the page cache and
@@ -33,15 +42,23 @@ from edge_agent.control.model import Measurement, MeasurementFailure, Sample
 _LOGGER = logging.getLogger(__name__)
 
 RECORD_FORMAT = "sbms-agent-record"
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 
 HeaderFactory = Callable[[float], dict[str, Any]]
 
 
 def record_header(
-    source: str, config: AgentConfig, started: float, state: Mapping[str, Any] | None
+    source: str,
+    config: AgentConfig,
+    started: float,
+    state: Mapping[str, Any] | None,
+    *,
+    bus: str | None = None,
+    bus_name: str | None = None,
 ) -> dict[str, Any]:
+    """`bus`: None (no transactions), "start" or "continued" (see the module's docstring)."""
     data = config_to_dict(config)
     data.pop("mqtt", None)
     return {
@@ -52,6 +69,8 @@ def record_header(
         "started": started,
         "config": data,
         "state": None if state is None else dict(state),
+        "bus": bus,
+        "bus_name": bus_name,
     }
 
 

@@ -5,6 +5,11 @@ Every line is checked: JSON, the keys its kind allows and no others, the types a
 problem raises `RecordingError` naming the file, the line and what is wrong. The replay builds
 the real `Controller` from the recorded configuration (or another one) and state, and feeds it
 the recorded samples at their recorded times: the decisions are the live run's.
+
+A recording that holds the register transactions from the drivers' opening on (header "bus":
+"start") is replayed through the real drivers instead (`replay_registers`): `open_hardware`
+and the real `Agent` run on a `ReplayBus` serving the recorded reads, every write is checked
+against the recording, and every sample the drivers decode must equal the recorded one.
 """
 
 from __future__ import annotations
@@ -19,11 +24,29 @@ from typing import Any
 from edge_agent.config import AgentConfig, ConfigError, parse_config
 from edge_agent.control.controller import Controller, PersistedState
 from edge_agent.control.model import ControlReport, Measurement, MeasurementFailure, Sample
-from edge_agent.runtime.record import RECORD_FORMAT, RECORD_VERSION
+from edge_agent.drivers.bus import DeviceError
+from edge_agent.drivers.bus_log import OPS, READS, ReplayBus, ReplayMismatchError, Transaction
+from edge_agent.runtime.record import (
+    READABLE_VERSIONS,
+    RECORD_FORMAT,
+    RECORD_VERSION,
+    measurement_to_dict,
+)
 
 _HEADER_KEYS = frozenset(
-    {"format", "version", "source", "agent_version", "started", "config", "state"}
+    {
+        "format",
+        "version",
+        "source",
+        "agent_version",
+        "started",
+        "config",
+        "state",
+        "bus",
+        "bus_name",
+    }
 )
+_BUS_COVERAGE = (None, "start", "continued")
 _SAMPLE_KEYS = frozenset(
     {
         "cell_voltages",
@@ -52,6 +75,9 @@ class RecordingHeader:
     config: AgentConfig
     state: PersistedState | None
     agent_version: str
+    bus: str | None = None  # None, "start" or "continued" (see record.py)
+    bus_name: str = "replayed bus"
+    state_data: dict[str, Any] | None = None  # the state as recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +89,7 @@ class Entry:
     kind: str
     sample: Sample | None = None
     text: str | None = None
+    bus: tuple[Transaction, ...] | None = None  # the step's register transactions
 
 
 def read_header(path: Path) -> RecordingHeader:
@@ -104,6 +131,108 @@ def replay_diy(
     for entry in entries:
         assert entry.sample is not None
         yield controller.update(entry.sample)
+
+
+def replay_registers(header: RecordingHeader, entries: list[Entry]) -> Iterator[ControlReport]:
+    """The real drivers and agent on the recorded transactions: a report for every step.
+
+    Raises `RecordingError` naming the transaction, its line, the address and the register
+    when the drivers do something else than the recording holds (a write of another value,
+    another register read, more or fewer transactions in a step), and naming the line when a
+    decoded sample differs from the recorded one.
+    """
+    # Imported here: the agent and its hardware are composition this module's readers
+    # (the checks above) do not need.
+    from edge_agent.runtime.agent import Agent  # noqa: PLC0415
+    from edge_agent.runtime.hardware import open_hardware  # noqa: PLC0415
+
+    if header.bus != "start":
+        raise RecordingError(
+            "this recording does not start at the drivers' opening (bus: "
+            f"{header.bus!r}): it replays from its decoded samples only"
+        )
+    transactions: list[Transaction] = []
+    lines: list[int] = []
+    ends: list[int] = []
+    for entry in entries:
+        if entry.bus is None:
+            raise RecordingError(f'line {entry.line}: no register transactions (no "bus")')
+        transactions.extend(entry.bus)
+        lines.extend([entry.line] * len(entry.bus))
+        ends.append(len(transactions))
+    bus = ReplayBus(transactions, lines)
+    config = header.config
+    name = header.bus_name
+    store = _RecordedState(header.state_data)
+    try:
+        hardware = open_hardware(config.hardware, config.control.cell_count, bus, name)
+        agent = Agent(config, hardware, store, header.started)
+    except ReplayMismatchError as err:
+        raise RecordingError(str(err)) from err
+    except DeviceError as err:
+        raise RecordingError(f"the drivers could not open the recorded chips: {err}") from err
+    try:
+        for entry, end in zip(entries, ends, strict=True):
+            try:
+                report = agent.step(entry.t)
+            except ReplayMismatchError as err:
+                raise RecordingError(str(err)) from err
+            if bus.error is not None:  # raised inside a driver and caught there
+                raise RecordingError(str(bus.error))
+            if bus.position != end:
+                raise RecordingError(
+                    f"{bus.where(bus.position)}: the step at line {entry.line} made "
+                    f"{bus.position - (end - len(entry.bus or ()))} of its "
+                    f"{len(entry.bus or ())} recorded transactions"
+                )
+            _same_sample(entry, agent.last_sample)
+            yield report
+    finally:
+        if agent.state_writer is not None:
+            agent.state_writer.close()
+
+
+class _RecordedState:
+    """The recorded state as the replayed agent's store: loaded once, never written."""
+
+    def __init__(self, data: dict[str, Any] | None) -> None:
+        self._data = data
+
+    def load(self) -> dict[str, Any] | None:
+        return None if self._data is None else dict(self._data)
+
+    def save(self, state: Mapping[str, Any], now: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _same_sample(entry: Entry, decoded: Sample | None) -> None:
+    recorded = entry.sample
+    if isinstance(recorded, Measurement) and isinstance(decoded, Measurement):
+        mine, theirs = measurement_to_dict(decoded), measurement_to_dict(recorded)
+        if mine == theirs:
+            return
+        keys = sorted(key for key in mine if mine[key] != theirs[key])
+        detail = "; ".join(f"{key} {mine[key]!r}, recorded {theirs[key]!r}" for key in keys)
+        raise RecordingError(f"line {entry.line}: the drivers decoded another sample: {detail}")
+    if (
+        isinstance(recorded, MeasurementFailure)
+        and isinstance(decoded, MeasurementFailure)
+        and recorded.reason == decoded.reason
+    ):
+        return
+    raise RecordingError(
+        f"line {entry.line}: the drivers gave {_sample_kind(decoded)}, the recording has "
+        f"{_sample_kind(recorded)}"
+    )
+
+
+def _sample_kind(sample: Sample | None) -> str:
+    if isinstance(sample, MeasurementFailure):
+        return f"a failure ({sample.reason})"
+    return "a measurement" if sample is not None else "nothing"
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -157,10 +286,10 @@ def _header(path: Path, number: int, raw: str) -> RecordingHeader:
     where = f"{path}:{number}"
     if data.get("format") != RECORD_FORMAT:
         raise RecordingError(f'{where}: not a recording ("format" is not {RECORD_FORMAT!r})')
-    if data.get("version") != RECORD_VERSION:
+    if data.get("version") not in READABLE_VERSIONS:
         raise RecordingError(
             f"{where}: recording version {data.get('version')!r}; this agent reads "
-            f"version {RECORD_VERSION}"
+            f"versions {', '.join(map(str, READABLE_VERSIONS))} (it writes {RECORD_VERSION})"
         )
     _only(where, data, _HEADER_KEYS, "the header")
     source = data.get("source")
@@ -184,7 +313,22 @@ def _header(path: Path, number: int, raw: str) -> RecordingHeader:
         except ValueError as err:
             raise RecordingError(f"{where}: the recorded state is unusable: {err}") from err
     version = data.get("agent_version", "")
-    return RecordingHeader(str(source), started, config, state, str(version))
+    bus = data.get("bus")
+    if bus not in _BUS_COVERAGE or (bus is not None and source != "diy"):
+        raise RecordingError(f'{where}: "bus" must be null, "start" or "continued" (diy only)')
+    bus_name = data.get("bus_name")
+    if bus_name is not None and not isinstance(bus_name, str):
+        raise RecordingError(f'{where}: "bus_name" must be a string or null')
+    return RecordingHeader(
+        str(source),
+        started,
+        config,
+        state,
+        str(version),
+        bus,
+        bus_name or "replayed bus",
+        state_data or None,
+    )
 
 
 def _entry(path: Path, number: int, raw: str, source: str, cells: int) -> Entry:
@@ -200,13 +344,16 @@ def _entry(path: Path, number: int, raw: str, source: str, cells: int) -> Entry:
     kind = kinds[0]
     if "t" not in data:
         raise RecordingError(f'{where}: a {kind} line has no "t" (its time)')
-    _only(where, data, frozenset({"t", kind}), f"a {kind} line")
+    extra = frozenset({"bus"}) if kind in ("sample", "failure") else frozenset()
+    _only(where, data, frozenset({"t", kind}) | extra, f"a {kind} line")
     t = _number(where, data.get("t"), "t")
     value = data[kind]
+    bus = _transactions(where, data["bus"]) if "bus" in data else None
     if kind == "sample":
-        return Entry(number, t, kind, sample=_measurement(where, t, value, cells))
+        return Entry(number, t, kind, sample=_measurement(where, t, value, cells), bus=bus)
     if kind == "failure":
-        return Entry(number, t, kind, sample=MeasurementFailure(t, _text(where, value, kind)))
+        failure = MeasurementFailure(t, _text(where, value, kind))
+        return Entry(number, t, kind, sample=failure, bus=bus)
     if kind == "step":
         if value is not True:
             raise RecordingError(f'{where}: "step" must be true')
@@ -252,6 +399,59 @@ def _measurement(where: str, t: float, value: object, cells: int) -> Measurement
         balancing=tuple(balancing),
         monitor_flags=frozenset(flags),
     )
+
+
+def _transactions(where: str, value: object) -> tuple[Transaction, ...]:
+    if not isinstance(value, list):
+        raise RecordingError(f'{where}: "bus" must be a list of transactions')
+    return tuple(_transaction(f"{where}: bus[{i}]", item) for i, item in enumerate(value))
+
+
+def _transaction(where: str, item: object) -> Transaction:
+    rule = "[address, op, register, data] or [address, op, register, data, [errno, message]]"
+    if not isinstance(item, list) or len(item) not in (4, 5):
+        raise RecordingError(f"{where}: a transaction is {rule}")
+    address, op, register, data = item[:4]
+    if not _byte(address) or address > 0x7F:
+        raise RecordingError(f"{where}: the address must be a number 0 to 127")
+    if op not in OPS:
+        raise RecordingError(f"{where}: the op must be one of {', '.join(OPS)}, not {op!r}")
+    if not _byte(register):
+        raise RecordingError(f"{where}: the register must be a number 0 to 255")
+    failed = len(item) == 5
+    if failed:
+        error = item[4]
+        if not (
+            isinstance(error, list)
+            and len(error) == 2
+            and _integer(error[0])
+            and isinstance(error[1], str)
+        ):
+            raise RecordingError(f"{where}: the error must be [errno, message]")
+    if op in ("rb", "rw"):
+        ok = (data is None) if failed else _integer(data) and 0 <= data <= 0xFFFF
+    elif op == "rk":
+        ok = (_integer(data) and 0 < data <= 32) if failed else _bytes(data)
+    elif op == "wk":
+        ok = _bytes(data)
+    else:
+        ok = _integer(data) and 0 <= data <= 0xFFFF
+    if not ok:
+        what = "the bytes read" if op in READS and not failed else "its data"
+        raise RecordingError(f"{where}: {OPS[op]} with invalid data {data!r} ({what})")
+    return list(item)
+
+
+def _integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _byte(value: object) -> bool:
+    return _integer(value) and 0 <= value <= 0xFF  # type: ignore[operator]
+
+
+def _bytes(value: object) -> bool:
+    return isinstance(value, list) and 0 < len(value) <= 32 and all(_byte(b) for b in value)
 
 
 def _only(where: str, data: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:

@@ -32,6 +32,8 @@ from edge_agent.control.settings import (
     SocSettings,
     Wiring,
 )
+from edge_agent.drivers.bus import SMBusLike
+from edge_agent.drivers.bus_log import RecordingBus
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.hardware import open_hardware
 from edge_agent.runtime.record import SessionRecorder
@@ -147,13 +149,23 @@ class SimulatedSystem:
         config: AgentConfig | None = None,
         store: StateSink | None = None,
         recorder: SessionRecorder | None = None,
+        *,
+        record_bus: bool = True,
     ) -> None:
+        """With a `recorder`, the agent runs on a `RecordingBus` (every register transaction
+        recorded) unless `record_bus` is False (decoded samples only)."""
         self.box = SimulatedBox(spec)
         self.config = config or simulated_config(spec)
+        bus: SMBusLike = self.box.bus
+        self.bus_log: RecordingBus | None = None
+        if recorder is not None and record_bus:
+            self.bus_log = bus = RecordingBus(self.box.bus, self.box.bus.name)
         hardware = open_hardware(
-            self.config.hardware, self.config.control.cell_count, self.box.bus, self.box.bus.name
+            self.config.hardware, self.config.control.cell_count, bus, self.box.bus.name
         )
-        self.agent = Agent(self.config, hardware, store, self.box.now, recorder=recorder)
+        self.agent = Agent(
+            self.config, hardware, store, self.box.now, recorder=recorder, bus_log=self.bus_log
+        )
 
     def run(
         self,

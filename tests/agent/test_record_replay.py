@@ -182,7 +182,7 @@ def _sample_line(lines: list[str], **changes: Any) -> str:
         (3, lambda lines: lines[2].replace('"t":', '"t":1,"x":'), "unknown key(s) x"),
         (4, lambda lines: lines[3].rstrip("\n"), "cut off"),
         (1, lambda lines: lines[0].replace("sbms-agent-record", "other"), "not a recording"),
-        (1, lambda lines: lines[0].replace('"version":1', '"version":9'), "version 9"),
+        (1, lambda lines: lines[0].replace('"version":2', '"version":9'), "version 9"),
     ],
 )
 def test_a_bad_line_is_refused_naming_its_number_and_the_problem(
