@@ -768,3 +768,32 @@ async def test_the_async_path_is_all_or_nothing_too(
     assert not unsaved.accepted
     assert "could not be saved" in unsaved.errors[0][1]
     assert remote.revision == 0
+
+
+async def test_a_request_cancelled_during_its_save_still_applies_what_it_saved(
+    tmp_path: Path,
+) -> None:
+    """The link's session ends (cancelling the request) while the overlay is being written:
+    the write completes and the change is applied, so the file and the agent agree."""
+    spec = BoxSpec.for_cells(4)
+    config = simulated_config(spec, state_path=tmp_path / "state.db")
+    overlay = BlockingOverlay(overlay_path_for(config.storage.state_path))
+    system = SimulatedSystem(spec, config)
+    system.run(3.0)
+    remote = RemoteControl(system.agent, config, overlay, system.box.now)
+
+    request = asyncio.create_task(
+        remote.handle_config_set_async(_request(_GOOD), lambda: system.box.now)
+    )
+    assert await asyncio.to_thread(overlay.entered.wait, EVENT_TIMEOUT_S)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert remote.revision == 0  # still saving: nothing applied yet
+    overlay.release.set()
+    for task in list(remote._in_flight):  # the shielded save and apply
+        await task
+
+    assert overlay.load() == ({"thresholds": {"hvd": 3.58}}, 1)
+    assert remote.revision == 1
+    assert system.agent.controller.settings.cells.hvd == 3.58
