@@ -10,16 +10,23 @@ address byte again: a register read of n bytes is S, addr+W, reg, Sr, addr+R, n 
 9 x (3 + n) + 3 bits; a write of n bytes is S, addr+W, reg, n bytes, P = 9 x (2 + n) + 2 bits.
 The kernel's per-transfer overhead (tens to hundreds of microseconds on a Raspberry Pi) comes
 on top and is printed as a range, not measured here.
+
+It also prints what `--record` costs a sample: the recording line with the step's
+transactions (`drivers/bus_log.py`) and the decoded sample, and the transactions' share.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from edge_agent.runtime.record import SessionRecorder
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem
 from edge_agent.simulator.smbus import FakeSMBus
@@ -83,6 +90,23 @@ def measure(spec: BoxSpec, samples: int) -> tuple[Traffic, float, dict[int, str]
     return traffic, interval, names
 
 
+def recording_bytes(spec: BoxSpec, samples: int) -> tuple[float, float]:
+    """Bytes a sample in a `--record` file: the whole line, and its transactions' part (the
+    first lines, with the drivers' opening, left out)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "session.jsonl"
+        system = SimulatedSystem(spec, recorder=SessionRecorder(path))
+        interval = system.config.timing.sample_interval_s
+        system.run((samples + 5) * interval)
+        system.agent.close(system.box.now)
+        lines = path.read_text(encoding="utf-8").splitlines()[6:]
+    whole = sum(len(line.encode()) + 1 for line in lines) / len(lines)
+    bus = sum(
+        len(json.dumps(json.loads(line)["bus"], separators=(",", ":"))) for line in lines
+    ) / len(lines)
+    return whole, bus
+
+
 def report(spec: BoxSpec, samples: int) -> None:
     traffic, interval, names = measure(spec, samples)
     print(f"{spec.cell_count}S box, {samples} samples every {interval:g} s; per sample:")
@@ -110,6 +134,12 @@ def report(spec: BoxSpec, samples: int) -> None:
             f" {interval:g} s period; with {low:g}-{high:g} us kernel overhead per transfer"
             f" {with_kernel[0]:6.2f}-{with_kernel[1]:6.2f} ms"
         )
+    whole, bus = recording_bytes(spec, samples)
+    per_day = whole * 86400 / interval / 1e6
+    print(
+        f"  --record: {whole:.0f} bytes a sample ({bus:.0f} of them the transactions),"
+        f" {per_day:.0f} MB a day at this period"
+    )
 
 
 def main() -> None:

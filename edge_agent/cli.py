@@ -255,7 +255,7 @@ def _run_parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_MAX_BYTES / 2**20,
         help="rotate the recording to FILE.1 past this size (%(default)g MB; an 8S box takes "
-        "about 1.1 kB a sample: 94 MB a day at a sample a second)",
+        "about 1.1 kB a sample: 95 MB a day at a sample a second)",
     )
     parser.add_argument("--quiet", action="store_true", help="no status line")
     parser.add_argument("--log-level", default="INFO")

@@ -17,7 +17,7 @@ drivers) or "continued" (a file begun at a rotation: the drivers' state at that 
 in it, so it replays from the decoded samples). Version 1 files are read as before.
 
 Size: about 350 bytes a sample for 8 cells (30 MB a day at one sample a second); with the
-transactions about 1.1 kB (8S: 30 transactions, 94 MB a day). The file is
+transactions about 1.1 kB (8S: 30 transactions, 95 MB a day). The file is
 bounded: past `max_bytes` it is renamed to FILE.1 (replacing an older one) and a new FILE
 starts with a fresh header holding the state at that moment, so each file replays on its own
 and the two together never exceed twice `max_bytes`. Lines are written to the page cache and

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.i2c_traffic import measure
+from bench.i2c_traffic import measure, recording_bytes
 from edge_agent.simulator.box import BoxSpec
 
 
@@ -18,3 +18,10 @@ def test_one_8s_sample_costs_the_transactions_the_drivers_make() -> None:
     assert traffic.data_bytes[0x40] / 3 == 3 + 3 + 2 + 5
     # Reads of n bytes clock 9 x (3 + n) + 3 bits: 4 INA228 reads of 13 bytes in all.
     assert traffic.wire_bits[0x40] / 3 == 9 * (4 * 3 + 13) + 4 * 3
+
+
+def test_a_recorded_8s_sample_is_about_a_kilobyte() -> None:
+    whole, bus = recording_bytes(BoxSpec.for_cells(8), samples=10)
+    # 30 transactions as JSON arrays, beside the decoded sample (docs/architecture.md).
+    assert 450 < bus < 750
+    assert 900 < whole < 1300
