@@ -55,7 +55,7 @@ from edge_agent.simulator.harness import SimulatedSystem, simulated_config
 from edge_agent.storage.config_overlay import ConfigOverlay, overlay_path_for
 from tests.agent.safety_oracle import Streak
 from tests.agent.test_remote_safety import ATTACKS
-from tests.mqtt_broker import MosquittoBroker, running_broker
+from tests.helpers.mqtt_broker import MosquittoBroker, running_broker
 
 pytestmark = pytest.mark.usefixtures("allow_sockets")
 

@@ -16,7 +16,6 @@ between two samples.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 

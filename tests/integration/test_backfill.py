@@ -25,7 +25,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from custom_components.sbms.backfill import DATA_BACKFILL, HistoryBackfill, storage_key
 from custom_components.sbms.diagnostics import async_get_config_entry_diagnostics
 from custom_components.sbms.history import HOUR_S, hour_start
-from tests.integration.conftest import SetupBox, mqtt_settled, wait_for
+from tests.helpers.hass import SetupBox, mqtt_settled, wait_for
 from tests.integration.fake_agent import FakeAgent, example
 
 ENTRY_ID = "box"

@@ -59,8 +59,8 @@ from edge_agent.runtime.history import HistoryReader
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
 from edge_agent.storage.data_log import DataLogStore, Record
-from tests.integration.conftest import connect_mqtt, wait_for
-from tests.mqtt_broker import MosquittoBroker
+from tests.helpers.hass import connect_mqtt, wait_for
+from tests.helpers.mqtt_broker import MosquittoBroker
 
 pytestmark = pytest.mark.slow
 

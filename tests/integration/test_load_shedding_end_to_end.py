@@ -24,8 +24,8 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sbms.const import DOMAIN, EVENT_LOAD_SHEDDING, EVENT_SBMS, SUBENTRY_LOAD
 from custom_components.sbms.coordinator import SbmsCoordinator
-from tests.integration.conftest import mqtt_settled, wait_for
-from tests.mqtt_broker import MosquittoBroker
+from tests.helpers.hass import mqtt_settled, wait_for
+from tests.helpers.mqtt_broker import MosquittoBroker
 
 AGENT_ID = "night"
 ROOT = Path(__file__).resolve().parents[2]
