@@ -390,6 +390,7 @@ async def _exercise(
     _check_the_configuration(file_config, remote)
 
 
+@pytest.mark.slow  # about 35 s: 24 sequences, each a simulated run over a real broker
 def test_no_sequence_of_requests_takes_a_cell_past_a_limit(tmp_path: Path) -> None:
     with running_broker(tmp_path / "broker") as broker:
 
