@@ -128,6 +128,7 @@ async def _add_load(hass: HomeAssistant, entry: MockConfigEntry, load: dict[str,
     assert result["type"] is FlowResultType.CREATE_ENTRY, result.get("errors")
 
 
+@pytest.mark.slow  # about 40 s: a simulated discharge down to the LVD
 async def test_loads_are_shed_in_priority_order_before_the_agents_lvd_trips(
     hass: HomeAssistant,
     mqtt_ready: MockConfigEntry,
