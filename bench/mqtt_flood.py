@@ -35,7 +35,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from tests.mqtt_broker import MosquittoBroker
+from tests.helpers.mqtt_broker import MosquittoBroker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AGENT_ID = "flood"

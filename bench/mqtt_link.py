@@ -24,7 +24,7 @@ from edge_agent.runtime.remote import RemoteControl
 from edge_agent.runtime.service import Identity, build_link
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem
-from tests.mqtt_broker import MosquittoBroker
+from tests.helpers.mqtt_broker import MosquittoBroker
 
 
 def _percentile(values: list[float], fraction: float) -> float:

@@ -16,6 +16,7 @@ if importlib.util.find_spec("homeassistant") is not None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The month-long scenarios (marker `slow`) first: pytest-xdist hands tests out in this
-    order, so both workers start on them at once instead of one finishing them at the end."""
+    """The slow tests (marker `slow`, 30 s or more each) first: pytest-xdist hands tests out
+    in this order, so both workers start on them at once instead of one finishing them at the
+    end."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -7,12 +7,10 @@ import contextlib
 import dataclasses
 import json
 import re
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from edge_agent.config import AgentConfig
@@ -25,7 +23,8 @@ from edge_agent.runtime.remote import RemoteControl
 from edge_agent.runtime.service import Identity, build_link
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
-from tests.mqtt_broker import MosquittoBroker
+from tests.helpers.mqtt import AsyncWatcher
+from tests.helpers.mqtt_broker import MosquittoBroker
 
 pytestmark = pytest.mark.usefixtures("allow_sockets")
 
@@ -261,53 +260,9 @@ def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
         yield running_broker
 
 
-@dataclasses.dataclass
-class Seen:
-    topic: str
-    payload: bytes
-    retain: bool
-
-
-class Recorder:
+def _recording(broker: MosquittoBroker) -> contextlib.AbstractAsyncContextManager[AsyncWatcher]:
     """A client like Home Assistant: records everything under homeassistant/# and sbms/#."""
-
-    def __init__(self) -> None:
-        self.messages: list[Seen] = []
-        self.client: aiomqtt.Client | None = None
-
-    async def run(self, broker: MosquittoBroker, ready: asyncio.Event) -> None:
-        async with aiomqtt.Client(broker.host, broker.port) as client:
-            self.client = client
-            await client.subscribe([("homeassistant/#", 1), ("sbms/#", 1)])
-            ready.set()
-            async for message in client.messages:
-                payload = message.payload
-                assert isinstance(payload, bytes)
-                self.messages.append(Seen(message.topic.value, payload, bool(message.retain)))
-
-    def on(self, topic: str) -> list[Seen]:
-        return [m for m in self.messages if m.topic == topic]
-
-    async def wait_for(self, topic: str, count: int, within_s: float = 10.0) -> list[Seen]:
-        deadline = time.monotonic() + within_s
-        while len(self.on(topic)) < count:
-            assert time.monotonic() < deadline, f"waited for {count} on {topic}: {self.messages}"
-            await asyncio.sleep(0.05)
-        return self.on(topic)
-
-
-@contextlib.asynccontextmanager
-async def _recording(broker: MosquittoBroker) -> AsyncIterator[Recorder]:
-    recorder = Recorder()
-    ready = asyncio.Event()
-    task = asyncio.ensure_future(recorder.run(broker, ready))
-    await asyncio.wait_for(ready.wait(), 10)
-    try:
-        yield recorder
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-            await task
+    return AsyncWatcher(broker, ["homeassistant/#", "sbms/#"]).running()
 
 
 @contextlib.asynccontextmanager
@@ -344,32 +299,32 @@ async def test_discovery_is_retained_and_republished_when_home_assistant_starts(
 ) -> None:
     async with _agent(broker, ha_discovery=True):
         async with _recording(broker) as early:
-            first = await early.wait_for(DISCOVERY_TOPIC, 1)
+            first = await early.wait_count(DISCOVERY_TOPIC, 1)
         payload = json.loads(first[0].payload)
         assert payload["o"]["name"] == "sbms-agent"
         assert all(c["stat_t"] == TOPICS.state for c in payload["cmps"].values())
 
         # A client that connects later gets it retained.
         async with _recording(broker) as late:
-            retained = await late.wait_for(DISCOVERY_TOPIC, 1)
+            retained = await late.wait_count(DISCOVERY_TOPIC, 1)
             assert retained[0].retain
             # Home Assistant's birth message: the agent publishes discovery again.
             assert late.client is not None
             await late.client.publish("homeassistant/status", b"online", qos=1)
-            again = await late.wait_for(DISCOVERY_TOPIC, 2)
+            again = await late.wait_count(DISCOVERY_TOPIC, 2)
             assert json.loads(again[-1].payload) == payload
             # Anything else on the status topic (HA going offline) is ignored.
             await late.client.publish("homeassistant/status", b"offline", qos=1)
             await late.client.publish("homeassistant/status", b"online", qos=1)
-            await late.wait_for(DISCOVERY_TOPIC, 3)
+            await late.wait_count(DISCOVERY_TOPIC, 3)
             await asyncio.sleep(0.3)
             assert len(late.on(DISCOVERY_TOPIC)) == 3
 
 
 async def test_nothing_under_homeassistant_without_discovery(broker: MosquittoBroker) -> None:
     async with _recording(broker) as recorder, _agent(broker, ha_discovery=False):
-        await recorder.wait_for(f"sbms/{AGENT_ID}/config", 1)
-        await recorder.wait_for(f"sbms/{AGENT_ID}/state", 1)
+        await recorder.wait_count(f"sbms/{AGENT_ID}/config", 1)
+        await recorder.wait_count(f"sbms/{AGENT_ID}/state", 1)
         assert recorder.client is not None
         await recorder.client.publish("homeassistant/status", b"online", qos=1)
         await asyncio.sleep(0.5)

@@ -9,19 +9,15 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from edge_agent.config import StorageSettings
 from edge_agent.mqtt.payloads import encode, history_result_payload
@@ -37,7 +33,8 @@ from edge_agent.runtime.history import (
 from edge_agent.runtime.remote import MAX_PAYLOAD_BYTES, _RejectedError
 from edge_agent.simulator.box import JUNE_1_2026_UTC
 from edge_agent.storage.data_log import COUNTER_NAMES, DataLogStore, Record, Stat, record_to_dict
-from tests.mqtt_broker import MosquittoBroker
+from tests.helpers.mqtt import PahoWatcher
+from tests.helpers.mqtt_broker import MosquittoBroker
 
 SCHEMAS = Path(__file__).parents[2] / "docs" / "schemas"
 AGENT_ID = "history-box"
@@ -309,52 +306,22 @@ def test_an_unreadable_log_is_rejected_and_read_again_once_repaired(tmp_path: Pa
 # -- a real broker and `sbms-agent --simulate` ------------------------------------------------
 
 
-class Client:
+def _client(port: int) -> PahoWatcher:
     """A paho MQTT 5 client that keeps every message it gets (none is lost to a wait)."""
+    return PahoWatcher(
+        port, [f"{ROOT}/#", f"{ROOT}/reply/history"], client_id="history-client", mqtt5=True
+    )
 
-    def __init__(self, port: int) -> None:
-        self.messages: list[tuple[str, bytes, bytes | None]] = []
-        self._lock = threading.Lock()
-        self.client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2, client_id="history-client", protocol=paho.MQTTv5
-        )
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        self.client.subscribe([(f"{ROOT}/#", 1), (f"{ROOT}/reply/history", 1)])
 
-    def _on_message(self, _client: Any, _userdata: Any, message: paho.MQTTMessage) -> None:
-        correlation = getattr(message.properties, "CorrelationData", None)
-        with self._lock:
-            self.messages.append((message.topic, message.payload, correlation))
-
-    def ask(self, request: dict[str, Any], *, correlation: bytes | None = None) -> None:
-        properties = None
-        if correlation is not None:
-            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            properties.ResponseTopic = f"{ROOT}/reply/history"
-            properties.CorrelationData = correlation
-        self.client.publish(
-            f"{ROOT}/history/get", json.dumps(request), qos=1, properties=properties
-        ).wait_for_publish(5)
-
-    def wait_for(
-        self, topic: str, timeout_s: float = 30.0, **fields: Any
-    ) -> tuple[dict[str, Any], bytes | None]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                candidates = [(p, c) for t, p, c in self.messages if t == topic]
-            for payload, correlation in candidates:
-                data = json.loads(payload)
-                if all(data.get(key) == value for key, value in fields.items()):
-                    return data, correlation
-            time.sleep(0.05)
-        raise AssertionError(f"nothing on {topic} matching {fields} within {timeout_s} s")
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+def _ask_over_mqtt(
+    client: PahoWatcher, request: dict[str, Any], *, correlation: bytes | None = None
+) -> None:
+    client.publish(
+        f"{ROOT}/history/get",
+        request,
+        response_topic=f"{ROOT}/reply/history",
+        correlation=correlation,
+    )
 
 
 @pytest.fixture
@@ -383,23 +350,22 @@ def test_a_client_pages_through_the_simulated_agents_log_over_mqtt(
     result_schema = Draft202012Validator(
         json.loads((SCHEMAS / "history_result.schema.json").read_text())
     )
-    client = Client(broker.port)
+    client = _client(broker.port)
     agent = _start_agent(broker, state)
     try:
-        announce, _ = client.wait_for(f"{ROOT}/announce")
+        announce = client.find(f"{ROOT}/announce").json()
         assert announce["capabilities"]["history"] is True
-        client.wait_for(f"{ROOT}/state")  # sent after the agent subscribed to its requests
+        client.find(f"{ROOT}/state")  # sent after the agent subscribed to its requests
         received: list[dict[str, Any]] = []
         start: int | None = T0
         page = 0
         while start is not None:
             page += 1
             request = {"request_id": f"page-{page}", "from": start, "to": JUNE_1_2026_UTC}
-            client.ask(request, correlation=f"c{page}".encode())
-            answer, _ = client.wait_for(f"{ROOT}/history/result", request_id=f"page-{page}")
-            direct, correlation = client.wait_for(
-                f"{ROOT}/reply/history", request_id=f"page-{page}"
-            )
+            _ask_over_mqtt(client, request, correlation=f"c{page}".encode())
+            answer = client.find(f"{ROOT}/history/result", request_id=f"page-{page}").json()
+            reply = client.find(f"{ROOT}/reply/history", request_id=f"page-{page}")
+            direct, correlation = reply.json(), reply.correlation
             assert not list(result_schema.iter_errors(answer))
             assert (answer["status"], direct, correlation) == (
                 "accepted",
@@ -408,8 +374,8 @@ def test_a_client_pages_through_the_simulated_agents_log_over_mqtt(
             )
             received += answer["records"]
             start = answer["next_from"]
-        client.ask({"request_id": "bad", "from": T0, "to": "tomorrow", "limit": 500})
-        rejected, _ = client.wait_for(f"{ROOT}/history/result", request_id="bad")
+        _ask_over_mqtt(client, {"request_id": "bad", "from": T0, "to": "tomorrow", "limit": 500})
+        rejected = client.find(f"{ROOT}/history/result", request_id="bad").json()
     finally:
         agent.send_signal(signal.SIGTERM)
         stderr = agent.communicate(timeout=20)[1].decode()

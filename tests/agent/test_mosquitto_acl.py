@@ -17,7 +17,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
-from tests.mqtt_broker import MosquittoBroker
+from tests.helpers.mqtt_broker import MosquittoBroker
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "mosquitto"
 ACL = EXAMPLES / "acl"

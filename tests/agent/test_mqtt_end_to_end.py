@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import queue
 import signal
 import subprocess
 import sys
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import paho.mqtt.client as paho
 import pytest
 
 from edge_agent.mqtt.publish_settings import PublishSettings
@@ -29,7 +27,8 @@ from edge_agent.runtime.remote import RemoteControl
 from edge_agent.runtime.service import Identity, build_link
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem
-from tests.mqtt_broker import MosquittoBroker
+from tests.helpers.mqtt import PahoWatcher
+from tests.helpers.mqtt_broker import MosquittoBroker
 
 SCHEMAS = Path(__file__).parents[2] / "docs" / "schemas"
 AGENT_ID = "e2e-box"
@@ -43,43 +42,9 @@ def _schema(name: str) -> dict[str, Any]:
     return loaded
 
 
-class Watcher:
+def _watcher(port: int) -> PahoWatcher:
     """A paho client that records every message under the agent's topics."""
-
-    def __init__(self, port: int) -> None:
-        self.messages: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
-        self.retained: dict[str, bytes] = {}
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="e2e-watcher")
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe(f"{ROOT}/#", qos=1)
-        self.client.loop_start()
-
-    def _on_message(self, _client: Any, _userdata: Any, message: paho.MQTTMessage) -> None:
-        self.messages.put((message.topic, message.payload, bool(message.retain)))
-
-    def wait_for(self, topic: str, timeout_s: float = 20.0, **fields: Any) -> bytes:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                got_topic, payload, _retain = self.messages.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if got_topic != topic:
-                continue
-            if fields:
-                data = json.loads(payload)
-                if any(data.get(key) != value for key, value in fields.items()):
-                    continue
-            return payload
-        raise AssertionError(f"nothing on {topic} matching {fields} within {timeout_s} s")
-
-    def publish(self, topic: str, payload: dict[str, Any]) -> None:
-        self.client.publish(topic, json.dumps(payload), qos=1).wait_for_publish(5)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+    return PahoWatcher(port, [f"{ROOT}/#"], client_id="e2e-watcher")
 
 
 @pytest.fixture
@@ -123,17 +88,17 @@ def _stop(agent: subprocess.Popen[bytes]) -> str:
 def test_the_simulated_agent_publishes_the_documented_topics_and_obeys_requests(
     broker: MosquittoBroker, tmp_path: Path
 ) -> None:
-    watcher = Watcher(broker.port)
+    watcher = _watcher(broker.port)
     agent = _start_agent(broker, tmp_path / "state.db")
     try:
-        assert watcher.wait_for(f"{ROOT}/status") == b"online"
-        announce = json.loads(watcher.wait_for(f"{ROOT}/announce"))
+        assert watcher.next(f"{ROOT}/status").payload == b"online"
+        announce = watcher.next(f"{ROOT}/announce").json()
         jsonschema.validate(announce, _schema("announce"))
         assert announce["source"] == "simulator"
         assert "force_off" in announce["capabilities"]["commands"]
-        config = json.loads(watcher.wait_for(f"{ROOT}/config"))
+        config = watcher.next(f"{ROOT}/config").json()
         jsonschema.validate(config, _schema("config"))
-        state = json.loads(watcher.wait_for(f"{ROOT}/state"))
+        state = watcher.next(f"{ROOT}/state").json()
         jsonschema.validate(state, _schema("state"))
         assert len(state["cells"]) == 8
         assert state["outputs"]["extio3"] is True
@@ -143,11 +108,11 @@ def test_the_simulated_agent_publishes_the_documented_topics_and_obeys_requests(
             f"{ROOT}/config/set",
             {"request_id": "r1", "config": {"soc_alarms": {"low": 30, "low_release": 35}}},
         )
-        result = json.loads(watcher.wait_for(f"{ROOT}/config/result", request_id="r1"))
+        result = watcher.next(f"{ROOT}/config/result", request_id="r1").json()
         jsonschema.validate(result, _schema("result"))
         assert result["status"] == "accepted", result
         revision = result["config_revision"]
-        new_config = json.loads(watcher.wait_for(f"{ROOT}/config", config_revision=revision))
+        new_config = watcher.next(f"{ROOT}/config", config_revision=revision).json()
         assert new_config["soc_alarms"]["low"] == 30
 
         # A bad one names the field and changes nothing.
@@ -155,7 +120,7 @@ def test_the_simulated_agent_publishes_the_documented_topics_and_obeys_requests(
             f"{ROOT}/config/set",
             {"request_id": "r2", "config": {"thresholds": {"hvd": 3.9}}},
         )
-        result = json.loads(watcher.wait_for(f"{ROOT}/config/result", request_id="r2"))
+        result = watcher.next(f"{ROOT}/config/result", request_id="r2").json()
         assert result["status"] == "rejected"
         assert any(e["field"].startswith("config.thresholds") for e in result["errors"])
 
@@ -163,12 +128,12 @@ def test_the_simulated_agent_publishes_the_documented_topics_and_obeys_requests(
         watcher.publish(
             f"{ROOT}/cmd/force_off", {"request_id": "c1", "output": "extio4", "seconds": 600}
         )
-        result = json.loads(watcher.wait_for(f"{ROOT}/cmd/force_off/result", request_id="c1"))
+        result = watcher.next(f"{ROOT}/cmd/force_off/result", request_id="c1").json()
         assert result["status"] == "accepted", result
-        forced = json.loads(watcher.wait_for(f"{ROOT}/state"))
+        forced = watcher.next(f"{ROOT}/state").json()
         deadline = time.monotonic() + 20
         while forced["outputs"]["extio4"] and time.monotonic() < deadline:
-            forced = json.loads(watcher.wait_for(f"{ROOT}/state"))
+            forced = watcher.next(f"{ROOT}/state").json()
         assert forced["outputs"]["extio4"] is False
         assert "forced_off" in forced["interlocks"]
         # One clock: the hold ends 600 s after the request on the simulated box's clock (June
@@ -177,29 +142,29 @@ def test_the_simulated_agent_publishes_the_documented_topics_and_obeys_requests(
         # ...and zero_current's freshness check reads the same clock: it never finds the
         # measurement "old" (the current itself may still be too large at 07:00).
         watcher.publish(f"{ROOT}/cmd/zero_current", {"request_id": "z1"})
-        result = json.loads(watcher.wait_for(f"{ROOT}/cmd/zero_current/result", request_id="z1"))
+        result = watcher.next(f"{ROOT}/cmd/zero_current/result", request_id="z1").json()
         reasons = [error["reason"] for error in result["errors"]]
         assert not any("no good measurement" in reason for reason in reasons), reasons
         watcher.publish(
             f"{ROOT}/cmd/force_off", {"request_id": "c2", "output": "extio6", "seconds": 600}
         )
-        result = json.loads(watcher.wait_for(f"{ROOT}/cmd/force_off/result", request_id="c2"))
+        result = watcher.next(f"{ROOT}/cmd/force_off/result", request_id="c2").json()
         assert result["status"] == "rejected"
         assert result["errors"][0]["field"] == "output"
         watcher.publish(f"{ROOT}/cmd/self_destruct", {"request_id": "c3"})
-        result = json.loads(watcher.wait_for(f"{ROOT}/cmd/self_destruct/result", request_id="c3"))
+        result = watcher.next(f"{ROOT}/cmd/self_destruct/result", request_id="c3").json()
         assert result["status"] == "rejected"
     finally:
         errors = _stop(agent)
     assert agent.returncode == 0, errors
-    assert watcher.wait_for(f"{ROOT}/status") == b"offline"
+    assert watcher.next(f"{ROOT}/status").payload == b"offline"
     watcher.close()
 
     # The accepted change survives a restart of the agent.
-    watcher = Watcher(broker.port)
+    watcher = _watcher(broker.port)
     agent = _start_agent(broker, tmp_path / "state.db")
     try:
-        config = json.loads(watcher.wait_for(f"{ROOT}/config", config_revision=revision))
+        config = watcher.next(f"{ROOT}/config", config_revision=revision).json()
         assert config["soc_alarms"]["low"] == 30
     finally:
         _stop(agent)
@@ -217,7 +182,7 @@ async def test_the_configured_publish_policy_is_in_force_from_the_first_connecti
     link = build_link(settings, remote, Identity("simulator", "test"))
     stop = asyncio.Event()
     task = asyncio.ensure_future(link.run(stop))
-    watcher = Watcher(broker.port)
+    watcher = _watcher(broker.port)
     try:
         for _ in range(100):
             if link.serving:  # subscribed: requests sent now are not lost
@@ -227,12 +192,9 @@ async def test_the_configured_publish_policy_is_in_force_from_the_first_connecti
             system.box.advance(1.0)
             link.offer_report(system.agent.step(system.box.now))
             await asyncio.sleep(0.1)
-        states = 0
-        while not watcher.messages.empty():
-            topic, _payload, _retain = watcher.messages.get()
-            states += topic == f"{ROOT}/state"
         # The default policy (30 s, deadbands) would have sent one state in half a second.
-        assert states >= 5
+        # Waited for, not counted after the sleeps: on a busy machine they arrive later.
+        await asyncio.to_thread(watcher.wait_count, f"{ROOT}/state", 5)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.mqtt_flood import run_flood
-from tests.mqtt_broker import MosquittoBroker
+from tests.helpers.mqtt_broker import MosquittoBroker
 
 pytestmark = pytest.mark.usefixtures("allow_sockets")
 

@@ -1,4 +1,4 @@
-"""The MQTT link against a real mosquitto started by the tests (tests/mqtt_broker.py)."""
+"""The MQTT link against a real mosquitto started by the tests (tests/helpers/mqtt_broker.py)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ from edge_agent.runtime.loop import run_agent
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.clock import SimulatedClock
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
-from tests.mqtt_broker import (
+from tests.helpers.mqtt import AsyncWatcher as Watcher
+from tests.helpers.mqtt_broker import (
     BrokerCertificates,
     MosquittoBroker,
     free_port,
@@ -57,75 +58,6 @@ def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Seen:
-    topic: str
-    payload: bytes
-    retain: bool
-    properties: Any
-    at: float
-
-    def json(self) -> Any:
-        return json.loads(self.payload)
-
-
-class Watcher:
-    """A second MQTT client, like Home Assistant, recording everything under sbms/#."""
-
-    def __init__(self, broker: MosquittoBroker, **client_args: Any) -> None:
-        self._broker = broker
-        self._client_args = client_args
-        self.messages: list[Seen] = []
-        self._changed = asyncio.Event()
-        self.client: aiomqtt.Client | None = None
-
-    async def run(self, ready: asyncio.Event) -> None:
-        async with aiomqtt.Client(
-            self._broker.host,
-            self._broker.port,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            **self._client_args,
-        ) as client:
-            self.client = client
-            await client.subscribe("sbms/#", qos=1)
-            await client.subscribe("reply/#", qos=1)
-            ready.set()
-            async for message in client.messages:
-                payload = message.payload
-                assert isinstance(payload, bytes)
-                self.messages.append(
-                    Seen(
-                        message.topic.value,
-                        payload,
-                        bool(message.retain),
-                        message.properties,
-                        time.monotonic(),
-                    )
-                )
-                self._changed.set()
-
-    def on(self, suffix: str) -> list[Seen]:
-        topic = f"{ROOT}/{suffix}"
-        return [m for m in self.messages if m.topic == topic]
-
-    async def wait_for(
-        self, predicate: Callable[[Watcher], bool], within_s: float = 10.0, what: str = ""
-    ) -> None:
-        deadline = time.monotonic() + within_s
-        while not predicate(self):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                topics = [(m.topic, m.payload[:60]) for m in self.messages[-15:]]
-                raise AssertionError(f"timed out waiting for {what}; last: {topics}")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
-
-    async def publish(self, topic: str, payload: bytes, **kwargs: Any) -> None:
-        assert self.client is not None
-        await self.client.publish(topic, payload, qos=1, **kwargs)
 
 
 @dataclasses.dataclass
@@ -264,26 +196,19 @@ async def start_link() -> AsyncIterator[Callable[[MqttLink], Running]]:
 
 @pytest.fixture
 async def start_watcher() -> AsyncIterator[Callable[..., Any]]:
-    tasks: list[asyncio.Task[None]] = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def start(broker: MosquittoBroker, **client_args: Any) -> Watcher:
-        watcher = Watcher(broker, **client_args)
-        ready = asyncio.Event()
-        task = asyncio.ensure_future(watcher.run(ready))
-        tasks.append(task)
-        await asyncio.wait(
-            {task, asyncio.ensure_future(ready.wait())},
-            timeout=10,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        if task.done():
-            task.result()
-        return watcher
+        async def start(broker: MosquittoBroker, **client_args: Any) -> Watcher:
+            watcher = Watcher(
+                broker,
+                ["sbms/#", "reply/#"],
+                root=ROOT,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                **client_args,
+            )
+            return await stack.enter_async_context(watcher.running())
 
-    yield start
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        yield start
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from edge_agent.sbms0.replay import replay_sbms0
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
 from edge_agent.storage.state_store import StateStore
-from tests.agent.test_sbms0_frame import encode_frame, make_frame
+from tests.helpers.sbms0 import encode_frame, make_frame
 
 ISL = 0x28
 

@@ -55,7 +55,7 @@ from edge_agent.simulator.harness import SimulatedSystem, simulated_config
 from edge_agent.storage.config_overlay import ConfigOverlay, overlay_path_for
 from tests.agent.safety_oracle import Streak
 from tests.agent.test_remote_safety import ATTACKS
-from tests.mqtt_broker import MosquittoBroker, running_broker
+from tests.helpers.mqtt_broker import MosquittoBroker, running_broker
 
 pytestmark = pytest.mark.usefixtures("allow_sockets")
 
@@ -390,6 +390,7 @@ async def _exercise(
     _check_the_configuration(file_config, remote)
 
 
+@pytest.mark.slow  # about 35 s: 24 sequences, each a simulated run over a real broker
 def test_no_sequence_of_requests_takes_a_cell_past_a_limit(tmp_path: Path) -> None:
     with running_broker(tmp_path / "broker") as broker:
 

@@ -16,8 +16,7 @@ from edge_agent.control.model import EventKind, Fault, Interlock
 from edge_agent.mqtt.payloads import announce_payload, config_payload, encode, state_payload
 from edge_agent.sbms0.agent import Sbms0Agent
 from edge_agent.sbms0.receiver import FrameReceiver
-from tests.agent.test_sbms0_frame import encode_frame, make_frame
-from tests.agent.test_sbms0_rawdata import make_page
+from tests.helpers.sbms0 import encode_frame, make_frame, make_page
 
 ROOT = Path(__file__).parents[2]
 SCHEMAS = ROOT / "docs" / "schemas"

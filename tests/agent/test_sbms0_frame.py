@@ -19,64 +19,9 @@ from edge_agent.sbms0.frame import (
     SbmsFrame,
     decode_frame,
 )
+from tests.helpers.sbms0 import encode_frame, make_frame
 
 UTC = dt.UTC
-
-
-def _digits(value: int, width: int) -> str:
-    """Base 91, most significant first, each digit as chr(35 + digit)."""
-    assert 0 <= value < 91**width, (value, width)
-    chars = []
-    for _ in range(width):
-        value, digit = divmod(value, 91)
-        chars.append(chr(35 + digit))
-    return "".join(reversed(chars))
-
-
-def encode_frame(frame: SbmsFrame) -> str:
-    """The frame an SBMS would send for these values (checksum included unless absent)."""
-    when = frame.timestamp or dt.datetime(2000, 1, 1, tzinfo=UTC)
-    date = [when.year - 2000, when.month, when.day, when.hour, when.minute, when.second]
-    external = (
-        0
-        if frame.external_temperature_c is None
-        else round(frame.external_temperature_c * 10) + 450
-    )
-    text = "".join(_digits(value, 1) for value in date)
-    text += _digits(frame.soc, 2)
-    text += "".join(_digits(cell, 2) for cell in frame.cells_mv)
-    text += _digits(round(frame.internal_temperature_c * 10) + 450, 2) + _digits(external, 2)
-    text += ("-" if frame.battery_ma < 0 else "+") + _digits(abs(frame.battery_ma), 3)
-    text += _digits(frame.pv1_ma, 3) + _digits(frame.pv2_ma, 3)
-    text += _digits(frame.external_load_ma, 3)
-    text += "".join(_digits(value, 3) for value in frame.adc) + _digits(frame.heat1, 3)
-    flags = _digits(frame.flags, 3)
-    if not frame.checksum_present:
-        return text + "###" + flags
-    level = _digits(frame.dual_pv_level or 0, 1)
-    total = 1995 + sum(ord(char) - 35 for char in text + level + flags)
-    return text + level + _digits(total, 2) + flags
-
-
-def make_frame(**changes: object) -> SbmsFrame:
-    """A healthy 8S frame: 26.6 V, 12.5 A discharge, 3.2 A PV, both FETs on."""
-    base = SbmsFrame(
-        timestamp=dt.datetime(2025, 6, 1, 12, 30, 15, tzinfo=UTC),
-        soc=77,
-        cells_mv=(3321, 3322, 3323, 3324, 3325, 3326, 3327, 3328),
-        internal_temperature_c=24.5,
-        external_temperature_c=18.3,
-        battery_ma=-12500,
-        pv1_ma=3200,
-        pv2_ma=0,
-        external_load_ma=1500,
-        adc=(0, 0, 0),
-        heat1=0,
-        dual_pv_level=1,
-        checksum_present=True,
-        flags=20480,
-    )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
 def test_known_frame_decodes_to_its_values() -> None:

@@ -13,8 +13,7 @@ from aiohttp import web
 from edge_agent.config import HttpSourceSettings
 from edge_agent.sbms0.http_source import MAX_PAGE_BYTES, HttpSource
 from edge_agent.sbms0.receiver import FrameReceiver
-from tests.agent.test_sbms0_frame import encode_frame, make_frame
-from tests.agent.test_sbms0_rawdata import make_page
+from tests.helpers.sbms0 import encode_frame, make_frame, make_page
 
 pytestmark = pytest.mark.usefixtures("allow_sockets")
 

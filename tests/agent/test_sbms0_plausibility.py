@@ -26,7 +26,7 @@ from edge_agent.sbms0.plausibility import (
     Verdict,
 )
 from edge_agent.sbms0.receiver import FrameReceiver
-from tests.agent.test_sbms0_frame import encode_frame, make_frame
+from tests.helpers.sbms0 import encode_frame, make_frame
 
 T0 = 1_780_000_000.0  # 2026-05-28
 BASE = make_frame()  # 8S, cells 3321..3328 mV, -12.5 A

@@ -7,39 +7,9 @@ import pytest
 from edge_agent.sbms0.frame import FrameError
 from edge_agent.sbms0.rawdata import parse_rawdata
 from edge_agent.sbms0.receiver import FrameReceiver
-from tests.agent.test_sbms0_frame import _digits, encode_frame, make_frame
+from tests.helpers.sbms0 import encode_frame, js_string, make_frame, make_page
 
 NOW = 1_780_000_000.0  # 2026-05-28
-
-
-def js_string(text: str) -> str:
-    return text.replace("\\", "\\\\")
-
-
-def make_page(
-    frame_text: str | None = None,
-    *,
-    s2: str = "[0,1,0,0,0,0,0,1,8,1,1,0]",
-    counters: tuple[int | None, ...] = (1000, 2000, 300, 0, 2300, 700, 500),
-) -> str:
-    frame_text = encode_frame(make_frame()) if frame_text is None else frame_text
-    e_a = "".join("empty-" if value is None else _digits(value, 6) for value in counters)
-    e_w = "".join(
-        "empty-" if value is None else _digits(value * 266 // 10, 6) for value in counters
-    )
-    xsbms = _digits(1234, 3) + _digits(3650, 2) + _digits(2800, 2) + _digits(1, 1)
-    xsbms += _digits(280, 3)
-    return "\n".join(
-        [
-            'var PV1="####";',
-            f'var eA="{js_string(e_a)}";',
-            f'var eW="{js_string(e_w)}";',
-            "var s1=['Ah','A','SBMS0  '];",
-            f"var s2={s2};",
-            f'var sbms="{js_string(frame_text)}";',
-            f'var xsbms="{js_string(xsbms)}";',
-        ]
-    )
 
 
 def test_page_variables_are_parsed() -> None:

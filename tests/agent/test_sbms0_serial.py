@@ -14,7 +14,7 @@ import pytest
 from edge_agent.config import SerialSourceSettings
 from edge_agent.sbms0.receiver import FrameReceiver
 from edge_agent.sbms0.serial_source import MAX_LINE_BYTES, LineSplitter, SerialSource
-from tests.agent.test_sbms0_frame import encode_frame, make_frame
+from tests.helpers.sbms0 import encode_frame, make_frame
 
 DEADLINE_S = 20.0  # generous: only a hang fails, never slowness
 

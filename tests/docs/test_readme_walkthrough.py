@@ -36,7 +36,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.mqtt_broker import MosquittoBroker
+from tests.helpers.mqtt_broker import MosquittoBroker
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = ("README.md", "docs/install.md")

@@ -19,7 +19,7 @@ from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sbms.const import DOMAIN
-from tests.integration.conftest import SetupBox, wait_for
+from tests.helpers.hass import SetupBox, wait_for
 from tests.integration.fake_agent import FakeAgent
 
 

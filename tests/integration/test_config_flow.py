@@ -17,9 +17,9 @@ from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sbms.const import CONF_AGENT_ID, CONF_TOPIC_PREFIX, DOMAIN
-from tests.integration.conftest import SetupBox, mqtt_settled, wait_for
+from tests.helpers.hass import SetupBox, mqtt_settled, wait_for
+from tests.helpers.mqtt_broker import MosquittoBroker
 from tests.integration.fake_agent import FakeAgent, example
-from tests.mqtt_broker import MosquittoBroker
 
 # The "not found" cases wait this long instead of the flow's 5 s.
 SHORT_CHECK_S = 1.5

@@ -21,9 +21,9 @@ from custom_components.sbms.coordinator import (
     SbmsCoordinator,
 )
 from custom_components.sbms.models import AgentEvent
-from tests.integration.conftest import SetupBox, box_device, mqtt_settled, wait_for
+from tests.helpers.hass import SetupBox, box_device, mqtt_settled, wait_for
+from tests.helpers.mqtt_broker import MosquittoBroker
 from tests.integration.fake_agent import FakeAgent
-from tests.mqtt_broker import MosquittoBroker
 
 LOGGER_NAME = "custom_components.sbms"
 

@@ -21,7 +21,7 @@ from pytest_homeassistant_custom_component.common import (
 
 from custom_components.sbms import device_trigger
 from custom_components.sbms.const import DOMAIN
-from tests.integration.conftest import SetupBox, box_device, wait_for
+from tests.helpers.hass import SetupBox, box_device, wait_for
 from tests.integration.fake_agent import FakeAgent
 
 EN_JSON = Path(device_trigger.__file__).parent / "translations" / "en.json"

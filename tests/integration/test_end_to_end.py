@@ -32,8 +32,8 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.sbms.config_flow import CONF_OUTPUT, CONF_OUTPUT_TYPE
 from custom_components.sbms.const import DOMAIN
 from custom_components.sbms.coordinator import SbmsCoordinator
-from tests.integration.conftest import mqtt_settled, wait_for
-from tests.mqtt_broker import MosquittoBroker
+from tests.helpers.hass import mqtt_settled, wait_for
+from tests.helpers.mqtt_broker import MosquittoBroker
 
 AGENT_ID = "e2e"
 PREFIX = f"sbms/{AGENT_ID}"

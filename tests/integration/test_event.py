@@ -13,7 +13,7 @@ from homeassistant.core import Event, EventStateReportedData, HomeAssistant, Sta
 from homeassistant.helpers import entity_registry as er
 
 from custom_components.sbms.const import AGENT_EVENT_KINDS, DOMAIN
-from tests.integration.conftest import SetupBox, wait_for
+from tests.helpers.hass import SetupBox, wait_for
 from tests.integration.fake_agent import FakeAgent
 
 

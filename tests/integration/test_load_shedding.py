@@ -34,7 +34,7 @@ from custom_components.sbms.diagnostics import async_get_config_entry_diagnostic
 from custom_components.sbms.load_shedding import LoadStatus
 from custom_components.sbms.logbook import describe
 from custom_components.sbms.shedding_manager import LOAD_STATE_KEY, get_manager, storage_key
-from tests.integration.conftest import SetupBox, wait_for
+from tests.helpers.hass import SetupBox, wait_for
 from tests.integration.fake_agent import FakeAgent
 
 HEATER = "input_boolean.heater"

@@ -24,8 +24,8 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sbms.const import DOMAIN, EVENT_LOAD_SHEDDING, EVENT_SBMS, SUBENTRY_LOAD
 from custom_components.sbms.coordinator import SbmsCoordinator
-from tests.integration.conftest import mqtt_settled, wait_for
-from tests.mqtt_broker import MosquittoBroker
+from tests.helpers.hass import mqtt_settled, wait_for
+from tests.helpers.mqtt_broker import MosquittoBroker
 
 AGENT_ID = "night"
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,6 +128,7 @@ async def _add_load(hass: HomeAssistant, entry: MockConfigEntry, load: dict[str,
     assert result["type"] is FlowResultType.CREATE_ENTRY, result.get("errors")
 
 
+@pytest.mark.slow  # about 40 s: a simulated discharge down to the LVD
 async def test_loads_are_shed_in_priority_order_before_the_agents_lvd_trips(
     hass: HomeAssistant,
     mqtt_ready: MockConfigEntry,

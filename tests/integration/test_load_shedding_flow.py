@@ -16,7 +16,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sbms.const import DOMAIN, SUBENTRY_LOAD
 from custom_components.sbms.shedding_manager import LOAD_STATE_KEY, get_manager
-from tests.integration.conftest import SetupBox, wait_for
+from tests.helpers.hass import SetupBox, wait_for
 from tests.integration.fake_agent import FakeAgent
 
 GOOD = {

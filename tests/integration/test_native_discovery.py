@@ -46,7 +46,7 @@ from edge_agent.runtime.service import Identity, build_link
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.clock import SimulatedClock
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
-from tests.mqtt_broker import MosquittoBroker
+from tests.helpers.mqtt_broker import MosquittoBroker
 
 AGENT_ID = "shed"
 SERIAL = "sim-1"

@@ -25,7 +25,7 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.sbms.const import DOMAIN
-from tests.integration.conftest import SetupBox, mqtt_settled, wait_for
+from tests.helpers.hass import SetupBox, mqtt_settled, wait_for
 from tests.integration.fake_agent import FakeAgent
 
 # key -> (section, setting, value in the documented config example)

@@ -20,7 +20,7 @@ from custom_components.sbms.config_flow import (
     THRESHOLDS,
 )
 from custom_components.sbms.const import CONF_PESSIMISTIC_SOC, DOMAIN
-from tests.integration.conftest import SetupBox, wait_for
+from tests.helpers.hass import SetupBox, wait_for
 from tests.integration.fake_agent import FakeAgent
 
 TRANSLATIONS = Path(__file__).resolve().parents[2] / "custom_components/sbms/translations/en.json"

@@ -16,7 +16,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from PIL import Image
 
-from tests.integration.conftest import SetupBox
+from tests.helpers.hass import SetupBox
 from tests.integration.fake_agent import FakeAgent
 
 ROOT = Path(__file__).resolve().parents[2]

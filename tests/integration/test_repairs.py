@@ -18,7 +18,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 
 from custom_components.sbms.const import DOMAIN
 from custom_components.sbms.coordinator import AgentRejectedError, SbmsCoordinator
-from tests.integration.conftest import SetupBox, mqtt_settled, wait_for
+from tests.helpers.hass import SetupBox, mqtt_settled, wait_for
 from tests.integration.fake_agent import FakeAgent
 
 EN_JSON = Path(__file__).resolve().parents[2] / "custom_components" / "sbms" / "translations"

@@ -21,9 +21,9 @@ from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sbms.const import DOMAIN
-from tests.agent.test_sbms0_end_to_end import SimulatedSbms
-from tests.integration.conftest import wait_for
-from tests.mqtt_broker import MosquittoBroker
+from tests.helpers.hass import wait_for
+from tests.helpers.mqtt_broker import MosquittoBroker
+from tests.helpers.sbms0 import SimulatedSbms
 
 AGENT_ID = "stock-sbms"
 WAIT_S = 30.0  # a safety net against hanging, never a measurement

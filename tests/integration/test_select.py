@@ -15,7 +15,7 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 
 from custom_components.sbms.const import DOMAIN, OUTPUT_TYPE_NAMES
-from tests.integration.conftest import SetupBox, mqtt_settled, wait_for
+from tests.helpers.hass import SetupBox, mqtt_settled, wait_for
 from tests.integration.fake_agent import FakeAgent
 
 # The fake box's settable types by name: extio3 a load, extio4 a charge source, extio5 a signal.

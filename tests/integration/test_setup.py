@@ -7,7 +7,7 @@ from homeassistant.core import HomeAssistant
 
 from custom_components.sbms.compat import device_config_entry_ids
 from custom_components.sbms.const import DOMAIN
-from tests.integration.conftest import SetupBox, box_device
+from tests.helpers.hass import SetupBox, box_device
 from tests.integration.fake_agent import FakeAgent
 
 

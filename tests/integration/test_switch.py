@@ -24,7 +24,7 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_registry import RegistryEntryDisabler
 
 from custom_components.sbms.const import DOMAIN
-from tests.integration.conftest import SetupBox, mqtt_settled, wait_for
+from tests.helpers.hass import SetupBox, mqtt_settled, wait_for
 from tests.integration.fake_agent import FakeAgent
 
 HOLD_REASON = "extio4 is held by the installer's lock"
