@@ -37,12 +37,12 @@ _VOLTS = tuple(volts for _, volts in OCV_TABLE)
 
 def ocv_from_soc(soc_percent: float) -> float:
     """Resting cell voltage at a SoC, linear between table points, clamped to the table."""
-    return _interpolate(soc_percent, _SOCS, _VOLTS)
+    return interpolate(soc_percent, _SOCS, _VOLTS)
 
 
 def soc_from_ocv(cell_voltage: float) -> float:
     """SoC (percent) of a rested cell at this voltage, clamped to 0..100."""
-    return _interpolate(cell_voltage, _VOLTS, _SOCS)
+    return interpolate(cell_voltage, _VOLTS, _SOCS)
 
 
 def is_steep(soc_percent: float) -> bool:
@@ -50,7 +50,8 @@ def is_steep(soc_percent: float) -> bool:
     return soc_percent < STEEP_BELOW_SOC or soc_percent > STEEP_ABOVE_SOC
 
 
-def _interpolate(x: float, xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
+def interpolate(x: float, xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
+    """y at x, linear between points of increasing xs, clamped to the ends."""
     if x <= xs[0]:
         return ys[0]
     if x >= xs[-1]:

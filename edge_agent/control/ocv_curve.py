@@ -20,7 +20,7 @@ import bisect
 from dataclasses import dataclass
 from itertools import pairwise
 
-from edge_agent.control.lfp_ocv import OCV_TABLE
+from edge_agent.control.lfp_ocv import OCV_TABLE, interpolate
 
 # One sigma of a rested cell's voltage against its curve: half of a typical 20 mV hysteresis
 # band (ACCURE: 5-25 mV on LFP plateaus) plus a few mV of offset, rounded up.
@@ -62,10 +62,14 @@ class OcvCurve:
 
     def soc(self, volts: float) -> float:
         """SoC (percent) of a rested cell at this voltage, clamped to 0..100."""
-        return _interpolate(volts, [v for _, v in self.points], [s for s, _ in self.points])
+        return interpolate(
+            volts, tuple(v for _, v in self.points), tuple(s for s, _ in self.points)
+        )
 
     def volts(self, soc_percent: float) -> float:
-        return _interpolate(soc_percent, [s for s, _ in self.points], [v for _, v in self.points])
+        return interpolate(
+            soc_percent, tuple(s for s, _ in self.points), tuple(v for _, v in self.points)
+        )
 
     def slope(self, soc_percent: float) -> float:
         """Volts per SoC point of the segment holding this SoC."""
@@ -111,17 +115,6 @@ def curve_problem(points: tuple[tuple[float, float], ...]) -> str | None:
         if v1 <= v0:
             return f"voltage must increase with SoC: {v1:g} V at {s1:g} % follows {v0:g} V"
     return None
-
-
-def _interpolate(x: float, xs: list[float], ys: list[float]) -> float:
-    if x <= xs[0]:
-        return ys[0]
-    if x >= xs[-1]:
-        return ys[-1]
-    upper = bisect.bisect_right(xs, x)
-    x0, x1 = xs[upper - 1], xs[upper]
-    y0, y1 = ys[upper - 1], ys[upper]
-    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
 BUILTIN_CURVE = OcvCurve(OCV_TABLE, configured=False)
