@@ -25,6 +25,7 @@ import itertools
 import json
 import queue
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -228,9 +229,24 @@ class Requester:
             client_id=f"prop-requester-{root.rsplit('/', 1)[-1]}",
         )
         self.client.on_message = self._on_message
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self._subscribed = threading.Event()
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe([(f"{root}/config/result", 1), (f"{root}/cmd/+/result", 1)])
         self.client.loop_start()
+        # Requests go out only once the broker has acknowledged the subscription to their
+        # results: a result published before that is lost, and the run waits for it in vain
+        # (seen once with the newest paho-mqtt on a loaded machine).
+        if not self._subscribed.wait(60):
+            raise AssertionError("the broker did not acknowledge the results' subscription")
+
+    def _on_connect(
+        self, client: Any, _userdata: Any, _flags: Any, _reason: Any, _props: Any
+    ) -> None:
+        client.subscribe([(f"{self.root}/config/result", 1), (f"{self.root}/cmd/+/result", 1)])
+
+    def _on_subscribe(self, *_args: Any) -> None:
+        self._subscribed.set()
 
     def _on_message(self, _client: Any, _userdata: Any, message: paho.MQTTMessage) -> None:
         self.results.put(json.loads(message.payload))
