@@ -1,6 +1,6 @@
 """`./scripts/demo`: a broker, the agent on the simulated box and Home Assistant, Ctrl-C stops all.
 
-    .venv/bin/python -m demo [--port 8123] [--mqtt-port N] [--speed 60] [--start-hour 8]
+    .venv-demo/bin/python -m demo [--port 8123] [--mqtt-port N] [--speed 60] [--start-hour 8]
 
 Everything lives under .demo/ (logs, broker config, Home Assistant's config dir), rebuilt on
 every start so a run never sees an earlier one's leftovers.
