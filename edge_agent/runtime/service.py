@@ -1,4 +1,5 @@
-"""The running agent: the control loop and, when configured, the MQTT link beside it.
+"""The running agent: the control loop and, when configured, the MQTT link beside it; one
+link builder for every source (a DIY box, a simulated one, a stock SBMS).
 
 The loop never waits for MQTT: it hands each report to the link, which publishes when it can.
 """
@@ -12,13 +13,13 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edge_agent.config import AgentConfig, MqttSettings
 from edge_agent.control.model import ControlReport
 from edge_agent.datalog.recorder import DataRecorder
 from edge_agent.mqtt.client import MqttLink
 from edge_agent.mqtt.ha_discovery import discovery_payload
 from edge_agent.mqtt.payloads import announce_payload, config_payload
 from edge_agent.mqtt.policy import PublishPolicy
-from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.mqtt.topics import Topics
 from edge_agent.runtime.clock import Clock
 from edge_agent.runtime.history import HistoryReader
@@ -41,35 +42,50 @@ class Identity:
 
 def build_link(
     mqtt: MqttSettings,
-    remote: RemoteControl,
+    remote: RemoteControl | AgentConfig,
     identity: Identity,
     *,
     history: HistoryReader | None = None,
     clock: Clock | None = None,
 ) -> MqttLink:
-    """`history` answers `history/get` from the data log; None when the box keeps none.
+    """The MQTT link of any source. `remote`: the box's remote control, or for a source the
+    agent does not control (a stock SBMS) its configuration alone: then the announce says
+    config_set false and no commands, and neither kind of request is subscribed.
+    `history` answers `history/get` from the data log; None when the box keeps none.
     `clock` is the agent's: requests (a force-off hold's end, zero_current's freshness) are
     decided on the time the controller runs on, also when that is a simulated box's."""
-    topics = Topics(mqtt.base_topic, remote.config.agent_id)
+    if isinstance(remote, RemoteControl):
+        control: RemoteControl | None = remote
+        config: Callable[[], AgentConfig] = lambda: remote.config  # noqa: E731 - changes
+        revision: Callable[[], int] = lambda: remote.revision  # noqa: E731
+        commands: tuple[str, ...] = remote.commands
+    else:
+        fixed = remote
+        control, config, revision, commands = None, lambda: fixed, lambda: 0, ()
+    topics = Topics(mqtt.base_topic, config().agent_id)
+    # A stock SBMS always measures its PV current; a DIY box only with a PV shunt.
+    pv_current = True if identity.source == "sbms0" else None
     return MqttLink(
         mqtt,
         topics,
         announce=lambda: announce_payload(
-            remote.config,
+            config(),
             identity.source,
             identity.serial,
-            remote.commands,
+            commands,
             topics=topics,
+            pv_current=pv_current,
             history=history is not None,
         ),
-        config_payload=lambda: config_payload(remote.config, remote.revision),
-        remote=remote,
-        policy=PublishPolicy(remote.config.publish),  # the configured policy from the start
-        publish_settings=lambda: remote.config.publish,  # and after every accepted change
+        config_payload=lambda: config_payload(config(), revision()),
+        remote=control,
+        policy=PublishPolicy(config().publish),  # the configured policy from the start
+        # and after every accepted change
+        publish_settings=None if control is None else lambda: config().publish,
         discovery=(
             (
                 lambda: discovery_payload(
-                    remote.config,
+                    config(),
                     topics,
                     identity.serial,
                     identity.source,
