@@ -54,38 +54,33 @@ def build_link(
     `history` answers `history/get` from the data log; None when the box keeps none.
     `clock` is the agent's: requests (a force-off hold's end, zero_current's freshness) are
     decided on the time the controller runs on, also when that is a simulated box's."""
-    if isinstance(remote, RemoteControl):
-        control: RemoteControl | None = remote
-        config: Callable[[], AgentConfig] = lambda: remote.config  # noqa: E731 - changes
-        revision: Callable[[], int] = lambda: remote.revision  # noqa: E731
-        commands: tuple[str, ...] = remote.commands
-    else:
-        fixed = remote
-        control, config, revision, commands = None, lambda: fixed, lambda: 0, ()
-    topics = Topics(mqtt.base_topic, config().agent_id)
+    control = remote if isinstance(remote, RemoteControl) else None
+    # Read at every use: an accepted config/set changes the remote control's.
+    source = remote if isinstance(remote, RemoteControl) else _Uncontrolled(remote)
+    topics = Topics(mqtt.base_topic, source.config.agent_id)
     # A stock SBMS always measures its PV current; a DIY box only with a PV shunt.
     pv_current = True if identity.source == "sbms0" else None
     return MqttLink(
         mqtt,
         topics,
         announce=lambda: announce_payload(
-            config(),
+            source.config,
             identity.source,
             identity.serial,
-            commands,
+            source.commands,
             topics=topics,
             pv_current=pv_current,
             history=history is not None,
         ),
-        config_payload=lambda: config_payload(config(), revision()),
+        config_payload=lambda: config_payload(source.config, source.revision),
         remote=control,
-        policy=PublishPolicy(config().publish),  # the configured policy from the start
+        policy=PublishPolicy(source.config.publish),  # the configured policy from the start
         # and after every accepted change
-        publish_settings=None if control is None else lambda: config().publish,
+        publish_settings=None if control is None else lambda: source.config.publish,
         discovery=(
             (
                 lambda: discovery_payload(
-                    config(),
+                    source.config,
                     topics,
                     identity.serial,
                     identity.source,
@@ -98,6 +93,15 @@ def build_link(
         history=history,
         agent_clock=None if clock is None else clock.now,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Uncontrolled:
+    """A source the agent only reads (a stock SBMS): its configuration never changes."""
+
+    config: AgentConfig
+    revision: int = 0
+    commands: tuple[str, ...] = ()
 
 
 async def serve(
