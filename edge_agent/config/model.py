@@ -56,11 +56,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 NAME_RULE = "must be 1 to 64 letters, digits, '_' or '-'"
 
 
-# ---------------------------------------------------------------------------------------------
-# Settings objects
-# ---------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True, slots=True)
 class CellMonitorSettings:
     chip: CellMonitorChip = "isl94203"

@@ -56,11 +56,6 @@ def validate_remote_window(
     return problems
 
 
-# ---------------------------------------------------------------------------------------------
-# Phase 2: rules across values
-# ---------------------------------------------------------------------------------------------
-
-
 def validate_control_settings(settings: ControlSettings) -> list[str]:
     """Every rule the control core relies on, as "key.path: problem" lines (empty = valid):
     the LFP safety envelope (control.envelope: ranges, order, hysteresis widths and the gaps

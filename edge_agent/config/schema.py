@@ -39,10 +39,6 @@ from edge_agent.control.settings import (
 from edge_agent.control.values import is_integer, is_number
 from edge_agent.problems import unknown_key
 
-# ---------------------------------------------------------------------------------------------
-# Phase 1: shape and types (voluptuous)
-# ---------------------------------------------------------------------------------------------
-
 
 def _number(value: Any) -> float:
     if not is_number(value):

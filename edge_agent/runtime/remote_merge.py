@@ -24,10 +24,6 @@ from edge_agent.control.settings import (
 )
 from edge_agent.problems import unknown_key
 
-# ---------------------------------------------------------------------------------------------
-# Remote changes (MQTT config/set)
-# ---------------------------------------------------------------------------------------------
-
 # Sections a remote client may change, in the file's shape. Everything else is wiring (buses,
 # chips, pins), identity or local policy and stays with whoever edits the file on the box.
 REMOTE_SECTIONS = (
