@@ -30,10 +30,11 @@ from edge_agent.config import (
     AgentConfig,
     ConfigError,
     DataLogSettings,
+    MqttProtocol,
+    MqttSettings,
     load_config,
     parse_config,
 )
-from edge_agent.config.link import MqttProtocol, MqttSettings
 from edge_agent.control.model import ControlReport
 from edge_agent.datalog.recorder import DataRecorder, open_recorder
 from edge_agent.drivers.bus import DeviceError, SMBusLike

@@ -1,10 +1,10 @@
-"""What a request on the MQTT link may be (docs/protocol.md, "Requests"), without MQTT: the
-bytes become a JSON object or a (field, reason) problem, and `history/get` is read into a
-request. Pure: nothing here touches a socket, a file or a clock, and nothing raises but
-`RejectedError`, whatever the bytes.
+"""What a request on the MQTT link may be (docs/protocol.md, "Bad input", "Limits" and
+"History"), without MQTT: the bytes become a JSON object or a (field, reason) problem, and
+`history/get` is read into a request. Pure: nothing here touches a socket, a file or a clock,
+and nothing raises but `RejectedError`, whatever the bytes.
 
-The handlers behind the link (`edge_agent.mqtt.handlers`) check their own fields with these
-helpers, so every request kind words its problems the same way.
+The runtime's handlers (`runtime/remote.py`, `runtime/history.py`) check their own fields with
+these helpers, so every request kind words its problems the same way.
 """
 
 from __future__ import annotations
