@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from edge_agent.config import StorageSettings
-from edge_agent.mqtt.payloads import encode, history_result_payload
 from edge_agent.mqtt.handlers import NO_LOG_REASON, HistoryResult, NoHistory
+from edge_agent.mqtt.payloads import encode, history_result_payload
 from edge_agent.mqtt.requests import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
