@@ -30,7 +30,8 @@ from edge_agent.config import (
     AgentConfig,
     ConfigError,
     DataLogSettings,
-    StorageSettings,
+    MqttProtocol,
+    MqttSettings,
     load_config,
     parse_config,
 )
@@ -38,7 +39,6 @@ from edge_agent.control.model import ControlReport
 from edge_agent.datalog.recorder import DataRecorder, open_recorder
 from edge_agent.drivers.bus import DeviceError, SMBusLike
 from edge_agent.drivers.bus_log import RecordingBus
-from edge_agent.mqtt.settings import MqttProtocol, MqttSettings
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.clock import Clock, WallClock
 from edge_agent.runtime.hardware import open_hardware
@@ -359,7 +359,7 @@ def _sbms0_config(args: argparse.Namespace) -> AgentConfig:
 
 def _run_sbms0(args: argparse.Namespace) -> int:
     """A stock SBMS: no I2C, no outputs, no state store; the SBMS keeps its own state."""
-    from edge_agent.sbms0.runner import build_sbms0, build_sbms0_link, serve_sbms0  # noqa: PLC0415
+    from edge_agent.runtime.sbms0_runner import build_sbms0, serve_sbms0  # noqa: PLC0415
 
     config = _sbms0_config(args)
     clock = WallClock()
@@ -368,7 +368,7 @@ def _run_sbms0(args: argparse.Namespace) -> int:
     link = None
     if config.mqtt is not None:
         serial = f"sbms0-{_machine_serial(config)}"
-        link = build_sbms0_link(config, config.mqtt, serial, history=history)
+        link = build_link(config.mqtt, config, Identity("sbms0", serial), history=history)
     listener = None if args.quiet else _status_printer(sys.stdout, 1.0)
     max_samples = None
     if args.duration is not None:
@@ -399,13 +399,18 @@ def _sbms0_recorder(
 ) -> tuple[DataRecorder | None, HistoryReader | None]:
     """A stock SBMS keeps about a year in its own flash, but only the agent's log can back-fill
     Home Assistant: logged like a DIY box, beside --state or the config file's storage."""
-    if args.state is not None and config.storage.data_log_path is None:
-        path = dataclasses.replace(config.storage, state_path=args.state).data_log_file
-    elif args.config is not None or config.storage.data_log_path is not None:
-        path = config.storage.data_log_file
-    else:
+    if args.state is None and args.config is None and config.storage.data_log_path is None:
         return None, None  # --sbms0-serial/--sbms0-url alone: nowhere chosen to keep files
-    return _open_data_log(config.data_log, path)
+    return _open_data_log(config.data_log, _data_log_file(config, args.state))
+
+
+def _data_log_file(config: AgentConfig, state: Path | None) -> Path:
+    """The configured data log, else the one beside the state database in use: `--state`
+    moves it with the database."""
+    storage = config.storage
+    if state is not None and storage.data_log_path is None:
+        storage = dataclasses.replace(storage, state_path=state)
+    return storage.data_log_file
 
 
 def _open_data_log(
@@ -433,10 +438,7 @@ def _hardware_setup(args: argparse.Namespace) -> _Setup:
     agent = Agent(config, hardware, store, clock.now(), recorder=session, bus_log=bus_log)
     remote = RemoteControl(agent, config, overlay, clock.now())
     identity = Identity("diy", _machine_serial(config))
-    data_log_path = config.storage.data_log_file
-    if args.state is not None and config.storage.data_log_path is None:
-        data_log_path = dataclasses.replace(config.storage, state_path=args.state).data_log_file
-    recorder, history = _open_data_log(config.data_log, data_log_path)
+    recorder, history = _open_data_log(config.data_log, _data_log_file(config, args.state))
     return _Setup(agent, clock, remote, config.mqtt, identity, recorder, history)
 
 
@@ -482,7 +484,7 @@ def _replay(argv: list[str]) -> int:
         return EXIT_CONFIG
     print(f"{args.file}: {header.source}, recorded by agent {header.agent_version or '?'}")
     if header.source == "sbms0":
-        from edge_agent.sbms0.replay import replay_sbms0  # noqa: PLC0415
+        from edge_agent.runtime.replay_sbms0 import replay_sbms0  # noqa: PLC0415
 
         reports = replay_sbms0(header, entries, config)
     elif header.bus == "start" and config is None:
@@ -561,8 +563,7 @@ def _simulated_setup(args: argparse.Namespace) -> _Setup:
     identity = Identity("simulator", f"simulator-{args.cells}s-seed{args.seed}")
     recorder = history = None  # the simulator keeps a data log only beside a --state database
     if args.state is not None:
-        storage = StorageSettings(state_path=args.state)
-        recorder, history = _open_data_log(config.data_log, storage.data_log_file)
+        recorder, history = _open_data_log(config.data_log, _data_log_file(config, args.state))
     return _Setup(system.agent, clock, remote, mqtt, identity, recorder, history)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from edge_agent.control.model import EnergyCounters
+from edge_agent.control.model import EnergyCounters, net_load
 
 
 class EnergyCounterAccumulator:
@@ -27,7 +27,7 @@ class EnergyCounterAccumulator:
             load_ah = discharged  # without a PV shunt, only the battery's discharge is seen
         else:
             pv_ah = max(0.0, pv_delta_ah)
-            load_ah = max(0.0, pv_ah - battery_delta_ah)  # PV in minus what the battery took
+            load_ah = net_load(pv_ah, battery_delta_ah)
         volts = max(0.0, battery_voltage)
         t = self.totals
         self.totals = replace(
