@@ -95,14 +95,18 @@ def _check_config(argv: list[str]) -> int:
     control = config.control
     for note in config.notes:
         print(f"{args.file}: note: {note}")
+    for warning in config.warnings:
+        print(f"{args.file}: warning: {warning}")
+    caveat = f", {len(config.warnings)} warning(s) above" if config.warnings else ""
     if config.source.type == "sbms0":
         print(
-            f"{args.file}: OK (stock SBMS0 on {_sbms0_where(config)}, {control.cell_count} cells)"
+            f"{args.file}: OK (stock SBMS0 on {_sbms0_where(config)}, "
+            f"{control.cell_count} cells{caveat})"
         )
         return EXIT_OK
     print(
         f"{args.file}: OK ({control.cell_count} cells, {control.soc.capacity_ah:g} Ah, "
-        f"{len(control.outputs)} outputs)"
+        f"{len(control.outputs)} outputs{caveat})"
     )
     return EXIT_OK
 
@@ -203,19 +207,38 @@ def _sbms0_where(config: AgentConfig) -> str:
     return http.url if http is not None else "?"
 
 
+_SUBCOMMANDS = """\
+subcommands (each with --help):
+  check-config FILE   validate a configuration file; name every wrong key and every default
+                      that stands in for the box's wiring or security
+  probe               bring-up of a new box: I2C and GPIO, the chips, one reading, thresholds
+  replay FILE         run a --record recording through the drivers and the controller again
+  export              the data log's 2-minute records of a time range as CSV or JSON
+  log-info            what the data log holds: span, records, size
+"""
+
+
 def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sbms-agent",
-        description="Solar battery box agent: measures, computes SoC, drives the EXTIO outputs.",
-        epilog="Subcommands: check-config FILE, probe, replay FILE, export, log-info "
-        "(each with --help)",
+        description="Solar battery box agent: measures, computes SoC, drives the EXTIO outputs\n"
+        "and protects the pack; talks MQTT when its configuration has an mqtt section.\n"
+        "Runs on one source: the box's own chips (--config), a stock SBMS0 (--sbms0-serial,\n"
+        "--sbms0-url) or the simulated box (--simulate).",
+        epilog=_SUBCOMMANDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", type=Path, help="run on hardware with this YAML file")
     source.add_argument("--simulate", action="store_true", help="run on the simulated box")
     source.add_argument("--sbms0-serial", metavar="PORT", help="read a stock SBMS on this port")
     source.add_argument("--sbms0-url", metavar="URL", help="poll a stock SBMS's rawData page")
-    parser.add_argument("--baud", type=int, default=SBMS0_BAUD_DEFAULT, help="--sbms0-serial")
+    parser.add_argument(
+        "--baud",
+        type=int,
+        default=SBMS0_BAUD_DEFAULT,
+        help="--sbms0-serial: the port's speed (default %(default)s, the SBMS0's)",
+    )
     parser.add_argument(
         "--simulated-bus",
         type=Path,
@@ -223,20 +246,49 @@ def _run_parser() -> argparse.ArgumentParser:
         help="development, with --config: the I2C bus of a simulated box served on this Unix "
         "socket (python -m edge_agent.simulator.bus_server) instead of /dev/i2c-N",
     )
-    parser.add_argument("--cells", type=int, default=8, choices=range(3, 9), metavar="3..8")
-    parser.add_argument("--capacity", type=float, default=100.0, help="simulated Ah")
-    parser.add_argument("--seed", type=int, default=1, help="simulated weather seed")
     parser.add_argument(
-        "--start-hour", type=float, default=7.0, help="simulated time of day to start at (UTC)"
+        "--cells",
+        type=int,
+        default=8,
+        choices=range(3, 9),
+        metavar="3..8",
+        help="--simulate: cells in series (default %(default)s)",
     )
     parser.add_argument(
-        "--speed", type=float, default=1.0, help="simulated seconds per real second"
+        "--capacity",
+        type=float,
+        default=100.0,
+        help="--simulate: the pack's Ah (default %(default)g)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=1, help="--simulate: the weather's seed (default %(default)s)"
+    )
+    parser.add_argument(
+        "--start-hour",
+        type=float,
+        default=7.0,
+        help="--simulate: the simulated hour to start at, UTC (default %(default)g)",
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="--simulate: simulated seconds per real second (default %(default)g)",
     )
     parser.add_argument("--duration", type=float, help="stop after this many (simulated) hours")
-    parser.add_argument("--state", type=Path, help="state database (default: config or none)")
-    parser.add_argument("--agent-id", default="simulator", help="simulated box's agent id")
-    parser.add_argument("--mqtt-host", help="simulated box: publish to this MQTT broker")
-    parser.add_argument("--mqtt-port", type=int, default=1883)
+    parser.add_argument(
+        "--state",
+        type=Path,
+        help="the state database (SoC, learned values, counters; default: the configuration's "
+        "storage.state_path, none with --simulate)",
+    )
+    parser.add_argument(
+        "--agent-id", default="simulator", help="--simulate: the box's agent id (MQTT topics)"
+    )
+    parser.add_argument("--mqtt-host", help="--simulate: publish to this MQTT broker")
+    parser.add_argument(
+        "--mqtt-port", type=int, default=1883, help="--mqtt-host's port (default %(default)s)"
+    )
     parser.add_argument(
         "--mqtt-protocol",
         choices=sorted(_MQTT_PROTOCOLS),
@@ -257,8 +309,14 @@ def _run_parser() -> argparse.ArgumentParser:
         help="rotate the recording to FILE.1 past this size (%(default)g MB; an 8S box takes "
         "about 1.1 kB a sample: 95 MB a day at a sample a second)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no status line")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--quiet", action="store_true", help="no status line on the terminal")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="what goes to the log (default %(default)s)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -301,7 +359,7 @@ def _run(argv: list[str]) -> int:
         link = build_link(
             setup.mqtt, setup.remote, setup.identity, history=setup.history, clock=setup.clock
         )
-    for note in setup.agent.config.notes:
+    for note in (*setup.agent.config.notes, *setup.agent.config.warnings):
         _LOGGER.warning("Configuration: %s", note)
     systemd = SystemdNotifier()
     if systemd.watchdog_usec is not None:

@@ -263,7 +263,51 @@ def _build_config(clean: Mapping[str, Any], mqtt_problems: list[str] | None = No
         source=source,
         remote_window=_build_remote_window(clean.get("remote_window", {}), control),
         notes=tuple(notes),
+        warnings=_defaults_standing_in(clean, sbms0=sbms0),
     )
+
+
+def _defaults_standing_in(clean: Mapping[str, Any], *, sbms0: bool) -> tuple[str, ...]:
+    """Each key whose default stands in for the box's wiring, its shunt rating or the link's
+    security: valid, but a box is rarely built the way a default guesses."""
+    warnings: list[str] = []
+    if not sbms0 and "outputs" not in clean:
+        names = ", ".join(f"{output.name} {output.wiring.value}" for output in default_outputs())
+        warnings.append(
+            f"outputs: not given, the default wiring stands in ({names}); say what each "
+            "output switches (docs/wiring.md)"
+        )
+    if not sbms0:
+        shunts = [("battery_shunt", clean.get("battery_shunt", {}))]
+        if clean.get("pv_shunt") is not None:
+            shunts.append(("pv_shunt", clean["pv_shunt"]))
+        for key, shunt in shunts:
+            missing = [name for name in _SHUNT_RATING_KEYS if name not in shunt]
+            if missing:
+                defaults = ", ".join(f"{name}: {_DEFAULT_SHUNT_RATING[name]:g}" for name in missing)
+                warnings.append(
+                    f"{key}.{missing[0]}: not given, the default stands in ({defaults}); "
+                    "currents are only right with the shunt's own rating (printed on it)"
+                )
+    mqtt = clean.get("mqtt") or {}
+    if mqtt.get("tls") and "ca_file" not in mqtt:
+        warnings.append(
+            "mqtt.ca_file: not given with tls: true, the system's trusted CAs stand in; a "
+            "broker with its own certificate authority needs ca_file"
+        )
+    if mqtt.get("tls_insecure"):
+        warnings.append(
+            "mqtt.tls_insecure: true, the broker's certificate is not checked: anyone on the "
+            "path can read and send the box's messages"
+        )
+    return tuple(warnings)
+
+
+_SHUNT_RATING_KEYS = ("rated_current_a", "rated_millivolts")
+_DEFAULT_SHUNT_RATING = {
+    "rated_current_a": ShuntSettings().rated_current_a,
+    "rated_millivolts": ShuntSettings().rated_millivolts,
+}
 
 
 def _build_remote_window(

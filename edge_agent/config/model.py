@@ -189,6 +189,10 @@ class AgentConfig:
     # Things worth telling whoever runs the box (e.g. a wiring taken from a type): logged at
     # start and printed by check-config. Not part of the configuration's value.
     notes: tuple[str, ...] = field(default=(), compare=False)
+    # Where a default stands in for what only the file can know (what the outputs switch, the
+    # shunt's rating) or for security (TLS without a CA file): one line per key, logged at
+    # start and printed by check-config. Not part of the configuration's value.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
 
 class ConfigError(Exception):

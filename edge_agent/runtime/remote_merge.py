@@ -95,7 +95,7 @@ def merge_remote_config(current: AgentConfig, changes: Mapping[str, Any]) -> Age
         problems += _charging_kept(current.control, merged.control)
     if problems:
         raise ConfigError(problems)
-    return replace(merged, remote_window=window, notes=current.notes)
+    return replace(merged, remote_window=window, notes=current.notes, warnings=current.warnings)
 
 
 def _outside_window(
