@@ -126,8 +126,10 @@ class PersistedState:
     last_timestamp: float | None = None  # last good measurement
     last_battery_current: float | None = None
     last_pv_current: float | None = None
-    # PV diversion: its counters and what the estimate learned (absent in older states)
+    # PV diversion: its counters and what the estimate learned (absent in older states), and
+    # since when each battery and heat path has been off (None: on at the last decision).
     diversion: EstimatorState = field(default_factory=EstimatorState)
+    paths_off_since: Mapping[str, float | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (infinite force-off times are written as null)."""
@@ -150,7 +152,10 @@ class PersistedState:
             "last_timestamp": self.last_timestamp,
             "last_battery_current": self.last_battery_current,
             "last_pv_current": self.last_pv_current,
-            "diversion": _diversion_dict(self.diversion),
+            "diversion": {
+                **_diversion_dict(self.diversion),
+                "paths_off_since": dict(sorted(self.paths_off_since.items())),
+            },
         }
 
     @classmethod
@@ -179,6 +184,7 @@ class PersistedState:
             last_battery_current=reader.optional_number("last_battery_current"),
             last_pv_current=reader.optional_number("last_pv_current"),
             diversion=_read_diversion(reader),
+            paths_off_since=_read_paths_off_since(reader),
         )
 
 
@@ -207,7 +213,7 @@ class Controller:
         self._last_pv_current = state.last_pv_current
         self._run_last_good_time: float | None = None  # this run only: clocks may jump at boot
         self._break_before_make = BreakBeforeMake(
-            settings.outputs, settings.diversion.dead_time_s, now
+            settings.outputs, settings.diversion.dead_time_s, now, state.paths_off_since
         )
         self._estimator = DiversionEstimator(
             settings.diversion, settings.outputs, settings.max_soc.utc_offset_hours, state.diversion
@@ -345,6 +351,7 @@ class Controller:
             last_battery_current=self._last_battery_current,
             last_pv_current=self._last_pv_current,
             diversion=self._estimator.state,
+            paths_off_since=self._break_before_make.off_since_all,
         )
 
     def _trips_pending(self) -> dict[str, float]:
@@ -857,6 +864,13 @@ def _read_diversion(reader: _Reader) -> EstimatorState:
         last_time=item.optional_number("last_time"),
         last_heat_power_w=item.optional_number("last_heat_power_w"),
     )
+
+
+def _read_paths_off_since(reader: _Reader) -> dict[str, float | None]:
+    if "diversion" not in reader.data or "paths_off_since" not in reader.data["diversion"]:
+        return {}
+    paths = reader.child("diversion").child("paths_off_since")
+    return {str(name): paths.optional_number(str(name)) for name in paths.data}
 
 
 def _read_counters(reader: _Reader) -> EnergyCounters:

@@ -93,14 +93,22 @@ class BreakBeforeMake:
 
     Times are those of the decisions: a path counts as off from the first decision that turned
     it off, and the other may conduct only from a later decision (so always at least one
-    sample with both off, even with a dead time of 0). At start-up every line is released, so
-    every path counts as off since the controller was built. Nothing here is persisted: a
-    restarted agent starts with every output off.
+    sample with both off, even with a dead time of 0). The times are persisted with the
+    controller state: a controller rebuilt with new settings (from a time before the last
+    decision) or after a restart takes a path left conducting as conducting until a decision
+    turns it off. Paths it knows nothing of count as off since it was built.
     """
 
     def __init__(
-        self, outputs: Sequence[OutputSettings], dead_time_s: float, started_at: float
+        self,
+        outputs: Sequence[OutputSettings],
+        dead_time_s: float,
+        started_at: float,
+        off_since: Mapping[str, float | None] | None = None,
     ) -> None:
+        """`off_since`: a previous controller's `off_since_all` (a rebuild with new settings,
+        or a restart): a path it left conducting (None) counts as conducting until a decision
+        turns it off, so a rebuild between two decisions cannot shorten the dead time."""
         self.dead_time_s = dead_time_s
         self._paths: dict[str, tuple[str, ...]] = {
             o.name: battery_paths(o, outputs) for o in outputs if diverts(o)
@@ -109,9 +117,10 @@ class BreakBeforeMake:
         for heat, paths in self._paths.items():
             for path in paths:
                 self._heat_of.setdefault(path, []).append(heat)
-        self._off_since: dict[str, float | None] = dict.fromkeys(
-            (*self._paths, *self._heat_of), started_at
-        )
+        previous = off_since or {}
+        self._off_since: dict[str, float | None] = {
+            name: previous.get(name, started_at) for name in (*self._paths, *self._heat_of)
+        }
 
     @property
     def paths(self) -> Mapping[str, tuple[str, ...]]:
@@ -120,6 +129,11 @@ class BreakBeforeMake:
 
     def off_since(self, name: str) -> float | None:
         return self._off_since.get(name)
+
+    @property
+    def off_since_all(self) -> dict[str, float | None]:
+        """Every path's off-since time (None: conducting at the last decision), persisted."""
+        return dict(self._off_since)
 
     def settle(self, now: float, wanted: Mapping[str, bool]) -> dict[str, bool]:
         """The states of the battery paths and heat paths given the states they would like
@@ -143,7 +157,7 @@ class BreakBeforeMake:
         return states
 
     def _off_long(self, name: str, now: float) -> bool:
-        since = self._off_since[name]
+        since = self._off_since[name]  # None: it conducted at the last decision
         return since is not None and since < now and now - since >= self.dead_time_s
 
 

@@ -102,6 +102,27 @@ def test_the_battery_path_waits_for_the_heat_path_to_break() -> None:
     assert controller.update(sample(8, LOW_V)).outputs[PRIMARY]
 
 
+@pytest.mark.parametrize("rebuilt_at", [0.0, 5.0])
+def test_a_rebuild_between_decisions_keeps_the_dead_time(rebuilt_at: float) -> None:
+    """New settings rebuild the controller from its snapshot, even from a time before the
+    last decision (the runtime rebuilds from the last good measurement): a heat path that was
+    on still holds its battery path off for the dead time after it is decided off."""
+    settings = box(dead_time_s=2.0)
+    controller = Controller(settings, 0.0)
+    for t in range(1, 6):
+        controller.update(sample(t, FULL_V))
+    assert controller.report is not None
+    assert controller.report.outputs[HEAT1]
+    state = PersistedState.from_dict(json.loads(json.dumps(controller.snapshot().to_dict())))
+    rebuilt = Controller(settings, rebuilt_at, state)
+    report = rebuilt.update(sample(6, LOW_V))
+    assert report.charge_allowed
+    assert not report.outputs[HEAT1]
+    assert not report.outputs[PRIMARY]
+    assert not rebuilt.update(sample(7, LOW_V)).outputs[PRIMARY]
+    assert rebuilt.update(sample(8, LOW_V)).outputs[PRIMARY]
+
+
 def test_a_dead_time_of_zero_still_leaves_one_decision_with_both_off() -> None:
     controller = Controller(box(dead_time_s=0.0), 0.0)
     controller.update(sample(1))
