@@ -346,14 +346,17 @@ class DiversionEstimator:
                 if name in heated
             )
         surplus = [name for name in self.arrays if full.get(name, False)]
-        available = None
-        if surplus and all(name in known for name in surplus):
-            available = sum(known[name] * battery_voltage for name in surplus)
+        available: float | None = 0.0  # no array is off because the battery is full
+        if not self.arrays:
+            available = None  # no array known: nothing can be said
+        elif surplus:
+            unknown = any(name not in known for name in surplus)
+            available = None if unknown else sum(known[n] * battery_voltage for n in surplus)
         return DiversionReport(
             diverting=any(is_on.get(heat, False) for heat in heat_paths),
             power_w=power,
             measured=heat_power is not None,
-            available_w=available if surplus else 0.0,
+            available_w=available,
             counters=self.counters,
         )
 

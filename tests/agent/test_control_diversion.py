@@ -449,6 +449,23 @@ def test_without_learning_the_rated_current_and_the_clear_sky() -> None:
     assert estimator(DiversionSettings()).available_current(PRIMARY, NOON) is None
 
 
+def test_available_is_unknown_without_arrays_and_zero_while_charging() -> None:
+    plain = Controller(ControlSettings(cells=IMMEDIATE), 0.0).update(sample(1, FULL_V))
+    assert plain.diversion is not None
+    assert plain.diversion.available_w is None  # no array known to the estimate
+    est = estimator()
+    report = est.update(
+        SampleInputs(NOON, 10.0, 27.0, None),
+        was_on={PRIMARY: True},
+        is_on={PRIMARY: True},
+        full={PRIMARY: False},
+        heat_paths=PAIRS,
+    )
+    assert report.available_w == 0.0
+    assert report.power_w == 0.0
+    assert not report.diverting
+
+
 def test_another_charge_source_on_the_shunt_teaches_nothing() -> None:
     est = estimator()
     was = {PRIMARY: True, SECONDARY: True}
