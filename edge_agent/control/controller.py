@@ -11,18 +11,34 @@ Safety invariants, enforced in `_compose_outputs` and nowhere else:
   nothing never;
 * an output forced off from outside stays OFF until its time (one that charges: until then
   or LVD, whichever comes first); nothing from outside turns anything on;
-* a fault output (5) is asserted while any fault is active.
+* a fault output (5) is asserted while any fault is active;
+* a diversion output (type 7, or any output wired to a heater) conducts only while every
+  battery path it belongs to is off because the battery is full (or blocked by battery
+  temperature, when the heater does not warm the battery), never on a fault, stale
+  measurements, a lockout or its own hold, and never together with its battery path: each
+  waits until the other has been off for `diversion.dead_time_s` (control/diversion.py).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from edge_agent.control.counters import EnergyCounterAccumulator
+from edge_agent.control.diversion import (
+    BreakBeforeMake,
+    DiversionConditions,
+    DiversionEstimator,
+    SampleInputs,
+    diversion_wanted,
+    path_is_full,
+)
 from edge_agent.control.dual_pv import DualPvStager, LevelChange
 from edge_agent.control.extio import (
     OutputRequestInputs,
     charges,
+    diversion_problems,
+    diverts,
     requested_state,
     type_permits,
     wiring_permits,
@@ -31,6 +47,7 @@ from edge_agent.control.hysteresis import DelayedLimit, LowerLimit, Transition, 
 from edge_agent.control.model import (
     ControlEvent,
     ControlReport,
+    DiversionReport,
     EventKind,
     Fault,
     Interlock,
@@ -65,6 +82,9 @@ class Controller:
         names = [output.name for output in settings.outputs]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate output names in {names}")
+        pairing = diversion_problems(settings.outputs)
+        if pairing:
+            raise ValueError("; ".join(pairing))
         state = persisted or PersistedState(initial_soc_state(settings.soc))
         self.settings = settings
         self._outputs_by_name = {output.name: output for output in settings.outputs}
@@ -79,6 +99,13 @@ class Controller:
         self._last_battery_current = state.last_battery_current
         self._last_pv_current = state.last_pv_current
         self._run_last_good_time: float | None = None  # this run only: clocks may jump at boot
+        self._break_before_make = BreakBeforeMake(
+            settings.outputs, settings.diversion.dead_time_s, now, state.paths_off_since
+        )
+        self._estimator = DiversionEstimator(
+            settings.diversion, settings.outputs, settings.max_soc.utc_offset_hours, state.diversion
+        )
+        self._decided: dict[str, bool] = {}  # the last decision: what conducted since
         self._measurement: Measurement | None = None
         self._pending_events: list[ControlEvent] = []
         self._report: ControlReport | None = None
@@ -210,6 +237,8 @@ class Controller:
             last_timestamp=self._last_timestamp,
             last_battery_current=self._last_battery_current,
             last_pv_current=self._last_pv_current,
+            diversion=self._estimator.state,
+            paths_off_since=self._break_before_make.off_since_all,
         )
 
     def _trips_pending(self) -> dict[str, float]:
@@ -335,7 +364,16 @@ class Controller:
             change = self._dual_pv.update(now, measurement.battery_current, charge_allowed)
             events += _level_events(change, now)
         self._drop_expired_holds(now)
-        outputs = self._compose_outputs(now, charge_allowed, load_allowed, faults)
+        conditions = DiversionConditions(
+            fresh=fresh,
+            fault_active=bool(faults),
+            charge_blocks=charge_blocks,
+            high_soc_alarm=self._high_soc.active,
+            heater_warms_battery=self.settings.diversion.heater_warms_battery,
+        )
+        outputs = self._compose_outputs(now, charge_allowed, load_allowed, faults, conditions)
+        diversion = self._diversion_report(now, measurement, outputs, conditions)
+        self._decided = dict(outputs)
         interlocks = set(charge_blocks | load_blocks)
         if self._forced_off:
             interlocks.add(Interlock.FORCED_OFF)
@@ -360,6 +398,36 @@ class Controller:
             high_soc_alarm=self._high_soc.active,
             low_soc_alarm=self._low_soc.active,
             soc_uncertainty=self._soc.uncertainty,
+            diversion=diversion,
+        )
+
+    def _diversion_report(
+        self,
+        now: float,
+        measurement: Measurement | None,
+        outputs: Mapping[str, bool],
+        conditions: DiversionConditions,
+    ) -> DiversionReport:
+        """Estimate and count (from a good measurement), or report the last counters."""
+        estimator = self._estimator
+        full = {
+            name: path_is_full(self._outputs_by_name[name], conditions) and not outputs[name]
+            for name in estimator.arrays
+        }
+        paths = self._break_before_make.paths
+        if measurement is None:
+            last = self._measurement
+            volts = last.battery_voltage if last is not None else 0.0
+            # No fresh sample: nothing is estimated as available or flowing.
+            return estimator.report(now, volts, None, is_on=outputs, full={}, heat_paths=paths)
+        inputs = SampleInputs(
+            now=measurement.timestamp,
+            pv_current=measurement.pv_current,
+            battery_voltage=measurement.battery_voltage,
+            heat_power_w=measurement.heat_power_w,
+        )
+        return estimator.update(
+            inputs, was_on=self._decided, is_on=outputs, full=full, heat_paths=paths
         )
 
     def _active_faults(self, now: float) -> frozenset[Fault]:
@@ -402,7 +470,12 @@ class Controller:
                 del self._forced_off[name]
 
     def _compose_outputs(
-        self, now: float, charge_allowed: bool, load_allowed: bool, faults: frozenset[Fault]
+        self,
+        now: float,
+        charge_allowed: bool,
+        load_allowed: bool,
+        faults: frozenset[Fault],
+        diversion: DiversionConditions,
     ) -> dict[str, bool]:
         """The only place output states are decided; see the module docstring."""
         requests = OutputRequestInputs(
@@ -417,8 +490,17 @@ class Controller:
                 wiring_permits(output.wiring, charge_allowed, load_allowed)
             )
             held_off = output.name in self._forced_off and now < self._forced_off[output.name]
+            if diverts(output):
+                paths = [
+                    self._outputs_by_name[name]
+                    for name in self._break_before_make.paths[output.name]
+                ]
+                states[output.name] = diversion_wanted(output, paths, diversion, held_off)
+                continue
             wanted = requested_state(output.type, requests)
             states[output.name] = wanted and permitted and not held_off
+        # Break before make: the heat paths and their battery paths, each after the other.
+        states.update(self._break_before_make.settle(now, states))
         return states
 
     def _fault_events(self, faults: frozenset[Fault], now: float) -> list[ControlEvent]:

@@ -33,6 +33,9 @@ class Measurement:
     external_temperatures: tuple[float | None, ...] = ()
     balancing: tuple[bool, ...] = ()
     monitor_flags: frozenset[str] = frozenset()  # cell monitor status flags currently set
+    # Power into the heat paths, from a shunt monitor on them (an INA228's POWER register);
+    # None when no heat-path shunt is fitted: the diverted power is then estimated.
+    heat_power_w: float | None = None
 
     @property
     def min_cell(self) -> float:
@@ -145,6 +148,34 @@ class SourceStats:
 
 
 @dataclass(frozen=True, slots=True)
+class DiversionCounters:
+    """Monotonic totals of PV diversion since installation, watt-hours; never go backwards.
+
+    `diverted_wh` = `diverted_measured_wh` + `diverted_estimated_wh`: each interval is counted
+    measured when a heat-path shunt read it, estimated otherwise. `curtailed_wh` is the PV the
+    arrays could have given while disconnected because the battery was full and nothing took
+    it (estimated: thrown away)."""
+
+    diverted_wh: float = 0.0
+    diverted_measured_wh: float = 0.0
+    diverted_estimated_wh: float = 0.0
+    curtailed_wh: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DiversionReport:
+    """PV diversion as decided and estimated for one sample (docs/diversion.md)."""
+
+    diverting: bool  # any diversion output conducting
+    power_w: float  # into the heat paths now (measured, or estimated)
+    measured: bool  # power_w came from a heat-path shunt
+    # PV the disconnected arrays could give at the battery voltage now, for the arrays whose
+    # battery path is off because the battery is full (surplus); None: no estimate possible.
+    available_w: float | None
+    counters: DiversionCounters
+
+
+@dataclass(frozen=True, slots=True)
 class ControlReport:
     """What the control core decided for one sample."""
 
@@ -172,6 +203,8 @@ class ControlReport:
     soc_uncertainty: float | None = None
     # A source that receives frames (a stock SBMS) counts them here; None for the I2C box.
     source_stats: SourceStats | None = None
+    # None where no diversion is decided (a stock SBMS0 as the source).
+    diversion: DiversionReport | None = None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from edge_agent.control.model import EnergyCounters, Fault
+from edge_agent.control.diversion import ArrayLearning, EstimatorState
+from edge_agent.control.model import DiversionCounters, EnergyCounters, Fault
 from edge_agent.control.resistance import ResistanceBand, ResistanceState, StepWatch
 from edge_agent.control.soc import AnchorKind, LowReference, SocState
 from edge_agent.control.values import is_integer, is_number
@@ -60,6 +61,10 @@ class PersistedState:
     last_timestamp: float | None = None  # last good measurement
     last_battery_current: float | None = None
     last_pv_current: float | None = None
+    # PV diversion: its counters and what the estimate learned (absent in older states), and
+    # since when each battery and heat path has been off (None: on at the last decision).
+    diversion: EstimatorState = field(default_factory=EstimatorState)
+    paths_off_since: Mapping[str, float | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (infinite force-off times are written as null)."""
@@ -82,6 +87,10 @@ class PersistedState:
             "last_timestamp": self.last_timestamp,
             "last_battery_current": self.last_battery_current,
             "last_pv_current": self.last_pv_current,
+            "diversion": {
+                **_diversion_dict(self.diversion),
+                "paths_off_since": dict(sorted(self.paths_off_since.items())),
+            },
         }
 
     @classmethod
@@ -109,6 +118,8 @@ class PersistedState:
             last_timestamp=reader.optional_number("last_timestamp"),
             last_battery_current=reader.optional_number("last_battery_current"),
             last_pv_current=reader.optional_number("last_pv_current"),
+            diversion=_read_diversion(reader),
+            paths_off_since=_read_paths_off_since(reader),
         )
 
 
@@ -290,6 +301,50 @@ def _read_resistance(reader: StateReader) -> ResistanceState:
         last_current_a=reader.optional_number("last_current_a"),
         last_min_cell_v=reader.optional_number("last_min_cell_v"),
     )
+
+
+def _diversion_dict(state: EstimatorState) -> dict[str, Any]:
+    return {
+        "counters": asdict(state.counters),
+        "learned": {name: asdict(item) for name, item in sorted(state.learned.items())},
+        "last_time": state.last_time,
+        "last_heat_power_w": state.last_heat_power_w,
+    }
+
+
+def _read_diversion(reader: StateReader) -> EstimatorState:
+    """Issue 19's diversion counters and learning; a state saved before them lacks the key
+    and starts from zero."""
+    if "diversion" not in reader.data:
+        return EstimatorState()
+    item = reader.child("diversion")
+    counters = item.child("counters")
+    values = {}
+    for counter in fields(DiversionCounters):
+        value = counters.number(counter.name)
+        if value < 0.0:
+            raise counters.bad(counter.name, f"negative: {value}")
+        values[counter.name] = value
+    learned_reader = item.child("learned")
+    learned = {}
+    for name in learned_reader.data:
+        entry = learned_reader.child(str(name))
+        learned[str(name)] = ArrayLearning(
+            entry.number("amps_per_clear_sky"), entry.number("learned_at")
+        )
+    return EstimatorState(
+        counters=DiversionCounters(**values),
+        learned=learned,
+        last_time=item.optional_number("last_time"),
+        last_heat_power_w=item.optional_number("last_heat_power_w"),
+    )
+
+
+def _read_paths_off_since(reader: StateReader) -> dict[str, float | None]:
+    if "diversion" not in reader.data or "paths_off_since" not in reader.data["diversion"]:
+        return {}
+    paths = reader.child("diversion").child("paths_off_since")
+    return {str(name): paths.optional_number(str(name)) for name in paths.data}
 
 
 def _read_counters(reader: StateReader) -> EnergyCounters:
