@@ -598,8 +598,14 @@ def _simulated_setup(args: argparse.Namespace) -> _Setup:
     from edge_agent.simulator.harness import SimulatedSystem, simulated_config  # noqa: PLC0415
 
     # The box as docs/safety.md builds it: the heartbeat one-shot enables the outputs.
+    # A top-balanced pack, as a balancer keeps one: the cells reach full within about 10 mV
+    # of each other (with the default random spread, a new unbalanced pack's 250 mV).
     spec = BoxSpec.for_cells(
-        args.cells, capacity_ah=args.capacity, seed=args.seed, heartbeat_gate=HeartbeatGateSpec()
+        args.cells,
+        capacity_ah=args.capacity,
+        seed=args.seed,
+        heartbeat_gate=HeartbeatGateSpec(),
+        top_balanced=True,
     )
     spec = dataclasses.replace(spec, start=spec.start + args.start_hour * 3600)
     store = StateStore(args.state) if args.state is not None else None

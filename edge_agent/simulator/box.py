@@ -138,6 +138,7 @@ class BoxSpec:
     capacity_spread: float = 0.02
     initial_soc: float = 0.5  # fraction
     soc_spread: float = 0.02
+    top_balanced: bool = False  # PackSpec.top_balanced: cells that reach full together
     pack_resistance_ohm: float = 0.005
     self_discharge_per_month: float = 0.02
     balance_resistor_ohm: float = 24.0
@@ -269,6 +270,7 @@ class BoxSpec:
             capacity_spread=self.capacity_spread,
             initial_soc=self.initial_soc,
             soc_spread=self.soc_spread,
+            top_balanced=self.top_balanced,
             pack_resistance_ohm=self.pack_resistance_ohm,
             self_discharge_per_month=self.self_discharge_per_month,
             balance_resistor_ohm=self.balance_resistor_ohm,
