@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -257,3 +259,18 @@ def test_a_heat_shunt_without_its_rating_is_a_warning() -> None:
         warning.startswith("heat_shunt.rated_current_a: not given")
         for warning in parse_config(value).warnings
     )
+
+
+def test_the_examples_in_docs_diversion_are_valid() -> None:
+    """docs/diversion.md's outputs and `diversion:` examples make one valid file."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "diversion.md").read_text("utf-8")
+    merged: dict[str, Any] = {}
+    for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL):
+        merged.update(yaml.safe_load(block))
+    assert {"outputs", "diversion", "heat_shunt"} <= set(merged)
+    config = parse_config(merged)
+    assert [o.name for o in config.control.outputs if o.type is OutputType.DIVERSION] == [
+        "heat1",
+        "heat2",
+    ]
+    assert config.control.diversion.arrays[0].heater_ohm == 1.6
