@@ -36,6 +36,7 @@ from edge_agent.config.rules import (
     validate_control_settings,
     validate_data_log,
     validate_hardware,
+    validate_heat_shunt,
     validate_remote_window,
     validate_source,
     validate_timing,
@@ -47,9 +48,11 @@ from edge_agent.control.envelope import (
 )
 from edge_agent.control.extio import inferred_wiring
 from edge_agent.control.settings import (
+    ArraySettings,
     BalanceSettings,
     CellThresholds,
     ControlSettings,
+    DiversionSettings,
     DualPvSettings,
     MaxSocSettings,
     OutputSettings,
@@ -161,6 +164,7 @@ def parse_config(data: Mapping[str, Any]) -> AgentConfig:
     problems = [
         *validate_control_settings(config.control),
         *validate_hardware(config.hardware),
+        *validate_heat_shunt(config),
         *validate_timing(config),
         *validate_data_log(config),
         *validate_publish_settings(config.publish),
@@ -225,6 +229,7 @@ def _build_config(clean: Mapping[str, Any], mqtt_problems: list[str] | None = No
         temperature=TemperatureLimits(**clean.get("temperature", {})),
         dual_pv=DualPvSettings(**clean.get("dual_pv", {})),
         max_soc=MaxSocSettings(**clean.get("max_soc", {})),
+        diversion=_build_diversion(clean.get("diversion", {})),
         outputs=_control_outputs_for(output_items, notes, sbms0=sbms0),
         stale_after_s=stale_after_s,
         lockouts_latch=clean.get("lockouts_latch", _DEFAULT_CONTROL.lockouts_latch),
@@ -233,6 +238,7 @@ def _build_config(clean: Mapping[str, Any], mqtt_problems: list[str] | None = No
         ),
     )
     pv_shunt = clean.get("pv_shunt")
+    heat_shunt = clean.get("heat_shunt")
     hardware = HardwareSettings(
         i2c_bus=clean.get("i2c_bus", _DEFAULT_HARDWARE.i2c_bus),
         cell_monitor=CellMonitorSettings(
@@ -244,6 +250,7 @@ def _build_config(clean: Mapping[str, Any], mqtt_problems: list[str] | None = No
         ),
         battery_shunt=ShuntSettings(**clean.get("battery_shunt", {})),
         pv_shunt=None if pv_shunt is None else ShuntSettings(**pv_shunt),
+        heat_shunt=None if heat_shunt is None else ShuntSettings(**heat_shunt),
         outputs=_output_pins_for(output_items, sbms0=sbms0),
         heartbeat=_build_heartbeat(clean.get("heartbeat")),
     )
@@ -279,8 +286,7 @@ def _defaults_standing_in(clean: Mapping[str, Any], *, sbms0: bool) -> tuple[str
         )
     if not sbms0:
         shunts = [("battery_shunt", clean.get("battery_shunt", {}))]
-        if clean.get("pv_shunt") is not None:
-            shunts.append(("pv_shunt", clean["pv_shunt"]))
+        shunts += [(key, clean[key]) for key in _OPTIONAL_SHUNTS if clean.get(key) is not None]
         for key, shunt in shunts:
             missing = [name for name in _SHUNT_RATING_KEYS if name not in shunt]
             if missing:
@@ -303,6 +309,7 @@ def _defaults_standing_in(clean: Mapping[str, Any], *, sbms0: bool) -> tuple[str
     return tuple(warnings)
 
 
+_OPTIONAL_SHUNTS = ("pv_shunt", "heat_shunt")
 _SHUNT_RATING_KEYS = ("rated_current_a", "rated_millivolts")
 _DEFAULT_SHUNT_RATING = {
     "rated_current_a": ShuntSettings().rated_current_a,
@@ -318,6 +325,12 @@ def _build_remote_window(
     for path, (low, high) in file_windows.items():
         window[path] = Range(low, high, window[path].unit)
     return window
+
+
+def _build_diversion(section: Mapping[str, Any]) -> DiversionSettings:
+    values = dict(section)
+    arrays = tuple(ArraySettings(**item) for item in values.pop("arrays", ()))
+    return DiversionSettings(**values, arrays=arrays)
 
 
 def _build_heartbeat(item: Mapping[str, Any] | None) -> HeartbeatSettings | None:
@@ -366,13 +379,18 @@ def _control_outputs(
             notes.append(
                 f"outputs[{index}] ({item['name']}): no wiring given, taken as "
                 f"'{wiring.value}' from its type {int(output_type)}; say what it switches with "
-                f"`wiring: {wiring.value}` (charge, load, signal, fault or none, docs/wiring.md)"
+                f"`wiring: {wiring.value}` (charge, load, signal, fault, heater or none, "
+                "docs/wiring.md)"
             )
-        outputs.append(OutputSettings(name=item["name"], type=output_type, wiring=wiring))
+        outputs.append(
+            OutputSettings(
+                name=item["name"], type=output_type, wiring=wiring, diverts=item.get("diverts")
+            )
+        )
     return tuple(outputs)
 
 
-_CONTROL_OUTPUT_KEYS = ("type", "wiring")
+_CONTROL_OUTPUT_KEYS = ("type", "wiring", "diverts")
 
 
 def _pin_outputs(items: Sequence[Mapping[str, Any]]) -> tuple[OutputPinSettings, ...]:

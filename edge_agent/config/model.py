@@ -108,6 +108,9 @@ class HardwareSettings:
     cell_monitor: CellMonitorSettings = field(default_factory=CellMonitorSettings)
     battery_shunt: ShuntSettings = field(default_factory=ShuntSettings)
     pv_shunt: ShuntSettings | None = None
+    # A shunt monitor on the DSSR20s' heat paths (issue 19): their power is then measured,
+    # not estimated (docs/diversion.md). None: not fitted.
+    heat_shunt: ShuntSettings | None = None
     outputs: tuple[OutputPinSettings, ...] = field(default_factory=default_output_pins)
     heartbeat: HeartbeatSettings | None = None
 

@@ -30,12 +30,14 @@ from edge_agent.control.envelope import (
     envelope_problems,
     envelope_range,
 )
-from edge_agent.control.extio import ALLOWED_TYPES
+from edge_agent.control.extio import ALLOWED_TYPES, diversion_problems, diverts
 from edge_agent.control.ocv_curve import curve_problem
 from edge_agent.control.settings import (
     ControlSettings,
+    DiversionSettings,
     OutputSettings,
     OutputType,
+    Wiring,
 )
 
 
@@ -79,7 +81,63 @@ def validate_control_settings(settings: ControlSettings) -> list[str]:
     if curve is not None and (problem := curve_problem(curve)) is not None:
         problems.append(f"battery.ocv_curve: {problem}")
     problems += _check_control_outputs(settings.outputs)
+    problems += _check_diversion(settings.diversion, settings.outputs)
     return problems
+
+
+# The clear-sky model's site (docs/diversion.md): degrees, north and east positive; azimuth
+# is where the panels face, clockwise from north.
+_SITE_RANGES = {
+    "latitude_deg": (-90.0, 90.0),
+    "longitude_deg": (-180.0, 180.0),
+    "tilt_deg": (0.0, 90.0),
+    "azimuth_deg": (0.0, 360.0),
+}
+_ARRAY_VALUES = ("rated_current_a", "open_circuit_v", "heater_ohm")
+
+
+def _check_diversion(diversion: DiversionSettings, outputs: Sequence[OutputSettings]) -> list[str]:
+    """The `diversion` section: the site within the globe, each array named once and by a
+    charge-wired output, its sizes positive (dead_time_s is in the envelope)."""
+    problems: list[str] = []
+    for key, (low, high) in _SITE_RANGES.items():
+        value = getattr(diversion, key)
+        if value is not None:
+            problems += _between(f"diversion.{key}", value, low, high, " degrees")
+    wirings = {output.name: output.wiring for output in outputs}
+    seen: dict[str, int] = {}
+    for index, array in enumerate(diversion.arrays):
+        path = f"diversion.arrays[{index}]"
+        if wirings.get(array.output) is not Wiring.CHARGE:
+            problems.append(
+                f"{path}.output: must name a charge-wired output, the one switching the "
+                f"array's DSSR20s (got {array.output!r})"
+            )
+        if array.output in seen:
+            problems.append(
+                f"{path}.output: {array.output!r} is already described by "
+                f"diversion.arrays[{seen[array.output]}]"
+            )
+        seen.setdefault(array.output, index)
+        for key in _ARRAY_VALUES:
+            value = getattr(array, key)
+            if value is not None:
+                problems += _at_least(f"{path}.{key}", value, 0.0, inclusive=False)
+    return problems
+
+
+def validate_heat_shunt(config: AgentConfig) -> list[str]:
+    """A heat-path shunt measures what a diversion output or a described array heats:
+    without either there is no diversion to measure (docs/diversion.md)."""
+    control = config.control
+    if config.hardware.heat_shunt is None:
+        return []
+    if any(diverts(output) for output in control.outputs) or control.diversion.arrays:
+        return []
+    return [
+        "heat_shunt: measures the heat paths of a diversion: needs a diversion output (type 7, "
+        "wiring heater) or the array it heats from under diversion.arrays"
+    ]
 
 
 def _between(path: str, value: float, low: float, high: float, unit: str = "") -> list[str]:
@@ -115,6 +173,7 @@ def _check_control_outputs(outputs: Sequence[OutputSettings]) -> list[str]:
                 f"{path}.type: an output wired to {output.wiring.value} may be type "
                 f"{types_text(allowed)} (got {int(output.type)})"
             )
+    problems += diversion_problems(outputs)
     types = [output.type for output in outputs]
     if OutputType.DUAL_PV in types and OutputType.HVD not in types:
         index = types.index(OutputType.DUAL_PV)
@@ -142,14 +201,16 @@ def validate_hardware(hardware: HardwareSettings) -> list[str]:
     shunts = [("battery_shunt", hardware.battery_shunt)]
     if hardware.pv_shunt is not None:
         shunts.append(("pv_shunt", hardware.pv_shunt))
+    if hardware.heat_shunt is not None:
+        shunts.append(("heat_shunt", hardware.heat_shunt))
     for path, shunt in shunts:
         problems += _check_shunt(path, shunt)
-    pv_shunt = hardware.pv_shunt
-    if pv_shunt is not None and pv_shunt.address == hardware.battery_shunt.address:
-        problems.append(
-            "pv_shunt.address: must differ from battery_shunt.address "
-            f"(both {_hex(pv_shunt.address)})"
-        )
+    for index, (path, shunt) in enumerate(shunts):
+        for other, earlier in shunts[:index]:
+            if shunt.address == earlier.address:
+                problems.append(
+                    f"{path}.address: must differ from {other}.address (both {_hex(shunt.address)})"
+                )
     lines = hardware.outputs
     if hardware.heartbeat is not None:
         lines = (*lines, hardware.heartbeat.line)

@@ -28,6 +28,7 @@ from edge_agent.control.envelope import (
 from edge_agent.control.settings import (
     BalanceSettings,
     CellThresholds,
+    DiversionSettings,
     DualPvSettings,
     MaxSocSettings,
     OutputType,
@@ -113,8 +114,9 @@ def _output_type(value: Any) -> OutputType:
     # 1.0 is the integer 1 in JSON (and JSON Schema); true is not a number here.
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if not is_integer(value) or not 0 <= value <= 6:
-        raise vol.Invalid(f"must be an output type 0 to 6 (got {value!r:.40})")
+    last = int(max(OutputType))  # 7, diversion: our extension of the SBMS0's 0-6
+    if not is_integer(value) or not 0 <= value <= last:
+        raise vol.Invalid(f"must be an output type 0 to {last} (got {value!r:.40})")
     return OutputType(value)
 
 
@@ -202,6 +204,10 @@ def _mapping(schema: dict[Any, Any]) -> _StrictMapping:
 
 def _section_schema(settings_class: type[Any], exclude: tuple[str, ...] = ()) -> _StrictMapping:
     """Every field of a settings dataclass, optional, typed from its default value."""
+    return _mapping(_section_fields(settings_class, exclude))
+
+
+def _section_fields(settings_class: type[Any], exclude: tuple[str, ...] = ()) -> dict[Any, Any]:
     schema: dict[Any, Any] = {}
     for settings_field in fields(settings_class):
         if settings_field.name in exclude:
@@ -211,7 +217,7 @@ def _section_schema(settings_class: type[Any], exclude: tuple[str, ...] = ()) ->
         if default is None:
             validator = vol.Any(None, validator)
         schema[vol.Optional(settings_field.name)] = validator
-    return _mapping(schema)
+    return schema
 
 
 _SHUNT_SCHEMA = _mapping(
@@ -233,6 +239,8 @@ _OUTPUT_COMMON: dict[Any, Any] = {
     vol.Required("name"): _name,
     vol.Optional("type"): _output_type,
     vol.Optional("wiring"): _wiring,
+    # A diversion output's array: the charge output whose DSSR20s' heat path it switches.
+    vol.Optional("diverts"): _name,
 }
 _DRIVER_KEYS: dict[str, dict[Any, Any]] = {
     "mcp23008": {vol.Required("address"): _address, vol.Required("pin"): _integer},
@@ -245,6 +253,42 @@ _HEARTBEAT_SCHEMAS: dict[str, _StrictMapping] = {
     driver: _mapping({**_LINE_COMMON, **keys, vol.Required("hold_s"): _number})
     for driver, keys in _DRIVER_KEYS.items()
 }
+
+
+def _optional_number(value: Any) -> float | None:
+    return None if value is None else _number(value)
+
+
+_ARRAY_SCHEMA = _mapping(
+    {
+        vol.Required("output"): _name,
+        vol.Optional("rated_current_a"): _optional_number,
+        vol.Optional("open_circuit_v"): _optional_number,
+        vol.Optional("heater_ohm"): _optional_number,
+    }
+)
+
+
+def _arrays(value: Any) -> list[dict[str, Any]]:
+    """diversion.arrays: what the estimate knows of each array; all items' problems."""
+    if not isinstance(value, list):
+        raise vol.Invalid(f"must be a list of arrays (got {type(value).__name__})")
+    errors: list[vol.Invalid] = []
+    clean: list[dict[str, Any]] = []
+    for index, item in enumerate(value):
+        try:
+            clean.append(_ARRAY_SCHEMA(item))
+        except vol.Invalid as exc:
+            exc.prepend([index])
+            errors.extend(exc.errors if isinstance(exc, vol.MultipleInvalid) else [exc])
+    if errors:
+        raise vol.MultipleInvalid(errors)
+    return clean
+
+
+_DIVERSION_SCHEMA = _mapping(
+    {**_section_fields(DiversionSettings, exclude=("arrays",)), vol.Optional("arrays"): _arrays}
+)
 
 
 def _optional_shunt(value: Any) -> dict[str, Any] | None:
@@ -313,6 +357,7 @@ TOP_SCHEMA = _mapping(
         ),
         vol.Optional("battery_shunt"): _SHUNT_SCHEMA,
         vol.Optional("pv_shunt"): _optional_shunt,
+        vol.Optional("heat_shunt"): _optional_shunt,
         vol.Optional("outputs"): _outputs,
         vol.Optional("heartbeat"): _heartbeat,
         vol.Optional("remote_window"): _remote_window,
@@ -324,6 +369,7 @@ TOP_SCHEMA = _mapping(
         vol.Optional("temperature"): _section_schema(TemperatureLimits),
         vol.Optional("dual_pv"): _section_schema(DualPvSettings),
         vol.Optional("max_soc"): _section_schema(MaxSocSettings),
+        vol.Optional("diversion"): _DIVERSION_SCHEMA,
         vol.Optional("timing"): _mapping(
             {
                 vol.Optional("sample_interval_s"): _number,

@@ -50,6 +50,11 @@ def config_to_dict(config: AgentConfig) -> dict[str, Any]:
         },
         "battery_shunt": _dataclass_dict(hardware.battery_shunt),
         "pv_shunt": None if hardware.pv_shunt is None else _dataclass_dict(hardware.pv_shunt),
+        **(
+            {}
+            if hardware.heat_shunt is None
+            else {"heat_shunt": _dataclass_dict(hardware.heat_shunt)}
+        ),
         # A stock SBMS's outputs are its own (sbms0_outputs), not a file setting.
         **(
             {"outputs": _outputs_to_list(control.outputs, hardware.outputs)}
@@ -74,6 +79,10 @@ def config_to_dict(config: AgentConfig) -> dict[str, Any]:
         "temperature": _dataclass_dict(control.temperature),
         "dual_pv": _dataclass_dict(control.dual_pv),
         "max_soc": _dataclass_dict(control.max_soc),
+        "diversion": {
+            **_dataclass_dict(control.diversion),
+            "arrays": [_dataclass_dict(array) for array in control.diversion.arrays],
+        },
         "timing": {
             "sample_interval_s": config.timing.sample_interval_s,
             "stale_after_s": control.stale_after_s,
@@ -138,11 +147,13 @@ def _outputs_to_list(
     if set(types) != {pin.name for pin in pins} or len(pins) != len(control_outputs):
         raise ValueError("control.outputs and hardware.outputs must name the same outputs")
     wirings = {output.name: output.wiring for output in control_outputs}
+    arrays = {o.name: o.diverts for o in control_outputs if o.diverts is not None}
     return [
         {
             "name": pin.name,
             "type": int(types[pin.name]),
             "wiring": wirings[pin.name].value,
+            **({"diverts": arrays[pin.name]} if pin.name in arrays else {}),
             **_line_to_dict(pin),
         }
         for pin in pins

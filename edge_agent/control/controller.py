@@ -372,7 +372,13 @@ class Controller:
             heater_warms_battery=self.settings.diversion.heater_warms_battery,
         )
         outputs = self._compose_outputs(now, charge_allowed, load_allowed, faults, conditions)
-        diversion = self._diversion_report(now, measurement, outputs, conditions)
+        # Nothing to say on a box with no diversion output and no array described to the
+        # estimate: no report, so no `diversion` in the state (docs/protocol.md).
+        diversion = (
+            self._diversion_report(now, measurement, outputs, conditions)
+            if self._estimator.arrays
+            else None
+        )
         self._decided = dict(outputs)
         interlocks = set(charge_blocks | load_blocks)
         if self._forced_off:

@@ -122,6 +122,9 @@ LFP_RANGES: Mapping[str, Range] = {
     "max_soc.hysteresis": Range(1.0, 50.0, "%"),
     "max_soc.utc_offset_hours": Range(-12.0, 14.0, "h"),
     "timing.stale_after_s": Range(0.2, 60.0, "s"),
+    # PV diversion's break before make: both paths of a DSSR20 off this long between one
+    # conducting and the other (at least one sample either way, whatever the setting).
+    "diversion.dead_time_s": Range(0.0, 60.0, "s"),
 }
 
 # Sampling: protection acts once per sample, so a slow one is a slow protection.
@@ -186,6 +189,9 @@ DEFAULT_REMOTE_WINDOW: Mapping[str, Range] = {
     "temperature.internal_cutoff": Range(50.0, 70.0, "C"),
     "temperature.internal_release": Range(40.0, 65.0, "C"),
     "dual_pv.imax": Range(0.01, 0.5, "C", per_capacity=True),
+    # Never shorter than 1 s from outside: time for a slow solid-state relay to let go, and
+    # for the break before make to span a sample at the usual 1 s sampling.
+    "diversion.dead_time_s": Range(1.0, 10.0, "s"),
 }
 # The nominal capacity may be corrected remotely, within a factor of two of the file's.
 CAPACITY_REMOTE_FACTOR = 2.0
@@ -198,6 +204,7 @@ _SECTIONS = {
     "temperature": "temperature",
     "dual_pv": "dual_pv",
     "max_soc": "max_soc",
+    "diversion": "diversion",
 }
 
 

@@ -203,7 +203,8 @@ class ControlReport:
     soc_uncertainty: float | None = None
     # A source that receives frames (a stock SBMS) counts them here; None for the I2C box.
     source_stats: SourceStats | None = None
-    # None where no diversion is decided (a stock SBMS0 as the source).
+    # None where no diversion is decided: a stock SBMS0 as the source, or a box with neither
+    # a diversion output nor an array under `diversion.arrays`.
     diversion: DiversionReport | None = None
 
 

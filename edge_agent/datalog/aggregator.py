@@ -105,6 +105,11 @@ def _add_report(interval: _Interval, report: ControlReport) -> None:
     interval.outputs_on.update(name for name, on in report.outputs.items() if on)
     interval.dual_pv_level = report.dual_pv_level
     interval.counters = dataclasses.asdict(report.counters)
+    if report.diversion is not None:  # issue 19: what was diverted, and what was thrown away
+        diversion = report.diversion.counters
+        interval.counters.update(
+            diverted_wh=diversion.diverted_wh, curtailed_wh=diversion.curtailed_wh
+        )
     interval.faults.update(report.faults)
     interval.interlocks.update(report.interlocks)
     measurement = report.measurement

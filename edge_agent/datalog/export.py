@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from edge_agent.config import ConfigError, load_config
 from edge_agent.storage.data_log import (
     COUNTER_NAMES,
+    DIVERSION_COUNTER_NAMES,
     STAT_NAMES,
     DataLogError,
     DataLogStore,
@@ -181,6 +182,7 @@ CSV_COLUMNS = (
     "faults",
     "interlocks",
     "monitor_flags",
+    *DIVERSION_COUNTER_NAMES,  # issue 19: blank in records without a diversion
 )
 
 
@@ -208,6 +210,7 @@ def _csv_row(record: Record) -> list[Any]:
     row += [
         _joined(sorted(flags)) for flags in (record.faults, record.interlocks, record.monitor_flags)
     ]
+    row += [_blank(record.counters.get(name)) for name in DIVERSION_COUNTER_NAMES]
     return row
 
 

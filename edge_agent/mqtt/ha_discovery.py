@@ -20,6 +20,7 @@ from typing import Any
 
 import edge_agent
 from edge_agent.config import AgentConfig
+from edge_agent.control.extio import diverts
 from edge_agent.control.model import TEMPERATURE_NAMES
 from edge_agent.control.settings import OutputType
 from edge_agent.mqtt.payloads import MODEL, SOURCES
@@ -157,6 +158,46 @@ def _add_components(builder: _Components, config: AgentConfig, source: str) -> N
     for key, name in (*_ENERGY, *((_PV_ENERGY,) if has_pv else ())):
         builder.energy(key, name)
     _add_binary_sensors(builder, config)
+    if source != "sbms0" and has_diversion(config):
+        _add_diversion(builder)
+
+
+def has_diversion(config: AgentConfig) -> bool:
+    """Does the state carry `diversion`: a diversion output, or an array described to the
+    estimate (the controller reports one exactly then)?"""
+    control = config.control
+    return any(diverts(output) for output in control.outputs) or bool(control.diversion.arrays)
+
+
+def _add_diversion(builder: _Components) -> None:
+    """PV diversion (issue 19): the energy into the heat paths (an Energy dashboard
+    consumption), their power now, and the surplus: the panels disconnected because the
+    battery is full, with the power they could give."""
+    builder.energy("diverted_wh", "Diverted energy", path="diversion.counters.diverted_wh")
+    builder.sensor(
+        "diversion_power",
+        "Diversion power",
+        _measured("diversion.power_w"),
+        "W",
+        "power",
+        precision=0,
+    )
+    builder.sensor(
+        "surplus_power",
+        "Surplus power",
+        _measured("diversion.available_w"),
+        "W",
+        "power",
+        precision=0,
+    )
+    builder.binary(
+        "surplus_available",
+        "Surplus available",
+        _flag(
+            "value_json.measurement_ok and (value_json.diversion.diverting"
+            " or (value_json.diversion.available_w or 0) > 0)"
+        ),
+    )
 
 
 def _add_cells(builder: _Components, cell_count: int) -> None:
@@ -262,9 +303,10 @@ class _Components:
         if not enabled:
             component["en"] = False
 
-    def energy(self, key: str, name: str) -> None:
-        """A kWh total that never decreases: what the Energy dashboard accepts."""
-        template = f"{{{{ (value_json.counters.{key} / 1000) | round(4) }}}}"
+    def energy(self, key: str, name: str, *, path: str | None = None) -> None:
+        """A kWh total that never decreases: what the Energy dashboard accepts. `path`: where
+        the Wh counter is in the state (default `counters.<key>`)."""
+        template = f"{{{{ (value_json.{path or 'counters.' + key} / 1000) | round(4) }}}}"
         component = self._base("sensor", key.removesuffix("_wh") + "_energy", name, template)
         component.update(
             {

@@ -172,7 +172,29 @@ def state_payload(report: ControlReport, link: LinkStats | None = None) -> dict[
         "counters": _counters(report),
         "measurement_ok": measurement_ok(report),
         **_source_stats(report),
+        **_diversion(report),
         **({"link_stats": link.as_dict()} if link is not None else {}),
+    }
+
+
+def _diversion(report: ControlReport) -> dict[str, Any]:
+    """`diversion` (issue 19) where the box decides one (a diversion output or an array
+    described under `diversion.arrays`); absent otherwise, as from a stock SBMS."""
+    diversion = report.diversion
+    if diversion is None:
+        return {}
+    counters = diversion.counters
+    return {
+        "diversion": {
+            "diverting": diversion.diverting,
+            "power_w": _round(diversion.power_w, _WATTS),
+            "measured": diversion.measured,
+            "available_w": _round_opt(diversion.available_w, _WATTS),
+            # Rounded to nearest: monotonic, so the totals still never go backwards.
+            "counters": {
+                item.name: _round(getattr(counters, item.name), _WH) for item in fields(counters)
+            },
+        }
     }
 
 

@@ -46,7 +46,9 @@ class Agent:
         hold every register transaction (from the drivers' opening on) beside each sample."""
         self._config = config
         self._hardware = hardware
-        self._sampler = Sampler(hardware.cell_monitor, hardware.battery_shunt, hardware.pv_shunt)
+        self._sampler = Sampler(
+            hardware.cell_monitor, hardware.battery_shunt, hardware.pv_shunt, hardware.heat_shunt
+        )
         restored = _restore_state(store)
         self.controller = Controller(config.control, now, restored)
         self._recorder = recorder

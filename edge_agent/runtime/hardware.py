@@ -31,6 +31,7 @@ class Hardware:
     battery_shunt: ShuntMonitor
     pv_shunt: ShuntMonitor | None
     outputs: CombinedOutputs
+    heat_shunt: ShuntMonitor | None = None  # on the DSSR20s' heat paths (issue 19)
 
 
 class CombinedOutputs:
@@ -95,12 +96,15 @@ def open_hardware(
     pv_shunt = (
         _open_shunt(bus, bus_name, settings.pv_shunt) if settings.pv_shunt is not None else None
     )
+    heat_shunt = (
+        _open_shunt(bus, bus_name, settings.heat_shunt) if settings.heat_shunt is not None else None
+    )
     lines = settings.outputs
     if settings.heartbeat is not None:
         lines = (*lines, settings.heartbeat.line)
     banks = _open_output_banks(bus, bus_name, lines, gpio_factory)
     outputs = CombinedOutputs(banks, heartbeat=settings.heartbeat is not None)
-    return Hardware(cell_monitor, battery_shunt, pv_shunt, outputs)
+    return Hardware(cell_monitor, battery_shunt, pv_shunt, outputs, heat_shunt)
 
 
 def configure_cell_monitor(

@@ -192,10 +192,9 @@ def expected_chips(config: AgentConfig) -> list[ExpectedChip]:
             hardware.battery_shunt.address,
         ),
     ]
-    if hardware.pv_shunt is not None:
-        chips.append(
-            ExpectedChip("pv_shunt", _CHIP_NAMES[hardware.pv_shunt.chip], hardware.pv_shunt.address)
-        )
+    for role, shunt in (("pv_shunt", hardware.pv_shunt), ("heat_shunt", hardware.heat_shunt)):
+        if shunt is not None:
+            chips.append(ExpectedChip(role, _CHIP_NAMES[shunt.chip], shunt.address))
     pins = list(hardware.outputs)
     if hardware.heartbeat is not None:
         pins.append(hardware.heartbeat.line)
@@ -362,7 +361,8 @@ def _check_chips(
 
 
 def _chip_fix(chip: ExpectedChip, found: Identity) -> str:
-    if chip.role in ("battery_shunt", "pv_shunt") and found.chip in ("INA228", "INA226"):
+    shunts = ("battery_shunt", "pv_shunt", "heat_shunt")
+    if chip.role in shunts and found.chip in ("INA228", "INA226"):
         return f"set {chip.role}.chip: {found.chip.lower()} in the configuration"
     return "check which chip sits at this address and the address pins (docs/wiring.md)"
 

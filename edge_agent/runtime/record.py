@@ -91,6 +91,8 @@ def measurement_to_dict(measurement: Measurement) -> dict[str, Any]:
         "external_temperatures": list(measurement.external_temperatures),
         "balancing": list(measurement.balancing),
         "monitor_flags": sorted(measurement.monitor_flags),
+        # Only with a heat-path shunt, so older readers take recordings of other boxes.
+        **({} if measurement.heat_power_w is None else {"heat_power_w": measurement.heat_power_w}),
     }
 
 

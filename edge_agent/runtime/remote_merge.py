@@ -42,6 +42,7 @@ REMOTE_READ_ONLY_KEYS = (
     "cell_monitor",
     "battery_shunt",
     "pv_shunt",
+    "heat_shunt",
     "storage",
     "data_log",
     "timing",
@@ -51,9 +52,14 @@ REMOTE_READ_ONLY_KEYS = (
 )
 _REMOTE_BATTERY_KEYS = ("capacity_ah",)
 _BATTERY_WIRING_KEYS = ("chemistry", "cells", "ocv_curve")
+# What a heater may warm and which arrays it heats from are wiring: only the file says them
+# (docs/diversion.md). The dead time (inside its remote window) and the site may move.
+_REMOTE_DIVERSION_KEYS = ("dead_time_s", "latitude_deg", "longitude_deg", "tilt_deg", "azimuth_deg")
+_DIVERSION_WIRING_KEYS = ("heater_warms_battery", "arrays")
 _OUTPUT_WIRING_KEYS = (
     "name",
     "wiring",
+    "diverts",
     "driver",
     "address",
     "pin",
@@ -163,13 +169,22 @@ def _merge_remote_key(data: dict[str, Any], key: str, value: Any) -> list[str]:
         return [f"{key}: {_READ_ONLY}"]
     if key == "battery":
         return _merge_remote_battery(data, value)
+    if key == "diversion":
+        return _merge_remote_diversion(data, value)
     if key == "outputs":
         return _merge_remote_outputs(data["outputs"], value)
     if key == "lockouts_latch":
         data[key] = value  # parse_config checks the type
         return []
     if key not in REMOTE_SECTIONS:
-        known = (*REMOTE_SECTIONS, *REMOTE_READ_ONLY_KEYS, "battery", "outputs", "lockouts_latch")
+        known = (
+            *REMOTE_SECTIONS,
+            *REMOTE_READ_ONLY_KEYS,
+            "battery",
+            "diversion",
+            "outputs",
+            "lockouts_latch",
+        )
         return [f"{key}: {unknown_key(key, known)}"]
     if not isinstance(value, Mapping):
         return [f"{key}: must be a mapping (got {_json_kind(value)})"]
@@ -191,6 +206,21 @@ def _merge_remote_battery(data: dict[str, Any], value: Any) -> list[str]:
         else:
             known = (*_REMOTE_BATTERY_KEYS, *_BATTERY_WIRING_KEYS)
             problems.append(f"battery.{key}: {unknown_key(key, known)}")
+    return problems
+
+
+def _merge_remote_diversion(data: dict[str, Any], value: Any) -> list[str]:
+    if not isinstance(value, Mapping):
+        return [f"diversion: must be a mapping (got {_json_kind(value)})"]
+    problems: list[str] = []
+    for key, item in value.items():
+        if key in _REMOTE_DIVERSION_KEYS:
+            data["diversion"][key] = item  # parse_config checks the type and the range
+        elif key in _DIVERSION_WIRING_KEYS:
+            problems.append(f"diversion.{key}: {_READ_ONLY}")
+        else:
+            known = (*_REMOTE_DIVERSION_KEYS, *_DIVERSION_WIRING_KEYS)
+            problems.append(f"diversion.{key}: {unknown_key(key, known)}")
     return problems
 
 

@@ -60,6 +60,7 @@ _SAMPLE_KEYS = frozenset(
         "external_temperatures",
         "balancing",
         "monitor_flags",
+        "heat_power_w",  # added with issue 19: absent = no heat-path reading
     }
 )
 _SOURCES = ("diy", "sbms0")
@@ -400,6 +401,7 @@ def _measurement(where: str, t: float, value: object, cells: int) -> Measurement
         ),
         balancing=tuple(balancing),
         monitor_flags=frozenset(flags),
+        heat_power_w=_optional(where, value.get("heat_power_w"), "heat_power_w"),
     )
 
 

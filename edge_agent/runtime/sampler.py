@@ -2,6 +2,8 @@
 
 Any I2C failure or implausible reading becomes a MeasurementFailure: the control core decides
 what a missing measurement means for the outputs (after `stale_after_s`, everything off).
+The heat-path shunt is the exception: no protection reads it, so its failure only leaves the
+diverted power unmeasured (estimated instead, docs/diversion.md) and never fails the sample.
 """
 
 from __future__ import annotations
@@ -48,10 +50,14 @@ class Sampler:
         cell_monitor: Isl94203,
         battery_shunt: ShuntMonitor,
         pv_shunt: ShuntMonitor | None = None,
+        heat_shunt: ShuntMonitor | None = None,
     ) -> None:
         self._cell_monitor = cell_monitor
         self._battery_shunt = battery_shunt
         self._pv_shunt = pv_shunt
+        self._heat_shunt = heat_shunt
+        self.heat_failures = 0  # heat-path shunt reads that failed (the sample went on)
+        self._heat_failing = False
         self._battery_charge = _ChargeTracker()
         self._last_good: float | None = None
         self.failures = 0
@@ -74,6 +80,7 @@ class Sampler:
                 now - self._last_good,
             )
         self._last_good = now
+        heat_power_w = self._heat_power(now)
         return Measurement(
             timestamp=now,
             cell_voltages=cells.cell_voltages,
@@ -85,7 +92,26 @@ class Sampler:
             external_temperatures=cells.external_temperatures_c,
             balancing=cells.balancing,
             monitor_flags=cells.flags,
+            heat_power_w=heat_power_w,
         )
+
+    def _heat_power(self, now: float) -> float | None:
+        """The heat paths' power from their shunt, or None (none fitted, or it failed: logged
+        once per outage, counted in `heat_failures`)."""
+        if self._heat_shunt is None:
+            return None
+        try:
+            power = self._heat_shunt.read(now).power_w
+        except DeviceError as err:
+            self.heat_failures += 1
+            if not self._heat_failing:
+                _LOGGER.warning("Heat-path shunt not read, diverted power estimated: %s", err)
+            self._heat_failing = True
+            return None
+        if self._heat_failing:
+            _LOGGER.info("Heat-path shunt read again")
+        self._heat_failing = False
+        return power if math.isfinite(power) else None
 
     def _fail(self, now: float, reason: str) -> MeasurementFailure:
         self.failures += 1

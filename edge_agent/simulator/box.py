@@ -252,6 +252,14 @@ class BoxSpec:
             raise ValueError("heat.secondary_ohm needs a secondary array")
         if not heat.primary_ohm > 0 or not (heat.secondary_ohm or 1.0) > 0:
             raise ValueError("heater elements need a positive resistance")
+        if heat.shunt_rating is not None:
+            if heat.secondary_ohm is not None:
+                raise ValueError("heat.shunt_rating measures one element: no secondary_ohm")
+            if heat.shunt_chip not in ("ina228", "ina226"):
+                raise ValueError("heat.shunt_chip must be ina228 or ina226")
+            taken = (self.isl_address, self.battery_shunt_address, self.mcp_address)
+            if heat.shunt_address in (*taken, self.pv_shunt_address):
+                raise ValueError("heat.shunt_address is taken by another chip")
         pins = [p for p in astuple(wiring) if p is not None]
         if len(pins) != len(set(pins)):
             raise ValueError(f"two outputs share a pin: {wiring}")
@@ -375,6 +383,7 @@ class _LastStep:
     irradiance: float = 0.0
     ambient_c: float = 20.0
     heater_power_w: float = 0.0
+    heater_current: float = 0.0  # the primary element's (what a heat shunt sees)
     available_current: float = 0.0
     outputs: _Outputs = field(default_factory=lambda: _Outputs(False, False, False))
 
@@ -410,12 +419,19 @@ class SimulatedBox:
         self.pv_shunt = SimIna228() if spec.pv_shunt_rating is not None else None
         self.mcp = SimMcp23008()
         self.mcp.on_rising_edge = self._on_rising_edge
+        # The heat path's own INA (issue 19), only when the spec fits one.
+        heat = spec.heat
+        self.heat_shunt: SimIna228 | SimIna226 | None = None
+        if heat is not None and heat.shunt_rating is not None:
+            self.heat_shunt = SimIna228() if heat.shunt_chip == "ina228" else SimIna226()
         self.bus = FakeSMBus()
         self.bus.attach(spec.isl_address, self.isl)
         self.bus.attach(spec.battery_shunt_address, self.battery_shunt)
         if self.pv_shunt is not None:
             self.bus.attach(spec.pv_shunt_address, self.pv_shunt)
         self.bus.attach(spec.mcp_address, self.mcp)
+        if self.heat_shunt is not None and heat is not None:
+            self.bus.attach(heat.shunt_address, self.heat_shunt)
         for address in spec.faults.missing_chips:
             self.bus.detach(address)  # the chip's object stays: the physics still feeds it
 
@@ -561,6 +577,8 @@ class SimulatedBox:
         )
         self._account(dt, battery, pv_primary + pv_secondary, switched_a + base_a, charger)
         self._feed_shunts(steps * dt, battery, pv_primary + pv_secondary, pack_voltages)
+        heater_a = heat.element_current(primary.heat_w) if heat is not None else np.zeros(steps)
+        self._feed_heat_shunt(steps * dt, heater_a)
         self._now += steps * dt
         self._last = _LastStep(
             battery_current=float(battery[-1]),
@@ -572,6 +590,7 @@ class SimulatedBox:
             irradiance=float(irradiance[-1]),
             ambient_c=float(ambient[-1]),
             heater_power_w=float(heat_w[-1]),
+            heater_current=float(heater_a[-1]),
             available_current=float(primary.available_a[-1] + secondary.available_a[-1]),
             outputs=outputs,
         )
@@ -720,6 +739,15 @@ class SimulatedBox:
                 mean_bus,
             )
 
+    def _feed_heat_shunt(self, duration_s: float, amps: FloatArray) -> None:
+        """The heat shunt's accumulator: the element's mean current, its mean voltage."""
+        heat = self.spec.heat
+        if self.heat_shunt is None or heat is None or heat.shunt_rating is None:
+            return
+        mean_a = float(amps.sum()) / amps.size
+        mean_v = float((amps * heat.primary_ohm).sum()) / amps.size
+        self.heat_shunt.advance(duration_s, mean_a * self._volts_per_amp(heat.shunt_rating), mean_v)
+
     def _shunt_volts(self, shunt: Literal["battery", "pv"], volts: float) -> float:
         """What the shunt presents to its INA: `volts`, or far beyond any range when saturated."""
         if shunt not in self.spec.faults.saturated_shunts:
@@ -760,6 +788,12 @@ class SimulatedBox:
             self.pv_shunt.set_inputs(
                 self._shunt_volts("pv", pv * self._volts_per_amp(spec.pv_shunt_rating)),
                 pack_voltage,
+            )
+        heat = spec.heat
+        if self.heat_shunt is not None and heat is not None and heat.shunt_rating is not None:
+            amps = self._last.heater_current
+            self.heat_shunt.set_inputs(
+                amps * self._volts_per_amp(heat.shunt_rating), amps * heat.primary_ohm
             )
 
     def _ambient_at(self, unix_s: float) -> float:

@@ -109,6 +109,7 @@ def simulated_config(
             rated_current_a=spec.pv_shunt_rating[0],
             rated_millivolts=spec.pv_shunt_rating[1],
         ),
+        heat_shunt=_heat_shunt_settings(spec),
         outputs=tuple(
             OutputPinSettings(name=name, driver="mcp23008", address=spec.mcp_address, pin=pin)
             for name, pin in pins
@@ -171,6 +172,14 @@ def _heat_outputs(
             longitude_deg=spec.utc_offset_hours * 15.0,
         )
     return outputs, pins, diversion
+
+
+def _heat_shunt_settings(spec: BoxSpec) -> ShuntSettings | None:
+    heat = spec.heat
+    if heat is None or heat.shunt_rating is None:
+        return None
+    amps, millivolts = heat.shunt_rating
+    return ShuntSettings(heat.shunt_chip, heat.shunt_address, amps, millivolts)
 
 
 def _heartbeat_settings(spec: BoxSpec, sample_interval_s: float) -> HeartbeatSettings | None:

@@ -18,6 +18,7 @@ the panels' power is then curtailed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -52,6 +53,17 @@ class HeatPathSpec:
     primary_ohm: float = 1.6  # 18 A from two 72-cell panels: about 29 V, 520 W
     secondary_ohm: float | None = None  # None: the secondary array has no heat path
     tank: WaterTankSpec = field(default_factory=WaterTankSpec)
+    # A shunt monitor in the primary element's circuit (its current, the element's voltage as
+    # the bus voltage), (amps, millivolts) of its shunt; None: not fitted (optional, as on a
+    # real box). It measures the only element, so not with a secondary one.
+    shunt_rating: tuple[float, float] | None = None
+    shunt_chip: Literal["ina228", "ina226"] = "ina228"
+    shunt_address: int = 0x44
+
+    def element_current(self, heat_w: FloatArray) -> FloatArray:
+        """The primary element's current from its power (a resistor: P = I^2 R)."""
+        amps: FloatArray = np.sqrt(np.maximum(heat_w, 0.0) / self.primary_ohm)
+        return amps
 
 
 def operating_point_on_resistor(

@@ -44,6 +44,13 @@ COUNTER_NAMES = (  # the fields of control.model.EnergyCounters, in the stored o
     "load_ah",
     "load_wh",
 )
+# PV diversion's counters (issue 19, control.model.DiversionCounters), 0.1 Wh like the energy
+# counters, in an optional extension after the cells: only records of a box that decides a
+# diversion carry it, and records written before it (or by an older agent, which ignores the
+# extension) read back without these counters.
+DIVERSION_COUNTER_NAMES = ("diverted_wh", "curtailed_wh")
+_EXTENSION_DIVERSION = 1  # the extension's tag byte
+_DIVERSION_EXTENSION = struct.Struct("<B" + "I" * len(DIVERSION_COUNTER_NAMES))
 _RETENTION_EVERY_S = 3600
 _DAY_S = 86400
 _VACUUM_MIN_FREE_PAGES = 256  # below this, free pages are simply reused by new records
@@ -271,7 +278,30 @@ def encode_values(record: Record, names: tuple[str, ...]) -> bytes:
         *(_scaled(v, *_CELL) for v in cells),
         *(_scaled(v, *_TEMPERATURE) for v in temperatures),
     )
-    return _FIXED.pack(*values) + tail
+    return _FIXED.pack(*values) + tail + _diversion_extension(record)
+
+
+def _diversion_extension(record: Record) -> bytes:
+    if not any(name in record.counters for name in DIVERSION_COUNTER_NAMES):
+        return b""
+    return _DIVERSION_EXTENSION.pack(
+        _EXTENSION_DIVERSION,
+        *(
+            _scaled(record.counters.get(name), _COUNTER[0], 10.0)
+            for name in DIVERSION_COUNTER_NAMES
+        ),
+    )
+
+
+def _decoded_extension(data: bytes, offset: int) -> dict[str, float | None]:
+    """The diversion counters after the cells, when the record has them."""
+    if len(data) < offset + _DIVERSION_EXTENSION.size or data[offset] != _EXTENSION_DIVERSION:
+        return {}
+    raw = _DIVERSION_EXTENSION.unpack_from(data, offset)[1:]
+    return {
+        name: _unscaled(value, _COUNTER[0], 10.0)
+        for name, value in zip(DIVERSION_COUNTER_NAMES, raw, strict=True)
+    }
 
 
 def _decode_record(row: tuple[Any, ...]) -> Record:
@@ -299,7 +329,9 @@ def _decode_record(row: tuple[Any, ...]) -> Record:
         )
     }
     cell_count, temperature_count = values[-2:]
-    tail = struct.unpack_from(f"<{cell_count}H{temperature_count}h", data, _FIXED.size)
+    tail_format = f"<{cell_count}H{temperature_count}h"
+    tail = struct.unpack_from(tail_format, data, _FIXED.size)
+    counters.update(_decoded_extension(data, _FIXED.size + struct.calcsize(tail_format)))
     return Record(
         start=start,
         end=start + duration,

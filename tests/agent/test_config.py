@@ -216,7 +216,7 @@ def test_problems_in_several_outputs_are_all_reported() -> None:
     data["outputs"][3]["driver"] = "spi"
     data["outputs"].append("extio7")
     assert problems_of(data) == (
-        "outputs[0].type: must be an output type 0 to 6 (got 9)",
+        "outputs[0].type: must be an output type 0 to 7 (got 9)",
         "outputs[2].line: required key is missing",
         "outputs[3].driver: must be one of mcp23008, gpiod (got 'spi')",
         "outputs[4]: must be a mapping (got str)",

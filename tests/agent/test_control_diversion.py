@@ -451,8 +451,14 @@ def test_without_learning_the_rated_current_and_the_clear_sky() -> None:
 
 def test_available_is_unknown_without_arrays_and_zero_while_charging() -> None:
     plain = Controller(ControlSettings(cells=IMMEDIATE), 0.0).update(sample(1, FULL_V))
-    assert plain.diversion is not None
-    assert plain.diversion.available_w is None  # no array known to the estimate
+    assert plain.diversion is None  # no array known to the estimate: nothing to report
+    # An array described without any heater: the surplus and the curtailment are still told.
+    described = ControlSettings(
+        cells=IMMEDIATE, diversion=DiversionSettings(arrays=(ArraySettings("extio4"),))
+    )
+    report = Controller(described, 0.0).update(sample(1, FULL_V))
+    assert report.diversion is not None
+    assert not report.diversion.diverting
     est = estimator()
     report = est.update(
         SampleInputs(NOON, 10.0, 27.0, None),

@@ -23,13 +23,15 @@ from edge_agent.config import (
 )
 from edge_agent.control.model import (
     ControlReport,
+    DiversionCounters,
+    DiversionReport,
     EnergyCounters,
     Fault,
     Interlock,
     Measurement,
 )
 from edge_agent.datalog.aggregator import DataAggregator
-from edge_agent.datalog.export import _with_progress
+from edge_agent.datalog.export import _with_progress, write_csv
 from edge_agent.datalog.recorder import DataRecorder, open_recorder
 from edge_agent.runtime.loop import run_agent
 from edge_agent.simulator.box import BoxSpec
@@ -593,3 +595,69 @@ def test_export_draws_a_progress_bar_only_on_a_terminal_for_long_ranges(tmp_path
     assert terminal.getvalue().endswith("] 100%\n")
     assert pipe.getvalue() == ""
     assert short.getvalue() == ""
+
+
+# -- PV diversion counters (issue 19) --------------------------------------------------------
+
+
+def test_diversion_counters_are_aggregated_at_the_end_of_the_interval() -> None:
+    aggregator = DataAggregator(120)
+    reports = [
+        dataclasses.replace(
+            _report(T0 + second, _measurement(T0 + second)),
+            diversion=DiversionReport(
+                diverting=True,
+                power_w=500.0,
+                measured=False,
+                available_w=0.0,
+                counters=DiversionCounters(
+                    diverted_wh=10.0 + second,
+                    diverted_estimated_wh=10.0 + second,
+                    curtailed_wh=3.0,
+                ),
+            ),
+        )
+        for second in (0, 60, 119, 120)
+    ]
+    (record,) = _feed(aggregator, reports)
+    assert record.counters["diverted_wh"] == 129.0
+    assert record.counters["curtailed_wh"] == 3.0
+    # A box without a diversion logs none.
+    (plain,) = _feed(DataAggregator(120), [_report(T0, None), _report(T0 + 120, None)])
+    assert "diverted_wh" not in plain.counters
+
+
+def test_diversion_counters_round_trip_and_old_records_still_read(tmp_path: Path) -> None:
+    counters = {"pv_wh": 98765.4, "diverted_wh": 4321.9, "curtailed_wh": 429496.7}
+    diverting = _record(T0, counters=counters)
+    plain = _record(T0 + 120)  # as every record before issue 19: no extension in its BLOB
+    path = tmp_path / "log.db"
+    with DataLogStore(path) as store:
+        store.append(diverting)
+        store.append(plain)
+        back = store.records(T0, T0 + 240)
+    assert back == [diverting, plain]
+    with sqlite3.connect(path) as connection:
+        blobs = [row[0] for row in connection.execute("SELECT data FROM records ORDER BY start")]
+        assert len(blobs[0]) == len(blobs[1]) + 9  # the tag and two uint32 counters
+        # What an agent from before the extension reads: the same BLOB without its tail.
+        connection.execute(
+            "UPDATE records SET data = ? WHERE start = ?", (blobs[0][: len(blobs[1])], T0)
+        )
+    connection.close()
+    with DataLogStore(path, read_only=True) as store:
+        (cut,) = store.records(T0, T0 + 1)
+    assert "diverted_wh" not in cut.counters
+    assert dataclasses.replace(cut, counters=counters) == diverting
+
+
+def test_the_export_has_the_diversion_counters(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    with DataLogStore(path) as store:
+        store.append(_record(T0, counters={"diverted_wh": 12.5, "curtailed_wh": 0.0}))
+        store.append(_record(T0 + 120))
+    out = io.StringIO()
+    write_csv(DataLogStore(path, read_only=True).iter_records(T0, T0 + 240), out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert (rows[0]["diverted_wh"], rows[0]["curtailed_wh"]) == ("12.5", "0.0")
+    assert (rows[1]["diverted_wh"], rows[1]["curtailed_wh"]) == ("", "")

@@ -21,8 +21,9 @@ from edge_agent.mqtt.payloads import encode, state_payload
 from edge_agent.mqtt.topics import Topics
 from edge_agent.runtime.remote import RemoteControl
 from edge_agent.runtime.service import Identity, build_link
-from edge_agent.simulator.box import BoxSpec
+from edge_agent.simulator.box import BoxSpec, OutputWiring
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
+from edge_agent.simulator.heat import HeatPathSpec
 from tests.helpers.mqtt import AsyncWatcher
 from tests.helpers.mqtt_broker import MosquittoBroker
 
@@ -236,6 +237,54 @@ def test_temperatures_that_exist() -> None:
         if c.get("dev_cla") == "temperature"
     }
     assert temperature_names == {"Internal temperature", "Battery temperature"}
+
+
+def test_diversion_components_on_a_box_with_a_heat_path() -> None:
+    """Issue 19: diverted energy for the Energy dashboard, diversion and surplus power, and
+    surplus available, rendered from a real state while the box diverts."""
+    system = _system(
+        start=BoxSpec().start + 11 * 3600,
+        initial_soc=0.99,
+        soc_spread=0.002,
+        wiring=OutputWiring(heat_primary_pin=5),
+        heat=HeatPathSpec(),
+    )
+    report = system.run(1200.0)
+    assert report is not None
+    assert report.outputs["heat1"]
+    state = json.loads(encode(state_payload(report)))
+    components = _components(system.config)
+    energy = components[f"sbms_{AGENT_ID}_diverted_energy"]
+    assert (energy["name"], energy["dev_cla"], energy["stat_cla"], energy["unit_of_meas"]) == (
+        "Diverted energy",
+        "energy",
+        "total_increasing",
+        "kWh",
+    )
+    assert energy["default_entity_id"] == f"sensor.sbms_{AGENT_ID}_diverted_energy"
+    power = components[f"sbms_{AGENT_ID}_diversion_power"]
+    surplus = components[f"sbms_{AGENT_ID}_surplus_power"]
+    available = components[f"sbms_{AGENT_ID}_surplus_available"]
+    assert (power["dev_cla"], surplus["dev_cla"], available["p"]) == (
+        "power",
+        "power",
+        "binary_sensor",
+    )
+    if _render(energy["val_tpl"], state) == "checked":
+        return  # no jinja2 here: the key names were checked
+    wh = state["diversion"]["counters"]["diverted_wh"]
+    assert float(_render(energy["val_tpl"], state)) == pytest.approx(wh / 1000, abs=1e-4)
+    assert float(_render(power["val_tpl"], state)) == state["diversion"]["power_w"] > 100.0
+    assert _render(available["val_tpl"], state) == "ON"
+    stale = {**state, "measurement_ok": False}
+    assert _render(power["val_tpl"], stale) == "None"
+    assert _render(available["val_tpl"], stale) == "OFF"
+
+
+def test_no_diversion_components_without_a_diversion() -> None:
+    config = dataclasses.replace(simulated_config(BoxSpec()), agent_id=AGENT_ID)
+    names = {component["name"] for component in _components(config).values()}
+    assert not names & {"Diverted energy", "Diversion power", "Surplus power", "Surplus available"}
 
 
 def test_prefix_comes_from_the_settings() -> None:

@@ -27,8 +27,9 @@ from edge_agent.mqtt.payloads import (
     state_payload,
 )
 from edge_agent.runtime.history import HistoryReader
-from edge_agent.simulator.box import JUNE_1_2026_UTC, BoxSpec
-from edge_agent.simulator.harness import SimulatedSystem
+from edge_agent.simulator.box import JUNE_1_2026_UTC, BoxSpec, OutputWiring
+from edge_agent.simulator.harness import SimulatedSystem, simulated_config
+from edge_agent.simulator.heat import HeatPathSpec
 from edge_agent.simulator.pv import CloudSpec, PvArraySpec
 from edge_agent.storage.data_log import DataLogStore
 
@@ -260,6 +261,71 @@ def test_config(running: tuple[SimulatedSystem, list[ControlReport]]) -> None:
     _assert_valid("config", payload)
     assert "storage" not in payload
     assert payload["config_revision"] == 7
+
+
+@pytest.fixture(scope="module")
+def diverting() -> tuple[SimulatedSystem, list[ControlReport]]:
+    """A full pack at noon with a heat path and its shunt (issue 19)."""
+    spec = BoxSpec(
+        start=JUNE_1_2026_UTC + 11 * 3600.0,
+        clouds=CloudSpec(sunny_probability=1.0, sunny_passing_clouds_per_day=0.0),
+        initial_soc=0.99,
+        soc_spread=0.002,
+        wiring=OutputWiring(heat_primary_pin=5),
+        heat=HeatPathSpec(shunt_rating=(30.0, 75.0)),
+    )
+    system = SimulatedSystem(spec, simulated_config(spec, sample_interval_s=5.0))
+    reports: list[ControlReport] = []
+    system.run(1800.0, reports.append)
+    return system, reports
+
+
+def test_state_with_diversion(diverting: tuple[SimulatedSystem, list[ControlReport]]) -> None:
+    _, reports = diverting
+    for report in reports[::20]:
+        _assert_valid("state", state_payload(report))
+    last = state_payload(reports[-1])
+    assert last["diversion"]["diverting"] is True
+    assert last["diversion"]["measured"] is True
+    assert last["diversion"]["power_w"] > 100.0
+    assert last["diversion"]["counters"]["diverted_measured_wh"] > 0.0
+
+
+def test_state_without_diversion_has_no_diversion_object(
+    running: tuple[SimulatedSystem, list[ControlReport]],
+) -> None:
+    _, reports = running
+    assert "diversion" not in state_payload(reports[-1])
+
+
+def test_state_schema_rejects_a_bad_diversion(
+    diverting: tuple[SimulatedSystem, list[ControlReport]],
+) -> None:
+    payload = json.loads(encode(state_payload(diverting[1][-1])))
+    del payload["diversion"]["counters"]["curtailed_wh"]
+    assert list(_validator("state").iter_errors(payload))
+
+
+def test_announce_and_config_with_diversion(
+    diverting: tuple[SimulatedSystem, list[ControlReport]],
+) -> None:
+    system, _ = diverting
+    announce = announce_payload(system.config, "simulator", "sim-0001", COMMANDS)
+    _assert_valid("announce", announce)
+    heat = next(output for output in announce["outputs"] if output["name"] == "heat1")
+    assert heat == {
+        "name": "heat1",
+        "type": 7,
+        "type_name": "diversion",
+        "wiring": "heater",
+        "settable_types": [0, 7],
+    }
+    config = config_payload(system.config, 1)
+    _assert_valid("config", config)
+    assert config["heat_shunt"]["address"] == 0x44
+    assert config["remote_window"]["diversion"] == {"dead_time_s": [1.0, 10.0]}
+    _assert_valid("config_set", {"config": {"diversion": {"dead_time_s": 3}}})
+    assert list(_validator("config_set").iter_errors({"config": {"diversion": {"arrays": []}}}))
 
 
 @pytest.mark.parametrize(

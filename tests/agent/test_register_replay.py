@@ -5,6 +5,7 @@ naming the transaction, its line, the address and the register."""
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,12 @@ from edge_agent.runtime.replay import (
     replay_diy,
     replay_registers,
 )
-from edge_agent.simulator.box import BoxSpec
+from edge_agent.simulator.box import BoxSpec, OutputWiring
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
+from edge_agent.simulator.heat import HeatPathSpec
 from tests.agent.test_record_replay import ISL, _decisions, _live_run
+
+HEAT_SHUNT = HeatPathSpec().shunt_address
 
 
 @pytest.fixture(scope="module")
@@ -240,3 +244,38 @@ def test_the_recording_bus_passes_errors_through_and_the_replay_bus_raises_them(
     with pytest.raises(ReplayMismatchError, match=r"transaction 1 \(past the recording's end\)"):
         replay.read_byte_data(0x20, 0x09)
     assert replay.error is not None
+
+
+def test_a_heat_path_shunt_is_recorded_and_replayed(tmp_path: Path) -> None:
+    """Issue 19: the heat shunt's readings (and a spell of its failures, which fail no sample)
+    are in the recording, and the drivers replay them to the same diversion counters."""
+    spec = BoxSpec(
+        start=BoxSpec().start + 11 * 3600,
+        initial_soc=0.99,
+        soc_spread=0.002,
+        wiring=OutputWiring(heat_primary_pin=5),
+        heat=HeatPathSpec(primary_ohm=1.6, shunt_rating=(30.0, 75.0)),
+    )
+    path = tmp_path / "heat.jsonl"
+    system = SimulatedSystem(
+        spec, simulated_config(spec, sample_interval_s=5.0), recorder=SessionRecorder(path)
+    )
+    live: list[ControlReport] = []
+    system.run(900, live.append)
+    system.box.bus.fail(HEAT_SHUNT, errno.EREMOTEIO)
+    system.run(60, live.append)
+    system.box.bus.heal(HEAT_SHUNT)
+    system.run(900, live.append)
+    system.agent.close(system.box.now)
+    powers = [r.measurement.heat_power_w for r in live if r.measurement is not None]
+    assert None in powers
+    assert max(p or 0.0 for p in powers) > 100.0
+    assert all(r.measurement is not None and r.measurement.timestamp == r.timestamp for r in live)
+
+    header, entries = read_recording(path)
+    replayed = list(replay_registers(header, entries))
+
+    assert _measurements(replayed) == _measurements(live)
+    assert _decisions(replayed) == _decisions(live)
+    assert [r.diversion for r in replayed] == [r.diversion for r in live]
+    assert [r.diversion for r in replay_diy(header, entries)] == [r.diversion for r in live]

@@ -226,6 +226,15 @@ def test_a_float_that_is_an_integer_is_an_output_type(tmp_path: Path) -> None:
     assert rig.config_set({"outputs": {name: {"type": True}}}).errors
 
 
+def test_the_dead_time_and_the_site_move_remotely(tmp_path: Path) -> None:
+    rig = _rig(tmp_path)
+    result = rig.config_set({"diversion": {"dead_time_s": 5, "latitude_deg": -33.9}})
+    assert result.accepted, result.errors
+    diversion = rig.system.agent.controller.settings.diversion
+    assert (diversion.dead_time_s, diversion.latitude_deg) == (5.0, -33.9)
+    assert diversion.heater_warms_battery  # the file's, untouched
+
+
 # --- rejected -------------------------------------------------------------------------------
 
 _GOOD = {"thresholds": {"hvd": 3.58}}
@@ -333,9 +342,52 @@ _REJECTED: list[tuple[str, bytes, str, str]] = [
     ("outputs as a list", _request({"outputs": [{"type": 1}]}), "config.outputs", "mapping"),
     (
         "output type out of range",
+        _request({"outputs": {"extio5": {"type": 8}}}),
+        "config.outputs.extio5.type",
+        "0 to 7",
+    ),
+    (
+        "diversion type on a charge wire",
         _request({"outputs": {"extio5": {"type": 7}}}),
         "config.outputs.extio5.type",
-        "0 to 6",
+        "an output wired to charge may be type 0, 1, 3 or 6 (got 7)",
+    ),
+    (
+        "read-only diverts",
+        _request({"outputs": {"extio3": {"diverts": "extio4"}}}),
+        "config.outputs.extio3.diverts",
+        "read-only over MQTT",
+    ),
+    (
+        "read-only heater_warms_battery",
+        _request({"diversion": {"heater_warms_battery": False}}),
+        "config.diversion.heater_warms_battery",
+        "read-only over MQTT",
+    ),
+    (
+        "read-only arrays",
+        _request({"diversion": {"arrays": [{"output": "extio4", "rated_current_a": 99}]}}),
+        "config.diversion.arrays",
+        "read-only over MQTT",
+    ),
+    ("read-only heat shunt", _request({"heat_shunt": None}), "config.heat_shunt", "read-only"),
+    (
+        "dead time below its window",
+        _request({"diversion": {"dead_time_s": 0.5}}),
+        "config.diversion.dead_time_s",
+        "a remote change must stay within 1 to 10 s",
+    ),
+    (
+        "diversion unknown key",
+        _request({"diversion": {"dead_time": 3}}),
+        "config.diversion.dead_time",
+        "unknown key (did you mean 'dead_time_s'?)",
+    ),
+    (
+        "site out of range",
+        _request({"diversion": {"latitude_deg": 95}}),
+        "config.diversion.latitude_deg",
+        "between -90 and 90",
     ),
     (
         "dual PV without HVD",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -117,3 +118,73 @@ def test_a_box_with_a_heat_path_needs_its_pin() -> None:
         BoxSpec(heat=HeatPathSpec())
     with pytest.raises(ValueError, match="share a pin"):
         dataclasses.replace(BoxSpec(), wiring=OutputWiring(heat_primary_pin=1), heat=HeatPathSpec())
+
+
+def _measured_box(chip: Literal["ina228", "ina226"] = "ina228") -> BoxSpec:
+    return BoxSpec(
+        start=BoxSpec().start + 11 * HOUR,
+        clouds=CLEAR_SKY,
+        initial_soc=0.99,
+        soc_spread=0.002,
+        wiring=OutputWiring(heat_primary_pin=5),
+        heat=HeatPathSpec(
+            primary_ohm=1.6,
+            tank=WaterTankSpec(draws=()),
+            shunt_rating=(30.0, 75.0),
+            shunt_chip=chip,
+        ),
+    )
+
+
+@pytest.mark.parametrize("chip", ["ina228", "ina226"])
+def test_a_heat_path_shunt_measures_the_diverted_power(chip: Literal["ina228", "ina226"]) -> None:
+    """The real drivers read the box's heat-path INA: the agent counts measured energy, and
+    its power is the element's own (the simulated chip encodes the datasheet by itself)."""
+    spec = _measured_box(chip)
+    system = SimulatedSystem(spec, simulated_config(spec, sample_interval_s=5.0))
+    assert system.config.hardware.heat_shunt is not None
+    compared = 0
+    report = None
+    for _ in range(int(2 * HOUR / 60)):
+        report = system.run(60.0)
+        assert report is not None
+        measurement = report.measurement
+        assert measurement is not None
+        assert measurement.heat_power_w is not None
+        truth = system.box.truth
+        if truth.heater_power_w > 100.0:
+            assert measurement.heat_power_w == pytest.approx(truth.heater_power_w, rel=0.02)
+            compared += 1
+    assert compared > 60
+    assert report is not None
+    assert report.diversion is not None
+    assert report.diversion.measured
+    counters = report.diversion.counters
+    assert counters.diverted_estimated_wh == 0.0
+    assert counters.diverted_measured_wh == pytest.approx(system.box.truth.heat_wh, rel=0.03)
+
+
+def test_a_failing_heat_shunt_leaves_protection_and_the_estimate() -> None:
+    spec = _measured_box()
+    assert spec.heat is not None
+    system = SimulatedSystem(spec, simulated_config(spec, sample_interval_s=5.0))
+    system.run(600.0)
+    system.box.bus.detach(spec.heat.shunt_address)  # the chip falls off the bus
+    report = system.run(600.0)
+    assert report is not None
+    assert report.measurement is not None
+    assert report.measurement.timestamp == system.box.now
+    assert report.measurement.heat_power_w is None  # unmeasured, not a failed sample
+    assert not report.faults
+    assert report.diversion is not None
+    assert not report.diversion.measured
+    assert report.diversion.counters.diverted_estimated_wh > 0.0  # estimated meanwhile
+
+
+def test_a_heat_shunt_measures_one_element() -> None:
+    with pytest.raises(ValueError, match="one element"):
+        BoxSpec(
+            pv_secondary=PvArraySpec(),
+            wiring=OutputWiring(heat_primary_pin=5),
+            heat=HeatPathSpec(secondary_ohm=2.0, shunt_rating=(30.0, 75.0)),
+        )
