@@ -123,8 +123,10 @@ async def async_migrate_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
 
         await er.async_migrate_entries(hass, entry.entry_id, new_unique_id)
         devices = dr.async_get(hass)
-        if device := devices.async_get_device(identifiers={(DOMAIN, agent_id)}):
-            devices.async_update_device(device.id, new_identifiers={device_identifier(serial)})
+        # By entry, not `async_get_device(identifiers=...)`, which 2026.x refuses.
+        for device in dr.async_entries_for_config_entry(devices, entry.entry_id):
+            if (DOMAIN, agent_id) in device.identifiers:
+                devices.async_update_device(device.id, new_identifiers={device_identifier(serial)})
         hass.config_entries.async_update_entry(
             entry,
             data={

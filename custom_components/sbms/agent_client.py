@@ -45,7 +45,7 @@ class AgentClient:
     def __init__(self, prefix: str, publish: Publish, *, timeout_s: float) -> None:
         self.prefix = prefix
         self._publish = publish
-        self._timeout_s = timeout_s
+        self.timeout_s = timeout_s
         # Requests waiting for their answer, by request id: a RequestResult, or a
         # HistoryAnswer for history/get.
         self._pending: dict[str, asyncio.Future[Any]] = {}
@@ -112,10 +112,10 @@ class AgentClient:
                 self.topic(suffix),
                 json.dumps({**body, "request_id": request_id}, separators=(",", ":")),
             )
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout(self.timeout_s):
                 return await future
         except TimeoutError as err:
-            raise RequestTimeoutError(f"no answer to {suffix} in {self._timeout_s:g} s") from err
+            raise RequestTimeoutError(f"no answer to {suffix} in {self.timeout_s:g} s") from err
         finally:
             self._pending.pop(request_id, None)
 

@@ -20,11 +20,11 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sbms.const import DOMAIN
 from tests.helpers.hass import SetupBox, wait_for
-from tests.integration.fake_agent import FakeAgent
+from tests.integration.fake_agent import FakeAgent, unique_id
 
 
 def entity_id(hass: HomeAssistant, key: str) -> str:
-    found = er.async_get(hass).async_get_entity_id("binary_sensor", DOMAIN, f"shed_{key}")
+    found = er.async_get(hass).async_get_entity_id("binary_sensor", DOMAIN, unique_id(key))
     assert found is not None, f"no binary sensor with unique id shed_{key}"
     return found
 
@@ -82,8 +82,8 @@ async def test_outputs_follow_the_announce(
     await agent.publish_all()
     await setup_box(agent)
     registry = er.async_get(hass)
-    assert registry.async_get_entity_id("binary_sensor", DOMAIN, "shed_output_extio4")
-    assert registry.async_get_entity_id("binary_sensor", DOMAIN, "shed_output_extio5") is None
+    assert registry.async_get_entity_id("binary_sensor", DOMAIN, unique_id("output_extio4"))
+    assert registry.async_get_entity_id("binary_sensor", DOMAIN, unique_id("output_extio5")) is None
 
 
 async def test_faults_interlocks_and_holds(
@@ -166,7 +166,7 @@ async def _enable(hass: HomeAssistant, entry: MockConfigEntry, *keys: str) -> No
     for key in keys:
         registry.async_update_entity(entity_id(hass, key), disabled_by=None)
     assert await hass.config_entries.async_reload(entry.entry_id)
-    await wait_for(hass, lambda: entry.runtime_data.data.state is not None)
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state is not None)
 
 
 async def test_soc_alarms_show_the_agents_decision(

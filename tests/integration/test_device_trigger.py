@@ -21,15 +21,16 @@ from pytest_homeassistant_custom_component.common import (
 
 from custom_components.sbms import device_trigger
 from custom_components.sbms.const import DOMAIN
+from custom_components.sbms.identity import device_identifier
 from tests.helpers.hass import SetupBox, box_device, wait_for
-from tests.integration.fake_agent import FakeAgent
+from tests.integration.fake_agent import FakeAgent, serial_for
 
 EN_JSON = Path(device_trigger.__file__).parent / "translations" / "en.json"
 FIRED = "sbms_test_automation_ran"
 
 
 def _device_id(hass: HomeAssistant, agent_id: str = "shed") -> str:
-    device = box_device(hass, (DOMAIN, agent_id))
+    device = box_device(hass, device_identifier(serial_for(agent_id)))
     assert device is not None
     return device.id
 
