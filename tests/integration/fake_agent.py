@@ -258,19 +258,19 @@ class FakeAgent:
 
     def config_entry(self, **overrides: Any) -> MockConfigEntry:
         """The entry a finished config flow makes for this agent."""
-        return MockConfigEntry(
-            domain=DOMAIN,
-            title=f"SBMS {self.agent_id}",
-            unique_id=self.serial,
-            data={
+        arguments: dict[str, Any] = {
+            "domain": DOMAIN,
+            "title": f"SBMS {self.agent_id}",
+            "unique_id": self.serial,
+            "data": {
                 CONF_AGENT_ID: self.agent_id,
                 CONF_TOPIC_PREFIX: self.prefix,
                 CONF_SERIAL: self.serial,
             },
-            version=ENTRY_VERSION,
-            minor_version=ENTRY_MINOR_VERSION,
-            **overrides,
-        )
+            "version": ENTRY_VERSION,
+            "minor_version": ENTRY_MINOR_VERSION,
+        }
+        return MockConfigEntry(**{**arguments, **overrides})
 
     def legacy_config_entry(self) -> MockConfigEntry:
         """The entry the config flow made before issue 18 (version 1): unique id from the

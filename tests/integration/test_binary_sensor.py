@@ -192,21 +192,17 @@ def _alarms_are(hass: HomeAssistant, expected: tuple[str, str]) -> bool:
     return (value(hass, "high_soc_alarm"), value(hass, "low_soc_alarm")) == expected
 
 
-async def test_an_agent_without_alarm_flags_is_followed_through_its_events(
+async def test_a_state_without_alarm_flags_shows_them_unknown(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
+    """The flags were added within protocol 1, so a state may lack them: the alarms are then
+    unknown, never guessed from the SoC, and the state is the only source (no event fallback:
+    every agent released sends the flags)."""
     del agent.state["high_soc_alarm"], agent.state["low_soc_alarm"]
     await agent.publish_all()
     await setup_box(agent)
-    assert value(hass, "high_soc_alarm") == STATE_UNKNOWN  # no guess from the SoC
-    await agent.send_event("high_soc_alarm")
+    assert value(hass, "high_soc_alarm") == STATE_UNKNOWN
+    assert value(hass, "low_soc_alarm") == STATE_UNKNOWN
+    await agent.set_state(high_soc_alarm=True, low_soc_alarm=False)
     await wait_for(hass, lambda: value(hass, "high_soc_alarm") == STATE_ON)
-    await agent.set_state(soc=50.0)  # a state without flags keeps the last event's answer
-    await hass.async_block_till_done()
-    assert value(hass, "high_soc_alarm") == STATE_ON
-    await agent.send_event("high_soc_clear")
-    await wait_for(hass, lambda: value(hass, "high_soc_alarm") == STATE_OFF)
-    # Other kinds leave it alone; the low alarm follows its own events.
-    await agent.send_event("low_soc_alarm")
-    await wait_for(hass, lambda: value(hass, "low_soc_alarm") == STATE_ON)
-    assert value(hass, "high_soc_alarm") == STATE_OFF
+    assert value(hass, "low_soc_alarm") == STATE_OFF

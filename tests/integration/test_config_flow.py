@@ -287,7 +287,7 @@ async def test_user_step_lists_the_agents_not_set_up(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "SBMS garage"
     assert result["data"] == _entry_data(garage)
-    assert result["result"].unique_id == "garage"
+    assert result["result"].unique_id == garage.serial
 
 
 async def test_user_step_picked_agent_that_went_offline(

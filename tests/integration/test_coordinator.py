@@ -235,7 +235,7 @@ async def test_rejected_request_carries_the_agents_reason(
     ]
 
     with pytest.raises(AgentRejectedError) as err:
-        await coordinator.async_set_config({"thresholds": {"hvd": 3.0}}, interactive=True)
+        await coordinator.async_set_config({"thresholds": {"hvd": 3.0}})
 
     assert err.value.translation_key == "agent_rejected"
     assert err.value.translation_placeholders == {
