@@ -1,5 +1,6 @@
 """The agent client on its own: requests matched to their answers by request id, without Home
-Assistant or a broker (the coordinator tests cover it through both)."""
+Assistant or a broker (the coordinator tests cover it through both); and the id mapping of the
+migration, pure as well."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from custom_components.sbms.agent_client import (
     RequestRejectedError,
     RequestTimeoutError,
 )
+from custom_components.sbms.identity import migrate_unique_id
 from custom_components.sbms.models import ProtocolError
 
 
@@ -94,3 +96,35 @@ async def test_a_malformed_history_answer_fails_its_request_at_once() -> None:
     with pytest.raises(ProtocolError, match=r"history\.records\[0\]"):
         await request
     assert client.waiting == 0
+
+
+async def test_unloading_cancels_what_waits() -> None:
+    wire = Wire()
+    client = AgentClient("sbms/shed", wire.publish, timeout_s=3600)
+    request = asyncio.ensure_future(client.set_config({}))
+    await wire.request_id()
+    client.cancel_all()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert client.waiting == 0
+
+
+async def test_an_unreadable_history_answer_settles_nothing() -> None:
+    wire = Wire()
+    client = AgentClient("sbms/shed", wire.publish, timeout_s=3600)
+    request = asyncio.ensure_future(client.history(0.0, 3600.0, 120))
+    await wire.request_id()
+    for payload in ("not json", "[1]", json.dumps({"request_id": 5})):
+        with pytest.raises(ProtocolError):
+            client.handle_history_result(payload)
+    assert not request.done()
+    client.cancel_all()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+
+
+def test_only_the_agents_own_version_1_ids_are_migrated() -> None:
+    assert migrate_unique_id("shed_soc", "shed", "rpi-1") == "rpi-1_soc"
+    assert migrate_unique_id("shed_cell_voltage_3", "shed", "rpi-1") == "rpi-1_cell_voltage_3"
+    assert migrate_unique_id("shed2_soc", "shed", "rpi-1") is None
+    assert migrate_unique_id("garage_soc", "shed", "rpi-1") is None

@@ -98,6 +98,21 @@ async def test_an_entry_of_version_1_and_its_entities_move_to_serial_ids(
     assert [e.entity_id for e in soc_entities] == ["sensor.my_battery_soc"]
 
 
+async def test_a_version_1_entry_of_a_box_already_set_up_is_not_migrated(
+    hass: HomeAssistant, agent: FakeAgent
+) -> None:
+    """Two entries for one box (one of version 2 already): the old one stays as it was
+    rather than taking the other's ids."""
+    current = agent.config_entry()
+    current.add_to_hass(hass)
+    legacy = agent.legacy_config_entry()
+    legacy.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(legacy.entry_id)
+    assert legacy.state is ConfigEntryState.MIGRATION_ERROR
+    assert legacy.version == 1
+    assert "announce" in legacy.data
+
+
 async def test_an_entry_from_a_newer_integration_is_not_set_up(
     hass: HomeAssistant, agent: FakeAgent
 ) -> None:
