@@ -39,7 +39,6 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.recorder import get_instance
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
-from homeassistant.util.hass_dict import HassKey
 
 from .const import DOMAIN, LOGGER
 from .coordinator import AgentRequestError, SbmsConfigEntry, SbmsCoordinator
@@ -52,11 +51,11 @@ from .history import (
     fill_sums,
     hour_start,
 )
+from .identity import entity_unique_id
 from .models import ProtocolError
 from .sensor import SbmsSensorEntityDescription, box_sensors
 
 STORAGE_VERSION: Final = 1
-DATA_BACKFILL: HassKey[dict[str, HistoryBackfill]] = HassKey(f"{DOMAIN}_backfill")
 # The largest page the agent sends (docs/protocol.md): 120 records, about 100 KiB.
 PAGE_LIMIT: Final = 120
 # How far before a gap to look for the row an energy sum continues from.
@@ -108,10 +107,12 @@ class FillReport:
 class HistoryBackfill:
     """Remembers what Home Assistant has of one box and fills what it missed."""
 
-    def __init__(self, hass: HomeAssistant, entry: SbmsConfigEntry) -> None:
+    def __init__(
+        self, hass: HomeAssistant, entry: SbmsConfigEntry, coordinator: SbmsCoordinator
+    ) -> None:
         self.hass = hass
         self.entry = entry
-        self.coordinator: SbmsCoordinator = entry.runtime_data
+        self.coordinator = coordinator
         self.covered_until: float | None = None
         self.pending: list[tuple[float, float]] = []
         self.last_fill: FillReport | None = None
@@ -293,7 +294,7 @@ class HistoryBackfill:
         for description, suffix in box_sensors(self.coordinator.data.announce):
             if description.history_reading_fn is None and description.history_counter_fn is None:
                 continue
-            unique_id = f"{self.coordinator.agent_id}_{description.key}{suffix}"
+            unique_id = entity_unique_id(self.coordinator.serial, description.key, suffix)
             entity_id = registry.async_get_entity_id("sensor", DOMAIN, unique_id)
             entry = registry.async_get(entity_id) if entity_id else None
             if entry is not None and not entry.disabled:
@@ -421,17 +422,14 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, dt_util.UTC).isoformat(timespec="seconds")
 
 
-async def async_start_backfill(hass: HomeAssistant, entry: SbmsConfigEntry) -> None:
-    """Start remembering what this box's statistics hold, and filling what they miss."""
+async def async_start_backfill(
+    hass: HomeAssistant, entry: SbmsConfigEntry, coordinator: SbmsCoordinator
+) -> HistoryBackfill | None:
+    """Start remembering what this box's statistics hold, and filling what they miss; None
+    without the recorder (no long-term statistics to fill)."""
     if "recorder" not in hass.config.components:
-        return  # no long-term statistics to fill
-    backfill = HistoryBackfill(hass, entry)
+        return None
+    backfill = HistoryBackfill(hass, entry, coordinator)
     await backfill.async_start()
-    hass.data.setdefault(DATA_BACKFILL, {})[entry.entry_id] = backfill
     entry.async_on_unload(backfill.async_stop)
-
-    @callback
-    def forget() -> None:
-        hass.data[DATA_BACKFILL].pop(entry.entry_id, None)
-
-    entry.async_on_unload(forget)
+    return backfill

@@ -13,13 +13,13 @@ from homeassistant.components.binary_sensor import (
     BinarySensorEntityDescription,
 )
 from homeassistant.const import EntityCategory
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
-from .coordinator import SbmsConfigEntry, SbmsCoordinator
+from .coordinator import SbmsConfigEntry
 from .entity import SbmsEntity
-from .models import AgentEvent, BoxState, OutputInfo
+from .models import BoxState, OutputInfo
 
 # Push entities: nothing to poll, so no limit on parallel updates.
 PARALLEL_UPDATES = 0
@@ -71,30 +71,19 @@ CONNECTED = BinarySensorEntityDescription(
 )
 
 
-@dataclass(frozen=True, kw_only=True)
-class SbmsSocAlarmEntityDescription(BinarySensorEntityDescription):
-    """A SoC alarm as the agent decides it, with the events that raise and clear it."""
-
-    state_fn: Callable[[BoxState], bool | None]
-    alarm_event: str
-    clear_event: str
-
-
-SOC_ALARMS: tuple[SbmsSocAlarmEntityDescription, ...] = (
-    SbmsSocAlarmEntityDescription(
+# The SoC alarms as the agent decides them (levels and hysteresis live in the agent); its
+# state carries them, and publishes at once when one changes.
+SOC_ALARMS: tuple[SbmsBinarySensorEntityDescription, ...] = (
+    SbmsBinarySensorEntityDescription(
         key="low_soc_alarm",
         translation_key="low_soc_alarm",
         device_class=BinarySensorDeviceClass.BATTERY,  # on means low
-        state_fn=lambda state: state.low_soc_alarm,
-        alarm_event="low_soc_alarm",
-        clear_event="low_soc_clear",
+        value_fn=lambda state: state.low_soc_alarm,
     ),
-    SbmsSocAlarmEntityDescription(
+    SbmsBinarySensorEntityDescription(
         key="high_soc_alarm",
         translation_key="high_soc_alarm",
-        state_fn=lambda state: state.high_soc_alarm,
-        alarm_event="high_soc_alarm",
-        clear_event="high_soc_clear",
+        value_fn=lambda state: state.high_soc_alarm,
     ),
 )
 
@@ -139,11 +128,11 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add the binary sensors; outputs and cells come from the box's announce."""
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     announce = coordinator.data.announce
     entities: list[BinarySensorEntity] = [SbmsConnectedBinarySensor(coordinator, CONNECTED)]
     entities.extend(SbmsBinarySensorEntity(coordinator, desc) for desc in STATE_SENSORS)
-    entities.extend(SbmsSocAlarmBinarySensor(coordinator, desc) for desc in SOC_ALARMS)
+    entities.extend(SbmsBinarySensorEntity(coordinator, desc) for desc in SOC_ALARMS)
     entities.extend(
         SbmsBinarySensorEntity(
             coordinator, _output_description(output), key_suffix=f"_{output.name}"
@@ -194,46 +183,3 @@ class SbmsConnectedBinarySensor(SbmsEntity, BinarySensorEntity):
         # Without the broker, the last `online` we heard says nothing about the agent.
         data = self.coordinator.data
         return data.online and data.broker_connected
-
-
-class SbmsSocAlarmBinarySensor(SbmsEntity, BinarySensorEntity):
-    """A SoC alarm as the agent decides it (levels and hysteresis live in the agent).
-
-    The state's alarm flag is the answer. An agent that predates the flag only tells through
-    its alarm events: then the last event is the answer, and before any the state is unknown
-    rather than a guess recomputed from a rounded SoC.
-    """
-
-    entity_description: SbmsSocAlarmEntityDescription
-
-    def __init__(
-        self, coordinator: SbmsCoordinator, description: SbmsSocAlarmEntityDescription
-    ) -> None:
-        super().__init__(coordinator, description)
-        self._attr_is_on = self._from_state()
-
-    async def async_added_to_hass(self) -> None:
-        await super().async_added_to_hass()
-        self.async_on_remove(self.coordinator.async_add_event_listener(self._on_agent_event))
-
-    @property
-    def available(self) -> bool:
-        return super().available and self.coordinator.data.state is not None
-
-    @callback
-    def _handle_coordinator_update(self) -> None:
-        flag = self._from_state()
-        if flag is not None:
-            self._attr_is_on = flag
-        super()._handle_coordinator_update()
-
-    @callback
-    def _on_agent_event(self, event: AgentEvent) -> None:
-        description = self.entity_description
-        if event.kind in (description.alarm_event, description.clear_event):
-            self._attr_is_on = event.kind == description.alarm_event
-            self.async_write_ha_state()
-
-    def _from_state(self) -> bool | None:
-        state = self.coordinator.data.state
-        return None if state is None else self.entity_description.state_fn(state)

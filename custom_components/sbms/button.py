@@ -56,7 +56,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """A button for each announced command that has one."""
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     commands = coordinator.data.announce.commands
     async_add_entities(
         SbmsButton(coordinator, description)

@@ -1,27 +1,24 @@
 """Config flow for SBMS battery boxes, and the options flow that configures the agent.
 
-One entry per box, keyed by its agent id. A box is found through MQTT discovery of its retained
-announce (the manifest's `sbms/+/announce`), or by hand: the user step lists the agents whose
-announce is retained on the broker, or takes an id and base topic. An entry is only created for
-an agent that answers (announce retained, status online).
+One entry per box, keyed by the serial its agent announces. A box is found through MQTT
+discovery of its retained announce (the manifest's `sbms/+/announce`), or by hand: the user
+step lists the agents whose announce is retained on the broker, or takes an id and base topic
+(discovery.py finds and checks them). An entry is only created for an agent that answers
+(announce retained, status online).
 
 The options flow does not store settings: it sends them to the agent with `config/set` and
 finishes only when the agent accepts. The agent's retained `config` stays the source of truth,
-so every form is prefilled from it and a rejection shows the agent's reason.
+so every form is prefilled from it and a rejection shows the agent's reason. Its fields are
+the settings catalogue's (settings.py), which the number entities read too.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import voluptuous as vol
-from homeassistant.components import mqtt
-from homeassistant.components.mqtt.models import ReceiveMessage
 from homeassistant.config_entries import (
     ConfigEntry,
     ConfigEntryState,
@@ -31,9 +28,8 @@ from homeassistant.config_entries import (
     OptionsFlow,
     SubentryFlowResult,
 )
-from homeassistant.const import PERCENTAGE, UnitOfElectricCurrent, UnitOfTemperature, UnitOfTime
-from homeassistant.const import UnitOfElectricPotential as Volt
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.const import PERCENTAGE, UnitOfTime
+from homeassistant.core import callback
 from homeassistant.helpers.selector import (
     BooleanSelector,
     EntitySelector,
@@ -49,8 +45,8 @@ from homeassistant.helpers.selector import (
 )
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 
+from . import ENTRY_MINOR_VERSION, ENTRY_VERSION
 from .const import (
-    AGENT_ID_PATTERN,
     CONF_AGENT_ID,
     CONF_BASE_TOPIC,
     CONF_LOAD_ENTITY,
@@ -63,205 +59,39 @@ from .const import (
     CONF_TOPIC_PREFIX,
     DEFAULT_BASE_TOPIC,
     DEFAULT_PESSIMISTIC_SOC,
-    DISCOVERY_LISTEN_S,
     DOMAIN,
     OUTPUT_TYPE_NAMES,
     SUBENTRY_LOAD,
-    SUPPORTED_PROTOCOL_VERSIONS,
 )
-from .coordinator import (
-    CONF_ANNOUNCE,
-    AgentRejectedError,
-    AgentRequestError,
-    SbmsConfigEntry,
-    SbmsCoordinator,
+from .coordinator import AgentRejectedError, AgentRequestError, SbmsConfigEntry, SbmsCoordinator
+from .discovery import (
+    AGENT_ID,
+    AnnounceError,
+    FoundAgent,
+    async_check_agent,
+    async_listen_for_agents,
+    async_mqtt_problem,
+    parse_announce,
 )
 from .load_shedding import MIN_TIME_MAX_S, PRIORITY_MAX, PRIORITY_MIN, settings_errors
-from .models import (
-    AgentConfig,
-    Announce,
-    Payload,
-    ProtocolError,
-    RequestResult,
-    protocol_version_of,
+from .models import AgentConfig, RequestResult
+from .settings import (
+    DUAL_PV,
+    OUTPUT_TYPE_SETTINGS,
+    SOC_ALARMS,
+    TEMPERATURE,
+    THRESHOLDS,
+    Setting,
+    output_type_in_force,
 )
-
-# How long the manual and reconfigure steps wait for an agent's announce and `online` status:
-# a retained announce arrives at once, an agent that is just starting needs a moment.
-AGENT_CHECK_S: Final = 5.0
-
-# Topic filters for agents under a base of one to three levels (`sbms`, `site1/sbms`, ...).
-_LISTEN_FILTERS: Final = ("+/announce", "+/+/announce", "+/+/+/announce")
 
 CONF_AGENT: Final = "agent"
 CONF_OUTPUT: Final = "output"
 CONF_OUTPUT_TYPE: Final = "output_type"
 _MANUAL: Final = "manual"
 
-_AGENT_ID = re.compile(AGENT_ID_PATTERN)
 # A base is one or more topic levels without wildcards or empty levels.
 _BASE_TOPIC = re.compile(r"^[^/#+\s]+(/[^/#+\s]+)*$")
-
-
-# --- finding agents ---------------------------------------------------------------------------
-
-
-class _AnnounceError(Exception):
-    """An announce the integration cannot use; `reason` is the abort or error key."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class FoundAgent:
-    """An agent whose valid announce was seen on the broker."""
-
-    prefix: str
-    announce: Announce
-    raw: dict[str, Any]
-
-    @property
-    def agent_id(self) -> str:
-        return self.announce.agent_id
-
-    def entry_data(self) -> dict[str, Any]:
-        """The config entry's data for this agent (the coordinator reads these keys)."""
-        return {
-            CONF_AGENT_ID: self.agent_id,
-            CONF_TOPIC_PREFIX: self.prefix,
-            CONF_ANNOUNCE: self.raw,
-        }
-
-    def label(self) -> str:
-        a = self.announce
-        return f"{a.agent_id} ({self.prefix}, {a.cells} cells, {a.capacity_ah:g} Ah, {a.source})"
-
-    def placeholders(self) -> dict[str, str]:
-        a = self.announce
-        outputs = ", ".join(f"{o.name} ({o.type_name})" for o in a.outputs) or "-"
-        return {
-            "agent_id": a.agent_id,
-            "model": a.model,
-            "source": a.source,
-            "cells": str(a.cells),
-            "capacity": f"{a.capacity_ah:g}",
-            "outputs": outputs,
-            "prefix": self.prefix,
-        }
-
-
-def parse_announce(topic: str, payload: Payload) -> FoundAgent:
-    """A usable agent from an announce message, or `_AnnounceError` saying why not.
-
-    The version is read first so a newer agent is reported as such even if the rest of its
-    announce changed shape.
-    """
-    if not payload:
-        raise _AnnounceError("invalid_discovery_info")
-    try:
-        version = protocol_version_of(payload)
-    except ProtocolError as err:
-        raise _AnnounceError("invalid_discovery_info") from err
-    if version not in SUPPORTED_PROTOCOL_VERSIONS:
-        raise _AnnounceError("unsupported_protocol")
-    try:
-        announce = Announce.from_payload(payload)
-    except ProtocolError as err:
-        raise _AnnounceError("invalid_discovery_info") from err
-    prefix = topic.removesuffix("/announce")
-    # Topics live under <base>/<agent_id>/: an announce elsewhere is not an agent's own.
-    if not _AGENT_ID.match(announce.agent_id) or not prefix.endswith(f"/{announce.agent_id}"):
-        raise _AnnounceError("invalid_discovery_info")
-    return FoundAgent(prefix=prefix, announce=announce, raw=json.loads(payload))
-
-
-async def _async_listen_for_agents(hass: HomeAssistant) -> dict[str, FoundAgent]:
-    """Every valid retained announce seen within DISCOVERY_LISTEN_S, keyed by topic prefix."""
-    found: dict[str, FoundAgent] = {}
-
-    @callback
-    def on_announce(message: ReceiveMessage) -> None:
-        try:
-            agent = parse_announce(message.topic, message.payload)
-        except _AnnounceError:
-            return  # other devices may use .../announce too; list only SBMS agents
-        found[agent.prefix] = agent
-
-    unsubscribers = [
-        await mqtt.async_subscribe(hass, topic, on_announce, qos=1) for topic in _LISTEN_FILTERS
-    ]
-    try:
-        await asyncio.sleep(DISCOVERY_LISTEN_S)
-    finally:
-        _unsubscribe_all(unsubscribers)
-    return found
-
-
-class _Probe:
-    """Collects one agent's retained announce and status."""
-
-    def __init__(self) -> None:
-        self.announce: ReceiveMessage | None = None
-        self.status: str | None = None
-        self.ready = asyncio.Event()
-
-    @callback
-    def on_announce(self, message: ReceiveMessage) -> None:
-        # An empty payload clears the retained announce: the agent was removed.
-        self.announce = message if message.payload else None
-        self._check()
-
-    @callback
-    def on_status(self, message: ReceiveMessage) -> None:
-        self.status = str(message.payload)
-        self._check()
-
-    def _check(self) -> None:
-        if self.announce is not None and self.status == "online":
-            self.ready.set()
-
-
-async def _async_check_agent(hass: HomeAssistant, prefix: str) -> FoundAgent:
-    """The agent under `prefix` if it answers; else `_AnnounceError` with the form error."""
-    probe = _Probe()
-    unsubscribers = [
-        await mqtt.async_subscribe(hass, f"{prefix}/announce", probe.on_announce, qos=1),
-        await mqtt.async_subscribe(hass, f"{prefix}/status", probe.on_status, qos=1),
-    ]
-    try:
-        async with asyncio.timeout(AGENT_CHECK_S):
-            await probe.ready.wait()
-    except TimeoutError:
-        pass  # judged below from what did arrive
-    finally:
-        _unsubscribe_all(unsubscribers)
-    if probe.announce is None:
-        raise _AnnounceError("agent_not_found")
-    try:
-        agent = parse_announce(probe.announce.topic, probe.announce.payload)
-    except _AnnounceError as err:
-        raise _AnnounceError(
-            "unsupported_protocol" if err.reason == "unsupported_protocol" else "invalid_announce"
-        ) from err
-    if probe.status != "online":
-        raise _AnnounceError("agent_offline")
-    return agent
-
-
-def _unsubscribe_all(unsubscribers: Sequence[CALLBACK_TYPE]) -> None:
-    for unsubscribe in unsubscribers:
-        unsubscribe()
-
-
-async def _async_mqtt_problem(hass: HomeAssistant) -> str | None:
-    """Why the broker cannot be asked now (an abort reason), or None."""
-    if not await mqtt.async_wait_for_mqtt_client(hass):
-        return "mqtt_not_configured"
-    if not mqtt.is_connected(hass):
-        return "mqtt_not_connected"
-    return None
 
 
 def _topic_schema(agent_id: str | None, base: str) -> vol.Schema:
@@ -283,7 +113,7 @@ def _read_topic_input(user_input: Mapping[str, Any]) -> tuple[str, str, dict[str
     agent_id = str(user_input[CONF_AGENT_ID]).strip()
     base = str(user_input[CONF_BASE_TOPIC]).strip().strip("/")
     errors: dict[str, str] = {}
-    if not _AGENT_ID.match(agent_id):
+    if not AGENT_ID.match(agent_id):
         errors[CONF_AGENT_ID] = "invalid_agent_id"
     if not _BASE_TOPIC.match(base):
         errors[CONF_BASE_TOPIC] = "invalid_base_topic"
@@ -296,7 +126,8 @@ def _read_topic_input(user_input: Mapping[str, Any]) -> tuple[str, str, dict[str
 class SbmsConfigFlow(ConfigFlow, domain=DOMAIN):
     """Add a battery box: discovered over MQTT, picked from the agents seen, or by id."""
 
-    VERSION = 1
+    VERSION = ENTRY_VERSION
+    MINOR_VERSION = ENTRY_MINOR_VERSION
 
     def __init__(self) -> None:
         self._discovered: FoundAgent | None = None
@@ -321,19 +152,21 @@ class SbmsConfigFlow(ConfigFlow, domain=DOMAIN):
         """An agent's retained announce arrived on `sbms/<agent_id>/announce`."""
         try:
             agent = parse_announce(discovery_info.topic, discovery_info.payload)
-        except _AnnounceError as err:
+        except AnnounceError as err:
             return self.async_abort(reason=err.reason)
-        # A configured box gets its new announce even while another flow is open for it;
-        # only then does a second flow for the same box abort as already in progress.
-        existing = await self.async_set_unique_id(agent.agent_id, raise_on_progress=False)
-        # A new announce is stored without a reload (the coordinator follows announce
-        # changes itself); moved topics need the reload to subscribe anew.
-        moved = existing is not None and existing.data.get(CONF_TOPIC_PREFIX) != agent.prefix
-        self._abort_if_unique_id_configured(
-            updates={CONF_TOPIC_PREFIX: agent.prefix, CONF_ANNOUNCE: agent.raw},
-            reload_on_update=moved,
-        )
-        await self.async_set_unique_id(agent.agent_id)
+        # A configured box follows its agent to another base topic even while another flow
+        # is open for it; only then does a second flow for the same box abort as in progress.
+        existing = await self.async_set_unique_id(agent.serial, raise_on_progress=False)
+        if existing is not None and existing.data.get(CONF_AGENT_ID) == agent.agent_id:
+            # Moved topics need the reload to subscribe anew; the coordinator follows the
+            # announce itself. An announce of the same box under another agent id (a stale
+            # retained one after a rename) changes nothing: Reconfigure renames.
+            moved = existing.data.get(CONF_TOPIC_PREFIX) != agent.prefix
+            self._abort_if_unique_id_configured(
+                updates={CONF_TOPIC_PREFIX: agent.prefix}, reload_on_update=moved
+            )
+        self._abort_if_unique_id_configured()
+        await self.async_set_unique_id(agent.serial)
         self._discovered = agent
         self.context["title_placeholders"] = {"name": agent.agent_id}
         return await self.async_step_discovery_confirm()
@@ -357,13 +190,13 @@ class SbmsConfigFlow(ConfigFlow, domain=DOMAIN):
         """Pick one of the agents seen on the broker, or enter another id."""
         errors: dict[str, str] = {}
         if user_input is None:
-            if problem := await _async_mqtt_problem(self.hass):
+            if problem := await async_mqtt_problem(self.hass):
                 return self.async_abort(reason=problem)
             configured = self._async_current_ids(include_ignore=False)
             self._found = {
                 prefix: agent
-                for prefix, agent in (await _async_listen_for_agents(self.hass)).items()
-                if agent.agent_id not in configured
+                for prefix, agent in (await async_listen_for_agents(self.hass)).items()
+                if agent.serial not in configured
             }
             if not self._found:
                 return await self.async_step_manual()
@@ -371,7 +204,7 @@ class SbmsConfigFlow(ConfigFlow, domain=DOMAIN):
             return await self.async_step_manual()
         else:
             agent = self._found[user_input[CONF_AGENT]]
-            if result := await self._async_add_checked(agent.prefix, agent.agent_id, errors):
+            if result := await self._async_add_checked(agent.prefix, errors):
                 return result
         return self.async_show_form(
             step_id="user", data_schema=self._agents_schema(), errors=errors
@@ -403,7 +236,7 @@ class SbmsConfigFlow(ConfigFlow, domain=DOMAIN):
         if user_input is not None:
             agent_id, base, errors = _read_topic_input(user_input)
             if not errors and (
-                result := await self._async_add_checked(f"{base}/{agent_id}", agent_id, errors)
+                result := await self._async_add_checked(f"{base}/{agent_id}", errors)
             ):
                 return result
         return self.async_show_form(
@@ -411,17 +244,17 @@ class SbmsConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
     async def _async_add_checked(
-        self, prefix: str, agent_id: str, errors: dict[str, str]
+        self, prefix: str, errors: dict[str, str]
     ) -> ConfigFlowResult | None:
         """The new entry if the agent answers; else None with the reason in `errors`."""
-        # The user's choice wins over a discovery flow still open for the same box.
-        await self.async_set_unique_id(agent_id, raise_on_progress=False)
-        self._abort_if_unique_id_configured()
         try:
-            agent = await _async_check_agent(self.hass, prefix)
-        except _AnnounceError as err:
+            agent = await async_check_agent(self.hass, prefix)
+        except AnnounceError as err:
             errors["base"] = err.reason
             return None
+        # The user's choice wins over a discovery flow still open for the same box.
+        await self.async_set_unique_id(agent.serial, raise_on_progress=False)
+        self._abort_if_unique_id_configured()
         return self._create_entry(agent)
 
     def _create_entry(self, agent: FoundAgent) -> ConfigFlowResult:
@@ -432,7 +265,7 @@ class SbmsConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_reconfigure(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Move the box to another base topic; the agent id is its identity and stays."""
+        """Move the box to another base topic or agent id; it must stay the same box (serial)."""
         entry = self._get_reconfigure_entry()
         agent_id: str = entry.data[CONF_AGENT_ID]
         base = str(entry.data[CONF_TOPIC_PREFIX]).removesuffix(f"/{agent_id}")
@@ -440,15 +273,15 @@ class SbmsConfigFlow(ConfigFlow, domain=DOMAIN):
         if user_input is not None:
             agent_id, base, errors = _read_topic_input(user_input)
             if not errors:
-                await self.async_set_unique_id(agent_id, raise_on_progress=False)
-                self._abort_if_unique_id_mismatch(reason="wrong_agent")
-                if problem := await _async_mqtt_problem(self.hass):
+                if problem := await async_mqtt_problem(self.hass):
                     return self.async_abort(reason=problem)
                 try:
-                    agent = await _async_check_agent(self.hass, f"{base}/{agent_id}")
-                except _AnnounceError as err:
+                    agent = await async_check_agent(self.hass, f"{base}/{agent_id}")
+                except AnnounceError as err:
                     errors["base"] = err.reason
                 else:
+                    await self.async_set_unique_id(agent.serial, raise_on_progress=False)
+                    self._abort_if_unique_id_mismatch(reason="wrong_agent")
                     return self.async_update_reload_and_abort(
                         entry, data_updates=agent.entry_data()
                     )
@@ -463,128 +296,32 @@ class SbmsConfigFlow(ConfigFlow, domain=DOMAIN):
 # --- options flow: the agent's settings -------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Setting:
-    """One agent setting on a form: `section.key` in the agent's config."""
-
-    section: str
-    key: str
-    selector: NumberSelector
-    # Added within protocol version 1: on the form only when the agent's config has it, so
-    # an older agent is never sent a key it does not know.
-    added_later: bool = False
-
-    @property
-    def path(self) -> str:
-        """The field name the agent uses in a rejection."""
-        return f"config.{self.section}.{self.key}"
-
-    def selector_for(self, config: AgentConfig, in_force: Any) -> NumberSelector:
-        """The field's selector with the range of the agent's `remote_window` for it.
-
-        The range also takes in the value in force: the file may put a setting outside the
-        window, and the agent accepts it unchanged, so the form must too.
-        """
-        window = config.remote_window(self.section, self.key)
-        if window is None:
-            return self.selector  # an older agent: only the limits below
-        low, high = window
-        if isinstance(in_force, int | float) and not isinstance(in_force, bool):
-            low, high = min(low, in_force), max(high, in_force)
-        return NumberSelector(
-            NumberSelectorConfig(**{**self.selector.config, "min": low, "max": high})
-        )
-
-
-def _number(
-    unit: str | None, step: float, minimum: float, maximum: float | None = None
-) -> NumberSelector:
-    config = NumberSelectorConfig(mode=NumberSelectorMode.BOX, step=step, min=minimum)
-    if maximum is not None:
-        config["max"] = maximum
-    if unit is not None:
-        config["unit_of_measurement"] = unit
-    return NumberSelector(config)
-
-
-# Ranges are only what the agent could ever accept; the agent checks the order and the rest.
-_CELL_V = _number(Volt.VOLT, 0.001, 2.0, 4.3)
-_SOC = _number(PERCENTAGE, 0.1, 0.0, 100.0)
-_TEMPERATURE = _number(UnitOfTemperature.CELSIUS, 0.1, -40.0, 125.0)
-_FRACTION = _number(None, 0.01, 0.0)
-# How long a limit's condition must hold before it trips (the agent's envelope: at most 30 s).
-_DELAY = _number(UnitOfTime.SECONDS, 0.1, 0.0, 30.0)
-
-
-def _settings(section: str, selector: NumberSelector, *keys: str) -> tuple[Setting, ...]:
-    return tuple(Setting(section=section, key=key, selector=selector) for key in keys)
-
-
-# Highest voltage first, as the levels stack up on a cell.
-THRESHOLDS: Final = (
-    *_settings(
-        "thresholds", _CELL_V, "ovlo", "hvd", "eoc", "hvd_reconnect", "lvd_reconnect", "lvd", "uvlo"
-    ),
-    *(
-        Setting(section="thresholds", key=key, selector=_DELAY, added_later=True)
-        for key in ("ovlo_delay_s", "hvd_delay_s", "lvd_delay_s", "uvlo_delay_s")
-    ),
-)
-SOC_ALARMS: Final = _settings("soc_alarms", _SOC, "high", "high_release", "low_release", "low")
-TEMPERATURE: Final = (
-    *_settings("temperature", _TEMPERATURE, "charge_min", "charge_max"),
-    Setting(
-        section="temperature",
-        key="charge_hysteresis",
-        selector=_number(UnitOfTemperature.CELSIUS, 0.1, 0.0, 50.0),
-    ),
-    *(
-        Setting(section="temperature", key=key, selector=_TEMPERATURE, added_later=True)
-        for key in ("discharge_min", "discharge_max")
-    ),
-    *_settings("temperature", _TEMPERATURE, "internal_cutoff", "internal_release"),
-)
-_DUAL_PV_LEVELS: Final = (
-    Setting(
-        section="dual_pv", key="imax", selector=_number(UnitOfElectricCurrent.AMPERE, 0.1, 0.0)
-    ),
-    *_settings("dual_pv", _FRACTION, "up_to_l2_fraction", "up_to_l3_fraction", "down_fraction"),
-)
-DUAL_PV: Final = (
-    *_DUAL_PV_LEVELS,
-    Setting(
-        section="dual_pv",
-        key="min_level_hold_s",
-        selector=_number(UnitOfTime.SECONDS, 1, 0.0),
-    ),
-)
-
-# The settings each output type acts on (by type number); unused and fault have none.
-OUTPUT_TYPE_SETTINGS: Final[Mapping[int, tuple[Setting, ...]]] = {
-    1: tuple(s for s in THRESHOLDS if s.key in ("hvd", "hvd_reconnect")),
-    2: tuple(s for s in THRESHOLDS if s.key in ("lvd_reconnect", "lvd")),
-    3: tuple(s for s in SOC_ALARMS if s.key in ("high", "high_release")),
-    4: tuple(s for s in SOC_ALARMS if s.key in ("low_release", "low")),
-    6: _DUAL_PV_LEVELS,
-}
-
 _MENU: Final = ("thresholds", "soc_alarms", "temperature", "dual_pv", "outputs", "load_shedding")
 
 
+def setting_selector(setting: Setting, config: AgentConfig | None) -> NumberSelector:
+    """A setting's field: the catalogue's unit and step, within the box's remote window
+    around the value in force (`Setting.bounds`, as the number entity's range)."""
+    low, high = setting.bounds(config)
+    selector = NumberSelectorConfig(mode=NumberSelectorMode.BOX, step=setting.step, min=low)
+    if high is not None:
+        selector["max"] = high
+    if setting.unit is not None:
+        selector["unit_of_measurement"] = setting.unit
+    return NumberSelector(selector)
+
+
 def _settings_schema(
-    settings: Sequence[Setting],
-    values: Mapping[str, Any],
-    selectors: Mapping[str, NumberSelector] | None = None,
+    settings: Sequence[Setting], values: Mapping[str, Any], config: AgentConfig
 ) -> vol.Schema:
-    """A form of `settings`, each prefilled with `values[key]` when known; `selectors` replace
-    a setting's own (the agent's remote window)."""
+    """A form of `settings`, each prefilled with `values[key]` when known."""
     fields: dict[Any, Any] = {}
     for setting in settings:
         value = values.get(setting.key)
         marker = (
             vol.Required(setting.key) if value is None else vol.Required(setting.key, default=value)
         )
-        fields[marker] = (selectors or {}).get(setting.key, setting.selector)
+        fields[marker] = setting_selector(setting, config)
     return vol.Schema(fields)
 
 
@@ -604,7 +341,7 @@ class SbmsOptionsFlow(OptionsFlow):
     @property
     def _coordinator(self) -> SbmsCoordinator:
         entry: SbmsConfigEntry = self.config_entry
-        return entry.runtime_data
+        return entry.runtime_data.coordinator
 
     @property
     def _config(self) -> AgentConfig:
@@ -618,16 +355,7 @@ class SbmsOptionsFlow(OptionsFlow):
 
     def _offered(self, settings: Sequence[Setting]) -> tuple[Setting, ...]:
         """The settings this agent has: one added later only when its config carries it."""
-        return tuple(
-            s
-            for s in settings
-            if not s.added_later or self._config.value(s.section, s.key) is not None
-        )
-
-    def _selectors(self, settings: Sequence[Setting]) -> dict[str, NumberSelector]:
-        """Each setting's selector within the agent's remote window, around the value in force."""
-        config = self._config
-        return {s.key: s.selector_for(config, config.value(s.section, s.key)) for s in settings}
+        return tuple(s for s in settings if s.offered_by(self._config))
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Choose what to change; only while the agent can answer."""
@@ -679,7 +407,7 @@ class SbmsOptionsFlow(OptionsFlow):
             values = user_input  # show what the user asked for, to correct it
         return self.async_show_form(
             step_id=step_id,
-            data_schema=_settings_schema(settings, values, self._selectors(settings)),
+            data_schema=_settings_schema(settings, values, self._config),
             errors=errors,
             description_placeholders={"reason": reason},
         )
@@ -713,25 +441,24 @@ class SbmsOptionsFlow(OptionsFlow):
         output = self._coordinator.data.announce.output(self._output)
         return output.remote_types if output is not None else ()
 
-    def _output_types(self) -> dict[str, int]:
-        """Each output's type in force: the agent's config, else its announce."""
-        types = {output.name: output.type for output in self._coordinator.data.announce.outputs}
-        config = self._coordinator.data.config
-        for item in config.data.get("outputs", []) if config else []:
-            if (
-                isinstance(item, dict)
-                and item.get("name") in types
-                and isinstance(item.get("type"), int)
-            ):
-                types[item["name"]] = item["type"]
-        return types
+    def _current_type(self) -> int:
+        """The chosen output's type in force (read as the select reads it), else as announced
+        when the configuration gives it no valid type."""
+        assert self._output is not None
+        data = self._coordinator.data
+        in_force = output_type_in_force(data.config, data.announce, self._output)
+        if in_force is not None:
+            return in_force
+        announced = data.announce.output(self._output)
+        assert announced is not None  # only announced outputs are offered
+        return announced.type
 
     async def async_step_output_type(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Pick the output's type; types without settings are sent at once."""
         assert self._output is not None
-        current = self._output_types()[self._output]
+        current = self._current_type()
         errors: dict[str, str] = {}
         reason = ""
         chosen = current
@@ -762,7 +489,7 @@ class SbmsOptionsFlow(OptionsFlow):
         errors: dict[str, str] = {}
         reason = ""
         if user_input is not None:
-            current_type = self._output_types()[self._output]
+            current_type = self._current_type()
             changes = {
                 **self._type_change(self._output_type, current_type),
                 **_changes(settings, values, user_input),
@@ -773,7 +500,7 @@ class SbmsOptionsFlow(OptionsFlow):
             values = user_input
         return self.async_show_form(
             step_id="output_settings",
-            data_schema=_settings_schema(settings, values, self._selectors(settings)),
+            data_schema=_settings_schema(settings, values, self._config),
             errors=errors,
             description_placeholders={
                 "output": self._output,
@@ -817,7 +544,7 @@ class SbmsOptionsFlow(OptionsFlow):
         if not changes:
             return {}, ""  # nothing to change: no request
         try:
-            await self._coordinator.async_set_config(changes, interactive=True)
+            await self._coordinator.async_set_config(changes)
         except AgentRejectedError as err:
             return _form_errors(err.result, fields), err.result.describe()
         except AgentRequestError:

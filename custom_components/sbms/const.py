@@ -9,6 +9,8 @@ DOMAIN: Final = "sbms"
 LOGGER: Final = logging.getLogger(__package__)
 
 CONF_AGENT_ID: Final = "agent_id"
+# The announced serial: the box's stable identity (config entry, device and entity unique ids).
+CONF_SERIAL: Final = "serial"
 # Topic prefix of one agent, `<base>/<agent_id>` (the base is configurable on the agent).
 CONF_TOPIC_PREFIX: Final = "topic_prefix"
 CONF_BASE_TOPIC: Final = "base_topic"
@@ -24,9 +26,11 @@ SUPPORTED_PROTOCOL_VERSIONS: Final = frozenset({1})
 REQUEST_TIMEOUT_S: Final = 10.0
 # How long the config flow listens for retained announcements.
 DISCOVERY_LISTEN_S: Final = 2.0
+# How long setup and the config flow wait for one agent's retained announce (and status): a
+# retained message arrives at once, an agent that is just starting needs a moment.
+AGENT_CHECK_S: Final = 5.0
 
 # Repair issue thresholds.
-OFFLINE_REPAIR_AFTER_S: Final = 15 * 60.0
 CELL_IMBALANCE_REPAIR_V: Final = 0.1
 CELL_IMBALANCE_REPAIR_AFTER_S: Final = 30 * 60.0
 
@@ -64,6 +68,14 @@ OUTPUT_TYPE_NAMES: Final = (
     "dual_pv",
 )
 OUTPUT_TYPE_FAULT: Final = 5
+OUTPUT_TYPE_DUAL_PV: Final = 6
+
+# "Hold <output> off" (switch.py) holds for the "Hold duration" number's time, a Home Assistant
+# setting. force_off takes 1 s to 7 days; a default of 8 hours covers "keep the loads off
+# tonight" and bounds a forgotten hold to one working day.
+HOLD_DURATION_DEFAULT_H: Final = 8.0
+HOLD_DURATION_MIN_H: Final = 0.25
+HOLD_DURATION_MAX_H: Final = 168.0  # 604800 s, the agent's limit for force_off
 
 # Optional-load shedding (load_shedding.py, shedding_manager.py): one subentry per load.
 SUBENTRY_LOAD: Final = "load"

@@ -13,6 +13,7 @@ import voluptuous as vol
 from homeassistant.components.device_automation import DEVICE_TRIGGER_BASE_SCHEMA
 from homeassistant.components.device_automation.exceptions import InvalidDeviceAutomationConfig
 from homeassistant.components.homeassistant.triggers import event as event_trigger
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import (
     CONF_DEVICE_ID,
     CONF_DOMAIN,
@@ -34,10 +35,9 @@ from .const import (
     KIND_AGENT_OFFLINE,
     KIND_AGENT_ONLINE,
 )
-from .models import Announce, ProtocolError
+from .coordinator import SbmsConfigEntry
 
 TRIGGER_DUAL_PV_LEVEL: Final = "dual_pv_level"
-_OUTPUT_TYPE_DUAL_PV: Final = 6
 
 # Every box can raise these; `dual_pv_level` only exists with a dual-PV (type 6) output.
 BASE_TRIGGER_TYPES: Final = (
@@ -61,28 +61,24 @@ TRIGGER_SCHEMA: Final = DEVICE_TRIGGER_BASE_SCHEMA.extend(
 )
 
 
-def _announce_of_device(hass: HomeAssistant, device_id: str) -> Announce | None:
-    """The newest announce of the box behind `device_id`, loaded or not.
-
-    Read from the config entry's stored announce (the coordinator keeps it current), so
-    triggers can be listed while the entry is not loaded; `None` for a device of no sbms entry.
-    """
+def _entry_of_device(hass: HomeAssistant, device_id: str) -> SbmsConfigEntry | None:
+    """The sbms config entry of the box behind `device_id`, loaded or not."""
     device = dr.async_get(hass).async_get(device_id)
     if device is None:
         return None
     for entry_id in device_config_entry_ids(device):
         entry = hass.config_entries.async_get_entry(entry_id)
-        if entry is None or entry.domain != DOMAIN:
-            continue
-        try:
-            return Announce.from_dict(entry.data["announce"])
-        except (KeyError, ProtocolError):
-            return None
+        if entry is not None and entry.domain == DOMAIN:
+            return entry
     return None
 
 
-def _has_dual_pv(announce: Announce) -> bool:
-    return any(output.type == _OUTPUT_TYPE_DUAL_PV for output in announce.outputs)
+def _has_dual_pv(entry: SbmsConfigEntry) -> bool:
+    """Whether the box has a dual-PV output, as its announce says; only a loaded entry has
+    one (the announce is runtime data), so an unloaded box lists the triggers every box has."""
+    if entry.state is not ConfigEntryState.LOADED:
+        return False
+    return entry.runtime_data.coordinator.data.announce.has_dual_pv
 
 
 async def async_validate_trigger_config(hass: HomeAssistant, config: ConfigType) -> ConfigType:
@@ -92,7 +88,7 @@ async def async_validate_trigger_config(hass: HomeAssistant, config: ConfigType)
     automation then simply does not fire, instead of failing to load at the next restart.
     """
     config = TRIGGER_SCHEMA(config)
-    if _announce_of_device(hass, config[CONF_DEVICE_ID]) is None:
+    if _entry_of_device(hass, config[CONF_DEVICE_ID]) is None:
         raise InvalidDeviceAutomationConfig(
             translation_domain=DOMAIN,
             translation_key="device_not_found",
@@ -103,10 +99,10 @@ async def async_validate_trigger_config(hass: HomeAssistant, config: ConfigType)
 
 async def async_get_triggers(hass: HomeAssistant, device_id: str) -> list[dict[str, str]]:
     """The triggers one box offers: `dual_pv_level` only with a dual-PV output."""
-    announce = _announce_of_device(hass, device_id)
-    if announce is None:
+    entry = _entry_of_device(hass, device_id)
+    if entry is None:
         return []
-    types = TRIGGER_TYPES if _has_dual_pv(announce) else BASE_TRIGGER_TYPES
+    types = TRIGGER_TYPES if _has_dual_pv(entry) else BASE_TRIGGER_TYPES
     return [
         {
             CONF_PLATFORM: "device",

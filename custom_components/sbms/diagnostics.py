@@ -14,11 +14,9 @@ from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 
-from .backfill import DATA_BACKFILL
 from .const import DOMAIN
 from .coordinator import SbmsConfigEntry
 from .models import Announce
-from .shedding_manager import DATA_SHEDDING
 
 TO_REDACT = {
     "serial",
@@ -38,7 +36,8 @@ async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: SbmsConfigEntry
 ) -> dict[str, Any]:
     """The entry, the latest announce, state and config, and why entities may be unavailable."""
-    data = entry.runtime_data.data
+    runtime = entry.runtime_data
+    data = runtime.coordinator.data
     return async_redact_data(
         {
             "entry": {"title": entry.title, "data": dict(entry.data)},
@@ -52,8 +51,12 @@ async def async_get_config_entry_diagnostics(
             "state": dataclasses.asdict(data.state) if data.state is not None else None,
             "config": dict(data.config.data) if data.config is not None else None,
             "repair_issues": _issues(hass, entry),
-            "load_shedding": _shedding(hass, entry),
-            "statistics_backfill": _backfill(hass, entry),
+            # Whether shedding is on, the alarm and LVD it saw, each load's settings and state.
+            "load_shedding": runtime.shedding.diagnostics(),
+            # What the statistics hold of the box, the gaps waiting, the last fill.
+            "statistics_backfill": (
+                None if runtime.backfill is None else runtime.backfill.diagnostics()
+            ),
         },
         TO_REDACT,
     )
@@ -71,15 +74,3 @@ def _issues(hass: HomeAssistant, entry: SbmsConfigEntry) -> list[str]:
         for (domain, issue_id), issue in ir.async_get(hass).issues.items()
         if domain == DOMAIN and issue_id.endswith(entry.entry_id) and issue.active
     )
-
-
-def _shedding(hass: HomeAssistant, entry: SbmsConfigEntry) -> dict[str, Any] | None:
-    """Whether shedding is on, the alarm and LVD it saw, and each load's settings and state."""
-    manager = hass.data.get(DATA_SHEDDING, {}).get(entry.entry_id)
-    return None if manager is None else manager.diagnostics()
-
-
-def _backfill(hass: HomeAssistant, entry: SbmsConfigEntry) -> dict[str, Any] | None:
-    """What Home Assistant's statistics hold of the box, the gaps waiting, the last fill."""
-    backfill = hass.data.get(DATA_BACKFILL, {}).get(entry.entry_id)
-    return None if backfill is None else backfill.diagnostics()

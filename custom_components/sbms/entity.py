@@ -1,4 +1,4 @@
-"""Base class of every SBMS entity: one device per battery box, unique ids from the agent id."""
+"""Base class of every SBMS entity: one device per battery box, unique ids from its serial."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from .const import DOMAIN
 from .coordinator import SbmsCoordinator
+from .identity import device_identifier, entity_unique_id
 
 
 class SbmsEntity(CoordinatorEntity[SbmsCoordinator]):
@@ -25,8 +25,8 @@ class SbmsEntity(CoordinatorEntity[SbmsCoordinator]):
         """`key_suffix` tells apart the entities one description makes per cell or output."""
         super().__init__(coordinator)
         self.entity_description = description
-        self._attr_unique_id = f"{coordinator.agent_id}_{description.key}{key_suffix}"
-        self._attr_device_info = DeviceInfo(identifiers={(DOMAIN, coordinator.agent_id)})
+        self._attr_unique_id = entity_unique_id(coordinator.serial, description.key, key_suffix)
+        self._attr_device_info = DeviceInfo(identifiers={device_identifier(coordinator.serial)})
 
     @property
     def available(self) -> bool:

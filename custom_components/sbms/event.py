@@ -27,7 +27,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """One event entity per box."""
-    async_add_entities([SbmsEventEntity(entry.runtime_data, BATTERY_EVENTS)])
+    async_add_entities([SbmsEventEntity(entry.runtime_data.coordinator, BATTERY_EVENTS)])
 
 
 class SbmsEventEntity(SbmsEntity, EventEntity):

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .const import OUTPUT_TYPE_NAMES
+from .const import OUTPUT_TYPE_DUAL_PV, OUTPUT_TYPE_NAMES
 
 MAX_PAYLOAD_BYTES = 262_144
 
@@ -216,6 +216,11 @@ class Announce:
     def output(self, name: str) -> OutputInfo | None:
         return next((output for output in self.outputs if output.name == name), None)
 
+    @property
+    def has_dual_pv(self) -> bool:
+        """An output stages dual PV (type 6): Imax, the level sensor and its trigger exist."""
+        return any(output.type == OUTPUT_TYPE_DUAL_PV for output in self.outputs)
+
 
 def _output(item: Any, index: int) -> OutputInfo:
     if not isinstance(item, dict):
@@ -305,7 +310,7 @@ class BoxState:
     counters: Counters
     measurement_ok: bool
     forced_off: Mapping[str, float] = field(default_factory=dict)
-    # None from an agent that predates the alarm flags (added within protocol version 1)
+    # Added within protocol version 1, so a reader accepts their absence (None: unknown).
     high_soc_alarm: bool | None = None
     low_soc_alarm: bool | None = None
     # What the agent counts about its MQTT link and a stock SBMS source (for diagnostics;

@@ -27,27 +27,18 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .const import DOMAIN, OUTPUT_TYPE_NAMES
 from .coordinator import SbmsConfigEntry, SbmsCoordinator, SbmsData
 from .entity import SbmsEntity
+from .identity import entity_unique_id
 from .models import OutputInfo
-
-# Every change goes through the agent one request at a time; no polling happens here.
-PARALLEL_UPDATES = 1
+from .settings import output_type_in_force
 
 
 def configured_output_type(data: SbmsData, output: str) -> int | None:
     """The output's type in the configuration in force, else as announced, else None."""
-    if data.config is not None:
-        for item in data.config.data.get("outputs", []):
-            if isinstance(item, dict) and item.get("name") == output:
-                return _output_type(item.get("type"))
-    announced = data.announce.output(output)
-    return announced.type if announced is not None else None
+    return output_type_in_force(data.config, data.announce, output)
 
 
-def _output_type(value: Any) -> int | None:
-    """A valid type number, None for anything else (a malformed configuration)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value if 0 <= value < len(OUTPUT_TYPE_NAMES) else None
+# Every change goes through the agent one request at a time; no polling happens here.
+PARALLEL_UPDATES = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,7 +92,7 @@ async def async_setup_entry(
     agent offered every type) is removed from the registry rather than left behind as "no
     longer provided".
     """
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     announce = coordinator.data.announce
     if not announce.config_set:
         return
@@ -118,7 +109,7 @@ def _remove_fixed_outputs(
     """Drop the registry entries of selects for outputs whose type cannot be chosen."""
     registry = er.async_get(hass)
     for output in outputs:
-        unique_id = f"{coordinator.agent_id}_{OUTPUT_TYPE.key}_{output.name}"
+        unique_id = entity_unique_id(coordinator.serial, OUTPUT_TYPE.key, f"_{output.name}")
         if entity_id := registry.async_get_entity_id(SELECT_DOMAIN, DOMAIN, unique_id):
             registry.async_remove(entity_id)
 

@@ -32,14 +32,13 @@ from .entity import SbmsEntity
 from .history import CounterFn, MeasurementFn
 from .load_shedding import LoadSettings, LoadStatus
 from .models import Announce, BoxState, HistoryRecord, Reading
-from .shedding_manager import LOAD_STATE_KEY, SheddingManager, get_manager
+from .shedding_manager import LOAD_STATE_KEY, SheddingManager
 
 # Push entities: nothing to poll, so no limit on parallel updates.
 PARALLEL_UPDATES = 0
 
 UNIT_AMPERE_HOUR = "Ah"
 SOURCE_SBMS0 = "sbms0"  # announce `source` of a stock SBMS0/SBMS120
-OUTPUT_TYPE_DUAL_PV = 6
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,10 +64,6 @@ class SbmsSensorEntityDescription(SensorEntityDescription):
 
 def _has_pv_shunt(announce: Announce) -> bool:
     return announce.pv_current
-
-
-def _has_dual_pv(announce: Announce) -> bool:
-    return any(output.type == OUTPUT_TYPE_DUAL_PV for output in announce.outputs)
 
 
 def _has_temperature(name: str) -> Callable[[Announce], bool]:
@@ -360,7 +355,7 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         key="dual_pv_level",
         translation_key="dual_pv_level",
         state_class=SensorStateClass.MEASUREMENT,
-        exists_fn=_has_dual_pv,
+        exists_fn=lambda announce: announce.has_dual_pv,
         measured=False,  # the controller's decision, held through a measurement gap
         value_fn=lambda state: state.dual_pv_level,
         history_reading_fn=_mean_only(lambda record: record.dual_pv_level),
@@ -427,12 +422,12 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add the sensors this box has (PV, temperatures and outputs come from its announce)."""
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     async_add_entities(
         SbmsSensorEntity(coordinator, description, key_suffix=suffix)
         for description, suffix in box_sensors(coordinator.data.announce)
     )
-    manager = get_manager(hass, entry)
+    manager = entry.runtime_data.shedding
     async_add_entities(
         SbmsLoadStateSensor(coordinator, manager, load, manager.titles.get(load.load_id, ""))
         for load in manager.loads

@@ -7,10 +7,10 @@ disable), the loads' on/off states, and the time, then switches the loads with t
 describes it) and keeps the runtime in a `Store`, so a restart resumes shed loads and their
 timers instead of switching everything at once.
 
-One manager per box, kept in `hass.data` under the entry id (the entry's runtime data is the
-coordinator). The loads are the entry's `load` subentries; adding, changing or removing one
-reloads the entry (a dispatcher signal, not an update listener: the box's reconfigure step uses
-`async_update_reload_and_abort`, which must not be combined with an update listener).
+One manager per box, in the entry's runtime data. The loads are the entry's `load`
+subentries; adding, changing or removing one reloads the entry (a dispatcher signal, not an
+update listener: the box's reconfigure step uses `async_update_reload_and_abort`, which must
+not be combined with an update listener).
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from homeassistant.helpers.event import (
 )
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
-from homeassistant.util.hass_dict import HassKey
 
 from .const import (
     ATTR_ACTION,
@@ -57,18 +56,14 @@ from .const import (
     LOGGER,
     SUBENTRY_LOAD,
 )
-from .coordinator import SbmsConfigEntry
+from .coordinator import SbmsConfigEntry, SbmsCoordinator
+from .identity import entity_unique_id
 from .load_shedding import Action, Conditions, LoadRuntime, LoadSettings, decide
 from .models import AgentEvent, BoxState
 
 STORAGE_VERSION: Final = 1
 # The per-load sensor's key; its unique id ends with the load's subentry id.
 LOAD_STATE_KEY: Final = "load_state"
-DATA_SHEDDING: HassKey[dict[str, SheddingManager]] = HassKey(f"{DOMAIN}_load_shedding")
-
-
-def get_manager(hass: HomeAssistant, entry: SbmsConfigEntry) -> SheddingManager:
-    return hass.data[DATA_SHEDDING][entry.entry_id]
 
 
 def storage_key(entry_id: str) -> str:
@@ -107,10 +102,12 @@ def is_on(state: str | None) -> bool | None:
 class SheddingManager:
     """Runs load shedding for one battery box."""
 
-    def __init__(self, hass: HomeAssistant, entry: SbmsConfigEntry) -> None:
+    def __init__(
+        self, hass: HomeAssistant, entry: SbmsConfigEntry, coordinator: SbmsCoordinator
+    ) -> None:
         self.hass = hass
         self.entry = entry
-        self.coordinator = entry.runtime_data
+        self.coordinator = coordinator
         self.loads = loads_of(entry)
         self.titles = {
             subentry_id: subentry.title for subentry_id, subentry in entry.subentries.items()
@@ -175,7 +172,7 @@ class SheddingManager:
     def _remove_stale_entities(self) -> None:
         """The per-load sensors of removed loads: they belong to the box, not the subentry."""
         registry = er.async_get(self.hass)
-        prefix = f"{self.coordinator.agent_id}_{LOAD_STATE_KEY}_"
+        prefix = entity_unique_id(self.coordinator.serial, LOAD_STATE_KEY, "_")
         wanted = {f"{prefix}{load.load_id}" for load in self.loads}
         for entity in er.async_entries_for_config_entry(registry, self.entry.entry_id):
             if entity.unique_id.startswith(prefix) and entity.unique_id not in wanted:

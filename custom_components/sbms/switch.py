@@ -14,28 +14,21 @@ force), never the wish: after a command it changes when the agent's next message
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from homeassistant.components.switch import SwitchEntity, SwitchEntityDescription
-from homeassistant.const import EntityCategory, Platform
+from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import DOMAIN
-from .coordinator import SbmsConfigEntry, SbmsCoordinator
+from .const import HOLD_DURATION_MAX_H
+from .coordinator import HoldDuration, SbmsConfigEntry, SbmsCoordinator
 from .entity import SbmsEntity
 from .models import AgentConfig
-from .number import (
-    HOLD_DURATION_DEFAULT_H,
-    HOLD_DURATION_KEY,
-    HOLD_DURATION_MAX_H,
-    holdable_outputs,
-)
-from .shedding_manager import SheddingManager, get_manager
+from .number import holdable_outputs
+from .shedding_manager import SheddingManager
 
 # Every change goes through the agent one request at a time; no polling happens here.
 PARALLEL_UPDATES = 1
@@ -82,25 +75,32 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Hold switches for the outputs a hold fits; setting switches if the agent takes them."""
-    coordinator = entry.runtime_data
+    runtime = entry.runtime_data
+    coordinator = runtime.coordinator
     announce = coordinator.data.announce
     entities: list[SwitchEntity] = [
-        SbmsHoldOffSwitch(coordinator, HOLD_OFF, output) for output in holdable_outputs(announce)
+        SbmsHoldOffSwitch(coordinator, HOLD_OFF, output, runtime.hold)
+        for output in holdable_outputs(announce)
     ]
     if announce.config_set:
         entities += [SbmsConfigSwitch(coordinator, description) for description in CONFIG_SWITCHES]
     async_add_entities(entities)
-    async_add_entities([SbmsLoadSheddingSwitch(coordinator, get_manager(hass, entry))])
+    async_add_entities([SbmsLoadSheddingSwitch(coordinator, runtime.shedding)])
 
 
 class SbmsHoldOffSwitch(SbmsEntity, SwitchEntity):
     """On while the agent holds this output off."""
 
     def __init__(
-        self, coordinator: SbmsCoordinator, description: SwitchEntityDescription, output: str
+        self,
+        coordinator: SbmsCoordinator,
+        description: SwitchEntityDescription,
+        output: str,
+        hold: HoldDuration,
     ) -> None:
         super().__init__(coordinator, description, key_suffix=f"_{output}")
         self._output = output
+        self._hold = hold
         self._attr_translation_placeholders = {"output": output}
 
     @property
@@ -119,19 +119,9 @@ class SbmsHoldOffSwitch(SbmsEntity, SwitchEntity):
         await self.coordinator.async_command("cancel_force_off", output=self._output)
 
     def _hold_seconds(self) -> int:
-        """The "Hold duration" number's value, or its default when it is disabled or unknown.
-
-        That number is a Home Assistant setting shared by every hold switch of the box; its
-        state is the one place both platforms can read it.
-        """
-        hours = HOLD_DURATION_DEFAULT_H
-        unique_id = f"{self.coordinator.agent_id}_{HOLD_DURATION_KEY}"
-        entity_id = er.async_get(self.hass).async_get_entity_id(Platform.NUMBER, DOMAIN, unique_id)
-        state = self.hass.states.get(entity_id) if entity_id else None
-        if state is not None:
-            with contextlib.suppress(ValueError):  # unknown or unavailable: the default
-                hours = float(state.state)
-        return min(max(round(hours * 3600), 1), HOLD_SECONDS_MAX)
+        """The "Hold duration" number's value (the box's runtime data keeps it), in seconds
+        within what force_off takes."""
+        return min(max(round(self._hold.hours * 3600), 1), HOLD_SECONDS_MAX)
 
 
 class SbmsConfigSwitch(SbmsEntity, SwitchEntity):

@@ -78,8 +78,8 @@ def setup_box(hass: HomeAssistant) -> SetupBox:
         await wait_for(
             hass,
             lambda: (
-                entry.runtime_data.data.state is not None
-                and entry.runtime_data.data.config is not None
+                entry.runtime_data.coordinator.data.state is not None
+                and entry.runtime_data.coordinator.data.config is not None
             ),
         )
         return entry

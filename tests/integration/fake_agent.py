@@ -28,10 +28,29 @@ from homeassistant.components.mqtt.models import ReceiveMessage
 from homeassistant.core import HomeAssistant, callback
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.sbms.const import CONF_AGENT_ID, CONF_TOPIC_PREFIX, DOMAIN
+from custom_components.sbms import ENTRY_MINOR_VERSION, ENTRY_VERSION
+from custom_components.sbms.const import CONF_AGENT_ID, CONF_SERIAL, CONF_TOPIC_PREFIX, DOMAIN
+from custom_components.sbms.identity import device_identifier, entity_unique_id
 
+# The serial of the documented box (docs/protocol.md's announce example): its identity.
+SERIAL = "rpi-10000000a1b2c3d4"
 PROTOCOL = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 _EXAMPLE = re.compile(r"<!-- schema: ([a-z_]+(?::[a-z_]+)?) -->\s*```json\n(.*?)```", re.DOTALL)
+
+
+def serial_for(agent_id: str) -> str:
+    """The serial of a fake agent's box: the documented one for `shed`; other agent ids are
+    other boxes."""
+    return SERIAL if agent_id == "shed" else f"{SERIAL}-{agent_id}"
+
+
+def unique_id(key: str) -> str:
+    """The unique id of the documented box's entity `key` (with its cell/output suffix)."""
+    return entity_unique_id(SERIAL, key)
+
+
+# The documented box's device registry identifier.
+DEVICE_IDENTIFIER = device_identifier(SERIAL)
 
 # (topic suffix, request payload) -> errors [{"field", "reason"}]; empty = accepted
 Responder = Callable[[str, dict[str, Any]], list[dict[str, str]]]
@@ -118,6 +137,7 @@ class FakeAgent:
         self.prefix = f"{base}/{agent_id}"
         self.announce = example("announce")
         self.announce["agent_id"] = agent_id
+        self.announce["serial"] = serial_for(agent_id)
         self.announce["topics"] = {
             key: value.replace("sbms/shed", self.prefix)
             for key, value in self.announce["topics"].items()
@@ -232,8 +252,29 @@ class FakeAgent:
 
     # --- config entry -------------------------------------------------------------------
 
+    @property
+    def serial(self) -> str:
+        return str(self.announce["serial"])
+
     def config_entry(self, **overrides: Any) -> MockConfigEntry:
         """The entry a finished config flow makes for this agent."""
+        arguments: dict[str, Any] = {
+            "domain": DOMAIN,
+            "title": f"SBMS {self.agent_id}",
+            "unique_id": self.serial,
+            "data": {
+                CONF_AGENT_ID: self.agent_id,
+                CONF_TOPIC_PREFIX: self.prefix,
+                CONF_SERIAL: self.serial,
+            },
+            "version": ENTRY_VERSION,
+            "minor_version": ENTRY_MINOR_VERSION,
+        }
+        return MockConfigEntry(**{**arguments, **overrides})
+
+    def legacy_config_entry(self) -> MockConfigEntry:
+        """The entry the config flow made before issue 18 (version 1): unique id from the
+        agent id, the announce cached in its data."""
         return MockConfigEntry(
             domain=DOMAIN,
             title=f"SBMS {self.agent_id}",
@@ -243,5 +284,5 @@ class FakeAgent:
                 CONF_TOPIC_PREFIX: self.prefix,
                 "announce": copy.deepcopy(self.announce),
             },
-            **overrides,
+            version=1,
         )

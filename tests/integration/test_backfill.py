@@ -22,7 +22,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
-from custom_components.sbms.backfill import DATA_BACKFILL, HistoryBackfill, storage_key
+from custom_components.sbms.backfill import HistoryBackfill, storage_key
 from custom_components.sbms.diagnostics import async_get_config_entry_diagnostics
 from custom_components.sbms.history import HOUR_S, hour_start
 from tests.helpers.hass import SetupBox, mqtt_settled, wait_for
@@ -111,7 +111,11 @@ def _stored(hass_storage: dict[str, Any], data: Any) -> None:
 
 
 def _backfill(hass: HomeAssistant) -> HistoryBackfill:
-    return hass.data[DATA_BACKFILL][ENTRY_ID]
+    entry = hass.config_entries.async_get_entry(ENTRY_ID)
+    assert entry is not None
+    backfill = entry.runtime_data.backfill
+    assert backfill is not None
+    return backfill
 
 
 POSTPONED = "postponed to the next reconnection"
@@ -279,7 +283,7 @@ async def test_a_damaged_stored_state_is_logged_and_started_afresh(
 
     assert "Ignoring the stored back-fill state of SBMS shed" in caplog.text
     assert responder.requests == []
-    assert entry.runtime_data.data.available  # the box works on
+    assert entry.runtime_data.coordinator.data.available  # the box works on
     assert _backfill(hass).covered_until == pytest.approx(time.time(), abs=30)
 
 

@@ -44,7 +44,8 @@ from pytest_homeassistant_custom_component.components.recorder.common import (
     do_adhoc_statistics,
 )
 
-from custom_components.sbms.const import CONF_AGENT_ID, CONF_TOPIC_PREFIX, DOMAIN
+from custom_components.sbms import ENTRY_MINOR_VERSION, ENTRY_VERSION
+from custom_components.sbms.const import CONF_AGENT_ID, CONF_SERIAL, CONF_TOPIC_PREFIX, DOMAIN
 from edge_agent.control.model import ControlReport
 from edge_agent.datalog.aggregator import DataAggregator
 from edge_agent.mqtt.payloads import (
@@ -65,6 +66,7 @@ from tests.helpers.mqtt_broker import MosquittoBroker
 pytestmark = pytest.mark.slow
 
 AGENT_ID = "week"
+SERIAL = "SIM-WEEK"
 INTERVAL_S = 120
 STEP_S = 300  # a state, and one short-term statistics period, every 5 minutes
 HOUR = 3600
@@ -165,7 +167,7 @@ def _simulate_week(directory: Path) -> SimulatedWeek:
             store.append(record)
         stored = store.records(0, 2**40, limit=10**6)  # as the agent serves them: quantized
     topics = Topics("sbms", AGENT_ID)
-    announce = announce_payload(config, "simulator", "SIM-WEEK", [], topics=topics, history=True)
+    announce = announce_payload(config, "simulator", SERIAL, [], topics=topics, history=True)
     return SimulatedWeek(path, stored, states, announce, config_payload(config, 1))
 
 
@@ -241,17 +243,19 @@ async def _add_box(hass: HomeAssistant, week: SimulatedWeek) -> MockConfigEntry:
     entry = MockConfigEntry(
         domain=DOMAIN,
         title="SBMS week",
-        unique_id=AGENT_ID,
+        unique_id=week.announce["serial"],
         entry_id="week_entry",
         data={
             CONF_AGENT_ID: AGENT_ID,
             CONF_TOPIC_PREFIX: f"sbms/{AGENT_ID}",
-            "announce": week.announce,
+            CONF_SERIAL: week.announce["serial"],
         },
+        version=ENTRY_VERSION,
+        minor_version=ENTRY_MINOR_VERSION,
     )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
-    await wait_for(hass, lambda: entry.runtime_data.data.state is not None)
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state is not None)
     return entry
 
 
@@ -277,14 +281,14 @@ async def _run_until(
 
 
 def _state_time(entry: MockConfigEntry) -> float | None:
-    state = entry.runtime_data.data.state
+    state = entry.runtime_data.coordinator.data.state
     return None if state is None else state.timestamp
 
 
 def _entity_ids(hass: HomeAssistant) -> dict[str, str]:
     registry = er.async_get(hass)
     return {
-        entity.unique_id.removeprefix(f"{AGENT_ID}_"): entity.entity_id
+        entity.unique_id.removeprefix(f"{SERIAL}_"): entity.entity_id
         for entity in registry.entities.values()
         if entity.platform == DOMAIN and entity.domain == "sensor"
     }
@@ -357,9 +361,8 @@ async def test_a_six_hour_stop_is_back_filled_from_the_agents_log(
 
 
 async def _wait_backfill_done(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    from custom_components.sbms.backfill import DATA_BACKFILL
-
-    backfill = hass.data[DATA_BACKFILL][entry.entry_id]
+    backfill = entry.runtime_data.backfill
+    assert backfill is not None
     await wait_for(hass, lambda: not backfill.pending, timeout_s=30)
     await async_wait_recording_done(hass)
 

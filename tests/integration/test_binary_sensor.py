@@ -20,11 +20,11 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sbms.const import DOMAIN
 from tests.helpers.hass import SetupBox, wait_for
-from tests.integration.fake_agent import FakeAgent
+from tests.integration.fake_agent import FakeAgent, unique_id
 
 
 def entity_id(hass: HomeAssistant, key: str) -> str:
-    found = er.async_get(hass).async_get_entity_id("binary_sensor", DOMAIN, f"shed_{key}")
+    found = er.async_get(hass).async_get_entity_id("binary_sensor", DOMAIN, unique_id(key))
     assert found is not None, f"no binary sensor with unique id shed_{key}"
     return found
 
@@ -82,8 +82,8 @@ async def test_outputs_follow_the_announce(
     await agent.publish_all()
     await setup_box(agent)
     registry = er.async_get(hass)
-    assert registry.async_get_entity_id("binary_sensor", DOMAIN, "shed_output_extio4")
-    assert registry.async_get_entity_id("binary_sensor", DOMAIN, "shed_output_extio5") is None
+    assert registry.async_get_entity_id("binary_sensor", DOMAIN, unique_id("output_extio4"))
+    assert registry.async_get_entity_id("binary_sensor", DOMAIN, unique_id("output_extio5")) is None
 
 
 async def test_faults_interlocks_and_holds(
@@ -166,7 +166,7 @@ async def _enable(hass: HomeAssistant, entry: MockConfigEntry, *keys: str) -> No
     for key in keys:
         registry.async_update_entity(entity_id(hass, key), disabled_by=None)
     assert await hass.config_entries.async_reload(entry.entry_id)
-    await wait_for(hass, lambda: entry.runtime_data.data.state is not None)
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state is not None)
 
 
 async def test_soc_alarms_show_the_agents_decision(
@@ -192,21 +192,17 @@ def _alarms_are(hass: HomeAssistant, expected: tuple[str, str]) -> bool:
     return (value(hass, "high_soc_alarm"), value(hass, "low_soc_alarm")) == expected
 
 
-async def test_an_agent_without_alarm_flags_is_followed_through_its_events(
+async def test_a_state_without_alarm_flags_shows_them_unknown(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
+    """The flags were added within protocol 1, so a state may lack them: the alarms are then
+    unknown, never guessed from the SoC, and the state is the only source (no event fallback:
+    every agent released sends the flags)."""
     del agent.state["high_soc_alarm"], agent.state["low_soc_alarm"]
     await agent.publish_all()
     await setup_box(agent)
-    assert value(hass, "high_soc_alarm") == STATE_UNKNOWN  # no guess from the SoC
-    await agent.send_event("high_soc_alarm")
+    assert value(hass, "high_soc_alarm") == STATE_UNKNOWN
+    assert value(hass, "low_soc_alarm") == STATE_UNKNOWN
+    await agent.set_state(high_soc_alarm=True, low_soc_alarm=False)
     await wait_for(hass, lambda: value(hass, "high_soc_alarm") == STATE_ON)
-    await agent.set_state(soc=50.0)  # a state without flags keeps the last event's answer
-    await hass.async_block_till_done()
-    assert value(hass, "high_soc_alarm") == STATE_ON
-    await agent.send_event("high_soc_clear")
-    await wait_for(hass, lambda: value(hass, "high_soc_alarm") == STATE_OFF)
-    # Other kinds leave it alone; the low alarm follows its own events.
-    await agent.send_event("low_soc_alarm")
-    await wait_for(hass, lambda: value(hass, "low_soc_alarm") == STATE_ON)
-    assert value(hass, "high_soc_alarm") == STATE_OFF
+    assert value(hass, "low_soc_alarm") == STATE_OFF

@@ -14,7 +14,7 @@ from homeassistant.helpers import entity_registry as er
 
 from custom_components.sbms.const import DOMAIN
 from tests.helpers.hass import SetupBox, wait_for
-from tests.integration.fake_agent import FakeAgent
+from tests.integration.fake_agent import FakeAgent, unique_id
 
 BUTTONS = {
     "mark_full": ("Mark battery full", None),
@@ -25,7 +25,7 @@ REASON = "must be below 12.5 A (5 % of the shunt rating) to calibrate (got 21.37
 
 
 def _entity_id(hass: HomeAssistant, key: str) -> str | None:
-    return er.async_get(hass).async_get_entity_id(BUTTON_DOMAIN, DOMAIN, f"shed_{key}")
+    return er.async_get(hass).async_get_entity_id(BUTTON_DOMAIN, DOMAIN, unique_id(key))
 
 
 async def _press(hass: HomeAssistant, key: str) -> None:

@@ -16,10 +16,10 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.sbms.const import CONF_AGENT_ID, CONF_TOPIC_PREFIX, DOMAIN
+from custom_components.sbms.const import CONF_AGENT_ID, CONF_SERIAL, CONF_TOPIC_PREFIX, DOMAIN
 from tests.helpers.hass import SetupBox, mqtt_settled, wait_for
 from tests.helpers.mqtt_broker import MosquittoBroker
-from tests.integration.fake_agent import FakeAgent, example
+from tests.integration.fake_agent import SERIAL, FakeAgent, example
 
 # The "not found" cases wait this long instead of the flow's 5 s.
 SHORT_CHECK_S = 1.5
@@ -27,7 +27,7 @@ SHORT_CHECK_S = 1.5
 
 @pytest.fixture
 def short_check() -> Any:
-    with patch("custom_components.sbms.config_flow.AGENT_CHECK_S", SHORT_CHECK_S):
+    with patch("custom_components.sbms.discovery.AGENT_CHECK_S", SHORT_CHECK_S):
         yield
 
 
@@ -44,7 +44,7 @@ def _entry_data(fake: FakeAgent) -> dict[str, Any]:
     return {
         CONF_AGENT_ID: fake.agent_id,
         CONF_TOPIC_PREFIX: fake.prefix,
-        "announce": fake.announce,
+        CONF_SERIAL: fake.serial,
     }
 
 
@@ -123,7 +123,7 @@ async def test_discovered_agent_is_confirmed_and_added(
     await wait_for(hass, lambda: bool(hass.config_entries.flow.async_progress_by_handler(DOMAIN)))
     (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert flow["context"]["source"] == SOURCE_MQTT
-    assert flow["context"]["unique_id"] == "shed"
+    assert flow["context"]["unique_id"] == SERIAL
     assert flow["context"]["title_placeholders"] == {"name": "shed"}
     assert flow["step_id"] == "discovery_confirm"
 
@@ -143,17 +143,19 @@ async def test_discovered_agent_is_confirmed_and_added(
     assert result["title"] == "SBMS shed"
     assert result["data"] == _entry_data(agent)
     entry = result["result"]
-    assert entry.unique_id == "shed"
+    assert entry.unique_id == SERIAL
     await wait_for(hass, lambda: entry.state is ConfigEntryState.LOADED)
-    await wait_for(hass, lambda: entry.runtime_data.data.state is not None)
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state is not None)
 
 
-async def test_discovery_of_a_configured_agent_stores_its_new_announce(
+async def test_discovery_of_a_configured_box_keeps_the_entry_data(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
+    """The entry is no cache of the announce: a new one changes nothing in it."""
     entry = await setup_box(agent)
     _abort_flows(hass)
-    announce = {**agent.announce, "agent_version": "0.2.0", "serial": "rpi-new"}
+    data_before = dict(entry.data)
+    announce = {**agent.announce, "agent_version": "0.2.0"}
     result = await hass.config_entries.flow.async_init(
         DOMAIN,
         context={"source": SOURCE_MQTT},
@@ -161,10 +163,28 @@ async def test_discovery_of_a_configured_agent_stores_its_new_announce(
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
-    assert entry.data["announce"]["agent_version"] == "0.2.0"
-    assert entry.data[CONF_TOPIC_PREFIX] == "sbms/shed"
+    assert dict(entry.data) == data_before
     assert len(hass.config_entries.async_entries(DOMAIN)) == 1
     assert entry.state is ConfigEntryState.LOADED
+
+
+async def test_a_stale_announce_of_the_box_under_its_old_agent_id_moves_nothing(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """After a rename the old id's retained announce may stay on the broker: same serial,
+    another agent id. Only Reconfigure renames, so discovery cannot flip the entry back."""
+    entry = await setup_box(agent)
+    _abort_flows(hass)
+    stale = {**agent.announce, "agent_id": "sbms"}
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": SOURCE_MQTT},
+        data=_discovery("sbms/sbms/announce", json.dumps(stale)),
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    assert entry.data[CONF_TOPIC_PREFIX] == "sbms/shed"
+    assert entry.data[CONF_AGENT_ID] == "shed"
 
 
 async def test_discovery_under_a_new_prefix_moves_the_entry(
@@ -174,7 +194,7 @@ async def test_discovery_under_a_new_prefix_moves_the_entry(
     old = FakeAgent(hass, "shed", "old/sbms")
     await old.publish_all()
     entry = await setup_box(old)
-    assert entry.runtime_data.topic_prefix == "old/sbms/shed"
+    assert entry.runtime_data.coordinator.topic_prefix == "old/sbms/shed"
     _abort_flows(hass)
     result = await hass.config_entries.flow.async_init(
         DOMAIN,
@@ -189,7 +209,7 @@ async def test_discovery_under_a_new_prefix_moves_the_entry(
         hass,
         lambda: (
             entry.state is ConfigEntryState.LOADED
-            and entry.runtime_data.topic_prefix == "sbms/shed"
+            and entry.runtime_data.coordinator.topic_prefix == "sbms/shed"
         ),
     )
     await old.clear_retained()
@@ -267,7 +287,7 @@ async def test_user_step_lists_the_agents_not_set_up(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "SBMS garage"
     assert result["data"] == _entry_data(garage)
-    assert result["result"].unique_id == "garage"
+    assert result["result"].unique_id == garage.serial
 
 
 async def test_user_step_picked_agent_that_went_offline(
@@ -442,9 +462,7 @@ async def test_reconfigure_moves_the_box_to_another_base(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
-    moved = await _another_agent(hass, "shed", base="site1/sbms")
-    moved.announce["serial"] = "moved-box"
-    await moved.publish("announce", moved.announce)
+    await _another_agent(hass, "shed", base="site1/sbms")
 
     result = dict(await entry.start_reconfigure_flow(hass))
     assert result["type"] is FlowResultType.FORM
@@ -459,18 +477,51 @@ async def test_reconfigure_moves_the_box_to_another_base(
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
-    assert entry.data[CONF_TOPIC_PREFIX] == "site1/sbms/shed"
-    assert entry.data["announce"]["serial"] == "moved-box"
+    assert dict(entry.data) == {
+        CONF_AGENT_ID: "shed",
+        CONF_TOPIC_PREFIX: "site1/sbms/shed",
+        CONF_SERIAL: SERIAL,
+    }
     await wait_for(
         hass,
         lambda: (
             entry.state is ConfigEntryState.LOADED
-            and entry.runtime_data.topic_prefix == "site1/sbms/shed"
+            and entry.runtime_data.coordinator.topic_prefix == "site1/sbms/shed"
         ),
     )
 
 
-async def test_reconfigure_to_another_agent_id_aborts(
+async def test_reconfigure_renames_the_same_box(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """The box is its serial: the same box under a new agent id keeps its entry and ids."""
+    entry = await setup_box(agent)
+    renamed = FakeAgent(hass, "garage")
+    renamed.announce["serial"] = SERIAL
+    await renamed.publish_all()
+    await mqtt_settled(hass)
+    result = dict(await entry.start_reconfigure_flow(hass))
+    result = dict(
+        await hass.config_entries.flow.async_configure(
+            result["flow_id"], {CONF_AGENT_ID: "garage", "base_topic": "sbms"}
+        )
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.data[CONF_AGENT_ID] == "garage"
+    assert entry.data[CONF_TOPIC_PREFIX] == "sbms/garage"
+    assert entry.unique_id == SERIAL
+    await wait_for(
+        hass,
+        lambda: (
+            entry.state is ConfigEntryState.LOADED
+            and entry.runtime_data.coordinator.topic_prefix == "sbms/garage"
+        ),
+    )
+    await renamed.clear_retained()
+
+
+async def test_reconfigure_to_another_box_aborts(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)

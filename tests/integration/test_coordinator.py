@@ -23,13 +23,13 @@ from custom_components.sbms.coordinator import (
 from custom_components.sbms.models import AgentEvent
 from tests.helpers.hass import SetupBox, box_device, mqtt_settled, wait_for
 from tests.helpers.mqtt_broker import MosquittoBroker
-from tests.integration.fake_agent import FakeAgent
+from tests.integration.fake_agent import DEVICE_IDENTIFIER, FakeAgent, unique_id
 
 LOGGER_NAME = "custom_components.sbms"
 
 
 # The connectivity binary sensor stays available on purpose: it is what shows the loss.
-CONNECTED_UNIQUE_ID = "shed_connected"
+CONNECTED_UNIQUE_ID = unique_id("connected")
 
 
 def _states(hass: HomeAssistant, entry: MockConfigEntry) -> dict[str, str]:
@@ -65,7 +65,7 @@ async def test_offline_makes_everything_unavailable_with_one_log_line_each_way(
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER_NAME)
     entry = await setup_box(agent)
-    coordinator: SbmsCoordinator = entry.runtime_data
+    coordinator: SbmsCoordinator = entry.runtime_data.coordinator
     assert coordinator.data.available
     states = _states(hass, entry)
     assert states, "the platforms made no entities"
@@ -99,10 +99,10 @@ async def test_retained_offline_at_setup_is_not_announced_as_a_loss(
     await agent.set_online(False)
     entry = await setup_box(agent)
     await mqtt_settled(hass)
-    assert not entry.runtime_data.data.available
+    assert not entry.runtime_data.coordinator.data.available
     assert _log_lines(caplog, "shed is offline") == []
     await agent.set_online(True)
-    await wait_for(hass, lambda: entry.runtime_data.data.available)
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.available)
     # The first "online" is not a return: nothing was lost that a user saw go.
     assert _log_lines(caplog, "back online") == []
 
@@ -114,7 +114,7 @@ async def test_broker_loss_makes_entities_unavailable_until_reconnected(
     setup_box: SetupBox,
 ) -> None:
     entry = await setup_box(agent)
-    coordinator: SbmsCoordinator = entry.runtime_data
+    coordinator: SbmsCoordinator = entry.runtime_data.coordinator
     with patch("homeassistant.components.mqtt.client.RECONNECT_INTERVAL_SECONDS", 0.2):
         mqtt_broker.kill()
         await wait_for(hass, lambda: not coordinator.data.broker_connected)
@@ -157,7 +157,7 @@ async def test_bad_payload_is_logged_by_field_and_ignored(
 ) -> None:
     suffix, payload, logged = case
     entry = await setup_box(agent)
-    coordinator: SbmsCoordinator = entry.runtime_data
+    coordinator: SbmsCoordinator = entry.runtime_data.coordinator
     before = coordinator.data
     fired = async_capture_events(hass, EVENT_SBMS)
 
@@ -172,7 +172,6 @@ async def test_bad_payload_is_logged_by_field_and_ignored(
     assert coordinator.data.announce == before.announce
     assert coordinator.data.available
     assert fired == []
-    assert entry.data["announce"] == agent.announce  # the stored announce is untouched
 
 
 async def test_bad_state_then_good_state_is_taken(
@@ -181,7 +180,7 @@ async def test_bad_state_then_good_state_is_taken(
     entry = await setup_box(agent)
     await agent.publish("state", {**agent.state, "cells": ["3.3"]})
     await agent.set_state(soc=12.5)
-    await wait_for(hass, lambda: entry.runtime_data.data.state.soc == 12.5)
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state.soc == 12.5)
 
 
 async def test_malformed_result_is_ignored_and_the_request_times_out(
@@ -192,12 +191,12 @@ async def test_malformed_result_is_ignored_and_the_request_times_out(
 ) -> None:
     entry = await setup_box(agent)
     agent.stop_answering()
-    coordinator: SbmsCoordinator = entry.runtime_data
+    coordinator: SbmsCoordinator = entry.runtime_data.coordinator
     await agent.publish("config/result", {"request_id": "x", "status": "maybe"}, retain=False)
     await wait_for(hass, lambda: bool(_log_lines(caplog, "ignoring result")))
     assert "result.errors: missing" in _log_lines(caplog, "ignoring result")[0]
     with (
-        patch("custom_components.sbms.coordinator.REQUEST_TIMEOUT_S", 0.5),
+        patch.object(entry.runtime_data.coordinator.client, "timeout_s", 0.5),
         pytest.raises(AgentRequestError) as err,
     ):
         await coordinator.async_command("mark_full")
@@ -211,7 +210,7 @@ async def test_config_set_accepted_round_trip(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
-    coordinator: SbmsCoordinator = entry.runtime_data
+    coordinator: SbmsCoordinator = entry.runtime_data.coordinator
     revision = coordinator.data.config.revision  # type: ignore[union-attr]
 
     result = await coordinator.async_set_config({"thresholds": {"hvd": 3.55}})
@@ -230,13 +229,13 @@ async def test_rejected_request_carries_the_agents_reason(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
-    coordinator: SbmsCoordinator = entry.runtime_data
+    coordinator: SbmsCoordinator = entry.runtime_data.coordinator
     agent.responder = lambda suffix, request: [
         {"field": "config.thresholds.hvd", "reason": "must be above thresholds.eoc"}
     ]
 
     with pytest.raises(AgentRejectedError) as err:
-        await coordinator.async_set_config({"thresholds": {"hvd": 3.0}}, interactive=True)
+        await coordinator.async_set_config({"thresholds": {"hvd": 3.0}})
 
     assert err.value.translation_key == "agent_rejected"
     assert err.value.translation_placeholders == {
@@ -250,7 +249,9 @@ async def test_command_round_trip_and_its_arguments(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
-    result = await entry.runtime_data.async_command("force_off", output="extio3", seconds=60)
+    result = await entry.runtime_data.coordinator.async_command(
+        "force_off", output="extio3", seconds=60
+    )
     assert result.accepted
     assert result.command == "force_off"
     suffix, request = agent.requests[-1]
@@ -267,13 +268,13 @@ async def test_request_times_out_without_an_answer(
     entry = await setup_box(agent)
     agent.stop_answering()
     with (
-        patch("custom_components.sbms.coordinator.REQUEST_TIMEOUT_S", 0.5),
+        patch.object(entry.runtime_data.coordinator.client, "timeout_s", 0.5),
         pytest.raises(AgentRequestError) as err,
     ):
-        await entry.runtime_data.async_set_config({"thresholds": {"hvd": 3.55}})
+        await entry.runtime_data.coordinator.async_set_config({"thresholds": {"hvd": 3.55}})
     assert err.value.translation_key == "agent_timeout"
     assert not isinstance(err.value, AgentRejectedError)
-    assert entry.runtime_data._pending == {}  # nothing left waiting
+    assert entry.runtime_data.coordinator.client.waiting == 0  # nothing left waiting
 
 
 async def test_offline_request_is_refused_without_publishing(
@@ -281,9 +282,9 @@ async def test_offline_request_is_refused_without_publishing(
 ) -> None:
     entry = await setup_box(agent)
     await agent.set_online(False)
-    await wait_for(hass, lambda: not entry.runtime_data.data.online)
+    await wait_for(hass, lambda: not entry.runtime_data.coordinator.data.online)
     with pytest.raises(AgentRequestError) as err:
-        await entry.runtime_data.async_set_config({"thresholds": {"hvd": 3.55}})
+        await entry.runtime_data.coordinator.async_set_config({"thresholds": {"hvd": 3.55}})
     assert err.value.translation_key == "agent_offline"
     await mqtt_settled(hass)
     assert agent.requests == []
@@ -296,7 +297,7 @@ async def test_command_not_announced_is_refused_without_publishing(
     await agent.publish("announce", agent.announce)
     entry = await setup_box(agent)
     with pytest.raises(AgentRequestError) as err:
-        await entry.runtime_data.async_command("mark_full")
+        await entry.runtime_data.coordinator.async_command("mark_full")
     assert err.value.translation_key == "command_not_supported"
     assert err.value.translation_placeholders == {"command": "mark_full"}
     await mqtt_settled(hass)
@@ -318,10 +319,10 @@ async def test_answer_for_someone_elses_request_is_ignored(
     }
     await agent.publish("cmd/mark_full/result", foreign, retain=False)
     with (
-        patch("custom_components.sbms.coordinator.REQUEST_TIMEOUT_S", 0.5),
+        patch.object(entry.runtime_data.coordinator.client, "timeout_s", 0.5),
         pytest.raises(AgentRequestError) as err,
     ):
-        await entry.runtime_data.async_command("mark_full")
+        await entry.runtime_data.coordinator.async_command("mark_full")
     assert err.value.translation_key == "agent_timeout"
 
 
@@ -332,28 +333,27 @@ async def test_announce_version_change_updates_entry_and_device_without_reload(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     agent.announce["agent_version"] = "0.2.0"
     await agent.publish("announce", agent.announce)
-    await wait_for(hass, lambda: entry.data["announce"]["agent_version"] == "0.2.0")
-    device = box_device(hass, (DOMAIN, "shed"))
+    await wait_for(hass, lambda: coordinator.data.announce.agent_version == "0.2.0")
+    device = box_device(hass, DEVICE_IDENTIFIER)
     assert device is not None
     assert device.sw_version == "0.2.0"
-    assert entry.runtime_data is coordinator  # not reloaded: no entity changes
+    assert entry.runtime_data.coordinator is coordinator  # not reloaded: no entity changes
 
 
 async def test_announce_output_change_reloads_the_entry(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     agent.announce["outputs"][2].update(type=6, type_name="dual_pv")
     await agent.publish("announce", agent.announce)
-    await wait_for(hass, lambda: entry.runtime_data is not coordinator)
-    new: SbmsCoordinator = entry.runtime_data
+    await wait_for(hass, lambda: entry.runtime_data.coordinator is not coordinator)
+    new: SbmsCoordinator = entry.runtime_data.coordinator
     await wait_for(hass, lambda: new.data.state is not None)
     assert new.data.announce.output("extio5").type == 6  # type: ignore[union-attr]
-    assert entry.data["announce"]["outputs"][2]["type"] == 6
 
 
 # --- events --------------------------------------------------------------------------------
@@ -363,7 +363,7 @@ async def test_agent_events_fire_bus_events_and_reach_listeners(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
-    coordinator: SbmsCoordinator = entry.runtime_data
+    coordinator: SbmsCoordinator = entry.runtime_data.coordinator
     fired = async_capture_events(hass, EVENT_SBMS)
     heard: list[AgentEvent] = []
     remove = coordinator.async_add_event_listener(heard.append)

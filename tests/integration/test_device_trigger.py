@@ -21,15 +21,16 @@ from pytest_homeassistant_custom_component.common import (
 
 from custom_components.sbms import device_trigger
 from custom_components.sbms.const import DOMAIN
+from custom_components.sbms.identity import device_identifier
 from tests.helpers.hass import SetupBox, box_device, wait_for
-from tests.integration.fake_agent import FakeAgent
+from tests.integration.fake_agent import FakeAgent, serial_for
 
 EN_JSON = Path(device_trigger.__file__).parent / "translations" / "en.json"
 FIRED = "sbms_test_automation_ran"
 
 
 def _device_id(hass: HomeAssistant, agent_id: str = "shed") -> str:
-    device = box_device(hass, (DOMAIN, agent_id))
+    device = box_device(hass, device_identifier(serial_for(agent_id)))
     assert device is not None
     return device.id
 
@@ -183,13 +184,14 @@ def test_every_trigger_type_is_translated() -> None:
     assert all(strings[kind].strip() for kind in device_trigger.TRIGGER_TYPES)
 
 
-async def test_box_with_an_unreadable_stored_announce_offers_no_triggers(
+async def test_a_box_not_loaded_offers_the_triggers_every_box_has(
     hass: HomeAssistant,
 ) -> None:
-    """An entry whose stored announce does not parse (never set up): no triggers, no crash."""
-    entry = MockConfigEntry(domain=DOMAIN, data={"agent_id": "old", "announce": {"cells": 8}})
+    """Its announce is runtime data: without it, no dual-PV trigger, and no crash."""
+    entry = FakeAgent(hass).config_entry()
     entry.add_to_hass(hass)
     device = dr.async_get(hass).async_get_or_create(
-        config_entry_id=entry.entry_id, identifiers={(DOMAIN, "old")}
+        config_entry_id=entry.entry_id, identifiers={device_identifier(serial_for("shed"))}
     )
-    assert await device_trigger.async_get_triggers(hass, device.id) == []
+    triggers = await device_trigger.async_get_triggers(hass, device.id)
+    assert {trigger["type"] for trigger in triggers} == set(device_trigger.BASE_TRIGGER_TYPES)

@@ -34,12 +34,13 @@ async def test_diagnostics_show_the_box_and_redact_identifiers(
         "dropped_by_kind": {"config_set": 2990, "queue_full": 10},
     }
     entry = await setup_box(agent)
-    await wait_for(hass, lambda: "mqtt" in entry.runtime_data.data.config.data)
+    await wait_for(hass, lambda: "mqtt" in entry.runtime_data.coordinator.data.config.data)
     await agent.set_state(link_stats=link_stats)
     await wait_for(
         hass,
         lambda: (
-            (state := entry.runtime_data.data.state) is not None and state.link_stats == link_stats
+            (state := entry.runtime_data.coordinator.data.state) is not None
+            and state.link_stats == link_stats
         ),
     )
 
@@ -50,7 +51,7 @@ async def test_diagnostics_show_the_box_and_redact_identifiers(
     assert "hunter2" not in text
     assert "10.0.0.2" not in text
     assert diag["announce"]["serial"] == REDACTED
-    assert diag["entry"]["data"]["announce"]["serial"] == REDACTED
+    assert diag["entry"]["data"]["serial"] == REDACTED
     assert diag["config"]["mqtt"] == REDACTED
     # Everything else is there as the agent sent it.
     assert diag["entry"]["data"]["agent_id"] == "shed"
@@ -90,8 +91,8 @@ async def test_diagnostics_of_an_offline_box_with_an_issue(
     agent.announce["protocol_version"] = 2
     await agent.publish("announce", agent.announce)
     await agent.set_online(False)
-    await wait_for(hass, lambda: not entry.runtime_data.data.online)
-    await wait_for(hass, lambda: not entry.runtime_data.data.protocol_supported)
+    await wait_for(hass, lambda: not entry.runtime_data.coordinator.data.online)
+    await wait_for(hass, lambda: not entry.runtime_data.coordinator.data.protocol_supported)
 
     diag = await get_diagnostics_for_config_entry(hass, hass_client, entry)
 

@@ -30,8 +30,9 @@ from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sbms.config_flow import CONF_OUTPUT, CONF_OUTPUT_TYPE
-from custom_components.sbms.const import DOMAIN
+from custom_components.sbms.const import CONF_SERIAL, DOMAIN
 from custom_components.sbms.coordinator import SbmsCoordinator
+from custom_components.sbms.identity import entity_unique_id
 from tests.helpers.hass import mqtt_settled, wait_for
 from tests.helpers.mqtt_broker import MosquittoBroker
 
@@ -108,8 +109,14 @@ class Retained:
             self.latest[suffix] = json.loads(message.payload)
 
 
+def _unique_id(hass: HomeAssistant, key: str) -> str:
+    """The unique id of the box's entity `key`: from the serial the real agent announced."""
+    (entry,) = hass.config_entries.async_entries(DOMAIN)
+    return entity_unique_id(entry.data[CONF_SERIAL], key)
+
+
 def _entity_id(hass: HomeAssistant, platform: str, key: str) -> str:
-    entity_id = er.async_get(hass).async_get_entity_id(platform, DOMAIN, f"{AGENT_ID}_{key}")
+    entity_id = er.async_get(hass).async_get_entity_id(platform, DOMAIN, _unique_id(hass, key))
     assert entity_id is not None, f"no {platform} entity {key}"
     return entity_id
 
@@ -137,14 +144,14 @@ async def _discover_and_confirm(hass: HomeAssistant) -> MockConfigEntry:
     (flow,) = flows()
     assert flow["context"]["source"] == "mqtt"
     assert flow["step_id"] == "discovery_confirm"
-    assert flow["context"]["unique_id"] == AGENT_ID
+    assert flow["context"]["unique_id"]  # the serial the agent announced
 
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     entry = result["result"]
-    assert entry.unique_id == AGENT_ID
+    assert entry.unique_id == entry.data[CONF_SERIAL]
     await wait_for(hass, lambda: entry.state is ConfigEntryState.LOADED)
-    coordinator: SbmsCoordinator = entry.runtime_data
+    coordinator: SbmsCoordinator = entry.runtime_data.coordinator
     await wait_for(
         hass,
         lambda: coordinator.data.available and coordinator.data.state is not None,
@@ -182,13 +189,18 @@ async def test_agent_to_home_assistant_end_to_end(
 ) -> None:
     seen = Retained()
     unsubscribe = await mqtt.async_subscribe(hass, f"{PREFIX}/#", seen.on_message, qos=1)
-    # The one cell sensor checked below is off by default: enabled as a user would, before
-    # the entry exists (the registry entry is taken over when the entity is added).
-    er.async_get(hass).async_get_or_create("sensor", DOMAIN, f"{AGENT_ID}_cell_voltage_1")
     try:
         await mqtt_settled(hass)
         agent_process.start()
         try:
+            # The one cell sensor checked below is off by default: enabled as a user would,
+            # before the entry exists (the registry entry is taken over when the entity is
+            # added); its unique id starts with the serial the agent announces.
+            await wait_for(hass, lambda: "announce" in seen.latest, timeout_s=WAIT_S)
+            serial = seen.latest["announce"]["serial"]
+            er.async_get(hass).async_get_or_create(
+                "sensor", DOMAIN, entity_unique_id(serial, "cell_voltage", "_1")
+            )
             entry = await _discover_and_confirm(hass)
             await _check_values(hass, seen)
             await _check_threshold_change(hass, entry, seen)
@@ -258,14 +270,13 @@ async def _check_output_type_change(
     await wait_for(hass, lambda: seen.latest["config"]["outputs"][0]["type"] == 4)
     assert seen.latest["config"]["soc_alarms"]["low"] == 15.0
     assert seen.latest["config"]["soc_alarms"]["low_release"] == 22.0
-    # The entry follows the new announce (a reload: the output's entities change).
-    await wait_for(hass, lambda: entry.data["announce"]["outputs"][0]["type"] == 4)
+    # The box follows the new announce (a reload: the output's entities change).
     await wait_for(
         hass,
         lambda: (
             entry.state is ConfigEntryState.LOADED
-            and entry.runtime_data.data.announce.output("extio3").type == 4
-            and entry.runtime_data.data.available
+            and entry.runtime_data.coordinator.data.announce.output("extio3").type == 4
+            and entry.runtime_data.coordinator.data.available
         ),
         timeout_s=WAIT_S,
     )
@@ -273,7 +284,10 @@ async def _check_output_type_change(
     await wait_for(hass, lambda: _value(hass, select) == "low_soc")
     # extio5 switches nothing on this box: no type choice for it at all.
     registry = er.async_get(hass)
-    assert registry.async_get_entity_id("select", DOMAIN, f"{AGENT_ID}_output_type_extio5") is None
+    assert (
+        registry.async_get_entity_id("select", DOMAIN, _unique_id(hass, "output_type_extio5"))
+        is None
+    )
 
 
 async def _check_mark_full(hass: HomeAssistant) -> None:
@@ -298,4 +312,4 @@ async def _check_agent_stop(
     await wait_for(hass, lambda: seen.status == "offline", timeout_s=WAIT_S)
     await wait_for(hass, lambda: _value(hass, soc) == STATE_UNAVAILABLE)
     assert _value(hass, connected) == STATE_OFF
-    assert not entry.runtime_data.data.available
+    assert not entry.runtime_data.coordinator.data.available

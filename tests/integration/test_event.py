@@ -14,11 +14,11 @@ from homeassistant.helpers import entity_registry as er
 
 from custom_components.sbms.const import AGENT_EVENT_KINDS, DOMAIN
 from tests.helpers.hass import SetupBox, wait_for
-from tests.integration.fake_agent import FakeAgent
+from tests.integration.fake_agent import FakeAgent, unique_id
 
 
 def event_entity_id(hass: HomeAssistant) -> str:
-    found = er.async_get(hass).async_get_entity_id("event", DOMAIN, "shed_events")
+    found = er.async_get(hass).async_get_entity_id("event", DOMAIN, unique_id("events"))
     assert found is not None
     return found
 
@@ -118,5 +118,5 @@ async def test_unavailable_while_offline_and_quiet_on_state_messages(
 
 def entry_soc(agent: FakeAgent) -> float | None:
     entry = agent.hass.config_entries.async_entries(DOMAIN)[0]
-    state = entry.runtime_data.data.state
+    state = entry.runtime_data.coordinator.data.state
     return None if state is None else float(state.soc)

@@ -33,9 +33,9 @@ from custom_components.sbms.const import (
 from custom_components.sbms.diagnostics import async_get_config_entry_diagnostics
 from custom_components.sbms.load_shedding import LoadStatus
 from custom_components.sbms.logbook import describe
-from custom_components.sbms.shedding_manager import LOAD_STATE_KEY, get_manager, storage_key
+from custom_components.sbms.shedding_manager import LOAD_STATE_KEY, storage_key
 from tests.helpers.hass import SetupBox, wait_for
-from tests.integration.fake_agent import FakeAgent
+from tests.integration.fake_agent import FakeAgent, unique_id
 
 HEATER = "input_boolean.heater"
 PUMP = "input_boolean.pump"
@@ -130,7 +130,7 @@ async def set_soc(
 ) -> None:
     agent.state["timestamp"] += 1
     await agent.set_state(soc=soc)
-    await wait_for(hass, lambda: entry.runtime_data.data.state.soc == soc)
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state.soc == soc)
     await hass.async_block_till_done()
 
 
@@ -142,14 +142,14 @@ def state(hass: HomeAssistant, entity_id: str) -> str:
 
 def load_sensor(hass: HomeAssistant, subentry_id: str) -> str:
     entity_id = er.async_get(hass).async_get_entity_id(
-        "sensor", DOMAIN, f"shed_{LOAD_STATE_KEY}_{subentry_id}"
+        "sensor", DOMAIN, unique_id(f"{LOAD_STATE_KEY}_{subentry_id}")
     )
     assert entity_id is not None
     return entity_id
 
 
 def master_switch(hass: HomeAssistant) -> str:
-    entity_id = er.async_get(hass).async_get_entity_id("switch", DOMAIN, "shed_load_shedding")
+    entity_id = er.async_get(hass).async_get_entity_id("switch", DOMAIN, unique_id("load_shedding"))
     assert entity_id is not None
     return entity_id
 
@@ -219,8 +219,8 @@ async def set_band(
     await wait_for(
         hass,
         lambda: (
-            entry.runtime_data.data.state.soc == soc
-            and entry.runtime_data.data.state.soc_uncertainty == uncertainty
+            entry.runtime_data.coordinator.data.state.soc == soc
+            and entry.runtime_data.coordinator.data.state.soc_uncertainty == uncertainty
         ),
     )
     await hass.async_block_till_done()
@@ -277,7 +277,7 @@ async def test_turning_the_option_on_in_the_options_flow_applies_at_once(
     entry = await setup_box(agent, subentries_data=one_pump())
     await set_band(hass, agent, entry, 25, 6)
     assert loads.take() == []
-    manager = get_manager(hass, entry)
+    manager = entry.runtime_data.shedding
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert "load_shedding" in result["menu_options"]
     result = await hass.config_entries.options.async_configure(
@@ -295,7 +295,7 @@ async def test_turning_the_option_on_in_the_options_flow_applies_at_once(
     # No new state needed, and no reload: the running manager decides again.
     assert loads.take() == [("turn_off", PUMP)]
     assert state(hass, load_sensor(hass, "pump")) == "shed"
-    assert get_manager(hass, entry) is manager  # the same manager, not a reloaded entry's
+    assert entry.runtime_data.shedding is manager  # the same manager, not a reloaded entry's
 
 
 async def test_minimum_times_hold_until_the_clock_passes_them(
@@ -355,16 +355,16 @@ async def test_agent_offline_freezes_shed_loads_until_data_returns(
     await set_soc(hass, agent, entry, 30)
     assert loads.take() == [("turn_off", HEATER)]
     await agent.set_online(False)
-    await wait_for(hass, lambda: not entry.runtime_data.data.available)
+    await wait_for(hass, lambda: not entry.runtime_data.coordinator.data.available)
     agent.state["soc"] = 90  # published while HA cannot trust it: the agent is offline
     await agent.publish("state", agent.state)
-    await wait_for(hass, lambda: entry.runtime_data.data.state.soc == 90)
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state.soc == 90)
     clock.advance(hass, 3600)
     await hass.async_block_till_done()
     assert loads.take() == []
     # Its sensor follows the agent (unavailable); shedding still holds the heater as shed.
     assert state(hass, load_sensor(hass, "heater")) == "unavailable"
-    assert get_manager(hass, entry).state_of("heater").status is LoadStatus.SHED
+    assert entry.runtime_data.shedding.state_of("heater").status is LoadStatus.SHED
     await agent.set_online(True)
     await wait_for(hass, lambda: len(loads.log) == 1)
     assert loads.take() == [("turn_on", HEATER)]
@@ -401,7 +401,7 @@ async def test_master_switch_off_switches_nothing_and_is_kept(
     await set_soc(hass, agent, entry, 10)
     assert loads.take() == []
     assert await hass.config_entries.async_reload(entry.entry_id)
-    await wait_for(hass, lambda: entry.runtime_data.data.state is not None)
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state is not None)
     assert loads.take() == []
     assert state(hass, switch) == STATE_OFF
     await hass.services.async_call("switch", "turn_on", {"entity_id": switch}, blocking=True)
@@ -435,8 +435,8 @@ async def test_restart_restores_shed_state_and_timers_without_switching(
     await agent.publish("state", agent.state)
     clock.advance(hass, 5 * 60)
     assert await hass.config_entries.async_setup(entry.entry_id)
-    await wait_for(hass, lambda: entry.runtime_data.data.state is not None)
-    await wait_for(hass, lambda: entry.runtime_data.data.state.soc == 80)
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state is not None)
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state.soc == 80)
     assert loads.take() == []  # the minimum off time still runs: no burst at start-up
     assert state(hass, load_sensor(hass, "heater")) == "waiting_to_restore"
     clock.advance(hass, 5 * 60 + 1)
@@ -479,7 +479,7 @@ async def test_stored_state_from_before_the_restart_is_used_at_setup(
     await agent.publish("state", agent.state)
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
-    await wait_for(hass, lambda: entry.runtime_data.data.state is not None)
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state is not None)
     await hass.async_block_till_done()
     heater = hass.states.get(load_sensor(hass, "heater"))
     assert heater is not None
@@ -502,6 +502,6 @@ async def test_removing_a_load_removes_its_sensor_and_diagnostics_show_shedding(
     assert [load["entity_id"] for load in shedding["loads"]] == [PUMP, HEATER]
     assert hass.config_entries.async_remove_subentry(entry, "pump")
     await hass.async_block_till_done()
-    await wait_for(hass, lambda: entry.runtime_data.data.state is not None)
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state is not None)
     assert er.async_get(hass).async_get(pump_sensor) is None
     assert hass.states.get(load_sensor(hass, "heater")) is not None

@@ -147,13 +147,16 @@ async def test_loads_are_shed_in_priority_order_before_the_agents_lvd_trips(
     for load in LOADS:
         await _add_load(hass, entry, load)
     await wait_for(hass, lambda: entry.state is ConfigEntryState.LOADED)
-    timeline.coordinator = entry.runtime_data
+    timeline.coordinator = entry.runtime_data.coordinator
     await wait_for(
         hass,
-        lambda: entry.runtime_data.data.state is not None and entry.runtime_data.data.available,
+        lambda: (
+            entry.runtime_data.coordinator.data.state is not None
+            and entry.runtime_data.coordinator.data.available
+        ),
         timeout_s=WAIT_S,
     )
-    start_soc = entry.runtime_data.data.state.soc
+    start_soc = entry.runtime_data.coordinator.data.state.soc
     assert start_soc > LOADS[0]["shed_below"], "the run must cross both bands from above"
 
     await wait_for(hass, lambda: ("lvd_trip", AGENT_ID) in timeline.kinds(), timeout_s=WAIT_S)

@@ -15,9 +15,9 @@ from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sbms.const import DOMAIN, SUBENTRY_LOAD
-from custom_components.sbms.shedding_manager import LOAD_STATE_KEY, get_manager
+from custom_components.sbms.shedding_manager import LOAD_STATE_KEY
 from tests.helpers.hass import SetupBox, wait_for
-from tests.integration.fake_agent import FakeAgent
+from tests.integration.fake_agent import FakeAgent, unique_id
 
 GOOD = {
     "entity_id": "input_boolean.heater",
@@ -49,7 +49,7 @@ async def submit(hass: HomeAssistant, flow_id: str, values: dict[str, Any]) -> d
 
 
 def sensor_ids(hass: HomeAssistant, entry: MockConfigEntry) -> set[str]:
-    prefix = f"shed_{LOAD_STATE_KEY}_"
+    prefix = unique_id(f"{LOAD_STATE_KEY}_")
     return {
         entity.unique_id.removeprefix(prefix)
         for entity in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
@@ -59,7 +59,7 @@ def sensor_ids(hass: HomeAssistant, entry: MockConfigEntry) -> set[str]:
 
 async def reloaded(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     await hass.async_block_till_done()
-    await wait_for(hass, lambda: entry.runtime_data.data.state is not None)
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state is not None)
 
 
 async def test_adding_a_load_creates_its_subentry_and_sensor(
@@ -77,11 +77,11 @@ async def test_adding_a_load_creates_its_subentry_and_sensor(
     assert dict(subentry.data) == GOOD
     await reloaded(hass, box)
     assert sensor_ids(hass, box) == {subentry.subentry_id}
-    (load,) = get_manager(hass, box).loads
+    (load,) = box.runtime_data.shedding.loads
     assert (load.priority, load.shed_below, load.restore_above) == (3, 35.0, 55.0)
     assert (load.min_off_s, load.min_on_s) == (600.0, 120.0)
     entity_id = er.async_get(hass).async_get_entity_id(
-        "sensor", DOMAIN, f"shed_{LOAD_STATE_KEY}_{subentry.subentry_id}"
+        "sensor", DOMAIN, unique_id(f"{LOAD_STATE_KEY}_{subentry.subentry_id}")
     )
     assert entity_id is not None
     sensor = hass.states.get(entity_id)
@@ -145,7 +145,7 @@ async def test_reconfigure_changes_the_load_and_reloads_the_box(
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
     await reloaded(hass, box)
-    (load,) = get_manager(hass, box).loads
+    (load,) = box.runtime_data.shedding.loads
     assert (load.entity_id, load.shed_below, load.restore_above) == ("input_boolean.ac", 20, 70)
     assert box.subentries[subentry_id].title == "ac"
     assert sensor_ids(hass, box) == {subentry_id}

@@ -26,7 +26,7 @@ from pytest_homeassistant_custom_component.common import (
 
 from custom_components.sbms.const import DOMAIN
 from tests.helpers.hass import SetupBox, mqtt_settled, wait_for
-from tests.integration.fake_agent import FakeAgent
+from tests.integration.fake_agent import FakeAgent, unique_id
 
 # key -> (section, setting, value in the documented config example)
 SETTINGS = {
@@ -79,7 +79,7 @@ OWN_RANGES = {
 
 
 def _entity_id(hass: HomeAssistant, key: str) -> str:
-    entity_id = er.async_get(hass).async_get_entity_id(NUMBER_DOMAIN, DOMAIN, f"shed_{key}")
+    entity_id = er.async_get(hass).async_get_entity_id(NUMBER_DOMAIN, DOMAIN, unique_id(key))
     assert entity_id is not None, key
     return entity_id
 
@@ -117,7 +117,7 @@ async def _enable_all(hass: HomeAssistant, entry_id: str) -> None:
 
 
 def _revision(entry: MockConfigEntry) -> int | None:
-    config = entry.runtime_data.data.config
+    config = entry.runtime_data.coordinator.data.config
     return None if config is None else int(config.revision)
 
 
@@ -157,7 +157,7 @@ async def test_numbers_show_the_config_in_force(
     assert (hvd.attributes["min"], hvd.attributes["max"], hvd.attributes["step"]) == (
         3.45,
         3.6,
-        0.01,
+        0.001,
     )
     assert _state(hass, "temperature_charge_max").attributes[ATTR_UNIT_OF_MEASUREMENT] == "°C"
     assert _state(hass, "soc_alarm_low").attributes[ATTR_UNIT_OF_MEASUREMENT] == "%"
@@ -347,7 +347,7 @@ async def test_imax_only_with_a_dual_pv_output_and_temperatures_only_with_a_batt
     registry = er.async_get(hass)
     entry = await setup_box(agent)
     # The documented box has no type 6 output.
-    assert registry.async_get_entity_id(NUMBER_DOMAIN, DOMAIN, "shed_dual_pv_imax") is None
+    assert registry.async_get_entity_id(NUMBER_DOMAIN, DOMAIN, unique_id("dual_pv_imax")) is None
     await hass.config_entries.async_unload(entry.entry_id)
     await hass.config_entries.async_remove(entry.entry_id)
 
@@ -361,7 +361,8 @@ async def test_imax_only_with_a_dual_pv_output_and_temperatures_only_with_a_batt
     assert _state(hass, "dual_pv_imax").attributes[ATTR_UNIT_OF_MEASUREMENT] == "A"
     for key in ("charge_min", "charge_max", "discharge_min", "discharge_max"):
         assert (
-            registry.async_get_entity_id(NUMBER_DOMAIN, DOMAIN, f"shed_temperature_{key}") is None
+            registry.async_get_entity_id(NUMBER_DOMAIN, DOMAIN, unique_id(f"temperature_{key}"))
+            is None
         ), key
     # The trip delays do not depend on a sensor.
     assert _entity_id(hass, "threshold_lvd_delay_s")

@@ -12,14 +12,14 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.sbms.config_flow import (
+from custom_components.sbms.const import CONF_PESSIMISTIC_SOC, DOMAIN
+from custom_components.sbms.settings import (
     DUAL_PV,
     OUTPUT_TYPE_SETTINGS,
     SOC_ALARMS,
     TEMPERATURE,
     THRESHOLDS,
 )
-from custom_components.sbms.const import CONF_PESSIMISTIC_SOC, DOMAIN
 from tests.helpers.hass import SetupBox, wait_for
 from tests.integration.fake_agent import FakeAgent
 
@@ -134,7 +134,7 @@ async def test_section_change_accepted(
     changes: dict[str, float],
 ) -> None:
     entry = await setup_box(agent)
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     revision = coordinator.data.config.revision
     result = await _open(hass, entry, section)
     assert _defaults(result) == in_force  # prefilled from the agent's config in force
@@ -220,7 +220,9 @@ async def test_forms_keep_their_own_ranges_without_a_window(
     agent.as_older_agent()
     agent.config["config_revision"] += 1
     await agent.publish("config", agent.config)
-    await wait_for(hass, lambda: "remote_window" not in entry.runtime_data.data.config.data)
+    await wait_for(
+        hass, lambda: "remote_window" not in entry.runtime_data.coordinator.data.config.data
+    )
     result = await _open(hass, entry, "thresholds")
     assert _range(result, "lvd") == (2.0, 4.3)
 
@@ -251,7 +253,7 @@ async def test_rejected_change_shows_the_agents_reason_on_its_field(
     assert _defaults(result)["hvd_reconnect"] == 3.5  # the user's value, to correct it
     assert _config_sets(agent) == [{"thresholds": {"hvd_reconnect": 3.5}}]
     assert agent.config == config_before
-    assert entry.runtime_data.data.config.value("thresholds", "hvd_reconnect") == 3.4
+    assert entry.runtime_data.coordinator.data.config.value("thresholds", "hvd_reconnect") == 3.4
 
     # Corrected and accepted on the same form.
     agent.responder = lambda _suffix, _request: []
@@ -277,7 +279,7 @@ async def test_agent_gone_while_the_form_is_open(
     entry = await setup_box(agent)
     result = await _open(hass, entry, "temperature")
     await agent.set_online(False)
-    await wait_for(hass, lambda: not entry.runtime_data.data.online)
+    await wait_for(hass, lambda: not entry.runtime_data.coordinator.data.online)
     result = await _submit(hass, result["flow_id"], {"charge_max": 40.0})
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "agent_unavailable"}
@@ -289,7 +291,7 @@ async def test_options_abort_while_the_agent_is_offline(
 ) -> None:
     entry = await setup_box(agent)
     await agent.set_online(False)
-    await wait_for(hass, lambda: not entry.runtime_data.data.online)
+    await wait_for(hass, lambda: not entry.runtime_data.coordinator.data.online)
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "agent_offline"
@@ -313,7 +315,7 @@ async def test_options_abort_before_the_config_arrived(
     entry = agent.config_entry()
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
-    await wait_for(hass, lambda: entry.runtime_data.data.available)
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.available)
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "config_unknown"
@@ -410,7 +412,7 @@ async def test_output_type_without_settings_is_sent_at_once(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     result = await _pick_output(hass, entry, "extio3")
     assert _defaults(result) == {"output_type": "2"}  # lvd in force
     result = await _submit(hass, result["flow_id"], {"output_type": "0"})
@@ -557,4 +559,20 @@ def test_every_setting_on_a_form_has_a_label() -> None:
         "load_shedding",
     }
     assert set(steps["load_shedding"]["data"]) == {CONF_PESSIMISTIC_SOC}
-    assert set(steps["load_shedding"]["data_description"]) == {CONF_PESSIMISTIC_SOC}
+
+
+def test_every_form_field_is_described() -> None:
+    """Every field of the config, options and subentry forms has a data_description."""
+    translations = json.loads(TRANSLATIONS.read_text("utf-8"))
+    forms = {
+        f"{flow}.{step_id}": step
+        for flow in ("config", "options")
+        for step_id, step in translations[flow]["step"].items()
+    } | {
+        f"config_subentries.{kind}.{step_id}": step
+        for kind, subentry in translations["config_subentries"].items()
+        for step_id, step in subentry["step"].items()
+    }
+    assert len(forms) > 10
+    for name, step in forms.items():
+        assert set(step.get("data_description", {})) == set(step.get("data", {})), name

@@ -96,13 +96,15 @@ def test_every_exception_and_repair_issue_is_translated() -> None:
     exceptions = set(re.findall(r'translation_domain=DOMAIN,\s*translation_key="(\w+)"', source))
     assert exceptions, "no translated exceptions found: the pattern is stale"
     assert exceptions <= set(strings["exceptions"])
-    issues = set(re.findall(r'^ISSUE_\w+ = "(\w+)"', source, re.MULTILINE))
+    issues = set(re.findall(r'^ISSUE_\w+(?:: Final)? = "(\w+)"', source, re.MULTILINE))
     assert issues == set(strings["issues"])
 
 
 def test_every_flow_error_and_abort_is_translated() -> None:
-    source = (COMPONENT / "config_flow.py").read_text("utf-8")
-    used = set(re.findall(r'(?:reason=|_AnnounceError\(|\] = |"base": )"(\w+)"', source))
+    source = "".join(
+        (COMPONENT / name).read_text("utf-8") for name in ("config_flow.py", "discovery.py")
+    )
+    used = set(re.findall(r'(?:reason=|AnnounceError\(|\] = |"base": )"(\w+)"', source))
     assert used, "no flow errors found: the pattern is stale"
     strings = _strings()
     known = (

@@ -1,5 +1,6 @@
-"""Repair issues, raised and cleared by what the agent does: offline for long, unsupported
-protocol, rejected configuration, cell imbalance."""
+"""Repair issues, raised and cleared by what the agent does: unsupported protocol and cell
+imbalance, the two a user can act on. An agent offline for long and a rejected change are
+no repair issues (repairs.py says why)."""
 
 from __future__ import annotations
 
@@ -45,68 +46,28 @@ def _passes(hass: HomeAssistant, minutes: float) -> None:
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(minutes=minutes))
 
 
-# --- offline for long ----------------------------------------------------------------------
+# --- no notices a user cannot act on -------------------------------------------------------
 
 
-async def test_offline_for_long_raises_an_issue_cleared_on_return(
+async def test_offline_for_long_and_a_rejected_change_raise_no_issue(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
+    coordinator: SbmsCoordinator = entry.runtime_data.coordinator
+    agent.responder = lambda suffix, request: [
+        {"field": "config.thresholds.lvd", "reason": "must be above thresholds.uvlo"}
+    ]
+    with pytest.raises(AgentRejectedError) as caught:
+        await coordinator.async_set_config({"thresholds": {"lvd": 2.0}})
+    assert "must be above thresholds.uvlo" in str(caught.value)  # the caller has the reason
+
     await agent.set_online(False)
-    await wait_for(hass, lambda: not entry.runtime_data.data.online)
-    _passes(hass, 14)
+    await wait_for(hass, lambda: not coordinator.data.online)
+    _passes(hass, 60)
     await hass.async_block_till_done()
-    assert _issue(hass, "agent_offline", entry) is None
-
-    _passes(hass, 16)
-    await hass.async_block_till_done()
-    issue = _issue(hass, "agent_offline", entry)
-    assert issue is not None
-    assert issue.severity is ir.IssueSeverity.WARNING
-    assert issue.translation_placeholders == {
-        "agent_id": "shed",
-        "title": "SBMS shed",
-        "minutes": "15",
-    }
-    _check_translation(issue)
-
-    await agent.set_online(True)
-    await wait_for(hass, lambda: _issue(hass, "agent_offline", entry) is None)
-
-
-async def test_short_outage_raises_nothing(
-    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
-) -> None:
-    entry = await setup_box(agent)
-    await agent.set_online(False)
-    await wait_for(hass, lambda: not entry.runtime_data.data.online)
-    await agent.set_online(True)
-    await wait_for(hass, lambda: entry.runtime_data.data.online)
-    _passes(hass, 30)
-    await hass.async_block_till_done()
-    assert _issue(hass, "agent_offline", entry) is None
-
-
-async def test_agent_already_gone_at_setup_raises_the_issue_too(
-    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
-) -> None:
-    await agent.set_online(False)
-    entry = await setup_box(agent)
-    _passes(hass, 16)
-    await hass.async_block_till_done()
-    assert _issue(hass, "agent_offline", entry) is not None
-
-
-async def test_unloading_cancels_the_offline_timer(
-    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
-) -> None:
-    entry = await setup_box(agent)
-    await agent.set_online(False)
-    await wait_for(hass, lambda: not entry.runtime_data.data.online)
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    _passes(hass, 16)
-    await hass.async_block_till_done()
-    assert _issue(hass, "agent_offline", entry) is None
+    assert [key for (domain, key) in ir.async_get(hass).issues if domain == DOMAIN] == []
+    translations = json.loads((EN_JSON / "en.json").read_text("utf-8"))["issues"]
+    assert set(translations) == {"unsupported_protocol", "cell_imbalance"}
 
 
 # --- protocol version ----------------------------------------------------------------------
@@ -116,7 +77,7 @@ async def test_unsupported_protocol_raises_an_issue_and_entities_go_unavailable(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
-    coordinator: SbmsCoordinator = entry.runtime_data
+    coordinator: SbmsCoordinator = entry.runtime_data.coordinator
     newer = {**agent.announce, "protocol_version": 2, "cells": "shape changed"}
     await agent.publish("announce", newer)
     await wait_for(hass, lambda: _issue(hass, "unsupported_protocol", entry) is not None)
@@ -140,49 +101,11 @@ async def test_unsupported_protocol_raises_an_issue_and_entities_go_unavailable(
     await mqtt_settled(hass)
     assert coordinator.data.state is not None
     assert coordinator.data.state.soc == soc_before
-    assert entry.data["announce"]["protocol_version"] == 1  # the stored announce is kept
+    assert coordinator.data.announce.protocol_version == 1  # the known announce is kept
 
     await agent.publish("announce", agent.announce)
     await wait_for(hass, lambda: _issue(hass, "unsupported_protocol", entry) is None)
     assert coordinator.data.available
-
-
-# --- configuration rejected ----------------------------------------------------------------
-
-
-async def test_rejected_background_change_raises_an_issue_until_one_is_accepted(
-    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
-) -> None:
-    entry = await setup_box(agent)
-    coordinator: SbmsCoordinator = entry.runtime_data
-    agent.responder = lambda suffix, request: [
-        {"field": "config.thresholds.lvd", "reason": "must be above thresholds.uvlo"}
-    ]
-    with pytest.raises(AgentRejectedError):
-        await coordinator.async_set_config({"thresholds": {"lvd": 2.0}})
-
-    issue = _issue(hass, "config_rejected", entry)
-    assert issue is not None
-    assert issue.translation_placeholders is not None
-    assert issue.translation_placeholders["reason"] == (
-        "config.thresholds.lvd: must be above thresholds.uvlo"
-    )
-    _check_translation(issue)
-
-    agent.responder = lambda suffix, request: []
-    await coordinator.async_set_config({"thresholds": {"lvd": 3.05}})
-    assert _issue(hass, "config_rejected", entry) is None
-
-
-async def test_rejection_in_a_form_raises_no_issue(
-    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
-) -> None:
-    """The user saw the reason in the form already; a repair issue would say it twice."""
-    entry = await setup_box(agent)
-    agent.responder = lambda suffix, request: [{"field": "config.soc_alarms.low", "reason": "x"}]
-    with pytest.raises(AgentRejectedError):
-        await entry.runtime_data.async_set_config({"soc_alarms": {"low": 99}}, interactive=True)
-    assert _issue(hass, "config_rejected", entry) is None
 
 
 # --- cell imbalance ------------------------------------------------------------------------
@@ -198,7 +121,7 @@ async def test_cell_imbalance_for_30_minutes_raises_an_issue_cleared_with_hyster
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
-    coordinator: SbmsCoordinator = entry.runtime_data
+    coordinator: SbmsCoordinator = entry.runtime_data.coordinator
     await _states(agent, (0, 0.12), (1000, 0.15), (1799, 0.11))
     await wait_for(hass, lambda: coordinator.data.state.timestamp == T0 + 1799)  # type: ignore[union-attr]
     assert _issue(hass, "cell_imbalance", entry) is None  # 29 min 59 s: not yet
@@ -225,7 +148,7 @@ async def test_imbalance_that_recovers_in_between_starts_over(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
-    coordinator: SbmsCoordinator = entry.runtime_data
+    coordinator: SbmsCoordinator = entry.runtime_data.coordinator
     await _states(agent, (0, 0.12), (1000, 0.05), (1200, 0.12), (2000, 0.12))
     await wait_for(hass, lambda: coordinator.data.state.timestamp == T0 + 2000)  # type: ignore[union-attr]
     assert _issue(hass, "cell_imbalance", entry) is None  # only 800 s since it came back
@@ -235,7 +158,7 @@ async def test_stale_measurements_do_not_count_as_imbalance(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
-    coordinator: SbmsCoordinator = entry.runtime_data
+    coordinator: SbmsCoordinator = entry.runtime_data.coordinator
     agent.state["measurement_ok"] = False
     await _states(agent, (0, 0.3), (3600, 0.3))
     await wait_for(hass, lambda: coordinator.data.state.timestamp == T0 + 3600)  # type: ignore[union-attr]

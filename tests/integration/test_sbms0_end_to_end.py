@@ -20,7 +20,8 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.sbms.const import DOMAIN
+from custom_components.sbms.const import CONF_SERIAL, DOMAIN
+from custom_components.sbms.identity import entity_unique_id
 from tests.helpers.hass import wait_for
 from tests.helpers.mqtt_broker import MosquittoBroker
 from tests.helpers.sbms0 import SimulatedSbms
@@ -57,8 +58,14 @@ def stock_agent(mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iterator[subpro
         sbms.close()
 
 
+def _unique_id(hass: HomeAssistant, key: str) -> str:
+    """The unique id of the box's entity `key`: from the serial the real agent announced."""
+    (entry,) = hass.config_entries.async_entries(DOMAIN)
+    return entity_unique_id(entry.data[CONF_SERIAL], key)
+
+
 def _entity_id(hass: HomeAssistant, platform: str, key: str) -> str:
-    entity_id = er.async_get(hass).async_get_entity_id(platform, DOMAIN, f"{AGENT_ID}_{key}")
+    entity_id = er.async_get(hass).async_get_entity_id(platform, DOMAIN, _unique_id(hass, key))
     assert entity_id is not None, f"no {platform} entity {key}"
     return entity_id
 
@@ -74,7 +81,7 @@ async def _discover_and_confirm(hass: HomeAssistant) -> MockConfigEntry:
 
     await wait_for(hass, lambda: bool(flows()), timeout_s=WAIT_S)
     (flow,) = flows()
-    assert flow["context"]["unique_id"] == AGENT_ID
+    assert flow["context"]["unique_id"]  # the serial the agent announced
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     entry: MockConfigEntry = result["result"]
@@ -88,7 +95,7 @@ async def test_a_stock_sbms_appears_in_home_assistant_read_only(
     stock_agent: subprocess.Popen[bytes],
 ) -> None:
     entry = await _discover_and_confirm(hass)
-    announce = entry.runtime_data.data.announce
+    announce = entry.runtime_data.coordinator.data.announce
     assert (announce.source, announce.cells, announce.config_set) == ("sbms0", 8, False)
     assert announce.commands == frozenset()
 
@@ -102,14 +109,14 @@ async def test_a_stock_sbms_appears_in_home_assistant_read_only(
     assert _value(hass, _entity_id(hass, "binary_sensor", "output_load")) == STATE_ON
     # The SBMS's own SoC comes without an uncertainty (issue 16): no such sensor.
     assert not er.async_get(hass).async_get_entity_id(
-        "sensor", DOMAIN, f"{AGENT_ID}_soc_uncertainty"
+        "sensor", DOMAIN, _unique_id(hass, "soc_uncertainty")
     )
 
     # Nothing that talks to the SBMS: no selects, numbers, buttons or switches for it. Load
     # shedding is Home Assistant's own (it switches household loads) and works for any box.
     entities = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
     controls = [e.unique_id for e in entities if e.domain in CONTROL_PLATFORMS]
-    assert controls == [f"{AGENT_ID}_load_shedding"]
+    assert controls == [_unique_id(hass, "load_shedding")]
 
     # The options flow says why instead of offering forms the SBMS would ignore.
     result = await hass.config_entries.options.async_init(entry.entry_id)

@@ -24,12 +24,12 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sbms.const import DOMAIN
 from tests.helpers.hass import SetupBox, wait_for
-from tests.integration.fake_agent import FakeAgent, example
+from tests.integration.fake_agent import FakeAgent, example, unique_id
 
 
 def entity_id(hass: HomeAssistant, key: str, platform: str = "sensor") -> str:
     """The entity id of the box `shed`'s entity with unique id `shed_<key>`."""
-    found = er.async_get(hass).async_get_entity_id(platform, DOMAIN, f"shed_{key}")
+    found = er.async_get(hass).async_get_entity_id(platform, DOMAIN, unique_id(key))
     assert found is not None, f"no {platform} with unique id shed_{key}"
     return found
 
@@ -41,7 +41,7 @@ def value(hass: HomeAssistant, key: str) -> str:
 
 
 def has_entity(hass: HomeAssistant, key: str) -> bool:
-    return er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"shed_{key}") is not None
+    return er.async_get(hass).async_get_entity_id("sensor", DOMAIN, unique_id(key)) is not None
 
 
 async def enable(hass: HomeAssistant, entry: MockConfigEntry, *keys: str) -> None:
@@ -50,7 +50,7 @@ async def enable(hass: HomeAssistant, entry: MockConfigEntry, *keys: str) -> Non
     for key in keys:
         registry.async_update_entity(entity_id(hass, key), disabled_by=None)
     assert await hass.config_entries.async_reload(entry.entry_id)
-    await wait_for(hass, lambda: entry.runtime_data.data.state is not None)
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state is not None)
     await hass.async_block_till_done()
 
 

@@ -8,7 +8,7 @@ from homeassistant.core import HomeAssistant
 from custom_components.sbms.compat import device_config_entry_ids
 from custom_components.sbms.const import DOMAIN
 from tests.helpers.hass import SetupBox, box_device
-from tests.integration.fake_agent import FakeAgent
+from tests.integration.fake_agent import DEVICE_IDENTIFIER, FakeAgent
 
 
 async def test_setup_registers_the_box_and_unload_stops_it(
@@ -16,10 +16,10 @@ async def test_setup_registers_the_box_and_unload_stops_it(
 ) -> None:
     entry = await setup_box(agent)
     assert entry.state is ConfigEntryState.LOADED
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     assert coordinator.topic_prefix == "sbms/shed"
     assert coordinator.data.available
-    device = box_device(hass, (DOMAIN, "shed"))
+    device = box_device(hass, DEVICE_IDENTIFIER)
     assert device is not None
     assert device.name == "SBMS shed"
     assert device.serial_number == "rpi-10000000a1b2c3d4"
@@ -52,8 +52,8 @@ async def test_removing_the_entry_removes_the_device(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     entry = await setup_box(agent)
-    assert box_device(hass, (DOMAIN, "shed")) is not None
+    assert box_device(hass, DEVICE_IDENTIFIER) is not None
     assert await hass.config_entries.async_remove(entry.entry_id)
     await hass.async_block_till_done()
     assert hass.config_entries.async_entries(DOMAIN) == []
-    assert box_device(hass, (DOMAIN, "shed")) is None
+    assert box_device(hass, DEVICE_IDENTIFIER) is None

@@ -25,14 +25,14 @@ from homeassistant.helpers.entity_registry import RegistryEntryDisabler
 
 from custom_components.sbms.const import DOMAIN
 from tests.helpers.hass import SetupBox, mqtt_settled, wait_for
-from tests.integration.fake_agent import FakeAgent
+from tests.integration.fake_agent import FakeAgent, unique_id
 
 HOLD_REASON = "extio4 is held by the installer's lock"
 DEFAULT_HOLD_S = 8 * 3600
 
 
 def _entity_id(hass: HomeAssistant, key: str, platform: str = SWITCH_DOMAIN) -> str | None:
-    return er.async_get(hass).async_get_entity_id(platform, DOMAIN, f"shed_{key}")
+    return er.async_get(hass).async_get_entity_id(platform, DOMAIN, unique_id(key))
 
 
 def _state(hass: HomeAssistant, key: str) -> str:
@@ -168,10 +168,10 @@ async def test_malformed_forced_off_keeps_the_last_good_state(
     entry = await setup_box(agent)
     await agent.set_state(forced_off={"extio3": agent.state["timestamp"] + 60})
     await wait_for(hass, lambda: _state(hass, "hold_off_extio3") == STATE_ON)
-    good = entry.runtime_data.data.state
+    good = entry.runtime_data.coordinator.data.state
     await agent.set_state(forced_off=["extio3"])  # not an object: the message is dropped
     await mqtt_settled(hass)
-    assert entry.runtime_data.data.state is good
+    assert entry.runtime_data.coordinator.data.state is good
     assert _state(hass, "hold_off_extio3") == STATE_ON
 
 
