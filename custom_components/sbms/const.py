@@ -57,7 +57,8 @@ AGENT_EVENT_KINDS: Final = (
 KIND_AGENT_OFFLINE: Final = "agent_offline"
 KIND_AGENT_ONLINE: Final = "agent_online"
 
-# EXTIO output types, as on the SBMS0 (docs/protocol.md "announce").
+# EXTIO output types, as on the SBMS0 (docs/protocol.md "announce"), and 7, PV diversion (the
+# agent's extension beyond the SBMS0's 0-6: a DSSR20's heat path, added within protocol 1).
 OUTPUT_TYPE_NAMES: Final = (
     "unused",
     "hvd",
@@ -66,6 +67,7 @@ OUTPUT_TYPE_NAMES: Final = (
     "low_soc",
     "fault",
     "dual_pv",
+    "diversion",
 )
 OUTPUT_TYPE_FAULT: Final = 5
 OUTPUT_TYPE_DUAL_PV: Final = 6

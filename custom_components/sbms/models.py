@@ -128,15 +128,15 @@ class _Reader:
 
 # What an output physically switches (`announce.outputs[i].wiring`, added within version 1).
 # Only the box's configuration file says it; it never changes over MQTT.
-OUTPUT_WIRINGS = ("charge", "load", "signal", "fault", "none")
+OUTPUT_WIRINGS = ("charge", "load", "signal", "fault", "heater", "none")
 
 
 @dataclass(frozen=True, slots=True)
 class OutputInfo:
-    """One EXTIO output as announced: its name and type (0-6).
+    """One EXTIO output as announced: its name and type (0-7).
 
     `wiring` and `settable_types` were added within protocol version 1: None from an older
-    agent, which then takes any type 0-6 for any output (its own rules still apply).
+    agent, which then takes any type for any output (its own rules still apply).
     """
 
     name: str
@@ -228,7 +228,9 @@ def _output(item: Any, index: int) -> OutputInfo:
     r = _Reader(item, f"announce.outputs[{index}]")
     output_type = r.integer("type")
     if not 0 <= output_type < len(OUTPUT_TYPE_NAMES):
-        raise ProtocolError(f"announce.outputs[{index}].type: {output_type} is not 0-6")
+        raise ProtocolError(
+            f"announce.outputs[{index}].type: {output_type} is not 0-{len(OUTPUT_TYPE_NAMES) - 1}"
+        )
     wiring: str | None = None
     if r.has("wiring"):
         wiring = r.text("wiring")
@@ -246,14 +248,15 @@ def _output(item: Any, index: int) -> OutputInfo:
 
 
 def _settable_types(r: _Reader) -> tuple[int, ...]:
-    """`settable_types`: output type numbers 0-6, kept sorted and without repeats."""
+    """`settable_types`: output type numbers (0-7), kept sorted and without repeats."""
     values = r.items("settable_types")
     if not all(
         isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(OUTPUT_TYPE_NAMES)
         for v in values
     ):
         raise ProtocolError(
-            f"{r.what}.settable_types: expected a list of output types 0-6, got {values!r}"
+            f"{r.what}.settable_types: expected a list of output types "
+            f"0-{len(OUTPUT_TYPE_NAMES) - 1}, got {values!r}"
         )
     return tuple(sorted(set(values)))
 

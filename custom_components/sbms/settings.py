@@ -202,7 +202,7 @@ OUTPUT_TYPE_SETTINGS: Final[Mapping[int, tuple[Setting, ...]]] = {
 
 
 def output_type(value: Any) -> int | None:
-    """A valid output type number (0-6), None for anything else (true/false included)."""
+    """A valid output type number (0-7), None for anything else (true/false included)."""
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value if 0 <= value < len(OUTPUT_TYPE_NAMES) else None
