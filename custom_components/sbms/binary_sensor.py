@@ -38,7 +38,16 @@ SWITCHES_BY_WIRING = {
     "fault": "fault signal",
     "none": "nothing wired",
 }
-SWITCHES_BY_TYPE = ("unused", "charge sources", "loads", "charge sources", "loads", "fault signal")
+# By type 0-6: unused, hvd, lvd, high_soc, low_soc, fault, dual_pv.
+SWITCHES_BY_TYPE = (
+    "unused",
+    "charge sources",
+    "loads",
+    "charge sources",
+    "loads",
+    "fault signal",
+    "charge sources",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
