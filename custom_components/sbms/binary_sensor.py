@@ -36,6 +36,7 @@ SWITCHES_BY_WIRING = {
     "load": "loads",
     "signal": "signal",
     "fault": "fault signal",
+    "heater": "heater",  # a diversion output (issue 19)
     "none": "nothing wired",
 }
 # By type 0-6: unused, hvd, lvd, high_soc, low_soc, fault, dual_pv.
