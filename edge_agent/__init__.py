@@ -1,3 +1,3 @@
 """SBMS edge agent: measurement, SoC, EXTIO control and protection for a solar battery box."""
 
-__version__ = "0.1.0"
+__version__ = "0.5.0"

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from edge_agent.runtime.remote import RemoteControl, load_effective_config
 from edge_agent.runtime.service import Identity, build_link, serve
 from edge_agent.runtime.status import status_line
 from edge_agent.runtime.systemd import SystemdNotifier
+from edge_agent.storage.box_id import BoxIdError, box_id_path_for, load_or_create_box_id
 from edge_agent.storage.config_overlay import (
     ConfigOverlay,
     ConfigOverlayError,
@@ -348,7 +350,14 @@ def _run(argv: list[str]) -> int:
         where = args.config or "command line"
         print(f"{where}: invalid configuration\n{err}", file=sys.stderr)
         return EXIT_CONFIG
-    except (DeviceError, StateStoreError, ConfigOverlayError, OSError, ValueError) as err:
+    except (
+        DeviceError,
+        StateStoreError,
+        BoxIdError,
+        ConfigOverlayError,
+        OSError,
+        ValueError,
+    ) as err:
         print(f"sbms-agent: cannot start: {err}", file=sys.stderr)
         return EXIT_HARDWARE
     interval = setup.agent.config.timing.sample_interval_s
@@ -425,8 +434,9 @@ def _run_sbms0(args: argparse.Namespace) -> int:
     recorder, history = _sbms0_recorder(args, config)
     link = None
     if config.mqtt is not None:
-        serial = f"sbms0-{_machine_serial(config)}"
-        link = build_link(config.mqtt, config, Identity("sbms0", serial), history=history)
+        link = build_link(
+            config.mqtt, config, Identity("sbms0", _sbms0_serial(config)), history=history
+        )
     listener = None if args.quiet else _status_printer(sys.stdout, 1.0)
     max_samples = None
     if args.duration is not None:
@@ -495,7 +505,7 @@ def _hardware_setup(args: argparse.Namespace) -> _Setup:
     clock = WallClock()
     agent = Agent(config, hardware, store, clock.now(), recorder=session, bus_log=bus_log)
     remote = RemoteControl(agent, config, overlay, clock.now())
-    identity = Identity("diy", _machine_serial(config))
+    identity = Identity("diy", load_or_create_box_id(box_id_path_for(state_path)))
     recorder, history = _open_data_log(config.data_log, _data_log_file(config, args.state))
     return _Setup(agent, clock, remote, config.mqtt, identity, recorder, history)
 
@@ -624,20 +634,20 @@ def _simulated_setup(args: argparse.Namespace) -> _Setup:
             agent_id=args.agent_id,
             protocol=_MQTT_PROTOCOLS[args.mqtt_protocol],
         )
-    identity = Identity("simulator", f"simulator-{args.cells}s-seed{args.seed}")
+    # With the agent id: two simulated boxes on one broker are two boxes to Home Assistant.
+    identity = Identity("simulator", f"simulator-{args.agent_id}-{args.cells}s-seed{args.seed}")
     recorder = history = None  # the simulator keeps a data log only beside a --state database
     if args.state is not None:
         recorder, history = _open_data_log(config.data_log, _data_log_file(config, args.state))
     return _Setup(system.agent, clock, remote, mqtt, identity, recorder, history)
 
 
-def _machine_serial(config: AgentConfig) -> str:
-    """A stable id of the box: the OS machine id when there is one, else the agent id."""
-    try:
-        machine_id = Path("/etc/machine-id").read_text(encoding="ascii").strip()
-    except OSError:
-        return config.agent_id
-    return machine_id[:16] or config.agent_id
+def _sbms0_serial(config: AgentConfig) -> str:
+    """A stock SBMS sends no serial: its port (a /dev/serial/by-id name carries the USB
+    adapter's own serial) or its board's address names it, and differs between two SBMS."""
+    serial, http = config.source.serial, config.source.http
+    where = serial.port.rsplit("/", 1)[-1] if serial is not None else (http.url if http else "")
+    return "sbms0-" + (re.sub(r"[^A-Za-z0-9]+", "-", where.removeprefix("http://")).strip("-"))
 
 
 def _status_printer(stream: TextIO, speed: float) -> Callable[[ControlReport], None]:

@@ -26,6 +26,29 @@ PARALLEL_UPDATES = 0
 
 ATTR_FAULTS = "faults"
 ATTR_HELD_OFF_UNTIL = "held_off_until"
+ATTR_CELLS = "cells"
+ATTR_SWITCHES = "switches"
+
+# What an output physically switches (announce `wiring`), in words for its name and the
+# logbook; an older agent says no wiring, so the type's usual use stands in.
+SWITCHES_BY_WIRING = {
+    "charge": "charge sources",
+    "load": "loads",
+    "signal": "signal",
+    "fault": "fault signal",
+    "heater": "heater",  # a diversion output (issue 19)
+    "none": "nothing wired",
+}
+# By type 0-6: unused, hvd, lvd, high_soc, low_soc, fault, dual_pv.
+SWITCHES_BY_TYPE = (
+    "unused",
+    "charge sources",
+    "loads",
+    "charge sources",
+    "loads",
+    "fault signal",
+    "charge sources",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +77,17 @@ STATE_SENSORS: tuple[SbmsBinarySensorEntityDescription, ...] = (
         value_fn=lambda state: state.load_allowed,
     ),
     # The attribute keeps the machine names, so automations can test for one fault.
+    # One line per balancing episode in the logbook, not one per cell: the cells in an attribute.
+    SbmsBinarySensorEntityDescription(
+        key="balancing_any",
+        translation_key="balancing",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        measured=True,
+        value_fn=lambda state: any(state.balancing),
+        attributes_fn=lambda state: {
+            ATTR_CELLS: [index + 1 for index, on in enumerate(state.balancing) if on]
+        },
+    ),
     SbmsBinarySensorEntityDescription(
         key="problem",
         translation_key="problem",
@@ -72,12 +106,12 @@ CONNECTED = BinarySensorEntityDescription(
 
 
 # The SoC alarms as the agent decides them (levels and hysteresis live in the agent); its
-# state carries them, and publishes at once when one changes.
+# state carries them, and publishes at once when one changes. Both without a device class:
+# "On"/"Off" alike (the battery class said "Normal"/"Low" for one of them only).
 SOC_ALARMS: tuple[SbmsBinarySensorEntityDescription, ...] = (
     SbmsBinarySensorEntityDescription(
         key="low_soc_alarm",
         translation_key="low_soc_alarm",
-        device_class=BinarySensorDeviceClass.BATTERY,  # on means low
         value_fn=lambda state: state.low_soc_alarm,
     ),
     SbmsBinarySensorEntityDescription(
@@ -88,8 +122,18 @@ SOC_ALARMS: tuple[SbmsBinarySensorEntityDescription, ...] = (
 )
 
 
+def switches(output: OutputInfo) -> str:
+    """What an output switches, in words: its wiring, else what its type usually drives."""
+    if output.wiring in SWITCHES_BY_WIRING:
+        return SWITCHES_BY_WIRING[output.wiring]
+    return SWITCHES_BY_TYPE[output.type] if output.type < len(SWITCHES_BY_TYPE) else "outputs"
+
+
 def _output_description(output: OutputInfo) -> SbmsBinarySensorEntityDescription:
-    """An output's real state; a running force_off hold shows as `held_off_until`."""
+    """An output's real state; a running force_off hold shows as `held_off_until`.
+
+    On/off without a device class (the power class made the logbook say "detected power"),
+    named with what it switches: "Output extio4 (charge sources) turned off"."""
 
     def attributes(state: BoxState) -> Mapping[str, Any]:
         until = state.forced_off.get(output.name)
@@ -98,8 +142,7 @@ def _output_description(output: OutputInfo) -> SbmsBinarySensorEntityDescription
     return SbmsBinarySensorEntityDescription(
         key="output",
         translation_key="output",
-        translation_placeholders={"output": output.name},
-        device_class=BinarySensorDeviceClass.POWER,
+        translation_placeholders={"output": output.name, ATTR_SWITCHES: switches(output)},
         value_fn=lambda state: state.outputs.get(output.name),
         attributes_fn=attributes,
     )
@@ -134,7 +177,7 @@ async def async_setup_entry(
     entities.extend(SbmsBinarySensorEntity(coordinator, desc) for desc in STATE_SENSORS)
     entities.extend(SbmsBinarySensorEntity(coordinator, desc) for desc in SOC_ALARMS)
     entities.extend(
-        SbmsBinarySensorEntity(
+        SbmsOutputBinarySensor(
             coordinator, _output_description(output), key_suffix=f"_{output.name}"
         )
         for output in announce.outputs
@@ -169,6 +212,16 @@ class SbmsBinarySensorEntity(SbmsEntity, BinarySensorEntity):
         if state is None or attributes_fn is None:
             return None
         return attributes_fn(state)
+
+
+class SbmsOutputBinarySensor(SbmsBinarySensorEntity):
+    """An output, named with what it switches; its entity id stays `..._output_<name>`, as
+    before the name said what it switches, so dashboards and automations keep working."""
+
+    @property
+    def suggested_object_id(self) -> str | None:
+        placeholders = self.entity_description.translation_placeholders or {}
+        return f"Output {placeholders.get('output', '')}"
 
 
 class SbmsConnectedBinarySensor(SbmsEntity, BinarySensorEntity):

@@ -23,7 +23,7 @@ from homeassistant.const import (
     UnitOfTemperature,
     UnitOfTime,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
@@ -60,6 +60,9 @@ class SbmsSensorEntityDescription(SensorEntityDescription):
     # (backfill.py): a reading per record for measurements, a value for energy counters.
     history_reading_fn: MeasurementFn | None = None
     history_counter_fn: CounterFn | None = None
+    # An input the box may have left unfitted (xT2): the entity is added once the box reports
+    # a value, so a box without the sensor has no entity forever unknown.
+    added_when_read: bool = False
 
 
 def _has_pv_shunt(announce: Announce) -> bool:
@@ -126,7 +129,19 @@ def _cell_spread(record: HistoryRecord) -> Reading | None:
 
 
 def _counter(name: str) -> CounterFn:
-    return lambda record: record.counters.get(name)
+    return lambda record: _kwh(record.counters.get(name))
+
+
+def _kwh(watt_hours: float | None) -> float | None:
+    """The agent counts Wh at 0.1 Wh: kWh at the same resolution. Converted here, not by Home
+    Assistant, whose conversion would leave states like 3.6601999999999997 kWh."""
+    return None if watt_hours is None else round(watt_hours / 1000.0, 4)
+
+
+def _hours(seconds: float | None) -> float | None:
+    """Whole seconds from the agent as hours to 36 s; Home Assistant's own conversion would
+    state 58.95305555555556 h."""
+    return None if seconds is None else round(seconds / 3600.0, 2)
 
 
 def _history_cell(index: int, record: HistoryRecord) -> Reading | None:
@@ -157,18 +172,17 @@ def _energy(
     counter: str,
     exists_fn: Callable[[Announce], bool] = lambda _: True,
 ) -> SbmsSensorEntityDescription:
-    """A counter the Energy dashboard accepts: energy, total_increasing, Wh shown as kWh."""
+    """A counter the Energy dashboard accepts: energy, total_increasing, the agent's Wh as kWh."""
     return SbmsSensorEntityDescription(
         key=key,
         translation_key=key,
         device_class=SensorDeviceClass.ENERGY,
-        native_unit_of_measurement=UnitOfEnergy.WATT_HOUR,
-        suggested_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
         suggested_display_precision=2,
         state_class=SensorStateClass.TOTAL_INCREASING,
         measured=False,
         exists_fn=exists_fn,
-        value_fn=lambda state: getattr(state.counters, counter),
+        value_fn=lambda state: _kwh(getattr(state.counters, counter)),
         history_counter_fn=_counter(counter),
     )
 
@@ -177,6 +191,8 @@ def _temperature(
     name: str,
     history_fn: Callable[[HistoryRecord], float | None],
     entity_category: EntityCategory | None = None,
+    *,
+    added_when_read: bool = False,
 ) -> SbmsSensorEntityDescription:
     return SbmsSensorEntityDescription(
         key=f"temperature_{name}",
@@ -186,6 +202,7 @@ def _temperature(
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=1,
         exists_fn=_has_temperature(name),
+        added_when_read=added_when_read,
         entity_category=entity_category,
         value_fn=lambda state: state.temperatures.get(name),
         history_reading_fn=_mean_only(history_fn),
@@ -310,7 +327,10 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         history_reading_fn=_cell_spread,
     ),
     _temperature("battery", lambda record: record.external_temperature(0)),
-    _temperature("external2", lambda record: record.external_temperature(1)),
+    # xT2 is optional on a DIY box and the agent cannot tell from its wiring whether a sensor
+    # is fitted; the battery sensor is announced only when configured, so it is added at once
+    # (unknown then means a fitted sensor that does not read: charging stops).
+    _temperature("external2", lambda record: record.external_temperature(1), added_when_read=True),
     # The cell monitor's die temperature guards the electronics, not the cells.
     _temperature("internal", lambda record: record.internal_temperature, EntityCategory.DIAGNOSTIC),
     # No Home Assistant device class measures charge (Ah): a plain measurement with a unit.
@@ -337,24 +357,23 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         key="time_to_full",
         translation_key="time_to_full",
         device_class=SensorDeviceClass.DURATION,
-        native_unit_of_measurement=UnitOfTime.SECONDS,
-        suggested_unit_of_measurement=UnitOfTime.HOURS,
+        native_unit_of_measurement=UnitOfTime.HOURS,
         suggested_display_precision=1,
-        value_fn=lambda state: state.time_to_full_s,
+        value_fn=lambda state: _hours(state.time_to_full_s),
     ),
     SbmsSensorEntityDescription(
         key="time_to_empty",
         translation_key="time_to_empty",
         device_class=SensorDeviceClass.DURATION,
-        native_unit_of_measurement=UnitOfTime.SECONDS,
-        suggested_unit_of_measurement=UnitOfTime.HOURS,
+        native_unit_of_measurement=UnitOfTime.HOURS,
         suggested_display_precision=1,
-        value_fn=lambda state: state.time_to_empty_s,
+        value_fn=lambda state: _hours(state.time_to_empty_s),
     ),
     SbmsSensorEntityDescription(
         key="dual_pv_level",
         translation_key="dual_pv_level",
         state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
         exists_fn=lambda announce: announce.has_dual_pv,
         measured=False,  # the controller's decision, held through a measurement gap
         value_fn=lambda state: state.dual_pv_level,
@@ -423,10 +442,36 @@ async def async_setup_entry(
 ) -> None:
     """Add the sensors this box has (PV, temperatures and outputs come from its announce)."""
     coordinator = entry.runtime_data.coordinator
+    sensors = box_sensors(coordinator.data.announce)
     async_add_entities(
         SbmsSensorEntity(coordinator, description, key_suffix=suffix)
-        for description, suffix in box_sensors(coordinator.data.announce)
+        for description, suffix in sensors
+        if not description.added_when_read
     )
+    waiting = [
+        (description, suffix) for description, suffix in sensors if description.added_when_read
+    ]
+
+    @callback
+    def add_when_read() -> None:
+        state = coordinator.data.state
+        if state is None:
+            return
+        read = [(d, suffix) for d, suffix in waiting if d.value_fn(state) is not None]
+        if not read:
+            return
+        for item in read:
+            waiting.remove(item)
+        async_add_entities(
+            SbmsSensorEntity(coordinator, description, key_suffix=suffix)
+            for description, suffix in read
+        )
+        if not waiting:
+            remove_listener()
+
+    remove_listener = coordinator.async_add_listener(add_when_read)
+    entry.async_on_unload(lambda: remove_listener() if waiting else None)
+    add_when_read()
     manager = entry.runtime_data.shedding
     async_add_entities(
         SbmsLoadStateSensor(coordinator, manager, load, manager.titles.get(load.load_id, ""))

@@ -280,8 +280,12 @@ class Controller:
         events: list[ControlEvent] = []
         hvd = self._hvd.update(m.max_cell, now)
         lvd = self._lvd.update(m.min_cell, now)
-        events += _limit_events(hvd, now, EventKind.HVD_TRIP, EventKind.HVD_RELEASE)
-        events += _limit_events(lvd, now, EventKind.LVD_TRIP, EventKind.LVD_RELEASE)
+        events += _limit_events(
+            hvd, now, EventKind.HVD_TRIP, EventKind.HVD_RELEASE, _trip_cell(m, highest=True)
+        )
+        events += _limit_events(
+            lvd, now, EventKind.LVD_TRIP, EventKind.LVD_RELEASE, _trip_cell(m, highest=False)
+        )
         self._lockouts.update(m.max_cell, m.min_cell, now)
         self._temperatures.update(
             battery_temperature(m.external_temperatures), m.internal_temperature
@@ -296,11 +300,20 @@ class Controller:
 
     def _expire_pending_trips(self, now: float) -> list[ControlEvent]:
         """A failed sample does not hold a trip off: a crossing whose delay has run trips."""
+        last = self._measurement  # the reading whose crossing has now lasted its delay
         events = _limit_events(
-            self._hvd.expire(now), now, EventKind.HVD_TRIP, EventKind.HVD_RELEASE
+            self._hvd.expire(now),
+            now,
+            EventKind.HVD_TRIP,
+            EventKind.HVD_RELEASE,
+            _trip_cell(last, highest=True),
         )
         events += _limit_events(
-            self._lvd.expire(now), now, EventKind.LVD_TRIP, EventKind.LVD_RELEASE
+            self._lvd.expire(now),
+            now,
+            EventKind.LVD_TRIP,
+            EventKind.LVD_RELEASE,
+            _trip_cell(last, highest=False),
         )
         self._lockouts.expire(now)
         return events
@@ -518,11 +531,25 @@ class Controller:
         ]
 
 
+def _trip_cell(m: Measurement | None, *, highest: bool) -> dict[str, float | int]:
+    """The cell that crossed a disconnect level (1 = bottom of the stack) and its voltage,
+    so a trip says why it happened; {} without a reading."""
+    if m is None or not m.cell_voltages:
+        return {}
+    cells = m.cell_voltages
+    volts = max(cells) if highest else min(cells)
+    return {"cell": cells.index(volts) + 1, "voltage": volts}
+
+
 def _limit_events(
-    transition: Transition, now: float, trip: EventKind, release: EventKind
+    transition: Transition,
+    now: float,
+    trip: EventKind,
+    release: EventKind,
+    trip_detail: Mapping[str, float | int] | None = None,
 ) -> list[ControlEvent]:
     if transition.tripped:
-        return [ControlEvent(trip, now)]
+        return [ControlEvent(trip, now, dict(trip_detail or {}))]
     if transition.released:
         return [ControlEvent(release, now)]
     return []

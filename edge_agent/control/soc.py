@@ -207,6 +207,9 @@ class SocEstimator:
         self._state = _with_uncertainty_defaults(
             state if state is not None else initial_soc_state(settings), settings
         )
+        # The latest sample's current: its sign says which time estimate exists. Not kept
+        # across a restart (the smoothed current stands in until the first sample).
+        self._present_current_a: float | None = None
 
     @property
     def state(self) -> SocState:
@@ -262,17 +265,19 @@ class SocEstimator:
         return configured if configured > 0.0 else self._state.capacity_ah / 100.0
 
     def time_to_full_s(self) -> float | None:
-        current = self._state.current_ema_a
-        if current is None or current <= self._tiny_current():
-            return None
-        missing = max(0.0, self._state.capacity_ah - self.remaining_ah)
-        return missing / current * SECONDS_PER_HOUR
+        return self._time_estimates()[0]
 
     def time_to_empty_s(self) -> float | None:
-        current = self._state.current_ema_a
-        if current is None or current >= -self._tiny_current():
-            return None
-        return self.remaining_ah / -current * SECONDS_PER_HOUR
+        return self._time_estimates()[1]
+
+    def _time_estimates(self) -> tuple[float | None, float | None]:
+        return time_estimates(
+            self.soc,
+            self._state.capacity_ah,
+            present_a=self._present_current_a,
+            smoothed_a=self._state.current_ema_a,
+            tiny_a=self._tiny_current(),
+        )
 
     def update(
         self, measurement: Measurement, interval: Interval, *, hvd_tripped: bool, lvd_tripped: bool
@@ -283,6 +288,7 @@ class SocEstimator:
         delta = interval.charge_ah - self._state.offset_a * interval.counted_s / SECONDS_PER_HOUR
         self._count(delta, interval.uncounted_s)
         self._smooth_current(current, now)
+        self._present_current_a = current
         self._learn_resistance(measurement, current, now, interval.gap)
         eoc_due = self._track_end_of_charge(measurement, current, now, interval.gap)
         rest_due = self._track_rest(current, now, interval.gap)
@@ -620,6 +626,43 @@ def initial_soc_state(settings: SocSettings) -> SocState:
         ),
         settings,
     )
+
+
+def time_estimates(
+    soc: float,
+    capacity_ah: float,
+    *,
+    present_a: float | None,
+    smoothed_a: float | None,
+    tiny_a: float,
+) -> tuple[float | None, float | None]:
+    """(time to full, time to empty), seconds, at the present current.
+
+    The present current's sign decides which estimate exists, so neither contradicts the
+    battery current shown beside it (the smoothed current lags a change of direction). The
+    smoothed current gives the rate while it agrees in sign, so a one-second spike does not
+    swing the estimate; otherwise the present one does. Full and not discharging is 0 s to
+    full; empty and not charging is 0 s to empty. Within `tiny_a` of zero the battery is
+    neither charging nor discharging. No current known yet: no estimate."""
+    current = present_a if present_a is not None else smoothed_a
+    if current is None:
+        return None, None
+    charging, discharging = current > tiny_a, current < -tiny_a
+    rate = current
+    if smoothed_a is not None and abs(smoothed_a) > tiny_a and smoothed_a * current > 0.0:
+        rate = smoothed_a
+    soc = min(100.0, max(0.0, soc))
+    to_full: float | None = None
+    if soc >= 100.0 and not discharging:
+        to_full = 0.0
+    elif charging:
+        to_full = (100.0 - soc) / 100.0 * capacity_ah / rate * SECONDS_PER_HOUR
+    to_empty: float | None = None
+    if soc <= 0.0 and not charging:
+        to_empty = 0.0
+    elif discharging:
+        to_empty = soc / 100.0 * capacity_ah / -rate * SECONDS_PER_HOUR
+    return to_full, to_empty
 
 
 def _with_uncertainty_defaults(state: SocState, settings: SocSettings) -> SocState:

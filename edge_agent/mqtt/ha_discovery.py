@@ -21,9 +21,8 @@ from typing import Any
 import edge_agent
 from edge_agent.config import AgentConfig
 from edge_agent.control.extio import diverts
-from edge_agent.control.model import TEMPERATURE_NAMES
 from edge_agent.control.settings import OutputType
-from edge_agent.mqtt.payloads import MODEL, SOURCES
+from edge_agent.mqtt.payloads import MODEL, SOURCES, fitted_temperatures
 from edge_agent.mqtt.topics import Topics, _check_base
 
 DEFAULT_PREFIX = "homeassistant"
@@ -125,7 +124,9 @@ def _add_components(builder: _Components, config: AgentConfig, source: str) -> N
         *(_PV_MEASUREMENTS if has_pv else ()),
     ):
         builder.sensor(key, name, _measured(key), unit, device_class, precision=precision)
-    builder.sensor("remaining_ah", "Remaining charge", _value("remaining_ah"), "Ah", None)
+    builder.sensor(
+        "remaining_ah", "Remaining charge", _value("remaining_ah"), "Ah", None, precision=1
+    )
     if source != "sbms0":  # a stock SBMS0's own SoC comes without an uncertainty (null)
         # How sure the SoC is (issue 16): an estimate like the SoC, kept through a gap.
         builder.sensor(
@@ -141,9 +142,8 @@ def _add_components(builder: _Components, config: AgentConfig, source: str) -> N
     for key, name in (("time_to_full_s", "Time to full"), ("time_to_empty_s", "Time to empty")):
         builder.sensor(key, name, _measured(key), "s", "duration", precision=0)
     _add_cells(builder, config.control.cell_count)
-    # The same rule as the announce: a stock SBMS0 has two temperature inputs.
-    names = TEMPERATURE_NAMES[:2] if source == "sbms0" else TEMPERATURE_NAMES
-    for name in names:
+    # The same rule as the announce: what the source and the wiring have.
+    for name in fitted_temperatures(config, source):
         builder.sensor(
             f"temperature_{name}",
             _TEMPERATURE_LABELS[name],
@@ -154,7 +154,9 @@ def _add_components(builder: _Components, config: AgentConfig, source: str) -> N
             diagnostic=name == "internal",
         )
     if any(output.type is OutputType.DUAL_PV for output in config.control.outputs):
-        builder.sensor("dual_pv_level", "Dual PV level", _value("dual_pv_level"), None, None)
+        builder.sensor(
+            "dual_pv_level", "Dual PV level", _value("dual_pv_level"), None, None, precision=0
+        )
     for key, name in (*_ENERGY, *((_PV_ENERGY,) if has_pv else ())):
         builder.energy(key, name)
     _add_binary_sensors(builder, config)

@@ -20,6 +20,7 @@ from edge_agent.control.model import (
     TEMPERATURE_NAMES,
     ControlEvent,
     ControlReport,
+    EventKind,
     Measurement,
     load_current,
     measurement_ok,
@@ -53,10 +54,32 @@ def _round_opt(value: float | None, digits: int) -> float | None:
     return None if value is None else _round(value, digits)
 
 
+def _soc(value: float) -> float:
+    """A state of charge as published: 0-100 % whatever the estimator's unclamped count says
+    (a full sync may start from 100.157 %), 0.1 % resolution."""
+    return _round(min(100.0, max(0.0, value)), _SOC) if math.isfinite(value) else value
+
+
 def _seconds(value: float | None) -> int | None:
     if value is None or not math.isfinite(value):
         return None
     return round(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Derived quantities
+# ---------------------------------------------------------------------------------------------
+
+
+def fitted_temperatures(config: AgentConfig, source: str) -> tuple[str, ...]:
+    """The temperature inputs a box has: a stock SBMS0 its die and one external sensor; a
+    DIY or simulated box the cell monitor's die, the battery thermistor on xT1 unless the
+    config says none is fitted (`cell_monitor.battery_thermistor: false`), and xT2."""
+    if source == "sbms0":
+        return TEMPERATURE_NAMES[:2]
+    if not config.control.battery_thermistor:
+        return ("internal", "external2")
+    return TEMPERATURE_NAMES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,8 +102,8 @@ def announce_payload(
     """The retained description of the box.
 
     Defaults follow from the configuration and source: a stock SBMS0 is read-only
-    (config_set false) and has two temperature inputs; a DIY or simulated box has the cell
-    monitor's three. The keyword arguments override them when the agent knows better.
+    (config_set false); the temperature inputs are `fitted_temperatures`. The keyword
+    arguments override them when the agent knows better.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)} (got {source!r})")
@@ -88,7 +111,7 @@ def announce_payload(
     if pv_current is None:
         pv_current = config.hardware.pv_shunt is not None
     if temperature_inputs is None:
-        temperature_inputs = TEMPERATURE_NAMES[:2] if source == "sbms0" else TEMPERATURE_NAMES
+        temperature_inputs = fitted_temperatures(config, source)
     unknown = set(temperature_inputs) - set(TEMPERATURE_NAMES)
     if unknown:
         raise ValueError(f"unknown temperature inputs {sorted(unknown)}")
@@ -149,7 +172,7 @@ def state_payload(report: ControlReport, link: LinkStats | None = None) -> dict[
     m = report.measurement
     return {
         "timestamp": _round(report.timestamp, _TIME),
-        "soc": _round(report.soc, _SOC),
+        "soc": _soc(report.soc),
         # Half the ~95 % band around soc, SoC points; null where the source's own SoC is
         # published (a stock SBMS0 says nothing of its certainty). Added within 1 (issue 16).
         "soc_uncertainty": _round_opt(report.soc_uncertainty, _SOC),
@@ -273,8 +296,23 @@ def event_payload(event: ControlEvent) -> dict[str, Any]:
     return {
         "kind": event.kind.value,
         "timestamp": _round(event.timestamp, _TIME),
-        "detail": dict(event.detail),
+        "detail": _event_detail(event),
     }
+
+
+def _event_detail(event: ControlEvent) -> dict[str, Any]:
+    """The detail at the resolution of the state: SoC clamped to 0-100 % with 0.1 %, a cell
+    voltage with 1 mV."""
+    detail = dict(event.detail)
+    if event.kind is EventKind.SOC_SYNC:
+        for key in ("from", "to"):
+            value = detail.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                detail[key] = _soc(float(value))
+    voltage = detail.get("voltage")
+    if isinstance(voltage, float):
+        detail["voltage"] = _round(voltage, _CELL_V)
+    return detail
 
 
 def result_payload(

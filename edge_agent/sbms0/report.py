@@ -16,6 +16,7 @@ from edge_agent.control.model import (
     Measurement,
     SourceStats,
 )
+from edge_agent.control.soc import time_estimates
 from edge_agent.sbms0.frame import CELL_INPUTS, SbmsFrame
 from edge_agent.sbms0.rawdata import RawDataPage
 from edge_agent.sbms0.receiver import SbmsReading
@@ -61,14 +62,22 @@ def build_report(
         faults.add(Fault.MEASUREMENT_FAILURE)
     measurement = _measurement(reading, config.control.cell_count)
     remaining = frame.soc / 100 * capacity
+    # The SBMS's current is already its own reading: no smoothing, any non-zero is a direction.
+    to_full, to_empty = time_estimates(
+        float(frame.soc),
+        capacity,
+        present_a=measurement.battery_current,
+        smoothed_a=None,
+        tiny_a=0.0,
+    )
     return ControlReport(
         timestamp=now,
         outputs={"pv": pv_on, "load": load_on},
         soc=float(frame.soc),
         remaining_ah=remaining,
         capacity_ah=capacity,
-        time_to_full_s=_time_to_full(measurement.battery_current, capacity - remaining),
-        time_to_empty_s=_time_to_empty(measurement.battery_current, remaining),
+        time_to_full_s=to_full,
+        time_to_empty_s=to_empty,
         charge_allowed=pv_on,
         load_allowed=load_on,
         faults=frozenset(faults),
@@ -133,14 +142,6 @@ def _capacity_ah(page: RawDataPage | None, config: AgentConfig) -> float:
     if page is not None and page.extra is not None and page.extra.capacity_ah > 0:
         return float(page.extra.capacity_ah)
     return config.control.soc.capacity_ah
-
-
-def _time_to_full(current_a: float, missing_ah: float) -> float | None:
-    return missing_ah / current_a * 3600 if current_a > 0 else None
-
-
-def _time_to_empty(current_a: float, remaining_ah: float) -> float | None:
-    return remaining_ah / -current_a * 3600 if current_a < 0 else None
 
 
 def _empty_report(

@@ -19,6 +19,7 @@ from edge_agent.control.soc import (
     Interval,
     SocEstimator,
     integrate_interval,
+    time_estimates,
 )
 
 CELLS = CellThresholds()
@@ -386,9 +387,18 @@ def test_time_to_full_and_empty_use_smoothed_current() -> None:
     feed(estimator, 0.0, 3.3, 10.0, 0.0)
     assert estimator.time_to_full_s() == pytest.approx(50.0 / 10.0 * 3600.0)
     assert estimator.time_to_empty_s() is None
-    feed(estimator, 1.0, 3.3, -40.0, 1.0)  # a one-second spike barely moves the estimate
-    assert estimator.time_to_full_s() is not None
-    for t in range(2, 1200):
+    for t in range(1, 60):
+        feed(estimator, float(t), 3.3, 10.0, 1.0)
+    feed(estimator, 60.0, 3.3, 40.0, 1.0)  # a one-second spike barely moves the estimate
+    assert estimator.time_to_full_s() == pytest.approx(
+        estimator.state.capacity_ah * (100.0 - estimator.soc) / 100.0 / 10.0 * 3600.0, rel=0.05
+    )
+    # A change of direction: the estimates follow the present current's sign at once, so
+    # time to full never stands beside a discharging current (issue 20).
+    feed(estimator, 61.0, 3.3, -40.0, 1.0)
+    assert estimator.time_to_full_s() is None
+    assert estimator.time_to_empty_s() == pytest.approx(estimator.remaining_ah / 40 * 3600)
+    for t in range(62, 1200):
         feed(estimator, float(t), 3.3, -10.0, 1.0)
     assert estimator.time_to_empty_s() == pytest.approx(
         estimator.remaining_ah / 10 * 3600, rel=0.01
@@ -397,6 +407,80 @@ def test_time_to_full_and_empty_use_smoothed_current() -> None:
         feed(estimator, float(t), 3.3, 0.0, 1.0)
     assert estimator.time_to_full_s() is None
     assert estimator.time_to_empty_s() is None
+
+
+def test_time_estimates_at_full_while_discharging() -> None:
+    """Issue 20: at 100 % while discharging the time to empty is known and there is no time
+    to full (it was unknown and 0.0033 h while the smoothed current still said charging)."""
+    estimator = SocEstimator(SocSettings(initial_soc=90.0), CELLS)
+    for t in range(0, 600):
+        feed(estimator, float(t), 3.45, 20.0, 1.0)
+    estimator.mark_full(600.0)
+    feed(estimator, 601.0, 3.40, -5.0, 1.0)
+    assert estimator.soc == pytest.approx(100.0, abs=0.01)
+    assert estimator.time_to_full_s() is None
+    assert estimator.time_to_empty_s() == pytest.approx(
+        estimator.remaining_ah / 5.0 * 3600.0, rel=1e-6
+    )
+
+
+TINY = 0.2  # A: below this the battery is neither charging nor discharging
+
+
+@pytest.mark.parametrize(
+    ("soc", "present", "smoothed", "expected"),
+    [
+        # Full: 0 s to full unless discharging, whatever the current.
+        (100.0, 10.0, 10.0, (0.0, None)),
+        (100.0, 0.0, 0.0, (0.0, None)),
+        (100.0, 0.1, -3.0, (0.0, None)),  # tiny: at rest
+        (100.0, -5.0, 2.0, (None, 100.0 / 5.0 * 3600.0)),  # the smoothed sign lags
+        (100.0, -5.0, -4.0, (None, 100.0 / 4.0 * 3600.0)),  # same sign: the smoothed rate
+        # Empty: 0 s to empty unless charging.
+        (0.0, -10.0, -10.0, (None, 0.0)),
+        (0.0, 0.0, None, (None, 0.0)),
+        (0.0, 5.0, -1.0, (100.0 / 5.0 * 3600.0, None)),
+        # Zero and tiny currents, either sign: neither charging nor discharging.
+        (50.0, 0.0, 0.0, (None, None)),
+        (50.0, 0.19, 0.19, (None, None)),
+        (50.0, -0.19, -0.19, (None, None)),
+        (50.0, 0.21, 0.21, (50.0 / 0.21 * 3600.0, None)),
+        (50.0, -0.21, -0.21, (None, 50.0 / 0.21 * 3600.0)),
+        # A smoothed current within the tiny band gives no rate: the present one does.
+        (50.0, 5.0, 0.1, (50.0 / 5.0 * 3600.0, None)),
+        # Sign changes: the present current decides.
+        (50.0, 4.0, -8.0, (50.0 / 4.0 * 3600.0, None)),
+        (50.0, -4.0, 8.0, (None, 50.0 / 4.0 * 3600.0)),
+        # An unclamped SoC from the count is taken as 0-100 %.
+        (100.4, -5.0, -5.0, (None, 100.0 / 5.0 * 3600.0)),
+        (-0.3, 5.0, 5.0, (100.0 / 5.0 * 3600.0, None)),
+        (100.4, 5.0, 5.0, (0.0, None)),
+        # No current known yet: nothing to say.
+        (100.0, None, None, (None, None)),
+        (0.0, None, None, (None, None)),
+    ],
+)
+def test_time_estimates_at_the_edges(
+    soc: float,
+    present: float | None,
+    smoothed: float | None,
+    expected: tuple[float | None, float | None],
+) -> None:
+    full, empty = time_estimates(soc, 100.0, present_a=present, smoothed_a=smoothed, tiny_a=TINY)
+    assert (full, empty) == pytest.approx(expected)
+    # Never both, and never against the present current's sign.
+    assert full is None or empty is None or full == empty == 0.0
+    if present is not None and present < -TINY:
+        assert full is None
+    if present is not None and present > TINY:
+        assert empty is None
+
+
+def test_time_estimates_fall_back_to_the_smoothed_current_after_a_restart() -> None:
+    assert time_estimates(50.0, 100.0, present_a=None, smoothed_a=-10.0, tiny_a=TINY) == (
+        None,
+        pytest.approx(50.0 / 10.0 * 3600.0),
+    )
 
 
 def _simulate_month(learn_offset: bool) -> float:

@@ -87,6 +87,23 @@ def test_hvd_trips_exactly_at_threshold_and_releases_below_reconnect() -> None:
     assert report.outputs[LOAD]  # HVD never touches loads
 
 
+def test_trips_name_the_cell_and_its_voltage() -> None:
+    """Issue 20: the logbook says "cell 3 reached 3.61 V": the trip event carries it."""
+    controller = started()
+    cells = (3.3, 3.3, 3.612, 3.3, 3.3, 3.3, 3.3, 3.3)
+    report = controller.update(sample(2, cells=cells))
+    (trip,) = [e for e in report.events if e.kind is EventKind.HVD_TRIP]
+    assert trip.detail == {"cell": 3, "voltage": 3.612}
+    lvd = ControlSettings().cells.lvd
+    controller = started()
+    report = controller.update(sample(2, cells=(3.3,) * 6 + (lvd - 0.01, 3.3)))
+    (trip,) = [e for e in report.events if e.kind is EventKind.LVD_TRIP]
+    assert trip.detail == {"cell": 7, "voltage": lvd - 0.01}
+    report = controller.update(sample(3, 3.3))
+    (release,) = [e for e in report.events if e.kind is EventKind.LVD_RELEASE]
+    assert release.detail == {}
+
+
 def test_lvd_trips_exactly_at_threshold_and_releases_above_reconnect() -> None:
     controller = started()
     lvd, reconnect = ControlSettings().cells.lvd, ControlSettings().cells.lvd_reconnect

@@ -287,6 +287,32 @@ def test_no_diversion_components_without_a_diversion() -> None:
     assert not names & {"Diverted energy", "Diversion power", "Surplus power", "Surplus available"}
 
 
+def test_every_numeric_sensor_has_a_display_precision() -> None:
+    """Issue 20: no 15-decimal states on the dashboard. Numeric: a unit or a state class."""
+    dual = _system(pv_secondary=BoxSpec().pv_primary)
+    for config, source in ((dual.config, "diy"), (_system().config, "sbms0")):
+        numeric = {
+            key: component
+            for key, component in _components(config, source).items()
+            if component["p"] == "sensor"
+            and ("unit_of_meas" in component or "stat_cla" in component)
+        }
+        assert len(numeric) > 20
+        missing = sorted(
+            key for key, component in numeric.items() if "sug_dsp_prc" not in component
+        )
+        assert not missing
+
+
+def test_no_battery_temperature_without_its_thermistor() -> None:
+    config = _system().config
+    config = dataclasses.replace(
+        config, control=dataclasses.replace(config.control, battery_thermistor=False)
+    )
+    names = {c["name"] for c in _components(config).values() if c.get("dev_cla") == "temperature"}
+    assert names == {"Internal temperature", "External temperature 2"}
+
+
 def test_prefix_comes_from_the_settings() -> None:
     config = _system().config
     config = dataclasses.replace(

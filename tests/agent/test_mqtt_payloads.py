@@ -134,6 +134,11 @@ def test_state_rounds_and_derives() -> None:
     assert payload["measurement_ok"] is True
 
 
+@pytest.mark.parametrize(("soc", "published"), [(100.157, 100.0), (-0.4, 0.0), (99.96, 100.0)])
+def test_state_soc_is_clamped_to_0_100(soc: float, published: float) -> None:
+    assert state_payload(_report(_measurement(), soc=soc))["soc"] == published
+
+
 def test_state_carries_the_soc_uncertainty_rounded_like_the_soc() -> None:
     payload = state_payload(_report(_measurement(), soc_uncertainty=3.14159))
     assert payload["soc_uncertainty"] == 3.1
@@ -230,6 +235,28 @@ def test_event_payload() -> None:
         "timestamp": 5.123,
         "detail": {"from": 1, "to": 2},
     }
+
+
+def test_soc_sync_event_is_clamped_and_rounded_like_the_state() -> None:
+    """Issue 20: an internal 100.157 % went out in a soc_sync event."""
+    event = ControlEvent(EventKind.SOC_SYNC, 7.0, {"to": 100.0, "from": 100.157, "reason": "hvd"})
+    assert event_payload(event)["detail"] == {"to": 100.0, "from": 100.0, "reason": "hvd"}
+    event = ControlEvent(EventKind.SOC_SYNC, 7.0, {"to": 12.3456, "from": -1.5, "reason": "lvd"})
+    assert event_payload(event)["detail"] == {"to": 12.3, "from": 0.0, "reason": "lvd"}
+
+
+def test_trip_event_names_its_cell_at_1_mv() -> None:
+    event = ControlEvent(EventKind.HVD_TRIP, 7.0, {"cell": 3, "voltage": 3.61234})
+    assert event_payload(event)["detail"] == {"cell": 3, "voltage": 3.612}
+
+
+def test_announce_has_no_battery_temperature_without_its_thermistor() -> None:
+    config = default_config()
+    config = dataclasses.replace(
+        config, control=dataclasses.replace(config.control, battery_thermistor=False)
+    )
+    payload = announce_payload(config, "diy", "serial-1", [])
+    assert payload["measurements"]["temperatures"] == ["internal", "external2"]
 
 
 def test_result_payload() -> None:

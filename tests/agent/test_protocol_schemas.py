@@ -206,11 +206,14 @@ def test_events_from_the_simulated_box(
     "event",
     [
         ControlEvent(EventKind.HVD_TRIP, 1.0),
+        ControlEvent(EventKind.HVD_TRIP, 1.0, {"cell": 3, "voltage": 3.6123}),
+        ControlEvent(EventKind.LVD_TRIP, 1.0, {"cell": 1, "voltage": 2.5}),
         ControlEvent(EventKind.LVD_RELEASE, 2.0),
         ControlEvent(EventKind.LOW_SOC_ALARM, 3.0),
         ControlEvent(EventKind.FAULT_CLEARED, 4.0, {"fault": "over_temperature"}),
         ControlEvent(EventKind.DUAL_PV_LEVEL, 5.0, {"from": 1, "to": 2}),
         ControlEvent(EventKind.SOC_SYNC, 6.0, {"from": 97.2, "to": 100.0, "reason": "eoc"}),
+        ControlEvent(EventKind.SOC_SYNC, 6.0, {"from": 100.157, "to": 100.0, "reason": "hvd"}),
     ],
 )
 def test_every_event_kind_shape(event: ControlEvent) -> None:
@@ -219,6 +222,21 @@ def test_every_event_kind_shape(event: ControlEvent) -> None:
 
 def test_bad_event_detail_is_caught_by_the_schema() -> None:
     bad = {"kind": "fault_raised", "timestamp": 1.0, "detail": {"fault": "bogus"}}
+    assert list(_validator("event").iter_errors(bad))
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [{"cell": 0, "voltage": 3.6}, {"cell": 3}, {"voltage": 3.6}, {"cell": 3, "voltage": "3.6"}],
+)
+def test_bad_trip_detail_is_caught_by_the_schema(detail: dict[str, object]) -> None:
+    bad = {"kind": "hvd_trip", "timestamp": 1.0, "detail": detail}
+    assert list(_validator("event").iter_errors(bad))
+
+
+def test_an_unclamped_soc_sync_is_caught_by_the_schema() -> None:
+    detail = {"from": 100.157, "to": 100.0, "reason": "hvd"}
+    bad = {"kind": "soc_sync", "timestamp": 1.0, "detail": detail}
     assert list(_validator("event").iter_errors(bad))
 
 

@@ -25,8 +25,10 @@ from typing import Any
 import pytest
 import yaml
 
+from edge_agent import __version__
 from edge_agent.config import load_config, parse_config
 from edge_agent.drivers.ina2xx import Ina226, Ina228
+from edge_agent.mqtt.payloads import announce_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "packaging" / "systemd" / "sbms-agent.service"
@@ -426,6 +428,24 @@ def test_licence_agrees_with_the_package_metadata() -> None:
     assert project["license"] == "Apache-2.0"
     assert project["license-files"] == ["LICENSE"]
     assert not any("License ::" in c for c in project.get("classifiers", []))
+
+
+def test_one_version_for_the_whole_release() -> None:
+    """The agent's package, what it announces (the device page's firmware), the add-on and
+    the integration's manifest (the integration page) carry one version (issue 20)."""
+    version = _pyproject()["project"]["version"]
+    manifest = json.loads(
+        (ROOT / "custom_components" / "sbms" / "manifest.json").read_text(encoding="utf-8")
+    )
+    config = parse_config(yaml.safe_load((ROOT / "examples" / "config-8s-lfp.yaml").read_text()))
+    announced = announce_payload(config, "diy", "rpi-1", ())["agent_version"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), version
+    assert (__version__, announced, manifest["version"], _addon_config()["version"]) == (
+        version,
+        version,
+        version,
+        version,
+    )
 
 
 def test_changelog_follows_keep_a_changelog() -> None:

@@ -63,11 +63,25 @@ async def test_values_map_the_documented_state(
     assert state_of(hass, "connected").attributes[ATTR_DEVICE_CLASS] == (
         BinarySensorDeviceClass.CONNECTIVITY
     )
-    assert state_of(hass, "low_soc_alarm").attributes[ATTR_DEVICE_CLASS] == (
-        BinarySensorDeviceClass.BATTERY
-    )
+    # One wording for both SoC alarms: on/off, no device class (issue 20).
+    for alarm in ("low_soc_alarm", "high_soc_alarm"):
+        assert ATTR_DEVICE_CLASS not in state_of(hass, alarm).attributes, alarm
+    assert state_of(hass, "low_soc_alarm").name == "SBMS shed Low SoC alarm"
+    assert state_of(hass, "high_soc_alarm").name == "SBMS shed High SoC alarm"
     assert "held_off_until" not in state_of(hass, "output_extio3").attributes
-    assert state_of(hass, "output_extio3").name == "SBMS shed Output extio3"
+    # Outputs: on/off (not "power detected") and named with what they switch; the entity ids
+    # stay those of the names without it.
+    names = {
+        entity_id(hass, f"output_{name}"): state_of(hass, f"output_{name}").name
+        for name in ("extio3", "extio4", "extio5", "extio6")
+    }
+    assert names == {
+        "binary_sensor.sbms_shed_output_extio3": "SBMS shed Output extio3 (loads)",
+        "binary_sensor.sbms_shed_output_extio4": "SBMS shed Output extio4 (charge sources)",
+        "binary_sensor.sbms_shed_output_extio5": "SBMS shed Output extio5 (signal)",
+        "binary_sensor.sbms_shed_output_extio6": "SBMS shed Output extio6 (fault signal)",
+    }
+    assert ATTR_DEVICE_CLASS not in state_of(hass, "output_extio3").attributes
     assert state_of(hass, "charge_allowed").name == "SBMS shed Charging allowed"
     registry = er.async_get(hass)
     connected = registry.async_get(entity_id(hass, "connected"))
@@ -159,6 +173,38 @@ async def test_balancing_is_disabled_by_default_and_measured(
     await wait_for(hass, lambda: value(hass, "balancing_2") == STATE_ON)
     await agent.set_state(measurement_ok=False)
     await wait_for(hass, lambda: value(hass, "balancing_2") == STATE_UNAVAILABLE)
+
+
+async def test_balancing_in_one_entity(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """One on/off for the pack with the cells in an attribute: a logbook line per episode,
+    not per cell (issue 20)."""
+    await setup_box(agent)
+    state = state_of(hass, "balancing_any")
+    assert (state.name, state.state, state.attributes["cells"]) == (
+        "SBMS shed Balancing",
+        STATE_OFF,
+        [],
+    )
+    await agent.set_state(balancing=[False, True, False, False, True, False, False, False])
+    await wait_for(hass, lambda: value(hass, "balancing_any") == STATE_ON)
+    assert state_of(hass, "balancing_any").attributes["cells"] == [2, 5]
+    await agent.set_state(measurement_ok=False)
+    await wait_for(hass, lambda: value(hass, "balancing_any") == STATE_UNAVAILABLE)
+
+
+async def test_outputs_of_an_older_agent_are_named_by_their_type(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    for output in agent.announce["outputs"]:
+        output.pop("wiring", None)
+        output.pop("settable_types", None)
+    await agent.publish_all()
+    await setup_box(agent)
+    assert state_of(hass, "output_extio3").name == "SBMS shed Output extio3 (loads)"
+    assert state_of(hass, "output_extio4").name == "SBMS shed Output extio4 (charge sources)"
+    assert state_of(hass, "output_extio5").name == "SBMS shed Output extio5 (unused)"
 
 
 async def _enable(hass: HomeAssistant, entry: MockConfigEntry, *keys: str) -> None:

@@ -125,6 +125,7 @@ async def test_every_entity_has_a_translated_name_and_an_icon(
     agent.announce["outputs"][2] = {"name": "extio5", "type": 6, "type_name": "dual_pv"}
     agent.config["outputs"][2]["type"] = 6
     agent.state["dual_pv_level"] = 1
+    agent.state["temperatures"]["external2"] = 18.0  # xT2's entity comes with its reading
     await agent.publish_all()
     # The per-load shedding sensor exists only for a configured optional load.
     load = {"entity_id": "switch.heater", "priority": 1, "shed_below": 30, "restore_above": 50}

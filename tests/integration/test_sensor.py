@@ -23,6 +23,7 @@ from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sbms.const import DOMAIN
+from custom_components.sbms.sensor import LOAD_STATE, SENSORS, cell_descriptions
 from tests.helpers.hass import SetupBox, wait_for
 from tests.integration.fake_agent import FakeAgent, example, unique_id
 
@@ -72,20 +73,23 @@ async def test_values_map_the_documented_state(
         "cell_max": "3.34",
         "temperature_internal": "31.2",
         "temperature_battery": "26.4",
-        "temperature_external2": STATE_UNKNOWN,  # announced, but null in this state
         "remaining_ah": "63.41",
         "capacity_ah": "100.0",
         "time_to_empty": STATE_UNKNOWN,  # charging: no time to empty
         "interlocks": "none",
+        # The agent's seconds and watt-hours as h and kWh at their resolution: no state like
+        # 1.7133333333333334 h or 3.6601999999999997 kWh (issue 20).
+        "time_to_full": "1.71",
+        "battery_in_energy": "4.0105",
+        "battery_out_energy": "3.6602",
+        "pv_energy": "7.9501",
+        "load_energy": "3.9017",
     }
     assert {key: value(hass, key) for key in expected} == expected
-    # Unit conversions: the agent's volts, seconds and watt-hours shown as mV, h and kWh.
+    # The agent's volts shown as mV.
     assert float(value(hass, "cell_delta")) == pytest.approx(3.0)
-    assert float(value(hass, "time_to_full")) == pytest.approx(6168 / 3600)
-    assert float(value(hass, "battery_in_energy")) == pytest.approx(4.0105)
-    assert float(value(hass, "battery_out_energy")) == pytest.approx(3.6602)
-    assert float(value(hass, "pv_energy")) == pytest.approx(7.9501)
-    assert float(value(hass, "load_energy")) == pytest.approx(3.9017)
+    # xT2 is null in this state: a box without that sensor has no entity for it.
+    assert not has_entity(hass, "temperature_external2")
     units = {
         key: hass.states.get(entity_id(hass, key)).attributes.get(ATTR_UNIT_OF_MEASUREMENT)  # type: ignore[union-attr]
         for key in (
@@ -109,6 +113,35 @@ async def test_values_map_the_documented_state(
     }
     # No type 6 output in the documented box: no dual-PV level.
     assert not has_entity(hass, "dual_pv_level")
+
+
+def test_every_numeric_sensor_has_a_display_precision() -> None:
+    """Issue 20: a unit or a state class makes a sensor numeric; each says its precision."""
+    descriptions = [*SENSORS, *cell_descriptions(16), LOAD_STATE]
+    numeric = [
+        d
+        for d in descriptions
+        if d.native_unit_of_measurement is not None or d.state_class is not None
+    ]
+    assert len(numeric) > 20
+    assert [d.key for d in numeric if d.suggested_display_precision is None] == []
+
+
+async def test_a_temperature_sensor_appears_when_the_box_first_reads_it(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """xT2 may be unfitted: its entity is added with its first reading, and stays."""
+    entry = await setup_box(agent)
+    assert not has_entity(hass, "temperature_external2")
+    await agent.set_state(temperatures={"internal": 31.2, "battery": 26.4, "external2": 18.25})
+    await wait_for(hass, lambda: has_entity(hass, "temperature_external2"))
+    await wait_for(hass, lambda: value(hass, "temperature_external2") == "18.25")
+    await agent.set_state(temperatures={"internal": 31.2, "battery": 26.4, "external2": None})
+    await wait_for(hass, lambda: value(hass, "temperature_external2") == STATE_UNKNOWN)
+    # It stays after a restart of Home Assistant (the registry keeps it) and reads again.
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await agent.set_state(temperatures={"internal": 31.2, "battery": 26.4, "external2": 18.5})
+    await wait_for(hass, lambda: value(hass, "temperature_external2") == "18.5")
 
 
 async def test_energy_counters_fit_the_energy_dashboard(
