@@ -250,7 +250,10 @@ async def _check_threshold_change(
 ) -> None:
     """A number entity sends config/set; the agent republishes its config; the entity follows."""
     hvd = _entity_id(hass, "number", "threshold_hvd")
-    assert _number(hass, hvd) == seen.latest["config"]["thresholds"]["hvd"] == 3.6
+    # The retained config reaches Home Assistant's new subscription after its debounce, maybe
+    # after the states checked above: waited for, not assumed.
+    await wait_for(hass, lambda: _number(hass, hvd) == 3.6)
+    assert seen.latest["config"]["thresholds"]["hvd"] == 3.6
     revision = seen.latest["config"]["config_revision"]
     await hass.services.async_call(
         "number", "set_value", {"entity_id": hvd, "value": 3.58}, blocking=True

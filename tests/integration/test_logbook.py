@@ -22,7 +22,7 @@ from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 from custom_components.sbms.const import AGENT_EVENT_KINDS, DOMAIN, KIND_AGENT_OFFLINE
 from custom_components.sbms.logbook import agent_event_message
 from tests.helpers.hass import SetupBox, wait_for
-from tests.integration.fake_agent import FakeAgent
+from tests.integration.fake_agent import FakeAgent, unique_id
 
 
 @pytest.fixture(autouse=True)
@@ -30,9 +30,10 @@ def auto_enable_custom_integrations(recorder_mock: Any, enable_custom_integratio
     """The recorder must be set up before `hass` exists (conftest's fixture asks for `hass`)."""
 
 
-def _entity_id(hass: HomeAssistant, platform: str, unique_id: str) -> str:
-    found = er.async_get(hass).async_get_entity_id(platform, DOMAIN, unique_id)
-    assert found is not None, unique_id
+def _entity_id(hass: HomeAssistant, platform: str, key: str) -> str:
+    """The entity of the documented box's description `key` (with its suffix)."""
+    found = er.async_get(hass).async_get_entity_id(platform, DOMAIN, unique_id(key))
+    assert found is not None, key
     return found
 
 
@@ -63,7 +64,7 @@ async def test_agent_events_in_words_with_their_cause(
 ) -> None:
     assert await async_setup_component(hass, "logbook", {})
     await setup_box(agent)
-    events_entity = _entity_id(hass, "event", "shed_events")
+    events_entity = _entity_id(hass, "event", "events")
     since = dt_util.utcnow()
     sent = [
         ("hvd_trip", {"cell": 3, "voltage": 3.61}),
@@ -108,8 +109,8 @@ async def test_outputs_and_balancing_read_as_on_and_off(
     episode of three cells is one line on and one off, not six."""
     assert await async_setup_component(hass, "logbook", {})
     await setup_box(agent)
-    charge = _entity_id(hass, "binary_sensor", "shed_output_extio4")
-    balancing = _entity_id(hass, "binary_sensor", "shed_balancing_any")
+    charge = _entity_id(hass, "binary_sensor", "output_extio4")
+    balancing = _entity_id(hass, "binary_sensor", "balancing_any")
     since = dt_util.utcnow()
     outputs = {"extio3": True, "extio4": False, "extio5": False, "extio6": False}
     await agent.set_state(outputs=outputs, balancing=[True, False, True, True] + [False] * 4)

@@ -386,7 +386,7 @@ async def test_an_older_agent_offers_every_output_and_type(
     await agent.publish_all()
     entry = await setup_box(agent)
     result = await _pick_output(hass, entry, "extio6", ("extio3", "extio4", "extio5", "extio6"))
-    assert _choices(result, "output_type") == [str(t) for t in range(7)]
+    assert _choices(result, "output_type") == [str(t) for t in range(8)]  # 7: diversion
     assert _defaults(result) == {"output_type": "5"}
     # Its forms have no trip delays or discharge window: it would refuse keys it does not know.
     result = await _open(hass, entry, "thresholds")

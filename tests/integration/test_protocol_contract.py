@@ -197,7 +197,7 @@ def test_an_announce_without_wiring_allows_every_type() -> None:
     [
         ({"wiring": "relay"}, r"announce\.outputs\[1\]\.wiring"),
         ({"wiring": 1}, r"announce\.outputs\[1\]\.wiring"),
-        ({"wiring": None, "settable_types": [0, 7]}, r"announce\.outputs\[1\]\.settable_types"),
+        ({"wiring": None, "settable_types": [0, 8]}, r"announce\.outputs\[1\]\.settable_types"),
         ({"settable_types": [-1]}, r"announce\.outputs\[1\]\.settable_types"),
         ({"settable_types": ["1"]}, r"announce\.outputs\[1\]\.settable_types"),
         ({"settable_types": [True]}, r"announce\.outputs\[1\]\.settable_types"),

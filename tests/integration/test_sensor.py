@@ -270,7 +270,7 @@ async def test_state_before_the_first_measurement(
     hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
 ) -> None:
     """The documented "no measurement yet" state: SoC and counters only."""
-    agent.state = example("state", 1)
+    agent.state = example("state", 2)  # the third: no measurement yet
     await agent.publish_all()
     await setup_box(agent)
     await wait_for(hass, lambda: value(hass, "soc") == "50.0")
