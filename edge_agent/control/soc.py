@@ -20,10 +20,12 @@ with the gain error over a cycle):
   A configured `empty_soc` is taken as it is (the operator knows where their empty is).
 * Offset learning. Between two full anchors the true charge balance is zero (the counted
   charge in is already scaled by the coulombic efficiency), so whatever was counted, divided
-  by the hours between them, is the residual current-sense offset. It is blended in with a
-  weight growing with the interval (0.5 from 48 h up, none under 2 h: close anchors say more
-  about where the sync happened than about the offset), by at most 0.1 % of capacity (in A)
-  per anchor and to at most +-0.5 % of capacity in total.
+  by the hours between them, is the residual current-sense offset. It is blended in by a
+  scalar Kalman step: the span's residual is as uncertain as two syncs' positions over its
+  hours (a 2 h span says little, a week a lot), against the offset's own uncertainty, and
+  never less than a plain follower's (0.5 from 48 h up) so that a drifting sensor is followed;
+  the weight is capped at 0.9, the step at 0.1 % of capacity (in A) per anchor and the offset at
+  +-0.5 % of capacity in total.
 * Capacity learning without deep cycles. Charge counted between a full anchor and a trusted
   low reading (a rested one at the low end, or a configured empty_soc), in either order,
   measures the capacity over the SoC points the reading says lie between them. Each
@@ -57,8 +59,12 @@ MAX_INTEGRATION_GAP_S = 60.0
 
 MIN_LEARNING_INTERVAL_S = 2 * 3600.0
 MAX_LEARNING_INTERVAL_S = 14 * 24 * 3600.0
+# The Kalman weight of a full-to-full span is capped below 1: the span's residual also holds
+# what is not an offset (self-discharge, balancing moving the first full cell, the gain over an
+# uneven charge balance), so no single span takes it all.
+OFFSET_MAX_WEIGHT = 0.9
+OFFSET_FOLLOW_WEIGHT = 0.5
 OFFSET_FULL_WEIGHT_INTERVAL_S = 48 * 3600.0
-OFFSET_MAX_WEIGHT = 0.5
 OFFSET_MAX_STEP_FRACTION = 0.001  # of capacity, amps per anchor
 OFFSET_MAX_FRACTION = 0.005  # of capacity, amps in total
 # The residual offset's uncertainty (of capacity, amps): before any learning a shunt monitor
@@ -464,22 +470,28 @@ class SocEstimator:
         )
 
     def _learn_offset(self, counted_ah: float, elapsed_s: float) -> None:
+        """A scalar Kalman step: the span's residual against the offset's own uncertainty."""
         if not MIN_LEARNING_INTERVAL_S <= elapsed_s <= MAX_LEARNING_INTERVAL_S:
             return
         residual_a = counted_ah / (elapsed_s / SECONDS_PER_HOUR)
-        weight = min(OFFSET_MAX_WEIGHT, elapsed_s / OFFSET_FULL_WEIGHT_INTERVAL_S)
         capacity = self._state.capacity_ah
-        max_step = OFFSET_MAX_STEP_FRACTION * capacity
-        step = min(max_step, max(-max_step, weight * residual_a))
-        self.set_offset(self._state.offset_a + step)
-        # Two syncs each within FULL_SYNC_SIGMA points of full, over the span's hours:
+        # Two syncs each within FULL_SYNC_SIGMA points of full, over the span's hours: a short
+        # span says little (it is mostly where the two syncs happened), a week a lot.
         span_sigma_a = (math.sqrt(2.0) * soc_band.FULL_SYNC_SIGMA / 100.0 * capacity) / (
             elapsed_s / SECONDS_PER_HOUR
         )
         prior = self._state.offset_sigma_a
+        kalman_gain = prior**2 / (prior**2 + span_sigma_a**2)
+        # At least the weight of a model-free follower (up to 0.5 from 48 h on): a sensor's
+        # offset drifts with temperature and age faster than a learned-down sigma would admit.
+        follow = OFFSET_FOLLOW_WEIGHT * min(1.0, elapsed_s / OFFSET_FULL_WEIGHT_INTERVAL_S)
+        weight = min(OFFSET_MAX_WEIGHT, max(kalman_gain, follow))
+        max_step = OFFSET_MAX_STEP_FRACTION * capacity
+        step = min(max_step, max(-max_step, weight * residual_a))
+        self.set_offset(self._state.offset_a + step)
         posterior = prior * span_sigma_a / math.hypot(prior, span_sigma_a)
-        # A step cut short by its bound left part of the residual unlearned.
-        unlearned = abs(weight * residual_a - step)
+        # A step cut short by its bounds left part of the residual unlearned.
+        unlearned = abs(kalman_gain * residual_a - step)
         sigma = max(OFFSET_SIGMA_FLOOR_FRACTION * capacity, math.hypot(posterior, unlearned))
         self._state = replace(self._state, offset_sigma_a=sigma)
 
@@ -599,10 +611,11 @@ class SocEstimator:
             CAPACITY_MAX_FRACTION * nominal,
             max(CAPACITY_MIN_FRACTION * nominal, s.capacity_ah + step),
         )
-        sigma = max(
-            CAPACITY_SIGMA_FLOOR_FRACTION * nominal,
-            math.sqrt((1.0 - gain) * variance),
-        )
+        # The low reading's error repeats at every rest (the same curve, branch and cells), so
+        # measurements against it do not average it away: it bounds what the capacity can be
+        # known to, over the depth it was measured across.
+        floor = max(CAPACITY_SIGMA_FLOOR_FRACTION * nominal, learned * low.sigma / depth)
+        sigma = max(floor, math.sqrt((1.0 - gain) * variance))
         # The charge stays where it is on the SoC scale: a capacity is not a count.
         soc_fraction = s.charge_ah / s.capacity_ah
         self._state = replace(

@@ -11,7 +11,11 @@ as a root sum of squares:
 * the charge efficiency's uncertainty, over the charge put in since the anchor.
 
 At an anchor the estimate and the reading are combined by their uncertainties (a scalar Kalman
-update), so a good reading moves the estimate most of the way and a poor one a little.
+update), so a good reading moves the estimate most of the way and a poor one a little. The band
+then narrows only to the better of the two, not below it: a resting-voltage reading's error
+repeats from one rest to the next (the same curve against the same cells, the same hysteresis
+branch after the same kind of discharge, the same cell offsets), so readings do not average it
+away, and a band that shrank with every LVD night would end up narrower than that error.
 """
 
 from __future__ import annotations
@@ -65,10 +69,10 @@ class Combined:
 def combine(
     estimate: float, estimate_sigma: float, reading: float, reading_sigma: float
 ) -> Combined:
-    """Inverse-variance weighting of the count and a reading."""
+    """Inverse-variance weighting of the count and a reading; the result is as uncertain as
+    the better of the two (see the module docstring: a reading's error repeats)."""
     estimate_var, reading_var = estimate_sigma**2, reading_sigma**2
     weight = estimate_var / (estimate_var + reading_var)
     return Combined(
-        soc=estimate + weight * (reading - estimate),
-        sigma=math.sqrt(estimate_var * reading_var / (estimate_var + reading_var)),
+        soc=estimate + weight * (reading - estimate), sigma=min(estimate_sigma, reading_sigma)
     )

@@ -188,7 +188,8 @@ def test_lvd_reading_is_corrected_by_the_resistance_learned_from_load_steps() ->
     combined = soc_band.combine(count - 5.0 / 360, sigma, reading.soc, reading.sigma)
     assert estimator.raw_soc == pytest.approx(combined.soc, abs=0.01)
     assert estimator.sigma == pytest.approx(combined.sigma, rel=1e-6)
-    assert estimator.sigma < min(sigma, reading.sigma)
+    # The band narrows to the better of the two, no further: the reading's error repeats.
+    assert estimator.sigma == pytest.approx(min(sigma, reading.sigma))
     # Under 40 A, eight times the learned current, the correction is not trusted.
     before = estimator.raw_soc
     update = estimator.update(
@@ -379,6 +380,56 @@ def test_offset_learning_tracks_a_drifting_sensor() -> None:
 
     learned = _daily_cycles(estimator, 20, drift)
     assert learned[-1] == pytest.approx(drift(20 * 86400.0), abs=0.02)
+
+
+def test_one_long_full_to_full_span_learns_most_of_an_unknown_offset() -> None:
+    """A week between two full charges measures the offset far better than the 50 mA per
+    100 Ah it is unknown to before learning: the Kalman weight takes 0.9 of it at once (a
+    fixed half would leave the count drifting by 25 mA until the next full charge)."""
+    estimator = SocEstimator(SocSettings(), CELLS)
+    estimator.update(m(0, 3.6), Interval(0.0, 0.0, 0.0, True), hvd_tripped=True, lvd_tripped=False)
+    t = 0.0
+    for _ in range(7 * 24):  # a week at rest; the sensor reads 50 mA too high
+        t += 3600.0
+        feed(estimator, t, 3.30, 0.05, 3600.0)
+    estimator.update(m(t + 1, 3.6), Interval(0.0, 1.0, 0.0, False), hvd_tripped=True,
+                     lvd_tripped=False)  # fmt: skip
+    # What it counted in was scaled by the charge efficiency (0.995).
+    assert estimator.offset_a == pytest.approx(0.9 * 0.05 * 0.995, rel=1e-3)
+    assert estimator.state.offset_sigma_a < 0.01
+
+
+def test_a_repeated_reading_does_not_narrow_the_band_below_itself() -> None:
+    """The same curve, the same cells and the same hysteresis branch: a reading's error repeats
+    at every rest, so a second reading no better than the first leaves the band as it was."""
+    once = soc_band.combine(20.0, 10.0, 5.0, 2.0)
+    assert once.soc == pytest.approx(20.0 + 100.0 / 104.0 * (5.0 - 20.0))
+    assert once.sigma == 2.0
+    twice = soc_band.combine(once.soc, once.sigma, 5.0, 2.0)
+    assert twice.sigma == 2.0
+    assert soc_band.combine(50.0, 0.5, 52.0, 2.0).sigma == 0.5
+
+
+def test_capacity_is_known_no_better_than_its_low_reading_over_the_depth() -> None:
+    """Full, then a rested low reading on the built-in curve (sigma about 2 points, because
+    published curves put their bottom that far apart): the capacity's sigma stays at least the
+    reading's over the 95 points between them, however often it is measured."""
+    estimator = SocEstimator(SocSettings(initial_soc=50.0, capacity_ah=100.0), CELLS)
+    reading = BUILTIN_CURVE.reading(3.05)
+    assert reading is not None
+    t = 0.0
+    for _ in range(3):
+        estimator.update(m(t, 3.6), Interval(0.0, 0.0, 0.0, True), hvd_tripped=True,
+                         lvd_tripped=False)  # fmt: skip
+        feed(estimator, t + 10 * 3600.0, 3.2, -9.55, 10 * 3600.0)  # 95.5 Ah out
+        feed(estimator, t + 10.5 * 3600.0, 3.05, 0.0, 1800.0)  # a rest begins
+        assert feed(estimator, t + 12 * 3600.0, 3.05, 0.0, 5400.0) == ["ocv"]
+        t += 24 * 3600.0
+    depth = 100.0 - reading.soc
+    assert estimator.capacity_ah == pytest.approx(100.0, abs=1.0)
+    floor = estimator.capacity_ah * reading.sigma / depth
+    # Three measurements and a plain Kalman update would claim 1.3 Ah.
+    assert floor <= estimator.state.capacity_sigma_ah < 1.05 * floor
 
 
 def test_time_to_full_and_empty_use_smoothed_current() -> None:
