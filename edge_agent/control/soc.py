@@ -24,7 +24,7 @@ with the gain error over a cycle):
   scalar Kalman step: the span's residual is as uncertain as two syncs' positions over its
   hours (a 2 h span says little, a week a lot), against the offset's own uncertainty, and
   never less than a plain follower's (0.5 from 48 h up) so that a drifting sensor is followed;
-  the weight is capped at 0.9, the step at 0.1 % of capacity (in A) per anchor and the offset at
+  the weight is capped at 0.7, the step at 0.1 % of capacity (in A) per anchor and the offset at
   +-0.5 % of capacity in total.
 * Capacity learning without deep cycles. Charge counted between a full anchor and a trusted
   low reading (a rested one at the low end, or a configured empty_soc), in either order,
@@ -59,10 +59,13 @@ MAX_INTEGRATION_GAP_S = 60.0
 
 MIN_LEARNING_INTERVAL_S = 2 * 3600.0
 MAX_LEARNING_INTERVAL_S = 14 * 24 * 3600.0
-# The Kalman weight of a full-to-full span is capped below 1: the span's residual also holds
-# what is not an offset (self-discharge, balancing moving the first full cell, the gain over an
-# uneven charge balance), so no single span takes it all.
-OFFSET_MAX_WEIGHT = 0.9
+# The Kalman weight of a full-to-full span is capped well below 1: the span's residual also
+# holds what is not an offset, one-sided, which no zero-mean noise term models: the pack's
+# capacity change between the syncs (balancing raised the simulated packs' by about 0.2 Ah a
+# day in their first week, 10 mA on 100 Ah), self-discharge, the gain over an uneven balance.
+# (0.9 over-learned the offset by 6 mA on a generic11 pack; a fixed 0.5 under-learned it by
+# 12 mA for two weeks on a sinopoly one.)
+OFFSET_MAX_WEIGHT = 0.7
 OFFSET_FOLLOW_WEIGHT = 0.5
 OFFSET_FULL_WEIGHT_INTERVAL_S = 48 * 3600.0
 OFFSET_MAX_STEP_FRACTION = 0.001  # of capacity, amps per anchor
@@ -182,7 +185,7 @@ class SocState:
     uncounted_at_full_s: float = 0.0
     # Uncertainty (soc_band): where the band was last reset, and what has grown it since.
     # States saved before issue 16 lack these: they start as a new install's.
-    band_sigma: float = soc_band.UNKNOWN_SIGMA
+    band_sigma: float = soc_band.UNKNOWN_SIGMA  # the anchor's Kalman sigma: weighs readings
     band_soc: float = 50.0
     band_time: float | None = None
     band_charge_in_ah: float = 0.0
@@ -190,6 +193,9 @@ class SocState:
     offset_sigma_a: float = 0.0  # 0: not set yet (capacity x OFFSET_SIGMA_FRACTION)
     low_reference: LowReference | None = None
     resistance: ResistanceState = NO_RESISTANCE
+    # The published band's anchor sigma is at least this since the last reading (its error
+    # repeats: soc_band.floor); 0 after a sync. States saved before it lack it: 0.
+    band_floor_sigma: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,17 +243,36 @@ class SocEstimator:
 
     @property
     def sigma(self) -> float:
-        """One sigma of the SoC, points, at the last sample."""
+        """One sigma of the SoC, points, at the last sample: what the band publishes."""
+        s = self._state
+        return self._sigma(
+            max(s.band_sigma, s.band_floor_sigma),
+            max(s.capacity_sigma_ah, self.capacity_floor_ah),
+        )
+
+    @property
+    def capacity_floor_ah(self) -> float:
+        """What the capacity can be known to, as published: the low readings it is learned
+        against err alike at every rest (the same curve, branch and cells), so measurements do
+        not average that away; it stays their sigma (at 5 %) over the 95 points between the
+        ends. The Kalman sigma that weighs readings does shrink (see soc_band.floor)."""
+        bottom = self.curve.reading(self.curve.volts(5.0))
+        sigma = bottom.sigma if bottom is not None else CAPACITY_MAX_READING_SIGMA
+        return self._state.capacity_ah * sigma / 95.0
+
+    def _sigma(self, anchor_sigma: float, capacity_sigma_ah: float | None = None) -> float:
         s = self._state
         now = s.last_sample_time
         hours = 0.0 if s.band_time is None or now is None else (now - s.band_time) / 3600.0
         return soc_band.sigma(
             soc_band.BandInputs(
-                anchor_sigma=s.band_sigma,
+                anchor_sigma=anchor_sigma,
                 hours_since_anchor=max(0.0, hours),
                 offset_sigma_a=s.offset_sigma_a,
                 capacity_ah=s.capacity_ah,
-                capacity_sigma_ah=s.capacity_sigma_ah,
+                capacity_sigma_ah=(
+                    s.capacity_sigma_ah if capacity_sigma_ah is None else capacity_sigma_ah
+                ),
                 points_from_anchor=abs(self.raw_soc - s.band_soc),
                 charge_in_since_anchor_ah=s.band_charge_in_ah,
             )
@@ -387,17 +412,28 @@ class SocEstimator:
 
     # --- uncertainty ----------------------------------------------------------------------
 
-    def _reset_band(self, soc: float, sigma: float, now: float | None) -> None:
+    def _reset_band(
+        self, soc: float, sigma: float, now: float | None, floor_sigma: float = 0.0
+    ) -> None:
         self._state = replace(
-            self._state, band_sigma=sigma, band_soc=soc, band_time=now, band_charge_in_ah=0.0
+            self._state,
+            band_sigma=sigma,
+            band_soc=soc,
+            band_time=now,
+            band_charge_in_ah=0.0,
+            band_floor_sigma=floor_sigma,
         )
 
     def _combine(self, reading: OcvReading, now: float, reason: str) -> ControlEvent:
-        """Move the estimate toward a reading by their uncertainties; the band restarts."""
+        """Move the estimate toward a reading by their uncertainties (the Kalman sigma weighs);
+        the band restarts, published no narrower than the better of the two."""
         before = self.raw_soc
-        combined = soc_band.combine(before, self.sigma, reading.soc, reading.sigma)
+        floor_sigma = soc_band.floor(self.sigma, reading.sigma)
+        combined = soc_band.combine(
+            before, self._sigma(self._state.band_sigma), reading.soc, reading.sigma
+        )
         self._state = replace(self._state, charge_ah=combined.soc / 100.0 * self._state.capacity_ah)
-        self._reset_band(combined.soc, combined.sigma, now)
+        self._reset_band(combined.soc, combined.sigma, now, floor_sigma)
         return _sync_event(now, before, combined.soc, reason)
 
     # --- full anchors ---------------------------------------------------------------------
@@ -611,11 +647,10 @@ class SocEstimator:
             CAPACITY_MAX_FRACTION * nominal,
             max(CAPACITY_MIN_FRACTION * nominal, s.capacity_ah + step),
         )
-        # The low reading's error repeats at every rest (the same curve, branch and cells), so
-        # measurements against it do not average it away: it bounds what the capacity can be
-        # known to, over the depth it was measured across.
-        floor = max(CAPACITY_SIGMA_FLOOR_FRACTION * nominal, learned * low.sigma / depth)
-        sigma = max(floor, math.sqrt((1.0 - gain) * variance))
+        sigma = max(
+            CAPACITY_SIGMA_FLOOR_FRACTION * nominal,
+            math.sqrt((1.0 - gain) * variance),
+        )
         # The charge stays where it is on the SoC scale: a capacity is not a count.
         soc_fraction = s.charge_ah / s.capacity_ah
         self._state = replace(
