@@ -34,7 +34,10 @@ with the gain error over a cycle):
   outside 50..150 % (a missed anchor, not a capacity) or over fewer than 40 points.
 * Uncertainty (`soc_band`): one sigma grows from the last anchor with the offset's, the
   capacity's and the gain's uncertainty and shrinks at anchors; `uncertainty` is half the
-  ~95 % band, published with the SoC.
+  ~95 % band, published with the SoC. A reading's error repeats from rest to rest (the same
+  curve, hysteresis branch and cells), so the published band narrows at a reading only to the
+  better of count and reading, and counts the capacity as known no better than a bottom
+  reading over the depth; the Kalman sigmas, which do shrink, weigh the next reading.
 
 The count itself is kept unclamped (within -50..150 % of capacity) so that the anchors can
 see how far it drifted; `soc` and `remaining_ah` are clamped for display.
