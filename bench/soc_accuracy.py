@@ -207,7 +207,27 @@ def main() -> None:
         )
     for result in results:
         print_result(result)
+    print_summary(results)
     print(f"\n{len(runs)} runs in {time.perf_counter() - started:.0f} s")
+
+
+def print_summary(results: list[CurveResult]) -> None:
+    """From day 7 on, one row per run, as docs/soc.md tabulates it."""
+    print(
+        "\nfrom day 7 on:\n"
+        "| curve | OCV curve | worst | mean | band held truth | band < 5 wide | capacity day 14 |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    for r in results:
+        later = r.weeks[1:] or r.weeks
+        capacity = 100.0 * (r.capacity_day_14_ah / r.true_capacity_ah - 1.0)
+        print(
+            f"| {r.curve} | {'datasheet' if r.configured else 'built-in'} "
+            f"| {max(w.worst for w in later):.2f} % "
+            f"| {statistics.fmean(w.mean for w in later):.2f} % "
+            f"| {statistics.fmean(w.inside for w in later):.1%} "
+            f"| {statistics.fmean(w.narrow for w in later):.1%} | {capacity:+.1f} % |"
+        )
 
 
 if __name__ == "__main__":

@@ -273,6 +273,10 @@ def _read_soc_uncertainty(reader: StateReader) -> dict[str, Any]:
         "offset_sigma_a": reader.number("offset_sigma_a"),
         "low_reference": low,
         "resistance": _read_resistance(reader.child("resistance")),
+        # Added after the rest of issue 16: a state saved without it has no floor.
+        "band_floor_sigma": (
+            reader.number("band_floor_sigma") if "band_floor_sigma" in reader.data else 0.0
+        ),
     }
 
 

@@ -20,10 +20,12 @@ with the gain error over a cycle):
   A configured `empty_soc` is taken as it is (the operator knows where their empty is).
 * Offset learning. Between two full anchors the true charge balance is zero (the counted
   charge in is already scaled by the coulombic efficiency), so whatever was counted, divided
-  by the hours between them, is the residual current-sense offset. It is blended in with a
-  weight growing with the interval (0.5 from 48 h up, none under 2 h: close anchors say more
-  about where the sync happened than about the offset), by at most 0.1 % of capacity (in A)
-  per anchor and to at most +-0.5 % of capacity in total.
+  by the hours between them, is the residual current-sense offset. It is blended in by a
+  scalar Kalman step: the span's residual is as uncertain as two syncs' positions over its
+  hours (a 2 h span says little, a week a lot), against the offset's own uncertainty, and
+  never less than a plain follower's (0.5 from 48 h up) so that a drifting sensor is followed;
+  the weight is capped at 0.7, the step at 0.1 % of capacity (in A) per anchor and the offset at
+  +-0.5 % of capacity in total.
 * Capacity learning without deep cycles. Charge counted between a full anchor and a trusted
   low reading (a rested one at the low end, or a configured empty_soc), in either order,
   measures the capacity over the SoC points the reading says lie between them. Each
@@ -32,7 +34,10 @@ with the gain error over a cycle):
   outside 50..150 % (a missed anchor, not a capacity) or over fewer than 40 points.
 * Uncertainty (`soc_band`): one sigma grows from the last anchor with the offset's, the
   capacity's and the gain's uncertainty and shrinks at anchors; `uncertainty` is half the
-  ~95 % band, published with the SoC.
+  ~95 % band, published with the SoC. A reading's error repeats from rest to rest (the same
+  curve, hysteresis branch and cells), so the published band narrows at a reading only to the
+  better of count and reading, and counts the capacity as known no better than a bottom
+  reading over the depth; the Kalman sigmas, which do shrink, weigh the next reading.
 
 The count itself is kept unclamped (within -50..150 % of capacity) so that the anchors can
 see how far it drifted; `soc` and `remaining_ah` are clamped for display.
@@ -57,8 +62,15 @@ MAX_INTEGRATION_GAP_S = 60.0
 
 MIN_LEARNING_INTERVAL_S = 2 * 3600.0
 MAX_LEARNING_INTERVAL_S = 14 * 24 * 3600.0
+# The Kalman weight of a full-to-full span is capped well below 1: the span's residual also
+# holds what is not an offset, one-sided, which no zero-mean noise term models: the pack's
+# capacity change between the syncs (balancing raised the simulated packs' by about 0.2 Ah a
+# day in their first week, 10 mA on 100 Ah), self-discharge, the gain over an uneven balance.
+# (0.9 over-learned the offset by 6 mA on a generic11 pack; a fixed 0.5 under-learned it by
+# 12 mA for two weeks on a sinopoly one.)
+OFFSET_MAX_WEIGHT = 0.7
+OFFSET_FOLLOW_WEIGHT = 0.5
 OFFSET_FULL_WEIGHT_INTERVAL_S = 48 * 3600.0
-OFFSET_MAX_WEIGHT = 0.5
 OFFSET_MAX_STEP_FRACTION = 0.001  # of capacity, amps per anchor
 OFFSET_MAX_FRACTION = 0.005  # of capacity, amps in total
 # The residual offset's uncertainty (of capacity, amps): before any learning a shunt monitor
@@ -176,7 +188,7 @@ class SocState:
     uncounted_at_full_s: float = 0.0
     # Uncertainty (soc_band): where the band was last reset, and what has grown it since.
     # States saved before issue 16 lack these: they start as a new install's.
-    band_sigma: float = soc_band.UNKNOWN_SIGMA
+    band_sigma: float = soc_band.UNKNOWN_SIGMA  # the anchor's Kalman sigma: weighs readings
     band_soc: float = 50.0
     band_time: float | None = None
     band_charge_in_ah: float = 0.0
@@ -184,6 +196,9 @@ class SocState:
     offset_sigma_a: float = 0.0  # 0: not set yet (capacity x OFFSET_SIGMA_FRACTION)
     low_reference: LowReference | None = None
     resistance: ResistanceState = NO_RESISTANCE
+    # The published band's anchor sigma is at least this since the last reading (its error
+    # repeats: soc_band.floor); 0 after a sync. States saved before it lack it: 0.
+    band_floor_sigma: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,17 +249,36 @@ class SocEstimator:
 
     @property
     def sigma(self) -> float:
-        """One sigma of the SoC, points, at the last sample."""
+        """One sigma of the SoC, points, at the last sample: what the band publishes."""
+        s = self._state
+        return self._sigma(
+            max(s.band_sigma, s.band_floor_sigma),
+            max(s.capacity_sigma_ah, self.capacity_floor_ah),
+        )
+
+    @property
+    def capacity_floor_ah(self) -> float:
+        """What the capacity can be known to, as published: the low readings it is learned
+        against err alike at every rest (the same curve, branch and cells), so measurements do
+        not average that away; it stays their sigma (at 5 %) over the 95 points between the
+        ends. The Kalman sigma that weighs readings does shrink (see soc_band.floor)."""
+        bottom = self.curve.reading(self.curve.volts(5.0))
+        sigma = bottom.sigma if bottom is not None else CAPACITY_MAX_READING_SIGMA
+        return self._state.capacity_ah * sigma / 95.0
+
+    def _sigma(self, anchor_sigma: float, capacity_sigma_ah: float | None = None) -> float:
         s = self._state
         now = s.last_sample_time
         hours = 0.0 if s.band_time is None or now is None else (now - s.band_time) / 3600.0
         return soc_band.sigma(
             soc_band.BandInputs(
-                anchor_sigma=s.band_sigma,
+                anchor_sigma=anchor_sigma,
                 hours_since_anchor=max(0.0, hours),
                 offset_sigma_a=s.offset_sigma_a,
                 capacity_ah=s.capacity_ah,
-                capacity_sigma_ah=s.capacity_sigma_ah,
+                capacity_sigma_ah=(
+                    s.capacity_sigma_ah if capacity_sigma_ah is None else capacity_sigma_ah
+                ),
                 points_from_anchor=abs(self.raw_soc - s.band_soc),
                 charge_in_since_anchor_ah=s.band_charge_in_ah,
             )
@@ -387,17 +421,28 @@ class SocEstimator:
 
     # --- uncertainty ----------------------------------------------------------------------
 
-    def _reset_band(self, soc: float, sigma: float, now: float | None) -> None:
+    def _reset_band(
+        self, soc: float, sigma: float, now: float | None, floor_sigma: float = 0.0
+    ) -> None:
         self._state = replace(
-            self._state, band_sigma=sigma, band_soc=soc, band_time=now, band_charge_in_ah=0.0
+            self._state,
+            band_sigma=sigma,
+            band_soc=soc,
+            band_time=now,
+            band_charge_in_ah=0.0,
+            band_floor_sigma=floor_sigma,
         )
 
     def _combine(self, reading: OcvReading, now: float, reason: str) -> ControlEvent:
-        """Move the estimate toward a reading by their uncertainties; the band restarts."""
+        """Move the estimate toward a reading by their uncertainties (the Kalman sigma weighs);
+        the band restarts, published no narrower than the better of the two."""
         before = self.raw_soc
-        combined = soc_band.combine(before, self.sigma, reading.soc, reading.sigma)
+        floor_sigma = soc_band.floor(self.sigma, reading.sigma)
+        combined = soc_band.combine(
+            before, self._sigma(self._state.band_sigma), reading.soc, reading.sigma
+        )
         self._state = replace(self._state, charge_ah=combined.soc / 100.0 * self._state.capacity_ah)
-        self._reset_band(combined.soc, combined.sigma, now)
+        self._reset_band(combined.soc, combined.sigma, now, floor_sigma)
         return _sync_event(now, before, combined.soc, reason)
 
     # --- full anchors ---------------------------------------------------------------------
@@ -470,22 +515,28 @@ class SocEstimator:
         )
 
     def _learn_offset(self, counted_ah: float, elapsed_s: float) -> None:
+        """A scalar Kalman step: the span's residual against the offset's own uncertainty."""
         if not MIN_LEARNING_INTERVAL_S <= elapsed_s <= MAX_LEARNING_INTERVAL_S:
             return
         residual_a = counted_ah / (elapsed_s / SECONDS_PER_HOUR)
-        weight = min(OFFSET_MAX_WEIGHT, elapsed_s / OFFSET_FULL_WEIGHT_INTERVAL_S)
         capacity = self._state.capacity_ah
-        max_step = OFFSET_MAX_STEP_FRACTION * capacity
-        step = min(max_step, max(-max_step, weight * residual_a))
-        self.set_offset(self._state.offset_a + step)
-        # Two syncs each within FULL_SYNC_SIGMA points of full, over the span's hours:
+        # Two syncs each within FULL_SYNC_SIGMA points of full, over the span's hours: a short
+        # span says little (it is mostly where the two syncs happened), a week a lot.
         span_sigma_a = (math.sqrt(2.0) * soc_band.FULL_SYNC_SIGMA / 100.0 * capacity) / (
             elapsed_s / SECONDS_PER_HOUR
         )
         prior = self._state.offset_sigma_a
+        kalman_gain = prior**2 / (prior**2 + span_sigma_a**2)
+        # At least the weight of a model-free follower (up to 0.5 from 48 h on): a sensor's
+        # offset drifts with temperature and age faster than a learned-down sigma would admit.
+        follow = OFFSET_FOLLOW_WEIGHT * min(1.0, elapsed_s / OFFSET_FULL_WEIGHT_INTERVAL_S)
+        weight = min(OFFSET_MAX_WEIGHT, max(kalman_gain, follow))
+        max_step = OFFSET_MAX_STEP_FRACTION * capacity
+        step = min(max_step, max(-max_step, weight * residual_a))
+        self.set_offset(self._state.offset_a + step)
         posterior = prior * span_sigma_a / math.hypot(prior, span_sigma_a)
-        # A step cut short by its bound left part of the residual unlearned.
-        unlearned = abs(weight * residual_a - step)
+        # A step cut short by its bounds left part of the residual unlearned.
+        unlearned = abs(kalman_gain * residual_a - step)
         sigma = max(OFFSET_SIGMA_FLOOR_FRACTION * capacity, math.hypot(posterior, unlearned))
         self._state = replace(self._state, offset_sigma_a=sigma)
 

@@ -11,7 +11,13 @@ as a root sum of squares:
 * the charge efficiency's uncertainty, over the charge put in since the anchor.
 
 At an anchor the estimate and the reading are combined by their uncertainties (a scalar Kalman
-update), so a good reading moves the estimate most of the way and a poor one a little.
+update), so a good reading moves the estimate most of the way and a poor one a little. The
+published band then narrows only to the better of the two, not below it (`floor`): a
+resting-voltage reading's error repeats from one rest to the next (the same curve against the
+same cells, the same hysteresis branch after the same kind of discharge, the same cell offsets),
+so readings do not average it away, and a band that shrank with every LVD night would end up
+narrower than that error. The weighting keeps the Kalman sigma, which does shrink: a second
+reading of the same kind brings no news about that error, so it should move the estimate less.
 """
 
 from __future__ import annotations
@@ -72,3 +78,9 @@ def combine(
         soc=estimate + weight * (reading - estimate),
         sigma=math.sqrt(estimate_var * reading_var / (estimate_var + reading_var)),
     )
+
+
+def floor(published_sigma: float, reading_sigma: float) -> float:
+    """What the published band may narrow to at a reading: the better of the two (see the
+    module docstring: a reading's error repeats, so readings do not average it away)."""
+    return min(published_sigma, reading_sigma)

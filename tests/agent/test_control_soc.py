@@ -188,8 +188,10 @@ def test_lvd_reading_is_corrected_by_the_resistance_learned_from_load_steps() ->
     assert event.detail["reason"] == "lvd"
     combined = soc_band.combine(count - 5.0 / 360, sigma, reading.soc, reading.sigma)
     assert estimator.raw_soc == pytest.approx(combined.soc, abs=0.01)
-    assert estimator.sigma == pytest.approx(combined.sigma, rel=1e-6)
-    assert estimator.sigma < min(sigma, reading.sigma)
+    assert estimator.state.band_sigma == pytest.approx(combined.sigma, rel=1e-6)
+    # The published band narrows to the better of the two, no further: the reading's error
+    # repeats.
+    assert estimator.sigma == pytest.approx(min(sigma, reading.sigma))
     # Under 40 A, eight times the learned current, the correction is not trusted.
     before = estimator.raw_soc
     update = estimator.update(
@@ -320,6 +322,10 @@ def test_learned_state_survives_a_restart_and_old_states_load() -> None:
     saved = controller.snapshot().to_dict()
     loaded = PersistedState.from_dict(json.loads(json.dumps(saved)))
     assert loaded.soc == estimator.state
+    # The band's floor came later than the rest of issue 16's state.
+    without_floor = json.loads(json.dumps(saved))
+    del without_floor["soc"]["band_floor_sigma"]
+    assert PersistedState.from_dict(without_floor).soc.band_floor_sigma == 0.0
     # A state written before issue 16 has no uncertainty, resistance or low reference.
     for key in ("band_sigma", "band_soc", "band_time", "band_charge_in_ah", "capacity_sigma_ah",
                 "offset_sigma_a", "low_reference", "resistance"):  # fmt: skip
@@ -380,6 +386,76 @@ def test_offset_learning_tracks_a_drifting_sensor() -> None:
 
     learned = _daily_cycles(estimator, 20, drift)
     assert learned[-1] == pytest.approx(drift(20 * 86400.0), abs=0.02)
+
+
+def test_one_long_full_to_full_span_learns_most_of_an_unknown_offset() -> None:
+    """A week between two full charges measures the offset far better than the 50 mA per
+    100 Ah it is unknown to before learning: the Kalman weight takes it at once, up to the
+    cap of 0.7 (a fixed half would leave the count drifting by 25 mA until the next one)."""
+    estimator = SocEstimator(SocSettings(), CELLS)
+    estimator.update(m(0, 3.6), Interval(0.0, 0.0, 0.0, True), hvd_tripped=True, lvd_tripped=False)
+    t = 0.0
+    for _ in range(7 * 24):  # a week at rest; the sensor reads 50 mA too high
+        t += 3600.0
+        feed(estimator, t, 3.30, 0.05, 3600.0)
+    estimator.update(m(t + 1, 3.6), Interval(0.0, 1.0, 0.0, False), hvd_tripped=True,
+                     lvd_tripped=False)  # fmt: skip
+    # What it counted in was scaled by the charge efficiency (0.995).
+    assert estimator.offset_a == pytest.approx(0.7 * 0.05 * 0.995, rel=1e-3)
+    # Uncertain by what the cap left unlearned (15 mA), not by the 50 mA it started from.
+    assert 0.01 < estimator.state.offset_sigma_a < 0.02
+
+
+def test_a_repeated_reading_does_not_narrow_the_band_below_itself() -> None:
+    """The same curve, the same cells and the same hysteresis branch: a reading's error repeats
+    at every rest, so the published band stays as wide as the reading however often it is
+    read, while the Kalman sigma that weighs the next reading shrinks (it brings no news)."""
+    estimator = SocEstimator(SocSettings(initial_soc=30.0), CELLS)
+    reading = BUILTIN_CURVE.reading(3.05)
+    assert reading is not None
+    t, weights = 0.0, []
+    for _ in range(4):
+        feed(estimator, t, 3.30, -2.0, 600.0)  # a discharge step ends each rest
+        before = estimator.raw_soc
+        feed(estimator, t + 600.0, 3.05, 0.0, 600.0)
+        assert feed(estimator, t + 6000.0, 3.05, 0.0, 5400.0) == ["ocv"]
+        weights.append((estimator.raw_soc - before) / (reading.soc - before))
+        assert estimator.sigma == pytest.approx(reading.sigma, rel=0.01)
+        t += 7200.0
+    assert estimator.state.band_sigma < 0.6 * reading.sigma
+    assert weights[-1] < 0.5 * weights[0]
+
+
+def test_capacity_is_published_no_better_than_its_low_reading_over_the_depth() -> None:
+    """Full, then a rested low reading on the built-in curve (sigma about 2 points, because
+    published curves put their bottom that far apart), three times: the Kalman sigma that
+    weighs the next reading shrinks, but the band counts the capacity as known no better than
+    such a reading over the 95 points between the ends."""
+    # The pack is never charged back: no offset to learn from the full-to-full spans.
+    settings = SocSettings(initial_soc=50.0, capacity_ah=100.0, learn_offset=False)
+    estimator = SocEstimator(settings, CELLS)
+    t = 0.0
+    for _ in range(3):
+        estimator.update(m(t, 3.6), Interval(0.0, 0.0, 0.0, True), hvd_tripped=True,
+                         lvd_tripped=False)  # fmt: skip
+        feed(estimator, t + 10 * 3600.0, 3.2, -9.55, 10 * 3600.0)  # 95.5 Ah out
+        feed(estimator, t + 10.5 * 3600.0, 3.05, 0.0, 1800.0)  # a rest begins
+        assert feed(estimator, t + 12 * 3600.0, 3.05, 0.0, 5400.0) == ["ocv"]
+        t += 24 * 3600.0
+    assert estimator.capacity_ah == pytest.approx(100.0, abs=1.0)
+    bottom = BUILTIN_CURVE.reading(BUILTIN_CURVE.volts(5.0))
+    assert bottom is not None
+    floor = estimator.capacity_ah * bottom.sigma / 95.0
+    assert estimator.capacity_floor_ah == pytest.approx(floor)
+    assert 2.0 < floor < 2.5
+    assert estimator.state.capacity_sigma_ah < 0.7 * floor
+    # 50 points from a full sync the capacity's part of the band is the floor's, not the
+    # Kalman sigma's.
+    estimator.update(m(t, 3.6), Interval(0.0, 0.0, 0.0, True), hvd_tripped=True,
+                     lvd_tripped=False)  # fmt: skip
+    feed(estimator, t + 5 * 3600.0, 3.3, -10.0, 5 * 3600.0)
+    capacity_part = 50.0 * math.hypot(floor / estimator.capacity_ah, soc_band.GAIN_SIGMA)
+    assert estimator.sigma == pytest.approx(math.hypot(0.5, capacity_part), rel=0.02)
 
 
 def test_time_to_full_and_empty_use_smoothed_current() -> None:
