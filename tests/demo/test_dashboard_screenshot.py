@@ -1,14 +1,15 @@
 """The dashboards in a real browser: headless Chromium opens the demo's Home Assistant as a
 person would (no login page on this machine) at desktop width (1400 px) and phone width
 (390 px); after the warm-up nothing on the battery dashboard reads "unknown", "unavailable" or
-"No statistics found"; the Energy dashboard is configured, passes Home Assistant's own energy
-validation and renders its sources.
+"No statistics found" and today's kWh figures are there (from Home Assistant's first statistics,
+compiled every 5 minutes); the Energy dashboard is configured, passes Home Assistant's own
+energy validation and renders its sources.
 
 Chromium is required: scripts/test installs it as root (apt-get install -y chromium). Without
 it this test fails, unless SBMS_ALLOW_NO_CHROMIUM=1 says the machine cannot have it; then it
 skips with that reason. SBMS_UPDATE_SCREENSHOT=1 writes the screenshots to docs/images/
-(dashboard.png, dashboard-phone.png, energy.png; otherwise to the test's tmp dir, so test runs
-leave git clean).
+(dashboard.png, dashboard-phone.png, energy-config.png; otherwise to the test's tmp dir, so
+test runs leave git clean).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ pytestmark = pytest.mark.demo
 
 IMAGES = REPO_ROOT / "docs" / "images"
 RENDER_TIMEOUT_S = 90.0
-# Every value is there within seconds of the first state; a minute is the promise.
+# Every value is there within seconds of the first state (today's kWh once statistics exist,
+# which the test waits for first); a minute is the promise.
 WARM_UP_TIMEOUT_S = 60.0
 # Home Assistant compiles statistics every 5 minutes (wall clock): the energy sources have
 # statistics after the first compile.
@@ -60,12 +62,53 @@ class Screen:
 
 DESKTOP = Screen("dashboard.png", 1400, 1900)
 PHONE = Screen("dashboard-phone.png", 390, 1700)
+# The Energy dashboard's settings, where a user sees which sensor went where; the Energy
+# dashboard itself draws hourly statistics, empty until the first full hour of the clock.
+ENERGY_CONFIG = Screen("energy-config.png", 1400, 1000)
 ENERGY = Screen("energy.png", 1400, 1000)
+# "Today" on the dashboard: a number before each kWh (the statistic card leaves it out until
+# Home Assistant has compiled statistics).
+TODAY = re.compile(r"^Today$(?P<cards>(?:\n.*){12})", re.MULTILINE)
+KWH_VALUE = re.compile(r"^-?\d+(?:\.\d+)?[\n ]?kWh$", re.MULTILINE)
+# Icons still loading (an `ha-icon` with an icon but no path yet): pictures without holes.
+ICONS_PENDING_JS = """
+(() => {
+  let pending = 0;
+  const walk = (node) => {
+    if (node.nodeName === "HA-ICON" && node.icon) {
+      const svg = node.shadowRoot && node.shadowRoot.querySelector("ha-svg-icon");
+      if (!svg || !svg.path) pending += 1;
+    }
+    if (node.shadowRoot) walk(node.shadowRoot);
+    for (const child of node.children || []) walk(child);
+  };
+  walk(document);
+  return pending;
+})()
+"""
 
 
 def _rendered(text: str) -> bool:
     """The dashboard is drawn with values: the SoC gauge and eight cell voltages."""
     return bool(SOC_VALUE.search(text)) and len(CELL_VOLTAGE.findall(text)) >= 8
+
+
+def _warmed_up(text: str) -> bool:
+    """Every value there: nothing unknown or missing, and today's four kWh figures."""
+    today = TODAY.search(text)
+    return (
+        _rendered(text)
+        and not MISSING.search(text)
+        and today is not None
+        and len(KWH_VALUE.findall(today.group("cards"))) == 4
+    )
+
+
+async def _icons_drawn(page: DevToolsPage) -> None:
+    deadline = time.monotonic() + RENDER_TIMEOUT_S
+    while (pending := await page.evaluate(ICONS_PENDING_JS)) != 0:
+        assert time.monotonic() < deadline, f"{pending} icons not drawn in {RENDER_TIMEOUT_S:g} s"
+        await asyncio.sleep(0.5)
 
 
 async def _wait_for(page: DevToolsPage, done: Any, timeout_s: float, what: str) -> str:
@@ -89,10 +132,11 @@ async def _dashboard(demo: DemoRun, profile: Path, screen: Screen, target_dir: P
         assert url.startswith(demo.base_url + "/lovelace"), url
         text = await _wait_for(
             page,
-            lambda text: _rendered(text) and not MISSING.search(text),
+            _warmed_up,
             WARM_UP_TIMEOUT_S,
             "every value of the dashboard (no unknown, unavailable or missing statistics)",
         )
+        await _icons_drawn(page)
         await page.screenshot(target_dir / screen.name)
         return text
 
@@ -112,18 +156,29 @@ async def _energy_validation(demo: DemoRun) -> dict[str, Any]:
             await asyncio.sleep(5.0)
 
 
-async def _energy_page(demo: DemoRun, profile: Path, target_dir: Path) -> str:
+async def _energy_pages(demo: DemoRun, profile: Path, target_dir: Path, tmp: Path) -> str:
+    """The Energy dashboard's settings (the picture) and the Energy dashboard: their text."""
     binary = chromium_or_fail()
-    async with chromium_page(binary, profile, width=ENERGY.width, height=ENERGY.height) as page:
+    screen = ENERGY_CONFIG
+    async with chromium_page(binary, profile, width=screen.width, height=screen.height) as page:
+        await page.call("Page.navigate", url=demo.base_url + "/config/energy")
+        config = await _wait_for(
+            page,
+            lambda text: "SBMS simulator PV energy" in text and "Battery charge energy" in text,
+            RENDER_TIMEOUT_S,
+            "the Energy dashboard's settings with the box's sensors",
+        )
+        await _icons_drawn(page)
+        await page.screenshot(target_dir / screen.name)
         await page.call("Page.navigate", url=demo.base_url + "/energy")
-        text = await _wait_for(
+        energy = await _wait_for(
             page,
             lambda text: "Solar production" in text and "Battery total" in text,
             RENDER_TIMEOUT_S,
             "the Energy dashboard's solar and battery sources",
         )
-        await page.screenshot(target_dir / ENERGY.name)
-        return text
+        await page.screenshot(tmp / ENERGY.name)
+        return config + "\n" + energy
 
 
 @pytest.mark.parametrize("home_assistant", ["pinned", "newest"])
@@ -141,6 +196,22 @@ def test_dashboards_in_a_browser_at_desktop_and_phone_width(
     if update:
         time.sleep(HISTORY_S)
 
+    # The Energy dashboard first: its check waits for Home Assistant's first statistics,
+    # which the battery dashboard's "Today" figures need as well.
+    energy = asyncio.run(_energy_validation(demo_run))
+    sources = {source["type"]: source for source in energy["prefs"]["energy_sources"]}
+    assert sources["solar"]["stat_energy_from"] == f"{BOX}_pv_energy"
+    assert sources["battery"]["stat_energy_from"] == f"{BOX}_battery_discharge_energy"
+    assert sources["battery"]["stat_energy_to"] == f"{BOX}_battery_charge_energy"
+    assert [device["stat_consumption"] for device in energy["prefs"]["device_consumption"]] == [
+        f"{BOX}_load_energy"
+    ]
+    # One (empty) list of issues per source and device: no warning, no error.
+    assert energy["validation"] == {"energy_sources": [[], []], "device_consumption": [[]]}
+    text = asyncio.run(_energy_pages(demo_run, tmp_path / "energy", target_dir, tmp_path))
+    assert "SBMS simulator Battery charge energy" in text
+    assert not MISSING.search(text), text
+
     desktop = asyncio.run(_dashboard(demo_run, tmp_path / "desktop", DESKTOP, target_dir))
     phone = asyncio.run(_dashboard(demo_run, tmp_path / "phone", PHONE, target_dir))
 
@@ -152,19 +223,3 @@ def test_dashboards_in_a_browser_at_desktop_and_phone_width(
         assert len(CELL_VOLTAGE.findall(text)) >= 8, text
         # Nothing in front of it: 2026.x asks to confirm an HTTP configuration on trial.
         assert "Confirm new HTTP" not in text, text
-
-    energy = asyncio.run(_energy_validation(demo_run))
-    sources = {source["type"]: source for source in energy["prefs"]["energy_sources"]}
-    assert sources["solar"]["stat_energy_from"] == f"{BOX}_pv_energy"
-    assert sources["battery"]["stat_energy_from"] == f"{BOX}_battery_discharge_energy"
-    assert sources["battery"]["stat_energy_to"] == f"{BOX}_battery_charge_energy"
-    assert [device["stat_consumption"] for device in energy["prefs"]["device_consumption"]] == [
-        f"{BOX}_load_energy"
-    ]
-    # One (empty) list of issues per source and device: no warning, no error.
-    assert energy["validation"] == {"energy_sources": [[], []], "device_consumption": [[]]}
-
-    text = asyncio.run(_energy_page(demo_run, tmp_path / "energy", target_dir))
-    assert "SBMS simulator PV energy" in text
-    assert "SBMS simulator Battery charge energy" in text
-    assert not MISSING.search(text), text
