@@ -27,8 +27,9 @@ from pathlib import Path
 
 from edge_agent.control.model import ControlReport
 from edge_agent.datalog.aggregator import DataAggregator
+from edge_agent.mqtt.handlers import HistoryPage
 from edge_agent.mqtt.payloads import announce_payload, encode, history_result_payload
-from edge_agent.runtime.history import MAX_LIMIT, HistoryPage
+from edge_agent.mqtt.requests import MAX_LIMIT
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
 from edge_agent.storage.data_log import DataLogStore, Record, record_to_dict

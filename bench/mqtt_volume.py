@@ -11,9 +11,10 @@ import argparse
 from collections import defaultdict
 from dataclasses import dataclass
 
+from edge_agent.config.link import PublishSettings
 from edge_agent.control.model import ControlReport
 from edge_agent.mqtt.payloads import encode, state_payload
-from edge_agent.mqtt.policy import PublishPolicy, PublishSettings
+from edge_agent.mqtt.policy import PublishPolicy
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem
 from edge_agent.simulator.pv import CloudSpec

@@ -30,7 +30,8 @@ from edge_agent.config import (
     AgentConfig,
     ConfigError,
     DataLogSettings,
-    StorageSettings,
+    MqttProtocol,
+    MqttSettings,
     load_config,
     parse_config,
 )
@@ -38,7 +39,6 @@ from edge_agent.control.model import ControlReport
 from edge_agent.datalog.recorder import DataRecorder, open_recorder
 from edge_agent.drivers.bus import DeviceError, SMBusLike
 from edge_agent.drivers.bus_log import RecordingBus
-from edge_agent.mqtt.settings import MqttProtocol, MqttSettings
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.clock import Clock, WallClock
 from edge_agent.runtime.hardware import open_hardware
@@ -95,14 +95,18 @@ def _check_config(argv: list[str]) -> int:
     control = config.control
     for note in config.notes:
         print(f"{args.file}: note: {note}")
+    for warning in config.warnings:
+        print(f"{args.file}: warning: {warning}")
+    caveat = f", {len(config.warnings)} warning(s) above" if config.warnings else ""
     if config.source.type == "sbms0":
         print(
-            f"{args.file}: OK (stock SBMS0 on {_sbms0_where(config)}, {control.cell_count} cells)"
+            f"{args.file}: OK (stock SBMS0 on {_sbms0_where(config)}, "
+            f"{control.cell_count} cells{caveat})"
         )
         return EXIT_OK
     print(
         f"{args.file}: OK ({control.cell_count} cells, {control.soc.capacity_ah:g} Ah, "
-        f"{len(control.outputs)} outputs)"
+        f"{len(control.outputs)} outputs{caveat})"
     )
     return EXIT_OK
 
@@ -203,19 +207,38 @@ def _sbms0_where(config: AgentConfig) -> str:
     return http.url if http is not None else "?"
 
 
+_SUBCOMMANDS = """\
+subcommands (each with --help):
+  check-config FILE   validate a configuration file; name every wrong key and every default
+                      that stands in for the box's wiring or security
+  probe               bring-up of a new box: I2C and GPIO, the chips, one reading, thresholds
+  replay FILE         run a --record recording through the drivers and the controller again
+  export              the data log's 2-minute records of a time range as CSV or JSON
+  log-info            what the data log holds: span, records, size
+"""
+
+
 def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sbms-agent",
-        description="Solar battery box agent: measures, computes SoC, drives the EXTIO outputs.",
-        epilog="Subcommands: check-config FILE, probe, replay FILE, export, log-info "
-        "(each with --help)",
+        description="Solar battery box agent: measures, computes SoC, drives the EXTIO outputs\n"
+        "and protects the pack; talks MQTT when its configuration has an mqtt section.\n"
+        "Runs on one source: the box's own chips (--config), a stock SBMS0 (--sbms0-serial,\n"
+        "--sbms0-url) or the simulated box (--simulate).",
+        epilog=_SUBCOMMANDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", type=Path, help="run on hardware with this YAML file")
     source.add_argument("--simulate", action="store_true", help="run on the simulated box")
     source.add_argument("--sbms0-serial", metavar="PORT", help="read a stock SBMS on this port")
     source.add_argument("--sbms0-url", metavar="URL", help="poll a stock SBMS's rawData page")
-    parser.add_argument("--baud", type=int, default=SBMS0_BAUD_DEFAULT, help="--sbms0-serial")
+    parser.add_argument(
+        "--baud",
+        type=int,
+        default=SBMS0_BAUD_DEFAULT,
+        help="--sbms0-serial: the port's speed (default %(default)s, the SBMS0's)",
+    )
     parser.add_argument(
         "--simulated-bus",
         type=Path,
@@ -223,20 +246,49 @@ def _run_parser() -> argparse.ArgumentParser:
         help="development, with --config: the I2C bus of a simulated box served on this Unix "
         "socket (python -m edge_agent.simulator.bus_server) instead of /dev/i2c-N",
     )
-    parser.add_argument("--cells", type=int, default=8, choices=range(3, 9), metavar="3..8")
-    parser.add_argument("--capacity", type=float, default=100.0, help="simulated Ah")
-    parser.add_argument("--seed", type=int, default=1, help="simulated weather seed")
     parser.add_argument(
-        "--start-hour", type=float, default=7.0, help="simulated time of day to start at (UTC)"
+        "--cells",
+        type=int,
+        default=8,
+        choices=range(3, 9),
+        metavar="3..8",
+        help="--simulate: cells in series (default %(default)s)",
     )
     parser.add_argument(
-        "--speed", type=float, default=1.0, help="simulated seconds per real second"
+        "--capacity",
+        type=float,
+        default=100.0,
+        help="--simulate: the pack's Ah (default %(default)g)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=1, help="--simulate: the weather's seed (default %(default)s)"
+    )
+    parser.add_argument(
+        "--start-hour",
+        type=float,
+        default=7.0,
+        help="--simulate: the simulated hour to start at, UTC (default %(default)g)",
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="--simulate: simulated seconds per real second (default %(default)g)",
     )
     parser.add_argument("--duration", type=float, help="stop after this many (simulated) hours")
-    parser.add_argument("--state", type=Path, help="state database (default: config or none)")
-    parser.add_argument("--agent-id", default="simulator", help="simulated box's agent id")
-    parser.add_argument("--mqtt-host", help="simulated box: publish to this MQTT broker")
-    parser.add_argument("--mqtt-port", type=int, default=1883)
+    parser.add_argument(
+        "--state",
+        type=Path,
+        help="the state database (SoC, learned values, counters; default: the configuration's "
+        "storage.state_path, none with --simulate)",
+    )
+    parser.add_argument(
+        "--agent-id", default="simulator", help="--simulate: the box's agent id (MQTT topics)"
+    )
+    parser.add_argument("--mqtt-host", help="--simulate: publish to this MQTT broker")
+    parser.add_argument(
+        "--mqtt-port", type=int, default=1883, help="--mqtt-host's port (default %(default)s)"
+    )
     parser.add_argument(
         "--mqtt-protocol",
         choices=sorted(_MQTT_PROTOCOLS),
@@ -257,8 +309,14 @@ def _run_parser() -> argparse.ArgumentParser:
         help="rotate the recording to FILE.1 past this size (%(default)g MB; an 8S box takes "
         "about 1.1 kB a sample: 95 MB a day at a sample a second)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no status line")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--quiet", action="store_true", help="no status line on the terminal")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="what goes to the log (default %(default)s)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -301,7 +359,7 @@ def _run(argv: list[str]) -> int:
         link = build_link(
             setup.mqtt, setup.remote, setup.identity, history=setup.history, clock=setup.clock
         )
-    for note in setup.agent.config.notes:
+    for note in (*setup.agent.config.notes, *setup.agent.config.warnings):
         _LOGGER.warning("Configuration: %s", note)
     systemd = SystemdNotifier()
     if systemd.watchdog_usec is not None:
@@ -359,7 +417,7 @@ def _sbms0_config(args: argparse.Namespace) -> AgentConfig:
 
 def _run_sbms0(args: argparse.Namespace) -> int:
     """A stock SBMS: no I2C, no outputs, no state store; the SBMS keeps its own state."""
-    from edge_agent.sbms0.runner import build_sbms0, build_sbms0_link, serve_sbms0  # noqa: PLC0415
+    from edge_agent.runtime.sbms0_runner import build_sbms0, serve_sbms0  # noqa: PLC0415
 
     config = _sbms0_config(args)
     clock = WallClock()
@@ -368,7 +426,7 @@ def _run_sbms0(args: argparse.Namespace) -> int:
     link = None
     if config.mqtt is not None:
         serial = f"sbms0-{_machine_serial(config)}"
-        link = build_sbms0_link(config, config.mqtt, serial, history=history)
+        link = build_link(config.mqtt, config, Identity("sbms0", serial), history=history)
     listener = None if args.quiet else _status_printer(sys.stdout, 1.0)
     max_samples = None
     if args.duration is not None:
@@ -399,13 +457,18 @@ def _sbms0_recorder(
 ) -> tuple[DataRecorder | None, HistoryReader | None]:
     """A stock SBMS keeps about a year in its own flash, but only the agent's log can back-fill
     Home Assistant: logged like a DIY box, beside --state or the config file's storage."""
-    if args.state is not None and config.storage.data_log_path is None:
-        path = dataclasses.replace(config.storage, state_path=args.state).data_log_file
-    elif args.config is not None or config.storage.data_log_path is not None:
-        path = config.storage.data_log_file
-    else:
+    if args.state is None and args.config is None and config.storage.data_log_path is None:
         return None, None  # --sbms0-serial/--sbms0-url alone: nowhere chosen to keep files
-    return _open_data_log(config.data_log, path)
+    return _open_data_log(config.data_log, _data_log_file(config, args.state))
+
+
+def _data_log_file(config: AgentConfig, state: Path | None) -> Path:
+    """The configured data log, else the one beside the state database in use: `--state`
+    moves it with the database."""
+    storage = config.storage
+    if state is not None and storage.data_log_path is None:
+        storage = dataclasses.replace(storage, state_path=state)
+    return storage.data_log_file
 
 
 def _open_data_log(
@@ -433,10 +496,7 @@ def _hardware_setup(args: argparse.Namespace) -> _Setup:
     agent = Agent(config, hardware, store, clock.now(), recorder=session, bus_log=bus_log)
     remote = RemoteControl(agent, config, overlay, clock.now())
     identity = Identity("diy", _machine_serial(config))
-    data_log_path = config.storage.data_log_file
-    if args.state is not None and config.storage.data_log_path is None:
-        data_log_path = dataclasses.replace(config.storage, state_path=args.state).data_log_file
-    recorder, history = _open_data_log(config.data_log, data_log_path)
+    recorder, history = _open_data_log(config.data_log, _data_log_file(config, args.state))
     return _Setup(agent, clock, remote, config.mqtt, identity, recorder, history)
 
 
@@ -482,7 +542,7 @@ def _replay(argv: list[str]) -> int:
         return EXIT_CONFIG
     print(f"{args.file}: {header.source}, recorded by agent {header.agent_version or '?'}")
     if header.source == "sbms0":
-        from edge_agent.sbms0.replay import replay_sbms0  # noqa: PLC0415
+        from edge_agent.runtime.replay_sbms0 import replay_sbms0  # noqa: PLC0415
 
         reports = replay_sbms0(header, entries, config)
     elif header.bus == "start" and config is None:
@@ -538,8 +598,14 @@ def _simulated_setup(args: argparse.Namespace) -> _Setup:
     from edge_agent.simulator.harness import SimulatedSystem, simulated_config  # noqa: PLC0415
 
     # The box as docs/safety.md builds it: the heartbeat one-shot enables the outputs.
+    # A top-balanced pack, as a balancer keeps one: the cells reach full within about 10 mV
+    # of each other (with the default random spread, a new unbalanced pack's 250 mV).
     spec = BoxSpec.for_cells(
-        args.cells, capacity_ah=args.capacity, seed=args.seed, heartbeat_gate=HeartbeatGateSpec()
+        args.cells,
+        capacity_ah=args.capacity,
+        seed=args.seed,
+        heartbeat_gate=HeartbeatGateSpec(),
+        top_balanced=True,
     )
     spec = dataclasses.replace(spec, start=spec.start + args.start_hour * 3600)
     store = StateStore(args.state) if args.state is not None else None
@@ -561,8 +627,7 @@ def _simulated_setup(args: argparse.Namespace) -> _Setup:
     identity = Identity("simulator", f"simulator-{args.cells}s-seed{args.seed}")
     recorder = history = None  # the simulator keeps a data log only beside a --state database
     if args.state is not None:
-        storage = StorageSettings(state_path=args.state)
-        recorder, history = _open_data_log(config.data_log, storage.data_log_file)
+        recorder, history = _open_data_log(config.data_log, _data_log_file(config, args.state))
     return _Setup(system.agent, clock, remote, mqtt, identity, recorder, history)
 
 

@@ -11,21 +11,34 @@ Safety invariants, enforced in `_compose_outputs` and nowhere else:
   nothing never;
 * an output forced off from outside stays OFF until its time (one that charges: until then
   or LVD, whichever comes first); nothing from outside turns anything on;
-* a fault output (5) is asserted while any fault is active.
+* a fault output (5) is asserted while any fault is active;
+* a diversion output (type 7, or any output wired to a heater) conducts only while every
+  battery path it belongs to is off because the battery is full (or blocked by battery
+  temperature, when the heater does not warm the battery), never on a fault, stale
+  measurements, a lockout or its own hold, and never together with its battery path: each
+  waits until the other has been off for `diversion.dead_time_s` (control/diversion.py).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
 
 from edge_agent.control.counters import EnergyCounterAccumulator
+from edge_agent.control.diversion import (
+    BreakBeforeMake,
+    DiversionConditions,
+    DiversionEstimator,
+    SampleInputs,
+    diversion_wanted,
+    path_is_full,
+)
 from edge_agent.control.dual_pv import DualPvStager, LevelChange
 from edge_agent.control.extio import (
     OutputRequestInputs,
     charges,
+    diversion_problems,
+    diverts,
     requested_state,
     type_permits,
     wiring_permits,
@@ -34,13 +47,14 @@ from edge_agent.control.hysteresis import DelayedLimit, LowerLimit, Transition, 
 from edge_agent.control.model import (
     ControlEvent,
     ControlReport,
-    EnergyCounters,
+    DiversionReport,
     EventKind,
     Fault,
     Interlock,
     Measurement,
     MeasurementFailure,
 )
+from edge_agent.control.persisted import LimitStates, PersistedState
 from edge_agent.control.protection import (
     MAX_PLAUSIBLE_CURRENT_A,
     StalenessMonitor,
@@ -49,114 +63,16 @@ from edge_agent.control.protection import (
     battery_temperature,
     implausibility,
 )
-from edge_agent.control.resistance import ResistanceBand, ResistanceState, StepWatch
 from edge_agent.control.settings import ControlSettings, OutputType, Wiring
 from edge_agent.control.soc import (
     NO_INTERVAL,
-    AnchorKind,
     Interval,
-    LowReference,
     SocEstimator,
-    SocState,
     initial_soc_state,
     integrate_interval,
 )
 
 SECONDS_PER_DAY = 86400.0
-PERSISTED_FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class LimitStates:
-    """Hysteresis memories, persisted so a restart inside a band keeps the last decision."""
-
-    hvd_active: bool = False
-    lvd_active: bool = False
-    over_voltage_condition: bool = False
-    under_voltage_condition: bool = False
-    high_soc_alarm: bool = False
-    low_soc_alarm: bool = False
-    charge_too_cold: bool = False
-    charge_too_hot: bool = False
-    internal_over_temperature: bool = False
-    max_soc_holding: bool = False
-    discharge_too_cold: bool = False
-    discharge_too_hot: bool = False
-
-
-# Limits whose trip waits for a delay; their pending crossings are persisted by these names.
-DELAYED_LIMITS = ("hvd", "lvd", "ovlo", "uvlo")
-
-
-@dataclass(frozen=True, slots=True)
-class PersistedState:
-    """Everything that must survive a restart."""
-
-    soc: SocState
-    counters: EnergyCounters = field(default_factory=EnergyCounters)
-    full_charge_day: int | None = None  # local day of the last full sync (max-SoC limit)
-    dual_pv_level: int = 1
-    dual_pv_level_since: float | None = None
-    dual_pv_charging_was_allowed: bool = False
-    latched_faults: frozenset[Fault] = frozenset()
-    reported_faults: frozenset[Fault] = frozenset()
-    limits: LimitStates = field(default_factory=LimitStates)
-    forced_off: Mapping[str, float] = field(default_factory=dict)  # output name -> until
-    # limit name (DELAYED_LIMITS) -> first sample of a crossing that has not tripped yet
-    trips_pending: Mapping[str, float] = field(default_factory=dict)
-    last_timestamp: float | None = None  # last good measurement
-    last_battery_current: float | None = None
-    last_pv_current: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe (infinite force-off times are written as null)."""
-        return {
-            "version": PERSISTED_FORMAT_VERSION,
-            "soc": _json_shaped({**asdict(self.soc), "anchor_kind": self.soc.anchor_kind.value}),
-            "counters": asdict(self.counters),
-            "full_charge_day": self.full_charge_day,
-            "dual_pv_level": self.dual_pv_level,
-            "dual_pv_level_since": self.dual_pv_level_since,
-            "dual_pv_charging_was_allowed": self.dual_pv_charging_was_allowed,
-            "latched_faults": sorted(f.value for f in self.latched_faults),
-            "reported_faults": sorted(f.value for f in self.reported_faults),
-            "limits": asdict(self.limits),
-            "forced_off": {
-                name: (until if math.isfinite(until) else None)
-                for name, until in sorted(self.forced_off.items())
-            },
-            "trips_pending": dict(sorted(self.trips_pending.items())),
-            "last_timestamp": self.last_timestamp,
-            "last_battery_current": self.last_battery_current,
-            "last_pv_current": self.last_pv_current,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PersistedState:
-        """Rebuild from `to_dict` output; ValueError naming the key on malformed data."""
-        reader = _Reader(data, "")
-        version = reader.integer("version")
-        if version != PERSISTED_FORMAT_VERSION:
-            raise ValueError(f"persisted state key 'version': unsupported {version}")
-        level = reader.integer("dual_pv_level")
-        if not 1 <= level <= 3:
-            raise ValueError(f"persisted state key 'dual_pv_level': {level} outside 1..3")
-        return cls(
-            soc=_read_soc_state(reader.child("soc")),
-            counters=_read_counters(reader.child("counters")),
-            full_charge_day=reader.optional_integer("full_charge_day"),
-            dual_pv_level=level,
-            dual_pv_level_since=reader.optional_number("dual_pv_level_since"),
-            dual_pv_charging_was_allowed=reader.boolean("dual_pv_charging_was_allowed"),
-            latched_faults=reader.faults("latched_faults"),
-            reported_faults=reader.faults("reported_faults"),
-            limits=_read_limits(reader.child("limits")),
-            forced_off=reader.forced_off("forced_off"),
-            trips_pending=reader.trips_pending("trips_pending"),
-            last_timestamp=reader.optional_number("last_timestamp"),
-            last_battery_current=reader.optional_number("last_battery_current"),
-            last_pv_current=reader.optional_number("last_pv_current"),
-        )
 
 
 class Controller:
@@ -166,6 +82,9 @@ class Controller:
         names = [output.name for output in settings.outputs]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate output names in {names}")
+        pairing = diversion_problems(settings.outputs)
+        if pairing:
+            raise ValueError("; ".join(pairing))
         state = persisted or PersistedState(initial_soc_state(settings.soc))
         self.settings = settings
         self._outputs_by_name = {output.name: output for output in settings.outputs}
@@ -180,6 +99,13 @@ class Controller:
         self._last_battery_current = state.last_battery_current
         self._last_pv_current = state.last_pv_current
         self._run_last_good_time: float | None = None  # this run only: clocks may jump at boot
+        self._break_before_make = BreakBeforeMake(
+            settings.outputs, settings.diversion.dead_time_s, now, state.paths_off_since
+        )
+        self._estimator = DiversionEstimator(
+            settings.diversion, settings.outputs, settings.max_soc.utc_offset_hours, state.diversion
+        )
+        self._decided: dict[str, bool] = {}  # the last decision: what conducted since
         self._measurement: Measurement | None = None
         self._pending_events: list[ControlEvent] = []
         self._report: ControlReport | None = None
@@ -311,6 +237,8 @@ class Controller:
             last_timestamp=self._last_timestamp,
             last_battery_current=self._last_battery_current,
             last_pv_current=self._last_pv_current,
+            diversion=self._estimator.state,
+            paths_off_since=self._break_before_make.off_since_all,
         )
 
     def _trips_pending(self) -> dict[str, float]:
@@ -436,7 +364,16 @@ class Controller:
             change = self._dual_pv.update(now, measurement.battery_current, charge_allowed)
             events += _level_events(change, now)
         self._drop_expired_holds(now)
-        outputs = self._compose_outputs(now, charge_allowed, load_allowed, faults)
+        conditions = DiversionConditions(
+            fresh=fresh,
+            fault_active=bool(faults),
+            charge_blocks=charge_blocks,
+            high_soc_alarm=self._high_soc.active,
+            heater_warms_battery=self.settings.diversion.heater_warms_battery,
+        )
+        outputs = self._compose_outputs(now, charge_allowed, load_allowed, faults, conditions)
+        diversion = self._diversion_report(now, measurement, outputs, conditions)
+        self._decided = dict(outputs)
         interlocks = set(charge_blocks | load_blocks)
         if self._forced_off:
             interlocks.add(Interlock.FORCED_OFF)
@@ -461,6 +398,36 @@ class Controller:
             high_soc_alarm=self._high_soc.active,
             low_soc_alarm=self._low_soc.active,
             soc_uncertainty=self._soc.uncertainty,
+            diversion=diversion,
+        )
+
+    def _diversion_report(
+        self,
+        now: float,
+        measurement: Measurement | None,
+        outputs: Mapping[str, bool],
+        conditions: DiversionConditions,
+    ) -> DiversionReport:
+        """Estimate and count (from a good measurement), or report the last counters."""
+        estimator = self._estimator
+        full = {
+            name: path_is_full(self._outputs_by_name[name], conditions) and not outputs[name]
+            for name in estimator.arrays
+        }
+        paths = self._break_before_make.paths
+        if measurement is None:
+            last = self._measurement
+            volts = last.battery_voltage if last is not None else 0.0
+            # No fresh sample: nothing is estimated as available or flowing.
+            return estimator.report(now, volts, None, is_on=outputs, full={}, heat_paths=paths)
+        inputs = SampleInputs(
+            now=measurement.timestamp,
+            pv_current=measurement.pv_current,
+            battery_voltage=measurement.battery_voltage,
+            heat_power_w=measurement.heat_power_w,
+        )
+        return estimator.update(
+            inputs, was_on=self._decided, is_on=outputs, full=full, heat_paths=paths
         )
 
     def _active_faults(self, now: float) -> frozenset[Fault]:
@@ -503,7 +470,12 @@ class Controller:
                 del self._forced_off[name]
 
     def _compose_outputs(
-        self, now: float, charge_allowed: bool, load_allowed: bool, faults: frozenset[Fault]
+        self,
+        now: float,
+        charge_allowed: bool,
+        load_allowed: bool,
+        faults: frozenset[Fault],
+        diversion: DiversionConditions,
     ) -> dict[str, bool]:
         """The only place output states are decided; see the module docstring."""
         requests = OutputRequestInputs(
@@ -518,8 +490,17 @@ class Controller:
                 wiring_permits(output.wiring, charge_allowed, load_allowed)
             )
             held_off = output.name in self._forced_off and now < self._forced_off[output.name]
+            if diverts(output):
+                paths = [
+                    self._outputs_by_name[name]
+                    for name in self._break_before_make.paths[output.name]
+                ]
+                states[output.name] = diversion_wanted(output, paths, diversion, held_off)
+                continue
             wanted = requested_state(output.type, requests)
             states[output.name] = wanted and permitted and not held_off
+        # Break before make: the heat paths and their battery paths, each after the other.
+        states.update(self._break_before_make.settle(now, states))
         return states
 
     def _fault_events(self, faults: frozenset[Fault], now: float) -> list[ControlEvent]:
@@ -553,207 +534,3 @@ def _pv_charge(pv_interval: Interval, battery_interval: Interval) -> float:
     if pv_interval.counted_s <= 0.0 or battery_interval.counted_s <= 0.0:
         return 0.0
     return pv_interval.charge_ah * min(1.0, battery_interval.counted_s / pv_interval.counted_s)
-
-
-# --- reading persisted data ---------------------------------------------------------------
-
-
-class _Reader:
-    """Typed access to a mapping; every error names the full key."""
-
-    def __init__(self, data: Any, prefix: str) -> None:
-        if not isinstance(data, Mapping):
-            raise ValueError(f"persisted state key '{prefix or '<root>'}': not a mapping")
-        self.data = data
-        self.prefix = prefix
-
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}.{key}" if self.prefix else key
-
-    def _bad(self, key: str, problem: str) -> ValueError:
-        return ValueError(f"persisted state key '{self._key(key)}': {problem}")
-
-    def _get(self, key: str) -> Any:
-        if key not in self.data:
-            raise self._bad(key, "missing")
-        return self.data[key]
-
-    def child(self, key: str) -> _Reader:
-        return _Reader(self._get(key), self._key(key))
-
-    def number(self, key: str) -> float:
-        value = self._get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self._bad(key, f"expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise self._bad(key, f"not finite: {value!r}")
-        return float(value)
-
-    def optional_number(self, key: str) -> float | None:
-        return None if self._get(key) is None else self.number(key)
-
-    def integer(self, key: str) -> int:
-        value = self._get(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._bad(key, f"expected an integer, got {value!r}")
-        return value
-
-    def optional_integer(self, key: str) -> int | None:
-        return None if self._get(key) is None else self.integer(key)
-
-    def boolean(self, key: str) -> bool:
-        value = self._get(key)
-        if not isinstance(value, bool):
-            raise self._bad(key, f"expected true or false, got {value!r}")
-        return value
-
-    def faults(self, key: str) -> frozenset[Fault]:
-        value = self._get(key)
-        if not isinstance(value, list):
-            raise self._bad(key, f"expected a list, got {value!r}")
-        try:
-            return frozenset(Fault(item) for item in value)
-        except ValueError as error:
-            raise self._bad(key, str(error)) from error
-
-    def trips_pending(self, key: str) -> dict[str, float]:
-        """Absent in states saved before delays existed: nothing pending then."""
-        if key not in self.data:
-            return {}
-        pending = self.child(key)
-        result: dict[str, float] = {}
-        for name in pending.data:
-            if name not in DELAYED_LIMITS:
-                raise self._bad(key, f"unknown limit {name!r}")
-            result[name] = pending.number(name)
-        return result
-
-    def forced_off(self, key: str) -> dict[str, float]:
-        holds = self.child(key)
-        result: dict[str, float] = {}
-        for name in holds.data:
-            if not isinstance(name, str):
-                raise self._bad(key, f"output name {name!r} is not a string")
-            result[name] = math.inf if holds.data[name] is None else holds.number(name)
-        return result
-
-
-def _json_shaped(value: Any) -> Any:
-    """Tuples as lists, so a snapshot equals what its JSON reads back as."""
-    if isinstance(value, dict):
-        return {key: _json_shaped(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_shaped(item) for item in value]
-    return value
-
-
-def _read_soc_state(reader: _Reader) -> SocState:
-    capacity = reader.number("capacity_ah")
-    if capacity <= 0.0:
-        raise reader._bad("capacity_ah", f"must be positive, got {capacity}")
-    try:
-        anchor_kind = AnchorKind(reader._get("anchor_kind"))
-    except ValueError as error:
-        raise reader._bad("anchor_kind", str(error)) from error
-    return SocState(
-        charge_ah=reader.number("charge_ah"),
-        capacity_ah=capacity,
-        offset_a=reader.number("offset_a"),
-        anchor_kind=anchor_kind,
-        anchor_time=reader.optional_number("anchor_time"),
-        counted_since_anchor_ah=reader.number("counted_since_anchor_ah"),
-        eoc_since=reader.optional_number("eoc_since"),
-        eoc_synced=reader.boolean("eoc_synced"),
-        rest_since=reader.optional_number("rest_since"),
-        rest_corrected=reader.boolean("rest_corrected"),
-        current_ema_a=reader.optional_number("current_ema_a"),
-        last_sample_time=reader.optional_number("last_sample_time"),
-        uncounted_s=reader.number("uncounted_s"),
-        uncounted_at_anchor_s=reader.number("uncounted_at_anchor_s"),
-        last_sync_time=reader.optional_number("last_sync_time"),
-        full_reference_time=reader.optional_number("full_reference_time"),
-        counted_since_full_ah=reader.number("counted_since_full_ah"),
-        uncounted_at_full_s=reader.number("uncounted_at_full_s"),
-        **_read_soc_uncertainty(reader),
-    )
-
-
-def _read_soc_uncertainty(reader: _Reader) -> dict[str, Any]:
-    """The uncertainty, low reference and resistance of issue 16; a state saved before them
-    lacks the keys and continues as a new install's uncertainty (SocEstimator fills it)."""
-    if "band_sigma" not in reader.data:
-        return {}
-    sigma = reader.number("band_sigma")
-    if sigma < 0.0:
-        raise reader._bad("band_sigma", f"negative: {sigma}")
-    low = None
-    if reader._get("low_reference") is not None:
-        item = reader.child("low_reference")
-        low = LowReference(
-            time=item.number("time"),
-            soc=item.number("soc"),
-            sigma=item.number("sigma"),
-            counted_since_ah=item.number("counted_since_ah"),
-            uncounted_at_s=item.number("uncounted_at_s"),
-        )
-    return {
-        "band_sigma": sigma,
-        "band_soc": reader.number("band_soc"),
-        "band_time": reader.optional_number("band_time"),
-        "band_charge_in_ah": reader.number("band_charge_in_ah"),
-        "capacity_sigma_ah": reader.number("capacity_sigma_ah"),
-        "offset_sigma_a": reader.number("offset_sigma_a"),
-        "low_reference": low,
-        "resistance": _read_resistance(reader.child("resistance")),
-    }
-
-
-def _read_resistance(reader: _Reader) -> ResistanceState:
-    bands = reader._get("bands")
-    if not isinstance(bands, list | tuple):
-        raise reader._bad("bands", f"expected a list, got {bands!r}")
-    learned = []
-    for index in range(len(bands)):
-        band = _Reader(bands[index], reader._key(f"bands.{index}"))
-        ohm, current = band.number("ohm"), band.number("current_a")
-        if ohm < 0.0 or current <= 0.0:
-            raise band._bad("ohm", f"implausible band {ohm} ohm at {current} A")
-        learned.append(ResistanceBand(current, ohm, band.integer("learnings")))
-    watch = None
-    if reader._get("watch") is not None:
-        item = reader.child("watch")
-        watch = StepWatch(
-            current_a=item.number("current_a"),
-            min_cell_v=item.number("min_cell_v"),
-            rest_since=item.number("rest_since"),
-        )
-    return ResistanceState(
-        bands=tuple(learned),
-        watch=watch,
-        last_current_a=reader.optional_number("last_current_a"),
-        last_min_cell_v=reader.optional_number("last_min_cell_v"),
-    )
-
-
-def _read_counters(reader: _Reader) -> EnergyCounters:
-    values = {}
-    for counter in fields(EnergyCounters):
-        value = reader.number(counter.name)
-        if value < 0.0:
-            raise reader._bad(counter.name, f"negative: {value}")
-        values[counter.name] = value
-    return EnergyCounters(**values)
-
-
-# Limit memories added after the first release: a state saved before them lacks the key.
-_LATER_LIMITS = ("discharge_too_cold", "discharge_too_hot")
-
-
-def _read_limits(reader: _Reader) -> LimitStates:
-    return LimitStates(
-        **{
-            limit.name: reader.boolean(limit.name)
-            for limit in fields(LimitStates)
-            if limit.name not in _LATER_LIMITS or limit.name in reader.data
-        }
-    )

@@ -1,11 +1,12 @@
-"""Monotonic energy counters (ampere-hours and watt-hours since installation)."""
+"""Monotonic energy counters (ampere-hours and watt-hours since installation), and the PV
+diversion counters (watt-hours diverted to heat, measured or estimated, and curtailed)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
 
-from edge_agent.control.model import EnergyCounters
+from edge_agent.control.model import DiversionCounters, EnergyCounters, net_load
 
 
 class EnergyCounterAccumulator:
@@ -27,7 +28,7 @@ class EnergyCounterAccumulator:
             load_ah = discharged  # without a PV shunt, only the battery's discharge is seen
         else:
             pv_ah = max(0.0, pv_delta_ah)
-            load_ah = max(0.0, pv_ah - battery_delta_ah)  # PV in minus what the battery took
+            load_ah = net_load(pv_ah, battery_delta_ah)
         volts = max(0.0, battery_voltage)
         t = self.totals
         self.totals = replace(
@@ -42,6 +43,27 @@ class EnergyCounterAccumulator:
             load_wh=_grow(t.load_wh, load_ah * volts),
         )
         return self.totals
+
+
+def add_diversion(
+    totals: DiversionCounters,
+    *,
+    measured_wh: float = 0.0,
+    estimated_wh: float = 0.0,
+    curtailed_wh: float = 0.0,
+) -> DiversionCounters:
+    """One interval's diverted (measured or estimated) and curtailed energy added. Like the
+    energy counters, a negative, NaN or infinite increment is dropped, never subtracted, and
+    `diverted_wh` grows by exactly what its two parts grew by."""
+    measured = _grow(totals.diverted_measured_wh, measured_wh)
+    estimated = _grow(totals.diverted_estimated_wh, estimated_wh)
+    added = (measured - totals.diverted_measured_wh) + (estimated - totals.diverted_estimated_wh)
+    return DiversionCounters(
+        diverted_wh=_grow(totals.diverted_wh, added),
+        diverted_measured_wh=measured,
+        diverted_estimated_wh=estimated,
+        curtailed_wh=_grow(totals.curtailed_wh, curtailed_wh),
+    )
 
 
 def _grow(total: float, increment: float) -> float:

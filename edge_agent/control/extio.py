@@ -7,7 +7,7 @@ staleness check.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from edge_agent.control.settings import OutputSettings, OutputType, Wiring
@@ -17,13 +17,16 @@ LOAD_TYPES = frozenset({OutputType.LVD, OutputType.LOW_SOC})
 
 # The types an output may have, by what it physically switches. Type 0 never conducts, so
 # every wiring but a fault's may be unused. A signal switches no power: any type but dual PV
-# (which would take the place of a real array in the staging).
+# (which would take the place of a real array in the staging) and diversion (which belongs to
+# a heat path). A heater takes diversion only: it must never be driven like a battery path
+# (type 1 on a heat path would conduct together with the battery path).
 ALLOWED_TYPES: Mapping[Wiring, frozenset[OutputType]] = {
     Wiring.CHARGE: frozenset({OutputType.UNUSED, *CHARGE_TYPES}),
     Wiring.LOAD: frozenset({OutputType.UNUSED, *LOAD_TYPES}),
-    Wiring.SIGNAL: frozenset(set(OutputType) - {OutputType.DUAL_PV}),
+    Wiring.SIGNAL: frozenset(set(OutputType) - {OutputType.DUAL_PV, OutputType.DIVERSION}),
     Wiring.FAULT: frozenset({OutputType.FAULT}),
     Wiring.NONE: frozenset({OutputType.UNUSED}),
+    Wiring.HEATER: frozenset({OutputType.UNUSED, OutputType.DIVERSION}),
 }
 
 
@@ -36,6 +39,8 @@ def inferred_wiring(output_type: OutputType) -> Wiring:
         return Wiring.LOAD
     if output_type is OutputType.FAULT:
         return Wiring.FAULT
+    if output_type is OutputType.DIVERSION:
+        return Wiring.HEATER
     return Wiring.NONE
 
 
@@ -52,8 +57,42 @@ def charges(output: OutputSettings) -> bool:
     return output.wiring is Wiring.CHARGE and output.type in CHARGE_TYPES
 
 
+def diverts(output: OutputSettings) -> bool:
+    """Is this output decided by the diversion rules (control/diversion.py)? Every heater-wired
+    output is, whatever its type, and every type 7 output, whatever its wiring."""
+    return output.wiring is Wiring.HEATER or output.type is OutputType.DIVERSION
+
+
+def battery_paths(output: OutputSettings, outputs: Sequence[OutputSettings]) -> tuple[str, ...]:
+    """The charge outputs whose arrays a diversion output's heat path belongs to: the one it
+    names in `diverts`, or every charge-wired output."""
+    if output.diverts is not None:
+        return (output.diverts,)
+    return tuple(o.name for o in outputs if o.wiring is Wiring.CHARGE)
+
+
+def diversion_problems(outputs: Sequence[OutputSettings]) -> list[str]:
+    """The pairing rules of diversion outputs, one message per broken rule (path-prefixed)."""
+    problems: list[str] = []
+    by_name = {output.name: output for output in outputs}
+    for index, output in enumerate(outputs):
+        path = f"outputs[{index}].diverts"
+        if output.diverts is None:
+            if diverts(output) and not battery_paths(output, outputs):
+                problems.append(f"{path}: a diversion output needs a charge-wired output")
+            continue
+        if not diverts(output):
+            problems.append(f"{path}: only a diversion output (type 7, heater) names its array")
+            continue
+        paired = by_name.get(output.diverts)
+        if paired is None or paired.wiring is not Wiring.CHARGE:
+            problems.append(f"{path}: must name a charge-wired output (got {output.diverts!r})")
+    return problems
+
+
 def wiring_permits(wiring: Wiring, charge_allowed: bool, load_allowed: bool) -> bool:
-    """May an output of this wiring conduct now, whatever its type asks for?"""
+    """May an output of this wiring conduct now, whatever its type asks for? A heater's
+    permission is the diversion decision, taken apart (`diverts`)."""
     if wiring is Wiring.CHARGE:
         return charge_allowed
     if wiring is Wiring.LOAD:
@@ -103,4 +142,4 @@ def requested_state(output_type: OutputType, inputs: OutputRequestInputs) -> boo
         return not inputs.low_soc_alarm
     if output_type is OutputType.FAULT:
         return inputs.fault_active
-    return False
+    return False  # unused, and diversion (decided by control/diversion.py)

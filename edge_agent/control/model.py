@@ -3,6 +3,10 @@
 Measurements come in (from the hardware sampler or a stock SBMS decoder); a report comes out
 with the desired output states, SoC, counters and events. Units: volts, amps (positive =
 charging the battery), ampere-hours, watt-hours, degrees Celsius, UNIX seconds.
+
+The values derived from a measurement or a report that several layers show (the load current,
+the named temperatures, whether the measured fields are current) are defined here, once: the
+state payload, the publishing policy and the data log all read them from this module.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ class Measurement:
     external_temperatures: tuple[float | None, ...] = ()
     balancing: tuple[bool, ...] = ()
     monitor_flags: frozenset[str] = frozenset()  # cell monitor status flags currently set
+    # Power into the heat paths, from a shunt monitor on them (an INA228's POWER register);
+    # None when no heat-path shunt is fitted: the diverted power is then estimated.
+    heat_power_w: float | None = None
 
     @property
     def min_cell(self) -> float:
@@ -126,6 +133,49 @@ class EnergyCounters:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceStats:
+    """Counters of a source that receives frames (a stock SBMS), published in the state as
+    `source_stats`: good frames (`frames_ok`, of which `frames_unchecked` carried no checksum),
+    dropped ones (`frames_bad`, by damage class in `bad_by_kind`), link failures and frames
+    taken as a new reference (`reanchored`)."""
+
+    frames_ok: int = 0
+    frames_unchecked: int = 0
+    frames_bad: int = 0
+    link_errors: int = 0
+    reanchored: int = 0
+    bad_by_kind: tuple[tuple[str, int], ...] = ()  # (kind, count), sorted by kind
+
+
+@dataclass(frozen=True, slots=True)
+class DiversionCounters:
+    """Monotonic totals of PV diversion since installation, watt-hours; never go backwards.
+
+    `diverted_wh` = `diverted_measured_wh` + `diverted_estimated_wh`: each interval is counted
+    measured when a heat-path shunt read it, estimated otherwise. `curtailed_wh` is the PV the
+    arrays could have given while disconnected because the battery was full and nothing took
+    it (estimated: thrown away)."""
+
+    diverted_wh: float = 0.0
+    diverted_measured_wh: float = 0.0
+    diverted_estimated_wh: float = 0.0
+    curtailed_wh: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DiversionReport:
+    """PV diversion as decided and estimated for one sample (docs/diversion.md)."""
+
+    diverting: bool  # any diversion output conducting
+    power_w: float  # into the heat paths now (measured, or estimated)
+    measured: bool  # power_w came from a heat-path shunt
+    # PV the disconnected arrays could give at the battery voltage now, for the arrays whose
+    # battery path is off because the battery is full (surplus); None: no estimate possible.
+    available_w: float | None
+    counters: DiversionCounters
+
+
+@dataclass(frozen=True, slots=True)
 class ControlReport:
     """What the control core decided for one sample."""
 
@@ -151,3 +201,46 @@ class ControlReport:
     # Half the ~95 % band around `soc`, SoC points (issue 16); None where the source's own SoC
     # is reported (a stock SBMS0 says nothing of its certainty).
     soc_uncertainty: float | None = None
+    # A source that receives frames (a stock SBMS) counts them here; None for the I2C box.
+    source_stats: SourceStats | None = None
+    # None where no diversion is decided (a stock SBMS0 as the source).
+    diversion: DiversionReport | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Derived values, defined once for every layer that shows them
+# ---------------------------------------------------------------------------------------------
+
+TEMPERATURE_NAMES = ("internal", "battery", "external2")
+
+
+def net_load(pv_in: float, battery_in: float) -> float:
+    """What went to the loads: PV in minus what the battery took (currents or charges). Never
+    negative: a negative remainder is another charge source, not a load."""
+    return max(0.0, pv_in - battery_in)
+
+
+def load_current(measurement: Measurement) -> float | None:
+    """Current into the loads. None without a PV shunt (the battery's discharge alone is not
+    the load while PV is charging)."""
+    if measurement.pv_current is None:
+        return None
+    return net_load(measurement.pv_current, measurement.battery_current)
+
+
+def temperatures(measurement: Measurement | None) -> dict[str, float | None]:
+    """internal = the cell monitor's die, battery = xT1, external2 = xT2."""
+    if measurement is None:
+        return dict.fromkeys(TEMPERATURE_NAMES)
+    external = measurement.external_temperatures
+    return {
+        "internal": measurement.internal_temperature,
+        "battery": external[0] if len(external) > 0 else None,
+        "external2": external[1] if len(external) > 1 else None,
+    }
+
+
+def measurement_ok(report: ControlReport) -> bool:
+    """True while the measured fields are current: a good measurement exists and is not
+    stale. A single failed read does not clear it; staleness (stale_after_s) does."""
+    return report.measurement is not None and Interlock.MEASUREMENT_STALE not in report.interlocks

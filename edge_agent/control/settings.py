@@ -21,6 +21,9 @@ class OutputType(IntEnum):
     LOW_SOC = 4  # like LVD, at a SoC threshold
     FAULT = 5  # asserted on lockout levels, over-temperature, measurement failure
     DUAL_PV = 6  # secondary (~2x) charge source, staged with the type 1 outputs
+    # Our extension (the SBMS0 stops at 6): a DSSR20's heat path, on only while its array's
+    # battery path is off because the battery is full (control/diversion.py, docs/diversion.md).
+    DIVERSION = 7
 
 
 class Wiring(StrEnum):
@@ -36,6 +39,9 @@ class Wiring(StrEnum):
     SIGNAL = "signal"  # a lamp, buzzer or another controller's input: switches no power
     FAULT = "fault"  # a remote-trip breaker or fault lamp: asserted on faults
     NONE = "none"  # connected to nothing
+    # A DSSR20's heat path to a passive resistive load (a water heater element): never the
+    # battery, never anything that can source current back (docs/diversion.md).
+    HEATER = "heater"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +150,50 @@ class SocSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ArraySettings:
+    """What the diversion estimate knows of the PV array behind one charge output.
+
+    Every value is optional: without them the estimate learns from the PV shunt alone."""
+
+    output: str  # the charge output (type 1, 3 or 6) switching this array's DSSR20s
+    rated_current_a: float | None = None  # the array's short-circuit current at STC, amps
+    open_circuit_v: float | None = None  # the array's Voc at STC (caps the heater's voltage)
+    heater_ohm: float | None = None  # its heat path's resistance; None: no heater on it
+
+
+@dataclass(frozen=True, slots=True)
+class DiversionSettings:
+    """PV diversion (type 7 outputs) and the estimate of PV power while panels are off.
+
+    See docs/diversion.md for the rules and the estimate."""
+
+    # Both paths of a DSSR20 off for this long between one conducting and the other (break
+    # before make, in both directions). Counted from the decisions, so at least one sample.
+    dead_time_s: float = 2.0
+    # Safe default True: the heater may warm the cells (a heater in or against the battery
+    # box), so nothing is diverted while charging is blocked by battery temperature (too cold,
+    # too hot or unreadable). False: the heater is elsewhere (a water tank); then charging
+    # blocked by temperature is a reason to divert, like a full battery.
+    heater_warms_battery: bool = True
+    arrays: tuple[ArraySettings, ...] = ()
+    # Site for the clear-sky model; None: latitude unknown (the estimate then scales by the
+    # learned current alone), longitude from max_soc.utc_offset_hours, tilt = |latitude|.
+    latitude_deg: float | None = None
+    longitude_deg: float | None = None
+    tilt_deg: float | None = None
+    azimuth_deg: float | None = None  # the panels face this (0 north, 180 south); None: the equator
+
+
+@dataclass(frozen=True, slots=True)
 class OutputSettings:
     """One EXTIO output as the control core sees it (no pins: those are hardware)."""
 
     name: str  # e.g. "extio3"
     type: OutputType
     wiring: Wiring
+    # A diversion (type 7) output: the charge output whose array's heat path it switches.
+    # None: every charge-wired output (a box with one array). Local, like the wiring.
+    diverts: str | None = None
 
 
 def default_outputs() -> tuple[OutputSettings, ...]:
@@ -174,6 +218,7 @@ class ControlSettings:
     temperature: TemperatureLimits = field(default_factory=TemperatureLimits)
     dual_pv: DualPvSettings = field(default_factory=DualPvSettings)
     max_soc: MaxSocSettings = field(default_factory=MaxSocSettings)
+    diversion: DiversionSettings = field(default_factory=DiversionSettings)
     outputs: tuple[OutputSettings, ...] = field(default_factory=default_outputs)
     stale_after_s: float = 5.0  # no good measurement for this long: charge and load off, fault on
     lockouts_latch: bool = False  # OVLO/UVLO faults stay until cleared by a command

@@ -19,8 +19,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from edge_agent.control.model import ControlReport, Measurement
-from edge_agent.mqtt.payloads import load_current
+from edge_agent.control.model import ControlReport, Measurement, load_current
 from edge_agent.storage.data_log import Record, Stat
 
 

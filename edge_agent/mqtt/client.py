@@ -1,5 +1,7 @@
 """The agent's MQTT link: publishes status, announce, config, state and events; answers
-`config/set`, `cmd/<name>` and `history/get` requests. Built on aiomqtt (paho-mqtt underneath).
+`config/set`, `cmd/<name>` and `history/get` requests through the handlers it is given
+(`handlers.py`). Built on aiomqtt (paho-mqtt underneath); the only module of this package that
+touches the network.
 
 The control loop never waits on MQTT: it hands each report to `MqttLink.offer_report`, which
 only stores it and queues its events. `MqttLink.run` does all network work in its own task,
@@ -18,15 +20,17 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge_agent.config.link import MqttSettings, PublishSettings
 from edge_agent.control.model import ControlEvent, ControlReport
 from edge_agent.mqtt import limits
 from edge_agent.mqtt.ha_discovery import birth_topic
+from edge_agent.mqtt.handlers import HistoryHandler, NoHistory, RemoteHandler, RemoteResult
 from edge_agent.mqtt.limits import LogBudget, RequestGate
 from edge_agent.mqtt.payloads import (
     LinkStats,
@@ -36,13 +40,8 @@ from edge_agent.mqtt.payloads import (
     result_payload,
     state_payload,
 )
-from edge_agent.mqtt.policy import PublishPolicy, PublishSettings
-from edge_agent.mqtt.settings import MqttSettings
+from edge_agent.mqtt.policy import PublishPolicy
 from edge_agent.mqtt.topics import Topics
-from edge_agent.runtime.history import HistoryReader
-
-if TYPE_CHECKING:  # the link only calls it; no import cycle with the runtime at run time
-    from edge_agent.runtime.remote import RemoteControl, RemoteResult
 
 _MIN_RECHECK_S = 0.05
 _RECANCEL_S = 0.1  # how long a cancelled session task gets before it is cancelled again
@@ -122,23 +121,25 @@ class MqttLink:
         topics: Topics,
         announce: PayloadFactory,
         config_payload: PayloadFactory,
-        remote: RemoteControl | None,
+        remote: RemoteHandler | None,
         *,
         policy: PublishPolicy | None = None,
         publish_settings: Callable[[], PublishSettings] | None = None,
         wall_clock: Callable[[], float] = time.time,
         agent_clock: Callable[[], float] | None = None,
         discovery: DiscoveryFactory | None = None,
-        history: HistoryReader | None = None,
+        history: HistoryHandler | None = None,
     ) -> None:
         """`announce` and `config_payload` build the retained payloads (called at each connect
         and after an accepted config/set); `publish_settings`, when given, is read after each
         accepted config/set so a remote change of the `publish` section takes effect.
         `discovery` builds the Home Assistant discovery message; it is published only while
-        `settings.ha_discovery` is on. `history` answers `history/get`; without it (no data
-        log) every such request is rejected. `wall_clock` paces publishing (real seconds);
-        `agent_clock` (default: the wall clock) is the controller's time, on which requests are
-        decided and results stamped: a simulated box runs on its own."""
+        `settings.ha_discovery` is on. `remote` answers `config/set` and commands (None: a
+        source the agent does not control, neither is subscribed); `history` answers
+        `history/get`, without it (no data log) every such request is rejected. `wall_clock`
+        paces publishing (real seconds); `agent_clock` (default: the wall clock) is the
+        controller's time, on which requests are decided and results stamped: a simulated box
+        runs on its own."""
         self.settings = settings
         self.topics = topics
         self._announce = announce
@@ -149,7 +150,7 @@ class MqttLink:
         self._now = wall_clock
         self._agent_now = agent_clock or wall_clock
         self._discovery = discovery if settings.ha_discovery else None
-        self._history = history or HistoryReader(None, 0)  # rejects: no data log
+        self._history: HistoryHandler = history or NoHistory()
         self._birth_topic = birth_topic(settings.ha_discovery_prefix)
         self._events: deque[ControlEvent] = deque(maxlen=settings.event_queue_size)
         self._latest: ControlReport | None = None

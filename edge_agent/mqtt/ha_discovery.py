@@ -20,8 +20,9 @@ from typing import Any
 
 import edge_agent
 from edge_agent.config import AgentConfig
+from edge_agent.control.model import TEMPERATURE_NAMES
 from edge_agent.control.settings import OutputType
-from edge_agent.mqtt.payloads import MODEL, SOURCES, TEMPERATURE_NAMES
+from edge_agent.mqtt.payloads import MODEL, SOURCES
 from edge_agent.mqtt.topics import Topics, _check_base
 
 DEFAULT_PREFIX = "homeassistant"

@@ -16,17 +16,23 @@ from typing import Any
 import edge_agent
 from edge_agent.config import AgentConfig, config_to_dict
 from edge_agent.control.extio import remote_types
-from edge_agent.control.model import ControlEvent, ControlReport, Interlock, Measurement
+from edge_agent.control.model import (
+    TEMPERATURE_NAMES,
+    ControlEvent,
+    ControlReport,
+    Measurement,
+    load_current,
+    measurement_ok,
+    temperatures,
+)
 from edge_agent.control.settings import OutputType
 from edge_agent.mqtt import DEFAULT_BASE, PROTOCOL_VERSION
+from edge_agent.mqtt.handlers import HistoryPage
+from edge_agent.mqtt.requests import HISTORY_GET
 from edge_agent.mqtt.topics import Topics
-from edge_agent.runtime.history import HISTORY_GET, HistoryPage
-from edge_agent.sbms0.stats import SourceStats
 
 MODEL = "SBMS edge agent"
 SOURCES = ("diy", "sbms0", "simulator")
-TEMPERATURE_NAMES = ("internal", "battery", "external2")
-CONFIG_SET_COMMAND = "config/set"
 
 # Sections of config_to_dict() never published: file paths of the box, and the broker
 # connection (credentials; a consumer already knows the broker it reads this from).
@@ -51,38 +57,6 @@ def _seconds(value: float | None) -> int | None:
     if value is None or not math.isfinite(value):
         return None
     return round(value)
-
-
-# ---------------------------------------------------------------------------------------------
-# Derived quantities (shared with the publishing policy)
-# ---------------------------------------------------------------------------------------------
-
-
-def load_current(measurement: Measurement) -> float | None:
-    """Current into the loads: PV in minus what the battery took. None without a PV shunt
-    (the battery's discharge alone is not the load while PV is charging). Never negative, as
-    in the energy counters: a negative remainder is another charge source, not a load."""
-    if measurement.pv_current is None:
-        return None
-    return max(0.0, measurement.pv_current - measurement.battery_current)
-
-
-def temperatures(measurement: Measurement | None) -> dict[str, float | None]:
-    """internal = the cell monitor's die, battery = xT1, external2 = xT2."""
-    if measurement is None:
-        return dict.fromkeys(TEMPERATURE_NAMES)
-    external = measurement.external_temperatures
-    return {
-        "internal": measurement.internal_temperature,
-        "battery": external[0] if len(external) > 0 else None,
-        "external2": external[1] if len(external) > 1 else None,
-    }
-
-
-def measurement_ok(report: ControlReport) -> bool:
-    """True while the measured fields are current: a good measurement exists and is not
-    stale. A single failed read does not clear it; staleness (stale_after_s) does."""
-    return report.measurement is not None and Interlock.MEASUREMENT_STALE not in report.interlocks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,8 +178,8 @@ def state_payload(report: ControlReport, link: LinkStats | None = None) -> dict[
 
 def _source_stats(report: ControlReport) -> dict[str, Any]:
     """`source_stats` for a source that receives frames (a stock SBMS); absent otherwise."""
-    stats = getattr(report, "source_stats", None)
-    if not isinstance(stats, SourceStats):
+    stats = report.source_stats
+    if stats is None:
         return {}
     return {
         "source_stats": {

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from edge_agent.control.model import ControlReport
-from edge_agent.mqtt.payloads import load_current, measurement_ok, temperatures
-from edge_agent.mqtt.publish_settings import PublishSettings, validate_publish_settings
+from edge_agent.config.link import PublishSettings, validate_publish_settings
+from edge_agent.control.model import ControlReport, load_current, measurement_ok, temperatures
 
 __all__ = ["PublishPolicy", "PublishSettings", "settings_from_mapping", "validate_publish_settings"]
 

@@ -7,8 +7,9 @@ import logging
 from typing import Any, Protocol
 
 from edge_agent.config import AgentConfig
-from edge_agent.control.controller import Controller, PersistedState
+from edge_agent.control.controller import Controller
 from edge_agent.control.model import ControlReport, MeasurementFailure, Sample
+from edge_agent.control.persisted import PersistedState
 from edge_agent.control.settings import ControlSettings, OutputType
 from edge_agent.drivers.bus import DeviceError
 from edge_agent.drivers.gpio import GpioError

@@ -1,15 +1,16 @@
 """Remote configuration and commands (MQTT `config/set` and `cmd/<name>`), without MQTT.
 
-The MQTT link hands over the raw payload bytes; this module parses them, checks every field,
-and either applies the request completely or not at all. Every problem comes back as a
-(field, reason) pair with the request's dotted path ("config.thresholds.hvd", "soc",
-"payload"); nothing here raises, whatever the bytes.
+The MQTT link hands over the raw payload bytes (this is its `mqtt.handlers.RemoteHandler`);
+this module parses them with `mqtt.requests`, checks every field, and either applies the
+request completely or not at all. Every problem comes back as a (field, reason) pair with the
+request's dotted path ("config.thresholds.hvd", "soc", "payload"); nothing here raises,
+whatever the bytes.
 
 A configuration change is validated exactly like the configuration file (merged onto the
-configuration in force, then `parse_config`), saved to the overlay file, and only then handed
-to the agent. If saving fails nothing changes; if the agent refuses it, the overlay is put
-back. On restart `load_effective_config` rebuilds the same configuration from the file and the
-overlay: remotely set fields win over the file.
+configuration in force by `remote_merge.merge_remote_config`, then `parse_config`), saved to
+the overlay file, and only then handed to the agent. If saving fails nothing changes; if the
+agent refuses it, the overlay is put back. On restart `load_effective_config` rebuilds the
+same configuration from the file and the overlay: remotely set fields win over the file.
 
 The MQTT link uses `handle_config_set_async`: the overlay's write (fsync of the file and its
 directory, which can take hundreds of milliseconds on an SD card) runs on a worker thread, so
@@ -24,25 +25,32 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.config import AgentConfig, ConfigError, merge_remote_config
+from edge_agent.config import AgentConfig, ConfigError
 from edge_agent.control.extio import charges
 from edge_agent.control.model import Interlock
 from edge_agent.control.settings import OutputSettings, OutputType, Wiring
-from edge_agent.problems import unknown_key
+from edge_agent.mqtt.handlers import RemoteResult
+from edge_agent.mqtt.requests import (
+    CONFIG_SET,
+    Problem,
+    RejectedError,
+    check_keys,
+    decode_request,
+    json_kind,
+    number_field,
+    read_request_id,
+    show_value,
+)
 from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.remote_merge import merge_remote_config
 from edge_agent.storage.config_overlay import ConfigOverlay, ConfigOverlayError
 
 _LOGGER = logging.getLogger(__name__)
 
-MAX_PAYLOAD_BYTES = 16384
-MAX_NESTING = 16  # objects/arrays inside one another
-CONFIG_SET = "config/set"
 COMMANDS = ("set_soc", "mark_full", "zero_current", "force_off", "cancel_force_off", "clear_fault")
 FORCE_OFF_SECONDS = (1.0, 604800.0)  # one second to one week
 # Zero calibration only near zero current, on a fresh reading: a real current (or an old
@@ -52,8 +60,6 @@ ZERO_CURRENT_MAX_AGE_S = 10.0
 # config/set errors name the key's full path in the request ("config.thresholds.hvd").
 CONFIG_FIELD_PREFIX = "config"
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-_REQUEST_ID_RULE = "must be 1 to 64 letters, digits, '_', '.', ':' or '-'"
 _COMMAND_KEYS: dict[str, tuple[str, ...]] = {
     "set_soc": ("soc",),
     "mark_full": (),
@@ -62,23 +68,6 @@ _COMMAND_KEYS: dict[str, tuple[str, ...]] = {
     "cancel_force_off": ("output",),
     "clear_fault": (),
 }
-
-Problem = tuple[str, str]  # (field, reason)
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteResult:
-    """The answer to one request: accepted when there are no errors."""
-
-    command: str  # "config/set" or the command name
-    request_id: str | None
-    errors: tuple[Problem, ...]
-    config_revision: int | None = None  # accepted config/set only
-    changed: bool | None = None  # accepted config/set only: False when nothing changed
-
-    @property
-    def accepted(self) -> bool:
-        return not self.errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +78,6 @@ class _Change:
     changes: Mapping[str, Any]
     combined: dict[str, Any]
     revision: int
-
-
-class _RejectedError(Exception):
-    def __init__(self, *errors: Problem) -> None:
-        super().__init__(errors)
-        self.errors = errors
 
 
 class RemoteControl:
@@ -140,7 +123,7 @@ class RemoteControl:
             request_id: str | None = None
             try:
                 document = decode_request(payload)
-                request_id = _request_id(document)
+                request_id = read_request_id(document)
                 change = self._prepare_config_set(document)
                 if isinstance(change, tuple):
                     return RemoteResult(CONFIG_SET, request_id, (), *change)
@@ -150,7 +133,7 @@ class RemoteControl:
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
                 revision, changed = await asyncio.shield(task)
-            except _RejectedError as rejected:
+            except RejectedError as rejected:
                 return RemoteResult(CONFIG_SET, request_id, rejected.errors)
             except asyncio.CancelledError:
                 raise
@@ -167,7 +150,7 @@ class RemoteControl:
         await asyncio.to_thread(self._save, change.combined, change.revision)
         try:
             return self._apply(change, clock())
-        except _RejectedError:
+        except RejectedError:
             await asyncio.to_thread(self._restore_overlay)
             raise
 
@@ -185,9 +168,9 @@ class RemoteControl:
         request_id: str | None = None
         try:
             document = decode_request(payload)
-            request_id = _request_id(document)
+            request_id = read_request_id(document)
             outcome = action(document)
-        except _RejectedError as rejected:
+        except RejectedError as rejected:
             return RemoteResult(command, request_id, rejected.errors)
         except Exception as exc:  # a bug here must not take the MQTT link (or the agent) down
             _LOGGER.exception("Remote request %s failed", command)
@@ -207,20 +190,20 @@ class RemoteControl:
         self._save(change.combined, change.revision)
         try:
             return self._apply(change, now)
-        except _RejectedError:
+        except RejectedError:
             self._restore_overlay()
             raise
 
     def _prepare_config_set(self, document: dict[str, Any]) -> _Change | tuple[int, bool]:
         """The validated change, or (revision, False) when it changes nothing."""
-        _check_keys(document, ("config",))
+        check_keys(document, ("config",))
         changes = document["config"]
         if not isinstance(changes, dict):
-            raise _RejectedError(("config", f"must be an object (got {_kind(changes)})"))
+            raise RejectedError(("config", f"must be an object (got {json_kind(changes)})"))
         try:
             config = merge_remote_config(self._config, changes)
         except ConfigError as exc:
-            raise _RejectedError(
+            raise RejectedError(
                 *(_problem(CONFIG_FIELD_PREFIX, line) for line in exc.problems)
             ) from None
         if config == self._config:
@@ -235,7 +218,7 @@ class RemoteControl:
         try:
             self._agent.apply_control_settings(change.config.control, now)
         except Exception as exc:
-            raise _RejectedError(
+            raise RejectedError(
                 ("config", f"could not be applied, nothing changed: {exc}")
             ) from exc
         self._config, self._changes, self._revision = (
@@ -255,7 +238,7 @@ class RemoteControl:
             self._overlay.save(changes, revision)
         except (ConfigOverlayError, ValueError) as exc:
             _LOGGER.error("Remote configuration not saved: %s", exc)
-            raise _RejectedError(("config", f"could not be saved, nothing changed: {exc}")) from exc
+            raise RejectedError(("config", f"could not be saved, nothing changed: {exc}")) from exc
 
     def _restore_overlay(self) -> None:
         if self._overlay is None:
@@ -267,13 +250,13 @@ class RemoteControl:
 
     def _command(self, name: str, document: dict[str, Any], now: float) -> None:
         if name not in _COMMAND_KEYS:
-            raise _RejectedError(
-                ("command", f"unknown command {_show(name)} (known: {', '.join(COMMANDS)})")
+            raise RejectedError(
+                ("command", f"unknown command {show_value(name)} (known: {', '.join(COMMANDS)})")
             )
-        _check_keys(document, _COMMAND_KEYS[name])
+        check_keys(document, _COMMAND_KEYS[name])
         controller = self._agent.controller
         if name == "set_soc":
-            controller.set_soc(_number(document, "soc", 0.0, 100.0), now)
+            controller.set_soc(number_field(document, "soc", 0.0, 100.0), now)
         elif name == "mark_full":
             controller.mark_full(now)
         elif name == "zero_current":
@@ -289,7 +272,7 @@ class RemoteControl:
         report = self._agent.last_report
         measurement = report.measurement if report is not None else None
         if measurement is None or abs(now - measurement.timestamp) > ZERO_CURRENT_MAX_AGE_S:
-            raise _RejectedError(
+            raise RejectedError(
                 (
                     "battery_current",
                     f"no good measurement in the last {ZERO_CURRENT_MAX_AGE_S:g} s",
@@ -299,7 +282,7 @@ class RemoteControl:
         limit = ZERO_CURRENT_MAX_FRACTION * rating
         current = measurement.battery_current
         if not abs(current) < limit:
-            raise _RejectedError(
+            raise RejectedError(
                 (
                     "battery_current",
                     f"the battery current is {current:.2f} A: zero calibration needs less than "
@@ -316,11 +299,11 @@ class RemoteControl:
         try:
             name = self._output(document)
             errors += _forceable(name, self._outputs()[name])
-        except _RejectedError as rejected:
+        except RejectedError as rejected:
             errors += rejected.errors
         try:
-            seconds = _number(document, "seconds", *FORCE_OFF_SECONDS)
-        except _RejectedError as rejected:
+            seconds = number_field(document, "seconds", *FORCE_OFF_SECONDS)
+        except RejectedError as rejected:
             errors += rejected.errors
         if not errors and name is not None and self._at_lvd() and charges(self._outputs()[name]):
             errors.append(
@@ -331,7 +314,7 @@ class RemoteControl:
                 )
             )
         if errors or name is None:
-            raise _RejectedError(*errors)
+            raise RejectedError(*errors)
         self._agent.controller.force_off(name, now + seconds, now)
 
     def _at_lvd(self) -> bool:
@@ -343,7 +326,7 @@ class RemoteControl:
         controller.clear_faults(now)
         still = sorted(fault.value for fault in controller.snapshot().latched_faults)
         if still:
-            raise _RejectedError(
+            raise RejectedError(
                 ("command", f"still latched because the condition is present: {', '.join(still)}")
             )
 
@@ -354,8 +337,8 @@ class RemoteControl:
         name = document["output"]
         outputs = self._outputs()
         if not isinstance(name, str) or name not in outputs:
-            raise _RejectedError(
-                ("output", f"unknown output {_show(name)} (outputs: {', '.join(outputs)})")
+            raise RejectedError(
+                ("output", f"unknown output {show_value(name)} (outputs: {', '.join(outputs)})")
             )
         return name
 
@@ -417,122 +400,6 @@ def combine_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str,
     return combined
 
 
-# --- parsing --------------------------------------------------------------------------------
-
-
-class _DuplicateKeyError(ValueError):
-    pass
-
-
-def decode_request(payload: bytes) -> dict[str, Any]:
-    """Bytes -> a JSON object, or _RejectedError naming the payload's problem."""
-    untrusted: object = payload
-    if not isinstance(untrusted, bytes | bytearray | memoryview):
-        raise _RejectedError(("payload", f"must be bytes (got {type(untrusted).__name__})"))
-    data = bytes(untrusted)
-    if len(data) > MAX_PAYLOAD_BYTES:
-        raise _RejectedError(
-            ("payload", f"too large: {len(data)} bytes (at most {MAX_PAYLOAD_BYTES})")
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _RejectedError(
-            ("payload", f"not UTF-8 text (byte {exc.start}: {exc.reason})")
-        ) from None
-    try:
-        document = json.loads(text, object_pairs_hook=_unique_keys, parse_int=_json_int)
-    except _DuplicateKeyError as exc:
-        raise _RejectedError(("payload", str(exc))) from None
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise _RejectedError(("payload", f"invalid JSON at {where}: {exc.msg}")) from None
-    except RecursionError:
-        raise _RejectedError(("payload", f"nested more than {MAX_NESTING} levels deep")) from None
-    except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        raise _RejectedError(("payload", f"invalid JSON: {exc}")) from None
-    if not isinstance(document, dict):
-        raise _RejectedError(("payload", f"must be a JSON object (got {_kind(document)})"))
-    if _too_deep(document):
-        raise _RejectedError(("payload", f"nested more than {MAX_NESTING} levels deep"))
-    return document
-
-
-def _too_deep(document: object) -> bool:
-    """Iterative, so the check itself cannot overflow the stack. Valid requests nest 4 deep;
-    refusing deeper ones keeps recursion (repr, validation) safe further on."""
-    level: list[object] = [document]
-    for _ in range(MAX_NESTING):
-        level = [
-            child
-            for item in level
-            if isinstance(item, dict | list)
-            for child in (item.values() if isinstance(item, dict) else item)
-        ]
-        if not level:
-            return False
-    return any(isinstance(item, dict | list) for item in level)
-
-
-# Every key the protocol uses is a word: a key with ": ", "." or anything else would make the
-# dotted field paths of the answer ambiguous, so it is refused before any check reads it.
-_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for key, value in pairs:
-        if not _KEY.match(key):
-            raise _DuplicateKeyError(
-                f"key {_show(key)} is not a key of this protocol (keys are 1 to 64 letters, "
-                "digits, '_' or '-')"
-            )
-        if key in document:
-            raise _DuplicateKeyError(f"duplicate key {_show(key)}")
-        document[key] = value
-    return document
-
-
-def _json_int(text: str) -> int | float:
-    """Integers beyond what a float holds become +-inf, which every number check rejects
-    naming the field (instead of an OverflowError deep in a comparison)."""
-    value = int(text)
-    if abs(value) <= 2**53:
-        return value
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
-
-
-def _request_id(document: Mapping[str, Any]) -> str | None:
-    if "request_id" not in document:
-        return None
-    value = document["request_id"]
-    if isinstance(value, str) and _REQUEST_ID.fullmatch(value):
-        return value
-    raise _RejectedError(("request_id", f"{_REQUEST_ID_RULE} (got {_show(value)})"))
-
-
-def _check_keys(document: Mapping[str, Any], required: tuple[str, ...]) -> None:
-    allowed = {*required, "request_id"}
-    errors = [(key, unknown_key(key, allowed)) for key in document if key not in allowed]
-    errors += [(key, "required key is missing") for key in required if key not in document]
-    if errors:
-        raise _RejectedError(*errors)
-
-
-def _number(document: Mapping[str, Any], key: str, low: float, high: float) -> float:
-    value = document[key]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _RejectedError((key, f"must be a number (got {_show(value)})"))
-    if not math.isfinite(value):
-        raise _RejectedError((key, f"must be a finite number (got {value!r})"))
-    if not low <= value <= high:
-        raise _RejectedError((key, f"must be between {low:g} and {high:g} (got {value:g})"))
-    return float(value)
-
-
 def _forceable(name: str, output: OutputSettings) -> list[Problem]:
     output_type = output.type
     if output_type is OutputType.FAULT or output.wiring is Wiring.FAULT:
@@ -550,28 +417,5 @@ def _problem(prefix: str, line: str) -> Problem:
     return (f"{prefix}.{path}" if prefix else path), reason
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object" if isinstance(value, dict) else type(value).__name__
-
-
-def _show(value: Any, limit: int = 40) -> str:
-    """A value for an error message: short, so a hostile payload cannot bloat the result."""
-    try:
-        text = repr(value)
-    except (ValueError, RecursionError):  # huge ints, deep nesting
-        text = f"<{_kind(value)}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _brief(changes: Mapping[str, Any]) -> str:
-    return _show(json.dumps(changes, sort_keys=True), limit=300)
+    return show_value(json.dumps(changes, sort_keys=True), limit=300)

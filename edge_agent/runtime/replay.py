@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import AgentConfig, ConfigError, parse_config
-from edge_agent.control.controller import Controller, PersistedState
+from edge_agent.control.controller import Controller
 from edge_agent.control.model import ControlReport, Measurement, MeasurementFailure, Sample
+from edge_agent.control.persisted import PersistedState
+from edge_agent.control.values import is_integer, is_number
 from edge_agent.drivers.bus import DeviceError
 from edge_agent.drivers.bus_log import OPS, READS, ReplayBus, ReplayMismatchError, Transaction
 from edge_agent.runtime.record import (
@@ -424,30 +426,26 @@ def _transaction(where: str, item: object) -> Transaction:
         if not (
             isinstance(error, list)
             and len(error) == 2
-            and _integer(error[0])
+            and is_integer(error[0])
             and isinstance(error[1], str)
         ):
             raise RecordingError(f"{where}: the error must be [errno, message]")
     if op in ("rb", "rw"):
-        ok = (data is None) if failed else _integer(data) and 0 <= data <= 0xFFFF
+        ok = (data is None) if failed else is_integer(data) and 0 <= data <= 0xFFFF
     elif op == "rk":
-        ok = (_integer(data) and 0 < data <= 32) if failed else _bytes(data)
+        ok = (is_integer(data) and 0 < data <= 32) if failed else _bytes(data)
     elif op == "wk":
         ok = _bytes(data)
     else:
-        ok = _integer(data) and 0 <= data <= 0xFFFF
+        ok = is_integer(data) and 0 <= data <= 0xFFFF
     if not ok:
         what = "the bytes read" if op in READS and not failed else "its data"
         raise RecordingError(f"{where}: {OPS[op]} with invalid data {data!r} ({what})")
     return list(item)
 
 
-def _integer(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _byte(value: object) -> bool:
-    return _integer(value) and 0 <= value <= 0xFF  # type: ignore[operator]
+    return is_integer(value) and 0 <= value <= 0xFF
 
 
 def _bytes(value: object) -> bool:
@@ -464,7 +462,7 @@ def _only(where: str, data: Mapping[str, Any], allowed: frozenset[str], what: st
 
 
 def _number(where: str, value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise RecordingError(f'{where}: "{name}" must be a number, not {_kind(value)}')
     if not math.isfinite(value):
         raise RecordingError(f'{where}: "{name}" must be finite')

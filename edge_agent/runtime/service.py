@@ -1,4 +1,5 @@
-"""The running agent: the control loop and, when configured, the MQTT link beside it.
+"""The running agent: the control loop and, when configured, the MQTT link beside it; one
+link builder for every source (a DIY box, a simulated one, a stock SBMS).
 
 The loop never waits for MQTT: it hands each report to the link, which publishes when it can.
 """
@@ -12,13 +13,13 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edge_agent.config import AgentConfig, MqttSettings
 from edge_agent.control.model import ControlReport
 from edge_agent.datalog.recorder import DataRecorder
 from edge_agent.mqtt.client import MqttLink
 from edge_agent.mqtt.ha_discovery import discovery_payload
 from edge_agent.mqtt.payloads import announce_payload, config_payload
 from edge_agent.mqtt.policy import PublishPolicy
-from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.mqtt.topics import Topics
 from edge_agent.runtime.clock import Clock
 from edge_agent.runtime.history import HistoryReader
@@ -41,35 +42,45 @@ class Identity:
 
 def build_link(
     mqtt: MqttSettings,
-    remote: RemoteControl,
+    remote: RemoteControl | AgentConfig,
     identity: Identity,
     *,
     history: HistoryReader | None = None,
     clock: Clock | None = None,
 ) -> MqttLink:
-    """`history` answers `history/get` from the data log; None when the box keeps none.
+    """The MQTT link of any source. `remote`: the box's remote control, or for a source the
+    agent does not control (a stock SBMS) its configuration alone: then the announce says
+    config_set false and no commands, and neither kind of request is subscribed.
+    `history` answers `history/get` from the data log; None when the box keeps none.
     `clock` is the agent's: requests (a force-off hold's end, zero_current's freshness) are
     decided on the time the controller runs on, also when that is a simulated box's."""
-    topics = Topics(mqtt.base_topic, remote.config.agent_id)
+    control = remote if isinstance(remote, RemoteControl) else None
+    # Read at every use: an accepted config/set changes the remote control's.
+    source = remote if isinstance(remote, RemoteControl) else _Uncontrolled(remote)
+    topics = Topics(mqtt.base_topic, source.config.agent_id)
+    # A stock SBMS always measures its PV current; a DIY box only with a PV shunt.
+    pv_current = True if identity.source == "sbms0" else None
     return MqttLink(
         mqtt,
         topics,
         announce=lambda: announce_payload(
-            remote.config,
+            source.config,
             identity.source,
             identity.serial,
-            remote.commands,
+            source.commands,
             topics=topics,
+            pv_current=pv_current,
             history=history is not None,
         ),
-        config_payload=lambda: config_payload(remote.config, remote.revision),
-        remote=remote,
-        policy=PublishPolicy(remote.config.publish),  # the configured policy from the start
-        publish_settings=lambda: remote.config.publish,  # and after every accepted change
+        config_payload=lambda: config_payload(source.config, source.revision),
+        remote=control,
+        policy=PublishPolicy(source.config.publish),  # the configured policy from the start
+        # and after every accepted change
+        publish_settings=None if control is None else lambda: source.config.publish,
         discovery=(
             (
                 lambda: discovery_payload(
-                    remote.config,
+                    source.config,
                     topics,
                     identity.serial,
                     identity.source,
@@ -82,6 +93,15 @@ def build_link(
         history=history,
         agent_clock=None if clock is None else clock.now,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Uncontrolled:
+    """A source the agent only reads (a stock SBMS): its configuration never changes."""
+
+    config: AgentConfig
+    revision: int = 0
+    commands: tuple[str, ...] = ()
 
 
 async def serve(

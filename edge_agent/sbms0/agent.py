@@ -7,12 +7,28 @@ controller, no outputs and no state store: the SBMS keeps its own SoC, counters 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from edge_agent.config import AgentConfig
-from edge_agent.control.model import ControlEvent, EnergyCounters, EventKind, Fault, Interlock
-from edge_agent.runtime.record import SessionRecorder
+from edge_agent.control.model import (
+    ControlEvent,
+    ControlReport,
+    EnergyCounters,
+    EventKind,
+    Fault,
+    Interlock,
+)
 from edge_agent.sbms0.receiver import FrameReceiver
-from edge_agent.sbms0.report import Sbms0Report, build_report, counters_from_page
+from edge_agent.sbms0.report import build_report, counters_from_page
+
+
+class StepRecorder(Protocol):
+    """Where the steps go when the run is recorded (the runtime's `SessionRecorder`)."""
+
+    def write(self, entry: Mapping[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Sbms0Agent:
@@ -22,14 +38,14 @@ class Sbms0Agent:
         receiver: FrameReceiver,
         now: float,
         *,
-        recorder: SessionRecorder | None = None,
+        recorder: StepRecorder | None = None,
     ) -> None:
         self._config = config
         self._recorder = recorder
         self._receiver = receiver
         self._started_at = now
         self._counters = EnergyCounters()  # the last page's; a serial frame carries none
-        self._last_report: Sbms0Report | None = None
+        self._last_report: ControlReport | None = None
         # What the events told so far, so every transition the SBMS reports is told once.
         self._told_interlocks: frozenset[Interlock] = frozenset()
         self._told_faults: frozenset[Fault] = frozenset()
@@ -39,14 +55,14 @@ class Sbms0Agent:
         return self._config
 
     @property
-    def last_report(self) -> Sbms0Report | None:
+    def last_report(self) -> ControlReport | None:
         return self._last_report
 
     @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(output.name for output in self._config.control.outputs)
 
-    def step(self, now: float) -> Sbms0Report:
+    def step(self, now: float) -> ControlReport:
         if self._recorder is not None:
             self._recorder.write({"t": now, "step": True})
         reading = self._receiver.latest
@@ -65,7 +81,7 @@ class Sbms0Agent:
         self._last_report = report
         return report
 
-    def _transition_events(self, report: Sbms0Report, now: float) -> tuple[ControlEvent, ...]:
+    def _transition_events(self, report: ControlReport, now: float) -> tuple[ControlEvent, ...]:
         """The SBMS decides HVD, LVD and its lockouts itself; its flags changing are the trips
         and releases, told as events like the agent's own so automations work the same."""
         events: list[ControlEvent] = []

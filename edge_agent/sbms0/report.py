@@ -7,8 +7,6 @@ staleness: no good frame for `stale_after_s` marks the measurement stale.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from edge_agent.config import AgentConfig
 from edge_agent.control.model import (
     ControlReport,
@@ -16,11 +14,11 @@ from edge_agent.control.model import (
     Fault,
     Interlock,
     Measurement,
+    SourceStats,
 )
 from edge_agent.sbms0.frame import CELL_INPUTS, SbmsFrame
 from edge_agent.sbms0.rawdata import RawDataPage
 from edge_agent.sbms0.receiver import SbmsReading
-from edge_agent.sbms0.stats import SourceStats
 
 # eA/eW counter positions (rawdata.COUNTER_NAMES): battery discharge, PV1+PV2, load, external
 # load. Index 0 rises with discharge (55 mAh in 37 s at -5.7 A on a real SBMS0).
@@ -40,13 +38,6 @@ _FLAG_INTERLOCKS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Sbms0Report(ControlReport):
-    """A ControlReport that also carries the frame counters (state `source_stats`)."""
-
-    source_stats: SourceStats = field(default_factory=SourceStats)
-
-
 def build_report(
     reading: SbmsReading | None,
     *,
@@ -55,7 +46,7 @@ def build_report(
     config: AgentConfig,
     stats: SourceStats,
     counters: EnergyCounters,
-) -> Sbms0Report:
+) -> ControlReport:
     if reading is None:
         return _empty_report(now, stale=stale, config=config, stats=stats, counters=counters)
     frame, page = reading.frame, reading.page
@@ -70,7 +61,7 @@ def build_report(
         faults.add(Fault.MEASUREMENT_FAILURE)
     measurement = _measurement(reading, config.control.cell_count)
     remaining = frame.soc / 100 * capacity
-    return Sbms0Report(
+    return ControlReport(
         timestamp=now,
         outputs={"pv": pv_on, "load": load_on},
         soc=float(frame.soc),
@@ -159,9 +150,9 @@ def _empty_report(
     config: AgentConfig,
     stats: SourceStats,
     counters: EnergyCounters,
-) -> Sbms0Report:
+) -> ControlReport:
     """Before the first good frame: nothing measured, outputs unknown (reported off)."""
-    return Sbms0Report(
+    return ControlReport(
         timestamp=now,
         outputs={"pv": False, "load": False},
         soc=0.0,

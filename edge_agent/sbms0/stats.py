@@ -1,8 +1,10 @@
-"""Counters of received frames, published in the state as `source_stats`."""
+"""Counters of received frames; a report carries a copy (`ControlReport.source_stats`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from edge_agent.control.model import SourceStats
 
 
 @dataclass(slots=True)
@@ -45,15 +47,3 @@ class FrameStats:
             self.reanchored,
             tuple(sorted(self.bad_by_kind.items())),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class SourceStats:
-    """An immutable copy for a report."""
-
-    frames_ok: int = 0
-    frames_unchecked: int = 0
-    frames_bad: int = 0
-    link_errors: int = 0
-    reanchored: int = 0
-    bad_by_kind: tuple[tuple[str, int], ...] = ()  # (kind, count), sorted by kind

@@ -35,6 +35,7 @@ from typing import Literal
 import numpy as np
 
 from edge_agent.simulator.cell_curves import curve
+from edge_agent.simulator.heat import ArrayFlows, HeatPathSpec, WaterTank, array_flows
 from edge_agent.simulator.ina2xx import SimIna226, SimIna228
 from edge_agent.simulator.isl94203 import SimIsl94203
 from edge_agent.simulator.lfp import REAL_CELL, REAL_OCV_SPREAD_V, CellParameters, FloatArray
@@ -50,10 +51,8 @@ from edge_agent.simulator.pv import (
     PvArraySpec,
     SiteSpec,
     Weather,
-    dssr20_current,
     local_day,
     panel_temperature,
-    pv_array_current,
 )
 from edge_agent.simulator.smbus import FakeSMBus
 
@@ -80,6 +79,9 @@ class OutputWiring:
     pv_primary_pin: int | None = 1  # EXTIO4, HVD: the primary array's DSSR20
     pv_secondary_pin: int | None = 2  # EXTIO5, dual PV: the secondary array's DSSR20
     fault_pin: int | None = 3  # EXTIO6
+    # The DSSR20s' heat-path inputs (a diversion fitted: `BoxSpec.heat`); None: not wired.
+    heat_primary_pin: int | None = None
+    heat_secondary_pin: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,7 @@ class BoxSpec:
     capacity_spread: float = 0.02
     initial_soc: float = 0.5  # fraction
     soc_spread: float = 0.02
+    top_balanced: bool = False  # PackSpec.top_balanced: cells that reach full together
     pack_resistance_ohm: float = 0.005
     self_discharge_per_month: float = 0.02
     balance_resistor_ohm: float = 24.0
@@ -172,6 +175,9 @@ class BoxSpec:
     # every 10 s (long scenarios) could not keep a 1.5 s one-shot alive.
     heartbeat_gate: HeartbeatGateSpec | None = None
     charger: ChargerSpec | None = None  # None: PV is the only charge source
+    # Heater elements on the DSSR20s' heat paths and their water tank (issue 19); the pins
+    # are `wiring.heat_primary_pin` / `heat_secondary_pin`. None: no heat path.
+    heat: HeatPathSpec | None = None
     physics_step_s: float = 1.0
     control_block_s: float = 60.0  # switches and balancing are re-read at least this often
     faults: BoxFaults = field(default_factory=BoxFaults)  # none by default
@@ -183,6 +189,7 @@ class BoxSpec:
             raise ValueError("battery_shunt_chip must be ina228 or ina226")
         self._check_heartbeat_gate()
         self._check_charger()
+        self._check_heat()
         self.pack_spec()  # validates the cell count and the pack values
         self._check_faults()
 
@@ -235,6 +242,20 @@ class BoxSpec:
         if not charger.lead_resistance_ohm > 0:
             raise ValueError("charger needs a positive lead resistance")
 
+    def _check_heat(self) -> None:
+        heat, wiring = self.heat, self.wiring
+        if heat is None:
+            return
+        if wiring.heat_primary_pin is None and wiring.heat_secondary_pin is None:
+            raise ValueError("heat needs wiring.heat_primary_pin or heat_secondary_pin")
+        if heat.secondary_ohm is not None and self.pv_secondary is None:
+            raise ValueError("heat.secondary_ohm needs a secondary array")
+        if not heat.primary_ohm > 0 or not (heat.secondary_ohm or 1.0) > 0:
+            raise ValueError("heater elements need a positive resistance")
+        pins = [p for p in astuple(wiring) if p is not None]
+        if len(pins) != len(set(pins)):
+            raise ValueError(f"two outputs share a pin: {wiring}")
+
     def _check_faults(self) -> None:
         faults = self.faults
         if any(not 1 <= cell <= self.cell_count for cell in faults.open_sense_wires):
@@ -249,6 +270,7 @@ class BoxSpec:
             capacity_spread=self.capacity_spread,
             initial_soc=self.initial_soc,
             soc_spread=self.soc_spread,
+            top_balanced=self.top_balanced,
             pack_resistance_ohm=self.pack_resistance_ohm,
             self_discharge_per_month=self.self_discharge_per_month,
             balance_resistor_ohm=self.balance_resistor_ohm,
@@ -315,6 +337,21 @@ class BoxTruth:
     pv_charge_ah: float
     charger_charge_ah: float
     load_charge_ah: float
+    # The heat paths (issue 19); zero / False / None without `BoxSpec.heat`.
+    heat_primary_on: bool = False  # the heat paths' switches over the last physics step
+    heat_secondary_on: bool = False
+    heater_power_w: float = 0.0  # into the elements at the last physics step
+    tank_temperature_c: float | None = None
+    heat_wh: float = 0.0  # PV energy into the elements
+    # Energy the arrays could have given at the pack voltage while neither of their paths
+    # took it (both off, or the element's thermostat open): thrown away.
+    pv_curtailed_wh: float = 0.0
+    # What the arrays could give at the pack voltage whatever the switches (the estimator's
+    # truth): at the last physics step (amps) and in total (watt-hours).
+    pv_available_current: float = 0.0
+    pv_available_wh: float = 0.0
+    pv_to_battery_wh: float = 0.0
+    heat_overlap_s: float = 0.0  # time any array had both its paths on (must stay 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +360,8 @@ class _Outputs:
     pv_primary: bool
     pv_secondary: bool
     charger: bool = False
+    heat_primary: bool = False
+    heat_secondary: bool = False
 
 
 @dataclass(slots=True)
@@ -335,6 +374,8 @@ class _LastStep:
     base_load_current: float = 0.0
     irradiance: float = 0.0
     ambient_c: float = 20.0
+    heater_power_w: float = 0.0
+    available_current: float = 0.0
     outputs: _Outputs = field(default_factory=lambda: _Outputs(False, False, False))
 
 
@@ -345,6 +386,11 @@ class _Totals:
     pv_ah: float = 0.0
     charger_ah: float = 0.0
     load_ah: float = 0.0
+    heat_wh: float = 0.0
+    pv_curtailed_wh: float = 0.0
+    pv_available_wh: float = 0.0
+    pv_to_battery_wh: float = 0.0
+    heat_overlap_s: float = 0.0
 
 
 class SimulatedBox:
@@ -383,6 +429,7 @@ class SimulatedBox:
         self._heartbeat_at: float | None = None
         self._heartbeat_pulses = 0
         self._totals = _Totals()
+        self.tank = WaterTank(spec.heat.tank) if spec.heat is not None else None
         self._last.ambient_c = self._ambient_at(self._now)
         self._fed_temperatures = (math.inf, math.inf)
         self._feed_devices()
@@ -470,10 +517,34 @@ class SimulatedBox:
             else np.full(steps, self._ambient_override)
         )
         pack_voltage = self.pack.pack_voltage  # the battery is nearly linear within a block
-        pv_primary = self._array_current(spec.pv_primary, outputs.pv_primary, pack_voltage,
-                                         irradiance, ambient)  # fmt: skip
-        pv_secondary = self._array_current(spec.pv_secondary, outputs.pv_secondary, pack_voltage,
-                                           irradiance, ambient)  # fmt: skip
+        closed = self.tank is not None and self.tank.update_thermostat()
+        heat = spec.heat
+        primary = self._array_flows(
+            spec.pv_primary,
+            outputs.pv_primary,
+            heat_ohm=heat.primary_ohm if heat and closed and outputs.heat_primary else None,
+            pack_voltage=pack_voltage,
+            irradiance=irradiance,
+            ambient=ambient,
+        )
+        secondary = self._array_flows(
+            spec.pv_secondary,
+            outputs.pv_secondary,
+            heat_ohm=heat.secondary_ohm if heat and closed and outputs.heat_secondary else None,
+            pack_voltage=pack_voltage,
+            irradiance=irradiance,
+            ambient=ambient,
+        )
+        pv_primary, pv_secondary = primary.battery_a, secondary.battery_a
+        heat_w = primary.heat_w + secondary.heat_w
+        self._account_heat(
+            dt,
+            outputs,
+            primary=primary,
+            secondary=secondary,
+            pack_voltage=pack_voltage,
+            second_of_day=second_of_day,
+        )
         # Constant-power loads; electronics stop drawing once the pack has collapsed.
         powered = pack_voltage >= spec.load_brownout_cell_v * spec.cell_count
         switched_w = self.household.day(day)[index] if outputs.loads and powered else None
@@ -500,22 +571,69 @@ class SimulatedBox:
             base_load_current=base_a,
             irradiance=float(irradiance[-1]),
             ambient_c=float(ambient[-1]),
+            heater_power_w=float(heat_w[-1]),
+            available_current=float(primary.available_a[-1] + secondary.available_a[-1]),
             outputs=outputs,
         )
 
     @staticmethod
-    def _array_current(
+    def _array_flows(
         array: PvArraySpec | None,
-        is_on: bool,
+        battery_on: bool,
+        *,
+        heat_ohm: float | None,
         pack_voltage: float,
         irradiance: FloatArray,
         ambient: FloatArray,
-    ) -> FloatArray:
-        if array is None or not is_on:
-            return np.zeros(irradiance.size)
+    ) -> ArrayFlows:
+        if array is None:
+            return array_flows(
+                None,
+                battery_on=False,
+                heat_ohm=None,
+                pack_voltage=pack_voltage,
+                irradiance_w_m2=irradiance,
+                cell_temperature_c=ambient,
+            )
         cell_temperature = panel_temperature(ambient, irradiance, array.panel.noct_c)
-        source = pv_array_current(array, pack_voltage, irradiance, cell_temperature)
-        return dssr20_current(True, source)
+        return array_flows(
+            array,
+            battery_on=battery_on,
+            heat_ohm=heat_ohm,
+            pack_voltage=pack_voltage,
+            irradiance_w_m2=irradiance,
+            cell_temperature_c=cell_temperature,
+        )
+
+    def _account_heat(
+        self,
+        dt: float,
+        outputs: _Outputs,
+        *,
+        primary: ArrayFlows,
+        secondary: ArrayFlows,
+        pack_voltage: float,
+        second_of_day: float,
+    ) -> None:
+        """The heat paths' totals and the tank over one block."""
+        totals = self._totals
+        to_wh = dt / 3600.0
+        heat_w = primary.heat_w + secondary.heat_w
+        totals.heat_wh += float(heat_w.sum()) * to_wh
+        available = primary.available_a + secondary.available_a
+        totals.pv_available_wh += float(available.sum()) * pack_voltage * to_wh
+        battery = primary.battery_a + secondary.battery_a
+        totals.pv_to_battery_wh += float(battery.sum()) * pack_voltage * to_wh
+        for flows in (primary, secondary):
+            idle = (flows.battery_a <= 0.0) & (flows.heat_w <= 0.0)
+            totals.pv_curtailed_wh += float(flows.available_a[idle].sum()) * pack_voltage * to_wh
+        steps = heat_w.size
+        if (outputs.pv_primary and outputs.heat_primary) or (
+            outputs.pv_secondary and outputs.heat_secondary
+        ):
+            totals.heat_overlap_s += steps * dt
+        if self.tank is not None:
+            self.tank.step(float(heat_w.sum()) * dt, steps * dt, second_of_day / 3600.0)
 
     def _charger_current(self, is_on: bool, others_a: FloatArray) -> FloatArray:
         """Constant current, or the current that holds the charger's regulation point at the
@@ -569,6 +687,8 @@ class SimulatedBox:
             pv_primary=level(wiring.pv_primary_pin),
             pv_secondary=self.spec.pv_secondary is not None and level(wiring.pv_secondary_pin),
             charger=self.spec.charger is not None and level(self.spec.charger.pin),
+            heat_primary=self.spec.heat is not None and level(wiring.heat_primary_pin),
+            heat_secondary=self.spec.heat is not None and level(wiring.heat_secondary_pin),
         )
 
     def _measured(self, true_a: float, error: ShuntErrorSpec, with_noise: bool) -> float:
@@ -727,4 +847,14 @@ class SimulatedBox:
             pv_charge_ah=totals.pv_ah,
             charger_charge_ah=totals.charger_ah,
             load_charge_ah=totals.load_ah,
+            heat_primary_on=last.outputs.heat_primary,
+            heat_secondary_on=last.outputs.heat_secondary,
+            heater_power_w=last.heater_power_w,
+            tank_temperature_c=None if self.tank is None else self.tank.temperature_c,
+            heat_wh=totals.heat_wh,
+            pv_curtailed_wh=totals.pv_curtailed_wh,
+            pv_available_current=last.available_current,
+            pv_available_wh=totals.pv_available_wh,
+            pv_to_battery_wh=totals.pv_to_battery_wh,
+            heat_overlap_s=totals.heat_overlap_s,
         )

@@ -26,7 +26,9 @@ from edge_agent.config import (
 from edge_agent.control.envelope import default_remote_window
 from edge_agent.control.model import ControlReport
 from edge_agent.control.settings import (
+    ArraySettings,
     ControlSettings,
+    DiversionSettings,
     OutputSettings,
     OutputType,
     SocSettings,
@@ -43,6 +45,8 @@ from edge_agent.storage.state_writer import StateSink
 # Which EXTIO drives what in the simulated box (BoxSpec's default MCP23008 wiring).
 _LOADS_PIN, _PRIMARY_PV_PIN, _SECONDARY_PV_PIN, _FAULT_PIN = 0, 1, 2, 3
 CHARGER_OUTPUT = "charger"  # the output switching the box's charger, when it has one
+# The outputs switching the DSSR20s' heat paths (type 7, wired to a heater), when fitted.
+HEAT_PRIMARY_OUTPUT, HEAT_SECONDARY_OUTPUT = "heat1", "heat2"
 
 
 def simulated_config(
@@ -84,7 +88,10 @@ def simulated_config(
     if spec.charger is not None:  # its remote on/off: a charge source like the PV DSSRs
         outputs = (*outputs, OutputSettings(CHARGER_OUTPUT, OutputType.HVD, Wiring.CHARGE))
         pins.append((CHARGER_OUTPUT, spec.charger.pin))
-    control = dataclasses.replace(control, cell_count=spec.cell_count, outputs=outputs)
+    outputs, pins, diversion = _heat_outputs(spec, control.diversion, outputs, pins)
+    control = dataclasses.replace(
+        control, cell_count=spec.cell_count, outputs=outputs, diversion=diversion
+    )
     hardware = HardwareSettings(
         i2c_bus=1,
         cell_monitor=CellMonitorSettings(chip="isl94203", address=spec.isl_address),
@@ -123,6 +130,47 @@ def simulated_config(
         # The defaults for this box's own settings (its capacity), not an empty file's.
         remote_window=default_remote_window(control),
     )
+
+
+def _heat_outputs(
+    spec: BoxSpec,
+    diversion: DiversionSettings,
+    outputs: tuple[OutputSettings, ...],
+    pins: list[tuple[str, int]],
+) -> tuple[tuple[OutputSettings, ...], list[tuple[str, int]], DiversionSettings]:
+    """The diversion outputs of a box with heat paths, and what its owner would tell the
+    estimate: each array's size and element, and the site (unless `diversion` says more)."""
+    heat, wiring = spec.heat, spec.wiring
+    if heat is None:
+        return outputs, pins, diversion
+    arrays = [
+        ArraySettings(
+            "extio4", spec.pv_primary.rated_isc_a, spec.pv_primary.panel.voc_v, heat.primary_ohm
+        )
+    ]
+    paths = [(HEAT_PRIMARY_OUTPUT, "extio4", wiring.heat_primary_pin)]
+    if spec.pv_secondary is not None:
+        secondary = spec.pv_secondary
+        arrays.append(
+            ArraySettings(
+                "extio5", secondary.rated_isc_a, secondary.panel.voc_v, heat.secondary_ohm
+            )
+        )
+        paths.append((HEAT_SECONDARY_OUTPUT, "extio5", wiring.heat_secondary_pin))
+    for name, array_output, pin in paths:
+        if pin is not None:
+            outputs = (
+                *outputs,
+                OutputSettings(name, OutputType.DIVERSION, Wiring.HEATER, diverts=array_output),
+            )
+            pins = [*pins, (name, pin)]
+    if diversion == DiversionSettings():
+        diversion = DiversionSettings(
+            arrays=tuple(arrays),
+            latitude_deg=spec.latitude_deg,
+            longitude_deg=spec.utc_offset_hours * 15.0,
+        )
+    return outputs, pins, diversion
 
 
 def _heartbeat_settings(spec: BoxSpec, sample_interval_s: float) -> HeartbeatSettings | None:

@@ -65,6 +65,9 @@ class PackSpec:
     cell: CellParameters = field(default_factory=CellParameters)
     curve: CellCurve = SYNTHESIS
     ocv_offset_spread_v: float = 0.0  # +- per cell, drawn once (lfp.REAL_OCV_SPREAD_V)
+    # A top-balanced pack (the state a balancer keeps a pack in): every cell lacks the same
+    # charge to full, so they reach the top together; soc_spread is then not drawn on.
+    top_balanced: bool = False
 
     def __post_init__(self) -> None:
         if not MIN_CELLS <= self.cell_count <= MAX_CELLS:
@@ -93,6 +96,9 @@ class Pack:
             monthly * self.capacities_ah * 3600.0 / _SECONDS_PER_MONTH, dtype=np.float64
         )
         self.soc: FloatArray = spec.initial_soc + rng.uniform(-spec.soc_spread, spec.soc_spread, n)
+        if spec.top_balanced:
+            missing_ah = (1.0 - spec.initial_soc) * spec.capacity_ah
+            self.soc = np.clip(1.0 - missing_ah / self.capacities_ah, 0.0, 1.0)
         # Drawn after the older draws, so a seed still gives the same cells as before.
         self.ocv_offsets_v: FloatArray = rng.uniform(
             -spec.ocv_offset_spread_v, spec.ocv_offset_spread_v, n

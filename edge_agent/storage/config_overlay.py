@@ -17,10 +17,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from edge_agent.control.values import is_integer
+from edge_agent.storage.files import move_aside
 
 OVERLAY_FORMAT_VERSION = 1
 OVERLAY_SUFFIX = ".config-overlay.json"
@@ -80,7 +82,7 @@ class ConfigOverlay:
 
     def save(self, changes: Mapping[str, Any], revision: int) -> None:
         """Replace the overlay atomically; durable when this returns."""
-        if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
+        if not is_integer(revision) or revision < 0:
             raise ValueError(f"revision must be a whole number >= 0 (got {revision!r})")
         document = {"format": OVERLAY_FORMAT_VERSION, "revision": revision, "changes": changes}
         try:
@@ -117,7 +119,7 @@ def _document_problem(document: Any) -> str | None:
     if document.get("format") != OVERLAY_FORMAT_VERSION:
         return f"unsupported format {document.get('format')!r}"
     revision = document.get("revision")
-    if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
+    if not is_integer(revision) or revision < 0:
         return f"revision must be a whole number >= 0 (got {revision!r})"
     if not isinstance(document.get("changes"), dict):
         return "changes must be an object"
@@ -158,14 +160,7 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def _move_aside(path: Path, reason: str) -> Path:
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    target = path.with_name(f"{path.name}.rejected-{stamp}")
-    counter = 1
-    while target.exists():
-        target = path.with_name(f"{path.name}.rejected-{stamp}-{counter}")
-        counter += 1
     try:
-        path.rename(target)
+        return move_aside(path, "rejected")
     except OSError as exc:
         raise ConfigOverlayError(f"{path}: cannot move the file aside ({reason}): {exc}") from exc
-    return target

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edge_agent.storage.files import move_aside
 from edge_agent.storage.sqlite_file import SqliteFile
 
 STATE_SCHEMA_VERSION = 1  # format of the JSON document; bump when the control state changes
@@ -199,18 +199,7 @@ def _configure(connection: sqlite3.Connection, path: Path) -> None:
 
 def _move_aside(path: Path) -> Path:
     """Rename a bad database (and its WAL/SHM files, which belong to it) out of the way."""
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    counter = 1
-    while target.exists():
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{counter}")
-        counter += 1
     try:
-        path.rename(target)
-        for suffix in _SIDE_FILE_SUFFIXES:
-            side_file = path.with_name(path.name + suffix)
-            if side_file.exists():
-                side_file.rename(target.with_name(target.name + suffix))
+        return move_aside(path, "corrupt", _SIDE_FILE_SUFFIXES)
     except OSError as exc:
         raise StateStoreError(f"{path}: cannot move the corrupt file aside: {exc}") from exc
-    return target

@@ -27,6 +27,69 @@ def test_check_config_accepts_the_shipped_examples(
     assert "OK" in capsys.readouterr().out
 
 
+def test_the_shipped_examples_leave_no_default_standing_in(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for example in sorted(EXAMPLES.glob("*.yaml")):
+        assert main(["check-config", str(example)]) == EXIT_OK
+    assert "warning" not in capsys.readouterr().out
+
+
+def test_check_config_warns_where_a_default_stands_in_for_wiring_or_security(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Valid, so OK, but each key a default filled in for the box's wiring, its shunt's rating
+    or the link's security is named (issue 20)."""
+    path = tmp_path / "box.yaml"
+    path.write_text(
+        "battery_shunt: {rated_current_a: 200}\n"
+        "pv_shunt: {address: 0x41}\n"
+        "mqtt: {host: broker.lan, tls: true, tls_insecure: true}\n"
+    )
+
+    assert main(["check-config", str(path)]) == EXIT_OK
+
+    lines = [line for line in capsys.readouterr().out.splitlines() if "warning:" in line]
+    keys = [line.split("warning: ", 1)[1].split(":", 1)[0] for line in lines]
+    assert keys == [
+        "outputs",
+        "battery_shunt.rated_millivolts",
+        "pv_shunt.rated_current_a",
+        "mqtt.ca_file",
+        "mqtt.tls_insecure",
+    ]
+    assert "rated_millivolts: 75" in lines[1]
+    assert "extio3 load" in lines[0]
+
+
+def test_a_partial_file_names_each_default_it_leans_on(tmp_path: Path) -> None:
+    from edge_agent.config import load_config
+
+    path = tmp_path / "box.yaml"
+    path.write_text("battery: {cells: 4}\n")
+    assert [w.split(":")[0] for w in load_config(path).warnings] == [
+        "outputs",
+        "battery_shunt.rated_current_a",
+    ]
+
+
+def test_help_describes_every_option_and_lists_the_subcommands(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = _run_parser()
+    undescribed = [
+        action.option_strings
+        for action in parser._actions  # argparse has no public list of them
+        if not action.help
+    ]
+    assert undescribed == []
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for subcommand in ("check-config", "probe", "replay", "export", "log-info"):
+        assert f"\n  {subcommand} " in out, subcommand
+
+
 def test_check_config_names_the_key_and_the_rule(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -244,6 +244,7 @@ def test_wiring_is_read_and_limits_the_types() -> None:
             {"name": "lamp", "type": 4, "wiring": "signal"},
             {"name": "breaker", "type": 5, "wiring": "fault"},
             {"name": "spare", "type": 0, "wiring": "none"},
+            {"name": "element", "type": 0, "wiring": "heater"},
         )
     )
     assert [o.wiring for o in config.control.outputs] == list(Wiring)
@@ -271,7 +272,7 @@ def test_a_type_its_wiring_forbids_is_refused(wiring: str, output_type: int, exp
 
 def test_an_unknown_wiring_is_refused() -> None:
     assert problems_of(_outputs({"name": "x", "type": 1, "wiring": "pv"})) == (
-        "outputs[0].wiring: must be one of charge, load, signal, fault, none (got 'pv')",
+        "outputs[0].wiring: must be one of charge, load, signal, fault, none, heater (got 'pv')",
     )
 
 

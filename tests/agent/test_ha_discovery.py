@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from edge_agent.config import AgentConfig
+from edge_agent.config.link import MqttSettings
 from edge_agent.control.model import ControlReport
 from edge_agent.mqtt.ha_discovery import discovery_payload
 from edge_agent.mqtt.payloads import encode, state_payload
-from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.mqtt.topics import Topics
 from edge_agent.runtime.remote import RemoteControl
 from edge_agent.runtime.service import Identity, build_link

@@ -20,17 +20,17 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from edge_agent.config import StorageSettings
+from edge_agent.mqtt.handlers import NO_LOG_REASON, HistoryResult, NoHistory
 from edge_agent.mqtt.payloads import encode, history_result_payload
-from edge_agent.runtime.history import (
+from edge_agent.mqtt.requests import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
+    MAX_PAYLOAD_BYTES,
     MAX_SPAN_S,
-    NO_LOG_REASON,
-    HistoryReader,
-    HistoryResult,
+    RejectedError,
     parse_history_request,
 )
-from edge_agent.runtime.remote import MAX_PAYLOAD_BYTES, _RejectedError
+from edge_agent.runtime.history import HistoryReader
 from edge_agent.simulator.box import JUNE_1_2026_UTC
 from edge_agent.storage.data_log import COUNTER_NAMES, DataLogStore, Record, Stat, record_to_dict
 from tests.helpers.mqtt import PahoWatcher
@@ -89,7 +89,7 @@ def _ask(reader: HistoryReader, request: dict[str, Any]) -> HistoryResult:
 def _fields(payload: bytes) -> set[str]:
     try:
         parse_history_request(payload)
-    except _RejectedError as rejected:
+    except RejectedError as rejected:
         return {field for field, _ in rejected.errors}
     return set()
 
@@ -285,6 +285,21 @@ def test_no_data_log_is_rejected_with_the_history_field() -> None:
     result = _ask(HistoryReader(None, 120), {"request_id": "a", "from": 1, "to": 2})
     assert result.request_id == "a"
     assert result.errors == (("history", NO_LOG_REASON),)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [{"request_id": "a", "from": 1, "to": 2}, {"request_id": "b", "from": "x"}, {"to": 1}],
+)
+def test_the_links_default_without_a_log_answers_like_a_reader_without_one(
+    request_: dict[str, Any],
+) -> None:
+    """`mqtt.handlers.NoHistory` (a link given no history handler): the request's own problems
+    first, then the missing log, exactly as the runtime's reader without a file."""
+    payload = json.dumps(request_).encode()
+    expected = asyncio.run(HistoryReader(None, 120).answer(payload))
+    assert asyncio.run(NoHistory().answer(payload)) == expected
+    assert expected.errors
 
 
 def test_an_unreadable_log_is_rejected_and_read_again_once_repaired(tmp_path: Path) -> None:

@@ -21,8 +21,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from edge_agent.mqtt.publish_settings import PublishSettings
-from edge_agent.mqtt.settings import MqttSettings
+from edge_agent.config.link import MqttSettings, PublishSettings
 from edge_agent.runtime.remote import RemoteControl
 from edge_agent.runtime.service import Identity, build_link
 from edge_agent.simulator.box import BoxSpec

@@ -21,12 +21,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.config import AgentConfig
+from edge_agent.config.link import MqttSettings, PublishSettings
 from edge_agent.control.model import ControlEvent, ControlReport, EnergyCounters, EventKind
 from edge_agent.mqtt.client import Backoff, MqttLink, _cancel_all, describe_error
 from edge_agent.mqtt.payloads import announce_payload, config_payload
 from edge_agent.mqtt.policy import PublishPolicy
-from edge_agent.mqtt.publish_settings import PublishSettings
-from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.mqtt.topics import Topics
 from edge_agent.runtime.loop import run_agent
 from edge_agent.simulator.box import BoxSpec
@@ -473,7 +472,7 @@ _CHILD = """
 import asyncio, sys
 sys.path.insert(0, {root!r})
 from edge_agent.mqtt.client import MqttLink
-from edge_agent.mqtt.settings import MqttSettings
+from edge_agent.config.link import MqttSettings
 from edge_agent.mqtt.topics import Topics
 
 async def main():

@@ -6,8 +6,9 @@ import dataclasses
 
 import pytest
 
+from edge_agent.config.link import PublishSettings, validate_publish_settings
 from edge_agent.control.model import ControlReport, EnergyCounters, Fault, Measurement
-from edge_agent.mqtt.policy import PublishPolicy, PublishSettings, validate_publish_settings
+from edge_agent.mqtt.policy import PublishPolicy
 
 
 def _measurement(**changes: object) -> Measurement:

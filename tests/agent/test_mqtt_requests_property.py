@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge_agent.config.link import MqttSettings
 from edge_agent.mqtt.client import MqttLink
 from edge_agent.mqtt.limits import LogBudget
-from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.runtime.remote import RemoteControl
 from edge_agent.runtime.service import Identity, build_link
 from edge_agent.simulator.box import BoxSpec

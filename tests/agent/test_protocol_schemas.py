@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 
 from edge_agent.control.model import ControlEvent, ControlReport, EventKind, Fault
 from edge_agent.datalog.aggregator import DataAggregator
+from edge_agent.mqtt.handlers import HistoryResult
 from edge_agent.mqtt.payloads import (
     announce_payload,
     config_payload,
@@ -25,7 +26,7 @@ from edge_agent.mqtt.payloads import (
     result_payload,
     state_payload,
 )
-from edge_agent.runtime.history import HistoryReader, HistoryResult
+from edge_agent.runtime.history import HistoryReader
 from edge_agent.simulator.box import JUNE_1_2026_UTC, BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem
 from edge_agent.simulator.pv import CloudSpec, PvArraySpec

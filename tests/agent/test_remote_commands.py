@@ -16,8 +16,9 @@ from edge_agent.config import AgentConfig
 from edge_agent.control.extio import is_charge_type, is_load_type
 from edge_agent.control.model import EventKind, Fault
 from edge_agent.control.settings import CellThresholds
+from edge_agent.mqtt.handlers import RemoteResult
 from edge_agent.mqtt.payloads import state_payload
-from edge_agent.runtime.remote import COMMANDS, RemoteControl, RemoteResult
+from edge_agent.runtime.remote import COMMANDS, RemoteControl
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
 

@@ -14,17 +14,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.config import AgentConfig, merge_remote_config
+from edge_agent.config import AgentConfig
 from edge_agent.control.extio import is_charge_type, is_load_type
 from edge_agent.control.model import ControlReport
 from edge_agent.control.settings import OutputType
+from edge_agent.mqtt.handlers import RemoteResult
+from edge_agent.mqtt.requests import MAX_PAYLOAD_BYTES
 from edge_agent.runtime.loop import run_agent
-from edge_agent.runtime.remote import (
-    MAX_PAYLOAD_BYTES,
-    RemoteControl,
-    RemoteResult,
-    load_effective_config,
-)
+from edge_agent.runtime.remote import RemoteControl, load_effective_config
+from edge_agent.runtime.remote_merge import merge_remote_config
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.clock import SimulatedClock
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config

@@ -16,7 +16,8 @@ from edge_agent.config import AgentConfig, effective_remote_window, parse_config
 from edge_agent.control.envelope import Range, envelope_problems
 from edge_agent.control.model import Interlock
 from edge_agent.control.settings import OutputType, Wiring
-from edge_agent.runtime.remote import RemoteControl, RemoteResult, load_effective_config
+from edge_agent.mqtt.handlers import RemoteResult
+from edge_agent.runtime.remote import RemoteControl, load_effective_config
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
 from edge_agent.simulator.pv import PvArraySpec

@@ -37,6 +37,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_agent.config import AgentConfig, effective_remote_window
+from edge_agent.config.link import MqttSettings
 from edge_agent.control.envelope import (
     DISCHARGE_VOLTAGE_MIN,
     LOCKOUT_VOLTAGE_MAX,
@@ -46,7 +47,6 @@ from edge_agent.control.extio import ALLOWED_TYPES, CHARGE_TYPES, LOAD_TYPES
 from edge_agent.control.model import ControlReport, Fault
 from edge_agent.control.settings import Wiring
 from edge_agent.mqtt.limits import REQUEST_LIMITS, RateLimit, RequestGate
-from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.runtime.loop import run_agent
 from edge_agent.runtime.remote import RemoteControl
 from edge_agent.runtime.service import Identity, build_link

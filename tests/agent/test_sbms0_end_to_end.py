@@ -65,6 +65,7 @@ def test_agent_publishes_a_stock_sbms_as_the_documented_state(
         assert announce["source"] == "sbms0"
         assert announce["cells"] == 8
         assert announce["capabilities"] == {"config_set": False, "commands": [], "history": True}
+        assert announce["measurements"]["pv_current"] is True  # the SBMS always measures PV
         assert [output["name"] for output in announce["outputs"]] == ["pv", "load"]
         jsonschema.validate(watcher.next(f"{ROOT}/config").json(), _schema("config"))
 

@@ -33,6 +33,9 @@ PURE_STDLIB = frozenset(
     {"__future__", "abc", "bisect", "collections", "dataclasses", "enum", "functools"}
     | {"itertools", "math", "operator", "statistics", "typing"}
 )
+# The MQTT package's pure modules may use these beyond PURE_STDLIB; only client.py connects.
+MQTT_PURE_EXTRA = frozenset({"json", "re"})
+MQTT_LINK = "client.py"
 # Chips modelled on both sides: each side encodes the datasheet on its own.
 CHIP_PAIRS = ("isl94203", "ina2xx", "mcp23008")
 # What Home Assistant provides to every integration (the manifest requires nothing more).
@@ -139,6 +142,20 @@ def test_control_logic_is_pure() -> None:
     assert impure == []
 
 
+def test_the_mqtt_protocol_is_pure_and_only_the_link_connects() -> None:
+    """mqtt/__init__.py says so: everything but client.py builds and judges messages without a
+    socket, a file or a clock."""
+    impure = [
+        str(found)
+        for found in _imports(AGENT / "mqtt")
+        if found.module.name != MQTT_LINK
+        and found.agent_package is None
+        and found.name != "."
+        and found.top not in PURE_STDLIB | MQTT_PURE_EXTRA
+    ]
+    assert impure == []
+
+
 @pytest.mark.parametrize("package", ["control", "storage", "drivers"])
 def test_lower_layers_need_only_the_standard_library(package: str) -> None:
     """gpiod is loaded on demand by drivers/gpio.py, so the drivers import without it."""
@@ -194,3 +211,69 @@ def test_the_checks_see_a_crossing(tmp_path: Path) -> None:
         ("time", 3),
         ("edge_agent.drivers.ina2xx", 4),
     ]
+
+
+def _package_graph() -> dict[str, dict[str, Import]]:
+    """Agent package -> the packages it imports, each with one import that shows it."""
+    graph: dict[str, dict[str, Import]] = {}
+    for found in _imports(AGENT):
+        source, target = _layer(found.module), found.agent_package
+        graph.setdefault(source, {})
+        if target not in (None, "", source) and _is_agent_layer(target):
+            assert target is not None
+            graph[source].setdefault(target, found)
+    return graph
+
+
+def _is_agent_layer(name: str | None) -> bool:
+    """A package or top-level module (not a name such as `__version__`)."""
+    return name is not None and ((AGENT / name).is_dir() or (AGENT / f"{name}.py").is_file())
+
+
+def _cycles(graph: dict[str, dict[str, Import]]) -> list[list[str]]:
+    """One shortest cycle through each package that is on one (breadth-first), deduplicated."""
+    cycles: dict[frozenset[str], list[str]] = {}
+    for start in sorted(graph):
+        paths = {start: [start]}
+        frontier = [start]
+        found: list[str] | None = None
+        while frontier and found is None:
+            following = []
+            for node in frontier:
+                for target in sorted(graph.get(node, {})):
+                    if target == start:
+                        found = paths[node]
+                        break
+                    if target not in paths:
+                        paths[target] = [*paths[node], target]
+                        following.append(target)
+                if found is not None:
+                    break
+            frontier = following
+        if found is not None:
+            cycles.setdefault(frozenset(found), found)
+    return list(cycles.values())
+
+
+def test_no_cycles_between_packages() -> None:
+    """Arrows between the agent's packages point one way only: a cycle is named with one
+    import for each of its arrows."""
+    graph = _package_graph()
+    named = [
+        " -> ".join([*cycle, cycle[0]])
+        + ": "
+        + "; ".join(str(graph[a][b]) for a, b in zip(cycle, [*cycle[1:], cycle[0]], strict=True))
+        for cycle in _cycles(graph)
+    ]
+    assert named == []
+
+
+def test_the_cycle_check_sees_a_cycle() -> None:
+    here = AGENT / "a" / "m.py"
+    graph = {
+        "a": {"b": Import(here, "edge_agent.b", 1)},
+        "b": {"c": Import(here, "edge_agent.c", 2)},
+        "c": {"a": Import(here, "edge_agent.a", 3), "d": Import(here, "edge_agent.d", 4)},
+        "d": {},
+    }
+    assert _cycles(graph) == [["a", "b", "c"]]

@@ -35,10 +35,9 @@ from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 import edge_agent
+from edge_agent.config.link import MqttSettings, PublishSettings
 from edge_agent.mqtt.ha_discovery import ORIGIN_URL, discovery_payload
 from edge_agent.mqtt.payloads import MODEL
-from edge_agent.mqtt.publish_settings import PublishSettings
-from edge_agent.mqtt.settings import MqttSettings
 from edge_agent.mqtt.topics import Topics
 from edge_agent.runtime.loop import run_agent
 from edge_agent.runtime.remote import RemoteControl

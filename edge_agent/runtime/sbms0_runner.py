@@ -1,5 +1,7 @@
 """Runs the agent against a stock SBMS: a source task feeds the receiver, the normal loop
-reports every interval, and the MQTT link publishes with nothing to control (no remote)."""
+reports every interval, and the MQTT link (`service.build_link` with the configuration alone)
+publishes with nothing to control. Composition, so it lives in the runtime: the `sbms0`
+package itself knows neither the runtime nor MQTT."""
 
 from __future__ import annotations
 
@@ -14,13 +16,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.control.model import ControlReport
 from edge_agent.datalog.recorder import DataRecorder
 from edge_agent.mqtt.client import MqttLink
-from edge_agent.mqtt.ha_discovery import discovery_payload
-from edge_agent.mqtt.payloads import announce_payload, config_payload
-from edge_agent.mqtt.policy import PublishPolicy
-from edge_agent.mqtt.settings import MqttSettings
-from edge_agent.mqtt.topics import Topics
 from edge_agent.runtime.clock import Clock
-from edge_agent.runtime.history import HistoryReader
 from edge_agent.runtime.record import SessionRecorder, record_header
 from edge_agent.runtime.service import serve
 from edge_agent.sbms0.agent import Sbms0Agent
@@ -47,7 +43,7 @@ def build_sbms0(
     config: AgentConfig, clock: Clock, recorder: SessionRecorder | None = None
 ) -> Sbms0Setup:
     """The receiver, its source (serial or HTTP, as configured) and the agent; with a
-    recorder, every raw line, page and step is recorded with its time (`sbms0.replay`)."""
+    recorder, every raw line, page and step is recorded with its time (`replay_sbms0`)."""
     settings = config.source
     receiver = FrameReceiver(
         cell_count=config.control.cell_count,
@@ -71,40 +67,6 @@ def build_sbms0(
         raise ValueError("source sbms0 needs serial or http settings")
     agent = Sbms0Agent(config, receiver, clock.now(), recorder=recorder)
     return Sbms0Setup(agent, receiver, source)
-
-
-def build_sbms0_link(
-    config: AgentConfig, mqtt: MqttSettings, serial: str, *, history: HistoryReader | None = None
-) -> MqttLink:
-    """A link without remote control: announce says config_set false and no commands.
-    `history` answers `history/get` when the agent keeps a data log for this SBMS."""
-    topics = Topics(mqtt.base_topic, config.agent_id)
-    return MqttLink(
-        mqtt,
-        topics,
-        announce=lambda: announce_payload(
-            config,
-            SOURCE,
-            serial,
-            (),
-            topics=topics,
-            pv_current=True,
-            history=history is not None,
-        ),
-        config_payload=lambda: config_payload(config, 0),
-        remote=None,
-        policy=PublishPolicy(config.publish),
-        discovery=(
-            (
-                lambda: discovery_payload(
-                    config, topics, serial, SOURCE, prefix=mqtt.ha_discovery_prefix
-                )
-            )
-            if mqtt.ha_discovery
-            else None
-        ),
-        history=history,
-    )
 
 
 async def serve_sbms0(
