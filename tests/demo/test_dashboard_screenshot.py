@@ -106,6 +106,13 @@ def _warmed_up(text: str) -> bool:
     )
 
 
+def _solar_today(text: str) -> float:
+    """Today's solar kWh as the dashboard shows it (0 when not shown)."""
+    today = TODAY.search(text)
+    figures = KWH_VALUE.findall(today.group("cards")) if today else []
+    return float(figures[0].split()[0]) if figures else 0.0
+
+
 async def _icons_drawn(page: DevToolsPage) -> None:
     deadline = time.monotonic() + RENDER_TIMEOUT_S
     while (pending := await page.evaluate(ICONS_PENDING_JS)) != 0:
@@ -123,8 +130,12 @@ async def _wait_for(page: DevToolsPage, done: Any, timeout_s: float, what: str) 
     return text
 
 
-async def _dashboard(demo: DemoRun, profile: Path, screen: Screen, target_dir: Path) -> str:
-    """The battery dashboard at this width once warmed up: its text, and its screenshot."""
+async def _dashboard(
+    demo: DemoRun, profile: Path, screen: Screen, target_dir: Path, *, picture: bool
+) -> str:
+    """The battery dashboard at this width once warmed up: its text, and its screenshot
+    (for the committed `picture`, once today's solar kWh has grown past the first, nearly
+    empty 5 minutes of statistics)."""
     binary = chromium_or_fail()
     async with chromium_page(binary, profile, width=screen.width, height=screen.height) as page:
         await page.call("Page.navigate", url=demo.base_url + "/")
@@ -138,6 +149,13 @@ async def _dashboard(demo: DemoRun, profile: Path, screen: Screen, target_dir: P
             WARM_UP_TIMEOUT_S,
             "every value of the dashboard (no unknown, unavailable or missing statistics)",
         )
+        if picture:
+            text = await _wait_for(
+                page,
+                lambda text: _warmed_up(text) and _solar_today(text) > 0,
+                STATISTICS_TIMEOUT_S,
+                "today's solar energy above 0 kWh",
+            )
         await _icons_drawn(page)
         await page.screenshot(target_dir / screen.name)
         return text
@@ -214,8 +232,10 @@ def test_dashboards_in_a_browser_at_desktop_and_phone_width(
     assert "SBMS simulator Battery charge energy" in text
     assert not MISSING.search(text), text
 
-    desktop = asyncio.run(_dashboard(demo_run, tmp_path / "desktop", DESKTOP, target_dir))
-    phone = asyncio.run(_dashboard(demo_run, tmp_path / "phone", PHONE, target_dir))
+    desktop = asyncio.run(
+        _dashboard(demo_run, tmp_path / "desktop", DESKTOP, target_dir, picture=update)
+    )
+    phone = asyncio.run(_dashboard(demo_run, tmp_path / "phone", PHONE, target_dir, picture=update))
 
     for text in (desktop, phone):
         for heading in ("State of charge", "Cells", "Spread", "Power flows", "Today", "History"):
