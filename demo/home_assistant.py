@@ -9,10 +9,11 @@ default dashboard (`frontend.system_data`, key `core`) names another.
 
 Seeded, not clicked through: onboarding marked done, one owner user that the trusted_networks
 provider logs in without a password (127.0.0.1 and ::1 only, the server listens on 127.0.0.1
-only), the MQTT and sbms config entries, and entity registry entries that enable the per-cell
-sensors the dashboard shows (they are off by default). Storage files are written at an old
-minor version with only the keys that version needs: Home Assistant's own migrations fill in
-the rest, which keeps the seed valid on newer releases too.
+only), the MQTT and sbms config entries, entity registry entries that enable the per-cell
+sensors the dashboard shows (they are off by default), and the Energy dashboard's sources
+(`.storage/energy`: solar, battery in and out, the DC loads as a device). Storage files are
+written at an old minor version with only the keys that version needs: Home Assistant's own
+migrations fill in the rest, which keeps the seed valid on newer releases too.
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ import homeassistant.components
 from homeassistant.components.mqtt.const import CONFIG_ENTRY_MINOR_VERSION, CONFIG_ENTRY_VERSION
 from homeassistant.util import slugify
 
+from dashboards.sbms_dashboard import Box, Load, render
+
 OWNER_ID: Final = "5b4d2f7e0c9a4d1e8f3a6b2c1d0e9f87"
 OWNER_NAME: Final = "Demo"
 MQTT_ENTRY_ID: Final = "01SBMSDEMOMQTT00000000000"
 SBMS_ENTRY_ID: Final = "01SBMSDEMOBOX000000000000"
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
-DASHBOARD: Final = REPO_ROOT / "dashboards" / "sbms.yaml"
 
 DASHBOARD_FILE: Final = "ui-lovelace.yaml"
 DASHBOARD_URL_PATH: Final = "lovelace"  # the default dashboard's own path, "/" on both
@@ -91,9 +93,10 @@ input_boolean:
     icon: mdi:pump
     initial: true
 
-# Only what the dashboard needs (default_config would pull in many more requirements).
+# Only what the dashboards need (default_config would pull in many more requirements).
 frontend:
 config:
+energy:
 history:
 logbook:
 repairs:
@@ -172,14 +175,12 @@ def seed_config_dir(
         configuration_yaml(http_port, style), encoding="utf-8"
     )
     # The "lovelace" dashboard (at "/") reads ui-lovelace.yaml in both styles.
-    dashboard = DASHBOARD.read_text(encoding="utf-8")
-    (config_dir / DASHBOARD_FILE).write_text(
-        demo_dashboard(dashboard, speed=speed, entity_prefix=box.entity_prefix), encoding="utf-8"
-    )
+    (config_dir / DASHBOARD_FILE).write_text(demo_dashboard(box, speed=speed), encoding="utf-8")
     _write_storage(config_dir, "auth", 1, 1, _auth())
     _write_storage(config_dir, "onboarding", 4, 1, {"done": _ONBOARDING_DONE})
     _write_storage(config_dir, "core.config_entries", 1, 1, _config_entries(mqtt_port, box))
     _write_storage(config_dir, "core.entity_registry", 1, 1, _entity_registry(box))
+    _write_storage(config_dir, "energy", 1, 1, energy_preferences(box))
     if style.http_in_storage:
         # Version 1 is the flat settings: Home Assistant's migration fills in every default
         # as the confirmed ("stable") configuration, so nothing is on trial and no dialog asks
@@ -196,15 +197,37 @@ def _http_settings(port: int) -> dict[str, Any]:
     return {"server_host": ["127.0.0.1"], "server_port": port}
 
 
-def demo_dashboard(dashboard: str, *, speed: float, entity_prefix: str) -> str:
-    """The dashboard for this box (the file is written for agent id `simulator`), its history
-    graphs spanning simulated time: at 60x, a simulated day in 24 minutes."""
+def demo_dashboard(box: DemoBox, *, speed: float) -> str:
+    """The dashboard for this box, as `dashboards/sbms_dashboard.py` prints it for a user's,
+    its history graphs spanning simulated time: at 60x, a simulated day in 24 minutes."""
 
     def scaled(match: re.Match[str]) -> str:
         return f"{match.group(1)}{float(match.group(2)) / speed:.4g}"
 
-    dashboard = dashboard.replace("sbms_simulator_", f"{entity_prefix}_")
+    loads = [Load(title, entity_id) for entity_id, title, *_ in DEMO_LOADS]
+    dashboard = render(Box.from_announce({**box.announce, "agent_id": box.agent_id}, loads))
     return re.sub(r"(hours_to_show: )([0-9.]+)", scaled, dashboard)
+
+
+def energy_preferences(box: DemoBox) -> dict[str, Any]:
+    """The Energy dashboard set up as docs/integration.md says: solar, the battery's two
+    counters (from the battery: discharge; to it: charge), and the DC loads as a device."""
+    sensor = f"sensor.{box.entity_prefix}"
+    return {
+        "energy_sources": [
+            {
+                "type": "solar",
+                "stat_energy_from": f"{sensor}_pv_energy",
+                "config_entry_solar_forecast": None,
+            },
+            {
+                "type": "battery",
+                "stat_energy_from": f"{sensor}_battery_discharge_energy",
+                "stat_energy_to": f"{sensor}_battery_charge_energy",
+            },
+        ],
+        "device_consumption": [{"stat_consumption": f"{sensor}_load_energy", "name": "DC loads"}],
+    }
 
 
 _ONBOARDING_DONE: Final = ["user", "core_config", "analytics", "integration"]

@@ -24,6 +24,7 @@ from homeassistant.components.mqtt import const as mqtt_const
 CONFIGURED = (
     "frontend",
     "config",
+    "energy",
     "history",
     "logbook",
     "recorder",

@@ -128,6 +128,20 @@ def _cell_spread(record: HistoryRecord) -> Reading | None:
     return Reading(mean, mean, max(record.cell_delta, mean))
 
 
+def _negated(value: float | None) -> float | None:
+    return None if value is None else -value
+
+
+def _negated_reading(reading_fn: MeasurementFn) -> MeasurementFn:
+    """The log's reading with the opposite sign: its minimum becomes the maximum."""
+
+    def reading(record: HistoryRecord) -> Reading | None:
+        found = reading_fn(record)
+        return None if found is None else Reading(-found.mean, -found.max, -found.min)
+
+    return reading
+
+
 def _counter(name: str) -> CounterFn:
     return lambda record: _kwh(record.counters.get(name))
 
@@ -265,6 +279,19 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         suggested_display_precision=0,
         value_fn=lambda state: state.battery_power,
         history_reading_fn=_series("battery_power"),
+    ),
+    # The same power in the Energy dashboard's convention (Home Assistant 2025.12's battery
+    # power: positive while discharging), so it is picked there as it is, without a template
+    # helper; the sensor above keeps the box's own sign (positive while charging).
+    SbmsSensorEntityDescription(
+        key="battery_power_discharging",
+        translation_key="battery_power_discharging",
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        value_fn=lambda state: _negated(state.battery_power),
+        history_reading_fn=_negated_reading(_series("battery_power")),
     ),
     SbmsSensorEntityDescription(
         key="pv_current",

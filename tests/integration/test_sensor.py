@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 import pytest
 from homeassistant.components.sensor import (
@@ -23,6 +24,7 @@ from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sbms.const import DOMAIN
+from custom_components.sbms.models import Reading
 from custom_components.sbms.sensor import LOAD_STATE, SENSORS, cell_descriptions
 from tests.helpers.hass import SetupBox, wait_for
 from tests.integration.fake_agent import FakeAgent, example, unique_id
@@ -65,6 +67,7 @@ async def test_values_map_the_documented_state(
         "voltage": "26.71",
         "battery_current": "21.37",
         "battery_power": "570.8",
+        "battery_power_discharging": "-570.8",  # the Energy dashboard's sign: charging here
         "pv_current": "24.95",
         "pv_power": "666.4",
         "load_current": "3.58",
@@ -153,6 +156,17 @@ async def test_energy_counters_fit_the_energy_dashboard(
         assert attributes[ATTR_DEVICE_CLASS] == SensorDeviceClass.ENERGY
         assert attributes[ATTR_STATE_CLASS] == SensorStateClass.TOTAL_INCREASING
         assert attributes[ATTR_UNIT_OF_MEASUREMENT] == UnitOfEnergy.KILO_WATT_HOUR
+    # Battery power as Home Assistant's Energy dashboard takes it (2025.12): W, a
+    # measurement, positive while discharging; the box's own sensor keeps its sign.
+    power = hass.states.get(entity_id(hass, "battery_power_discharging"))
+    assert power is not None
+    assert power.attributes[ATTR_DEVICE_CLASS] == SensorDeviceClass.POWER
+    assert power.attributes[ATTR_STATE_CLASS] == SensorStateClass.MEASUREMENT
+    assert power.attributes[ATTR_UNIT_OF_MEASUREMENT] == "W"
+    assert power.name == "SBMS shed Battery power (discharging positive)"
+    await agent.set_state(battery_current=-4.0, battery_power=-106.8)
+    await wait_for(hass, lambda: value(hass, "battery_power_discharging") == "106.8")
+    assert value(hass, "battery_power") == "-106.8"
     soc = hass.states.get(entity_id(hass, "soc")).attributes  # type: ignore[union-attr]
     assert soc[ATTR_DEVICE_CLASS] == SensorDeviceClass.BATTERY
     assert soc[ATTR_STATE_CLASS] == SensorStateClass.MEASUREMENT
@@ -354,3 +368,13 @@ async def test_bad_state_is_ignored_with_a_warning(
     # And the next good state is shown again.
     await agent.set_state(soc=64.0)
     await wait_for(hass, lambda: value(hass, "soc") == "64.0")
+
+
+def test_discharging_power_is_back_filled_with_its_own_sign() -> None:
+    """The log keeps the box's battery power (positive charging): the Energy dashboard's
+    sensor gets it negated, its extremes swapped."""
+    description = next(item for item in SENSORS if item.key == "battery_power_discharging")
+    assert description.history_reading_fn is not None
+    record = SimpleNamespace(series={"battery_power": Reading(-17.0, -40.0, 5.0)})
+    assert description.history_reading_fn(record) == Reading(17.0, -5.0, 40.0)  # type: ignore[arg-type]
+    assert description.history_reading_fn(SimpleNamespace(series={})) is None  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""The battery dashboard and the command that fits it to a box."""

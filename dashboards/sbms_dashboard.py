@@ -1,0 +1,223 @@
+"""The battery dashboard for one box: `dashboards/sbms.yaml` made to fit the box's entity ids,
+cell count, sensors, outputs and optional loads.
+
+    python3 dashboards/sbms_dashboard.py DIAGNOSTICS.json > battery.yaml
+
+DIAGNOSTICS.json is what *Download diagnostics* on the box's device page saves (or the box's
+retained `announce` message). Only Python's standard library, so it runs anywhere. The demo
+(demo/home_assistant.py) builds its dashboard with the same function.
+
+sbms.yaml is written for the demo's box (agent id `simulator`, 8 cells, a PV shunt, four
+outputs, two optional loads): list items that name an entity the box does not have are left
+out, and the lines between `# sbms-dashboard: outputs` (or `loads`) and `# sbms-dashboard: end`
+are written from the box's outputs (or loads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+TEMPLATE: Final = Path(__file__).resolve().parent / "sbms.yaml"
+TEMPLATE_PREFIX: Final = "sbms_simulator_"
+TEMPLATE_CELLS: Final = 8
+# What an output switches, by its announced type (docs/protocol.md, `type_name`).
+OUTPUT_LABELS: Final = {
+    "hvd": "HVD, chargers",
+    "lvd": "LVD, loads",
+    "high_soc": "high SoC alarm",
+    "low_soc": "low SoC alarm",
+    "fault": "fault",
+    "dual_pv": "dual PV",
+    "unused": "unused",
+}
+# Type numbers 0-6 (diagnostics keep the number, the announce also the name).
+OUTPUT_TYPES: Final = ("unused", "hvd", "lvd", "high_soc", "low_soc", "fault", "dual_pv")
+_MARKER = re.compile(r"^(\s*)# sbms-dashboard: (\w+)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """An optional load of the box's load shedding: its title and the entity it switches."""
+
+    title: str
+    entity_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """What the dashboard needs to know of a box (from its announce)."""
+
+    agent_id: str
+    cells: int
+    pv_shunt: bool
+    temperatures: tuple[str, ...]
+    outputs: tuple[tuple[str, str], ...]  # (name, type_name)
+    loads: tuple[Load, ...] = ()
+
+    @classmethod
+    def from_announce(cls, announce: Mapping[str, Any], loads: Iterable[Load] = ()) -> Box:
+        """From the announce as published (docs/protocol.md) or as diagnostics show it."""
+        measurements = announce.get("measurements", {})
+        pv_shunt = bool(announce.get("pv_current", measurements.get("pv_current", True)))
+        temperatures = announce.get("temperatures", measurements.get("temperatures", []))
+        return cls(
+            agent_id=str(announce["agent_id"]),
+            cells=int(announce["cells"]),
+            pv_shunt=pv_shunt,
+            temperatures=tuple(str(name) for name in temperatures),
+            outputs=tuple(
+                (str(output["name"]), _type_name(output)) for output in announce.get("outputs", [])
+            ),
+            loads=tuple(loads),
+        )
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> Box:
+        """From a diagnostics download (`data.announce`, `data.load_shedding.loads`) or from
+        a bare announce."""
+        data = document.get("data", document)
+        if "announce" not in data:
+            return cls.from_announce(data)
+        announce = dict(data["announce"])
+        announce.setdefault("agent_id", data.get("entry", {}).get("data", {}).get("agent_id"))
+        shedding = data.get("load_shedding") or {}
+        loads = [
+            Load(str(load.get("title") or load["entity_id"]), str(load["entity_id"]))
+            for load in shedding.get("loads", [])
+        ]
+        return cls.from_announce(announce, loads)
+
+    @property
+    def prefix(self) -> str:
+        """Entity ids follow the device name, "SBMS <agent id>", slugified."""
+        return f"sbms_{slugify(self.agent_id)}_"
+
+
+def _type_name(output: Mapping[str, Any]) -> str:
+    if "type_name" in output:
+        return str(output["type_name"])
+    number = output.get("type")
+    return OUTPUT_TYPES[number] if isinstance(number, int) and 0 <= number < 7 else ""
+
+
+def slugify(text: str) -> str:
+    """Home Assistant's slugify for the ASCII names agent ids and load titles are."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "unknown"
+
+
+def render(box: Box, template: str | None = None) -> str:
+    """The dashboard for `box`."""
+    text = TEMPLATE.read_text(encoding="utf-8") if template is None else template
+    absent = [f"_cell_{cell}_" for cell in range(box.cells + 1, TEMPLATE_CELLS + 1)]
+    if not box.pv_shunt:
+        absent += ["_pv_", "_load_power", "_load_current", "_load_energy"]
+    if "battery" not in box.temperatures:
+        absent.append("_battery_temperature")
+    lines = _fill_markers(text.splitlines(), box)
+    lines = _drop_items(lines, absent)
+    return "\n".join(lines).replace(TEMPLATE_PREFIX, box.prefix) + "\n"
+
+
+def _output_lines(box: Box, indent: str) -> list[str]:
+    lines = []
+    for name, type_name in box.outputs:
+        label = OUTPUT_LABELS.get(type_name, type_name.replace("_", " "))
+        title = f"{name.upper()} ({label})" if label else name.upper()
+        lines += [
+            f"{indent}- entity: binary_sensor.{TEMPLATE_PREFIX}output_{slugify(name)}",
+            f"{indent}  name: {title}",
+        ]
+    return lines
+
+
+def _load_lines(box: Box, indent: str) -> list[str]:
+    lines = []
+    for load in box.loads:
+        lines += [
+            f"{indent}- entity: sensor.{TEMPLATE_PREFIX}load_shedding_{slugify(load.title)}",
+            f"{indent}  name: {load.title} shedding",
+            f"{indent}- entity: {load.entity_id}",
+            f"{indent}  name: {load.title}",
+        ]
+    return lines
+
+
+def _fill_markers(lines: Sequence[str], box: Box) -> list[str]:
+    """Rewrite what stands between `# sbms-dashboard: NAME` and `# sbms-dashboard: end`."""
+    makers = {"outputs": _output_lines, "loads": _load_lines}
+    result: list[str] = []
+    skipping = False
+    for line in lines:
+        match = _MARKER.match(line)
+        if match and match.group(2) == "end":
+            skipping = False
+        elif match and match.group(2) in makers:
+            result.append(line)
+            result += makers[match.group(2)](box, match.group(1))
+            skipping = True
+            continue
+        if not skipping:
+            result.append(line)
+    return result
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _drop_items(lines: list[str], fragments: Sequence[str]) -> list[str]:
+    """Leave out each YAML list item whose own lines (not its nested items') name one of
+    `fragments`: a card about a missing entity goes, a list entry inside a card goes alone."""
+    if not fragments:
+        return lines
+    starts = [i for i, line in enumerate(lines) if line.lstrip(" ").startswith("- ")]
+    ends = {}
+    for start in starts:
+        end = start + 1
+        while end < len(lines) and (
+            not lines[end].strip() or _indent(lines[end]) > _indent(lines[start])
+        ):
+            end += 1
+        while end > start + 1 and not lines[end - 1].strip():
+            end -= 1  # blank lines after an item belong to what follows
+        ends[start] = end
+    dropped: set[int] = set()
+    for start in starts:
+        nested = {
+            i for inner in starts if start < inner < ends[start] for i in range(inner, ends[inner])
+        }
+        own = (lines[i] for i in range(start, ends[start]) if i not in nested)
+        if any(fragment in line for line in own for fragment in fragments):
+            dropped.update(range(start, ends[start]))
+    return [line for i, line in enumerate(lines) if i not in dropped]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Print the SBMS battery dashboard for one box, ready to paste into Home "
+        "Assistant's raw configuration editor.",
+    )
+    parser.add_argument(
+        "source",
+        help="the box's diagnostics (device page > Download diagnostics) or its announce "
+        "message, as JSON; '-' reads standard input",
+    )
+    args = parser.parse_args(argv)
+    raw = sys.stdin.read() if args.source == "-" else Path(args.source).read_text("utf-8")
+    try:
+        box = Box.from_json(json.loads(raw))
+    except (ValueError, KeyError, TypeError) as err:
+        parser.error(f"{args.source}: not a box's diagnostics or announce ({err!r})")
+    sys.stdout.write(render(box))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""`python3 dashboards/sbms_dashboard.py DIAGNOSTICS.json`, the command docs/integration.md gives
+for the dashboard on one's own Home Assistant: it prints the dashboard fitted to the box."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dashboards.sbms_dashboard import TEMPLATE, Box, Load, render
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMMAND = REPO_ROOT / "dashboards" / "sbms_dashboard.py"
+ENTITY = re.compile(r"\b(?:sensor|binary_sensor|switch|input_boolean)\.[a-z0-9_]+")
+
+# The demo's simulated box as it announces itself (edge_agent/sim, ./scripts/demo).
+DEMO_ANNOUNCE: dict[str, Any] = {
+    "agent_id": "simulator",
+    "cells": 8,
+    "measurements": {"pv_current": True, "temperatures": ["internal", "battery"]},
+    "outputs": [
+        {"name": "extio3", "type": 2, "type_name": "lvd"},
+        {"name": "extio4", "type": 1, "type_name": "hvd"},
+        {"name": "extio5", "type": 0, "type_name": "unused"},
+        {"name": "extio6", "type": 5, "type_name": "fault"},
+    ],
+}
+DEMO_LOADS = (
+    Load("Water heater", "input_boolean.water_heater"),
+    Load("Pool pump", "input_boolean.pool_pump"),
+)
+
+
+def _diagnostics(tmp_path: Path) -> Path:
+    """What *Download diagnostics* saves for a 4S box without a PV shunt or battery sensor
+    (the announce as the integration keeps it: output types as numbers, flat measurements)."""
+    document = {
+        "home_assistant": {"version": "2026.11.0"},
+        "data": {
+            "entry": {"title": "SBMS Garage", "data": {"agent_id": "Garage", "announce": {}}},
+            "announce": {
+                "agent_id": "Garage",
+                "serial": "**REDACTED**",
+                "cells": 4,
+                "pv_current": False,
+                "temperatures": ["internal"],
+                "outputs": [
+                    {"name": "loads", "type": 2, "wiring": "load"},
+                    {"name": "charger", "type": 1, "wiring": "charge"},
+                ],
+            },
+            "load_shedding": {
+                "enabled": True,
+                "loads": [{"title": "Boiler", "entity_id": "switch.boiler", "priority": 1}],
+            },
+        },
+    }
+    path = tmp_path / "config_entry-sbms-01ABC.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def test_the_shipped_dashboard_is_what_the_command_prints_for_the_demo_box() -> None:
+    """One source: the command changes nothing for the box sbms.yaml is written for."""
+    printed = render(Box.from_announce(DEMO_ANNOUNCE, DEMO_LOADS))
+    assert printed == TEMPLATE.read_text(encoding="utf-8")
+
+
+def test_the_command_fits_the_dashboard_to_a_box_from_its_diagnostics(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(COMMAND), str(_diagnostics(tmp_path))],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,  # runs from anywhere, on the standard library alone
+    )
+    dashboard = yaml.safe_load(result.stdout)
+    assert dashboard["views"][0]["type"] == "sections"
+    entities = set(ENTITY.findall(result.stdout))
+    assert {f"sensor.sbms_garage_cell_{cell}_voltage" for cell in range(1, 5)} <= entities
+    assert "binary_sensor.sbms_garage_cell_4_balancing" in entities
+    assert {
+        "binary_sensor.sbms_garage_output_loads",
+        "binary_sensor.sbms_garage_output_charger",
+        "sensor.sbms_garage_load_shedding_boiler",
+        "switch.boiler",
+        "sensor.sbms_garage_battery_charge_energy",
+        "sensor.sbms_garage_battery_discharge_energy",
+    } <= entities
+    assert "LOADS (LVD, loads)" in result.stdout
+    assert "CHARGER (HVD, chargers)" in result.stdout
+    # Nothing the box lacks, nothing of the demo's box.
+    absent = ("_cell_5_", "_pv_", "_load_power", "_load_energy", "_battery_temperature")
+    assert not [entity for entity in entities if any(part in entity for part in absent)]
+    assert not [entity for entity in entities if "simulator" in entity or "extio" in entity]
+    assert "input_boolean" not in result.stdout
+    # Cards keep their other entities: the power graph shows the battery alone.
+    history = dashboard["views"][0]["sections"][-1]["cards"]
+    power = next(card for card in history if card.get("title") == "Power")
+    assert power["entities"] == [{"entity": "sensor.sbms_garage_battery_power", "name": "Battery"}]
+
+
+def test_the_command_takes_a_bare_announce_and_says_what_it_cannot_read(tmp_path: Path) -> None:
+    announce = tmp_path / "announce.json"
+    announce.write_text(json.dumps(DEMO_ANNOUNCE | {"agent_id": "shed"}), encoding="utf-8")
+    printed = subprocess.run(
+        [sys.executable, str(COMMAND), "-"],
+        input=announce.read_text(encoding="utf-8"),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "sensor.sbms_shed_cell_8_voltage" in printed
+    assert "sbms_simulator" not in printed
+    assert "input_boolean" not in printed  # a bare announce names no loads
+
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"hello": 1}), encoding="utf-8")
+    failed = subprocess.run(
+        [sys.executable, str(COMMAND), str(wrong)], capture_output=True, text=True, check=False
+    )
+    assert failed.returncode == 2
+    assert "not a box's diagnostics or announce" in failed.stderr
