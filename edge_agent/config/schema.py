@@ -269,21 +269,30 @@ _ARRAY_SCHEMA = _mapping(
 )
 
 
-def _arrays(value: Any) -> list[dict[str, Any]]:
-    """diversion.arrays: what the estimate knows of each array; all items' problems."""
-    if not isinstance(value, list):
-        raise vol.Invalid(f"must be a list of arrays (got {type(value).__name__})")
-    errors: list[vol.Invalid] = []
-    clean: list[dict[str, Any]] = []
-    for index, item in enumerate(value):
-        try:
-            clean.append(_ARRAY_SCHEMA(item))
-        except vol.Invalid as exc:
-            exc.prepend([index])
-            errors.extend(exc.errors if isinstance(exc, vol.MultipleInvalid) else [exc])
-    if errors:
-        raise vol.MultipleInvalid(errors)
-    return clean
+def _each(what: str, check: Callable[[Any], dict[str, Any]]) -> Callable[[Any], Any]:
+    """A list whose items are each checked by `check`; every item's problems are collected,
+    each under its index."""
+
+    def validate(value: Any) -> list[dict[str, Any]]:
+        if not isinstance(value, list):
+            raise vol.Invalid(f"must be a list of {what} (got {type(value).__name__})")
+        errors: list[vol.Invalid] = []
+        clean: list[dict[str, Any]] = []
+        for index, item in enumerate(value):
+            try:
+                clean.append(check(item))
+            except vol.Invalid as exc:
+                exc.prepend([index])
+                errors.extend(exc.errors if isinstance(exc, vol.MultipleInvalid) else [exc])
+        if errors:
+            raise vol.MultipleInvalid(errors)
+        return clean
+
+    return validate
+
+
+# diversion.arrays: what the estimate knows of each array.
+_arrays = _each("arrays", _ARRAY_SCHEMA)
 
 
 _DIVERSION_SCHEMA = _mapping(
@@ -295,23 +304,6 @@ def _optional_shunt(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     return _SHUNT_SCHEMA(value)
-
-
-def _outputs(value: Any) -> list[dict[str, Any]]:
-    """Each item is checked against its driver's keys; all items' problems are collected."""
-    if not isinstance(value, list):
-        raise vol.Invalid(f"must be a list of outputs (got {type(value).__name__})")
-    errors: list[vol.Invalid] = []
-    clean: list[dict[str, Any]] = []
-    for index, item in enumerate(value):
-        try:
-            clean.append(_output_item(item))
-        except vol.Invalid as exc:
-            exc.prepend([index])
-            errors.extend(exc.errors if isinstance(exc, vol.MultipleInvalid) else [exc])
-    if errors:
-        raise vol.MultipleInvalid(errors)
-    return clean
 
 
 def _output_item(item: Any) -> dict[str, Any]:
@@ -334,6 +326,10 @@ def _by_driver(item: Any, schemas: Mapping[str, _StrictMapping]) -> dict[str, An
             f"must be one of {', '.join(OUTPUT_DRIVERS)} (got {driver!r})", path=["driver"]
         )
     return schemas[driver](dict(item))
+
+
+# Each output is checked against its driver's keys.
+_outputs = _each("outputs", _output_item)
 
 
 TOP_SCHEMA = _mapping(
