@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from edge_agent.config import HEARTBEAT_LINE, AgentConfig, ShuntSettings
+from edge_agent.diy.hardware import open_hardware
+from edge_agent.diy.host_check import Area, Finding, Status
 from edge_agent.drivers.bus import DeviceError, SMBusLike
 from edge_agent.drivers.ina2xx import (
     INA226_DIE_ID,
@@ -64,8 +66,6 @@ from edge_agent.drivers.isl94203 import (
     cell_inputs,
     configuration_codes,
 )
-from edge_agent.runtime.hardware import open_hardware
-from edge_agent.runtime.host_check import Area, Finding, Status
 
 EXIT_OK = 0
 EXIT_CONFIG = 2  # the configuration (or the command line) is invalid
