@@ -329,11 +329,10 @@ class MqttLink:
 
     async def _maybe_publish_state(self, client: aiomqtt.Client) -> None:
         now = self._now()
-        due = self._outbox.state_due(now, self.link_stats)
-        if due is None:
+        report = self._outbox.state_due(now)
+        if report is None:
             return
-        report, message = due
-        await self._publish(client, message)
+        await self._publish(client, self._outbox.state(report, self.link_stats))
         self._outbox.state_sent(report, now)
 
     async def _send(self, client: aiomqtt.Client, messages: Iterable[Message]) -> None:

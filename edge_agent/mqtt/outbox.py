@@ -122,15 +122,17 @@ class Outbox:
         if self._events and self._events[0] is event:
             self._events.popleft()
 
-    def state_due(self, now: float, stats: LinkStats) -> tuple[ControlReport, Message] | None:
-        """The latest report's state when the policy says it is due (retained: a client that
-        subscribes later gets the latest state at once); `state_sent` once it went out."""
+    def state_due(self, now: float) -> ControlReport | None:
+        """The latest report when the policy says its state is due; `state_sent` once the
+        state went out."""
         report = self._latest
         if report is None or not self._policy.due(report, now):
             return None
-        return report, Message(
-            self._topics.state, encode(state_payload(report, stats)), retain=True
-        )
+        return report
+
+    def state(self, report: ControlReport, stats: LinkStats) -> Message:
+        """Retained: a client that subscribes later gets the latest state at once."""
+        return Message(self._topics.state, encode(state_payload(report, stats)), retain=True)
 
     def state_sent(self, report: ControlReport, now: float) -> None:
         self._policy.mark_published(report, now)
