@@ -605,10 +605,16 @@ class SimulatedBox:
         irradiance: FloatArray,
         ambient: FloatArray,
     ) -> ArrayFlows:
-        if array is None:  # nothing flows, whatever the switches
-            battery_on, heat_ohm, cell_temperature = False, None, ambient
-        else:
-            cell_temperature = panel_temperature(ambient, irradiance, array.panel.noct_c)
+        if array is None:
+            return array_flows(
+                None,
+                battery_on=False,
+                heat_ohm=None,
+                pack_voltage=pack_voltage,
+                irradiance_w_m2=irradiance,
+                cell_temperature_c=ambient,
+            )
+        cell_temperature = panel_temperature(ambient, irradiance, array.panel.noct_c)
         return array_flows(
             array,
             battery_on=battery_on,
