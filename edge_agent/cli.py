@@ -38,13 +38,13 @@ from edge_agent.config import (
 )
 from edge_agent.control.model import ControlReport
 from edge_agent.datalog.recorder import DataRecorder, open_recorder
+from edge_agent.diy.agent import Agent
+from edge_agent.diy.hardware import open_hardware
 from edge_agent.drivers.bus import DeviceError, SMBusLike
 from edge_agent.drivers.bus_log import RecordingBus
-from edge_agent.runtime.agent import Agent
+from edge_agent.recording.record import DEFAULT_MAX_BYTES, SessionRecorder
 from edge_agent.runtime.clock import Clock, WallClock
-from edge_agent.runtime.hardware import open_hardware
 from edge_agent.runtime.history import HistoryReader
-from edge_agent.runtime.record import DEFAULT_MAX_BYTES, SessionRecorder
 from edge_agent.runtime.remote import RemoteControl, load_effective_config
 from edge_agent.runtime.service import Identity, build_link, serve
 from edge_agent.runtime.status import status_line
@@ -129,8 +129,8 @@ which clears the INA228's charge counter.
 
 
 def _probe(argv: list[str]) -> int:
-    from edge_agent.runtime import probe  # noqa: PLC0415
-    from edge_agent.runtime.host_check import check_gpio, check_i2c  # noqa: PLC0415
+    from edge_agent.diy import probe  # noqa: PLC0415
+    from edge_agent.diy.host_check import check_gpio, check_i2c  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="sbms-agent probe",
@@ -517,12 +517,8 @@ def _recorder(args: argparse.Namespace) -> SessionRecorder | None:
 
 
 def _replay(argv: list[str]) -> int:
-    from edge_agent.runtime.replay import (  # noqa: PLC0415
-        RecordingError,
-        read_recording,
-        replay_diy,
-        replay_registers,
-    )
+    from edge_agent.diy.replay import replay_diy, replay_registers  # noqa: PLC0415
+    from edge_agent.recording.read import RecordingError, read_recording  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="sbms-agent replay",
@@ -552,7 +548,7 @@ def _replay(argv: list[str]) -> int:
         return EXIT_CONFIG
     print(f"{args.file}: {header.source}, recorded by agent {header.agent_version or '?'}")
     if header.source == "sbms0":
-        from edge_agent.runtime.replay_sbms0 import replay_sbms0  # noqa: PLC0415
+        from edge_agent.sbms0.replay import replay_sbms0  # noqa: PLC0415
 
         reports = replay_sbms0(header, entries, config)
     elif header.bus == "start" and config is None:
