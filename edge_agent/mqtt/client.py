@@ -27,7 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.config.link import MqttSettings, PublishSettings
-from edge_agent.control.model import ControlEvent, ControlReport
+from edge_agent.control.model import ControlEvent, ControlReport, temperatures
 from edge_agent.mqtt import limits
 from edge_agent.mqtt.ha_discovery import birth_topic
 from edge_agent.mqtt.handlers import HistoryHandler, NoHistory, RemoteHandler, RemoteResult
@@ -55,7 +55,8 @@ _AUTH_CODES = frozenset({4, 5, 0x86, 0x87})
 
 PayloadFactory = Callable[[], dict[str, Any]]
 # Native Home Assistant discovery: (topic, payload), see edge_agent.mqtt.ha_discovery.
-DiscoveryFactory = Callable[[], tuple[str, dict[str, Any]]]
+# Given the temperature inputs the box has read so far (an unfitted xT2 gets no entity).
+DiscoveryFactory = Callable[[frozenset[str]], tuple[str, dict[str, Any]]]
 
 
 class Backoff:
@@ -150,6 +151,10 @@ class MqttLink:
         self._now = wall_clock
         self._agent_now = agent_clock or wall_clock
         self._discovery = discovery if settings.ha_discovery else None
+        # Discovery waits for the first report, so it already knows which inputs read, and
+        # goes out again when an input reads for the first time (a sensor plugged in later).
+        self._temperatures_read: set[str] = set()
+        self._discovery_due = False
         self._history: HistoryHandler = history or NoHistory()
         self._birth_topic = birth_topic(settings.ha_discovery_prefix)
         self._events: deque[ControlEvent] = deque(maxlen=settings.event_queue_size)
@@ -177,6 +182,14 @@ class MqttLink:
         """Keep the latest report for the state and queue its events. Never blocks or raises."""
         try:
             self._latest = report
+            read = {
+                name
+                for name, value in temperatures(report.measurement).items()
+                if value is not None
+            }
+            if not read <= self._temperatures_read:
+                self._temperatures_read |= read
+                self._discovery_due = True
             for event in report.events:
                 if len(self._events) == self._events.maxlen:
                     self.dropped_events += 1
@@ -330,7 +343,11 @@ class MqttLink:
     async def _publish_discovery(self, client: aiomqtt.Client) -> None:
         if self._discovery is None:
             return
-        topic, payload = self._discovery()
+        if self._latest is None:  # nothing read yet: wait for the first report
+            self._discovery_due = True
+            return
+        self._discovery_due = False
+        topic, payload = self._discovery(frozenset(self._temperatures_read))
         await self._publish(client, topic, encode(payload), retain=True)
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
@@ -342,6 +359,8 @@ class MqttLink:
                 async with asyncio.timeout(self._recheck_s()):
                     await self._wake.wait()
             self._wake.clear()
+            if self._discovery_due:
+                await self._publish_discovery(client)
             await self._flush_events(client)
             await self._maybe_publish_state(client)
 
