@@ -345,10 +345,9 @@ class Controller:
         pv_wh_before = self._counters.totals.pv_wh
         self._counters.add_interval(update.battery_delta_ah, m.battery_voltage, pv_delta)
         if self._pv_arrays.arrays and m.pv_current is not None:
-            # What conducted through the interval is the previous decision.
+            # What conducted through the interval is the previous decision (persisted).
             self._pv_arrays.add_interval(
                 self._counters.totals.pv_wh - pv_wh_before,
-                self._decided,
                 pv_current_a=m.pv_current,
                 interval_s=None if previous is None else now - previous,
             )
@@ -407,6 +406,7 @@ class Controller:
             else None
         )
         self._decided = dict(outputs)
+        self._pv_arrays.note_decision(outputs)
         interlocks = set(charge_blocks | load_blocks)
         if self._forced_off:
             interlocks.add(Interlock.FORCED_OFF)

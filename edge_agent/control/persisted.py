@@ -97,6 +97,7 @@ class PersistedState:
             "pv_arrays": {
                 "energy_wh": dict(sorted(self.pv_arrays.energy_wh.items())),
                 "alone_a": dict(sorted(self.pv_arrays.alone_a.items())),
+                "conducting": list(self.pv_arrays.conducting),
             },
         }
 
@@ -373,7 +374,10 @@ def _read_pv_arrays(reader: StateReader) -> PvArrayState:
             if value < 0.0:
                 raise part.bad(str(name), f"negative: {value}")
             values[key][str(name)] = value
-    return PvArrayState(energy_wh=values["energy_wh"], alone_a=values["alone_a"])
+    conducting = item.get("conducting")
+    if not isinstance(conducting, list) or not all(isinstance(n, str) for n in conducting):
+        raise item.bad("conducting", f"expected a list of output names, got {conducting!r}")
+    return PvArrayState(values["energy_wh"], values["alone_a"], tuple(conducting))
 
 
 def _read_counters(reader: StateReader) -> EnergyCounters:

@@ -32,10 +32,12 @@ _PV_SOURCE_TYPES = (OutputType.HVD, OutputType.DUAL_PV)
 
 @dataclass(frozen=True, slots=True)
 class PvArrayState:
-    """What survives a restart: each array's Wh and its smoothed current alone (amps)."""
+    """What survives a restart: each array's Wh, its smoothed current alone (amps), and the
+    arrays the last decision left conducting (the next interval is theirs)."""
 
     energy_wh: Mapping[str, float] = field(default_factory=dict)
     alone_a: Mapping[str, float] = field(default_factory=dict)
+    conducting: tuple[str, ...] = ()
 
 
 def pv_arrays(outputs: Sequence[OutputSettings]) -> tuple[str, ...]:
@@ -63,22 +65,31 @@ class PvArrayCounter:
         # An array of the configuration starts at 0; one no longer configured is dropped.
         self.energy_wh = {name: float(state.energy_wh.get(name, 0.0)) for name in self.arrays}
         self.alone_a = {name: v for name, v in state.alone_a.items() if name in self.arrays}
+        self.conducting = tuple(name for name in state.conducting if name in self.arrays)
 
     @property
     def state(self) -> PvArrayState:
-        return PvArrayState(dict(self.energy_wh), dict(self.alone_a))
+        return PvArrayState(dict(self.energy_wh), dict(self.alone_a), self.conducting)
+
+    def note_decision(self, outputs: Mapping[str, bool]) -> None:
+        """The outputs just decided: what conducts through the next interval."""
+        self.conducting = tuple(name for name in self.arrays if outputs.get(name, False))
 
     def add_interval(
         self,
         pv_wh: float,
-        conducted: Mapping[str, bool],
+        conducted: Mapping[str, bool] | None = None,
         *,
         pv_current_a: float | None = None,
         interval_s: float | None = None,
     ) -> Mapping[str, float]:
         """Give one interval's PV energy to the arrays that conducted through it; learn each
-        lone array's current. Returns the totals."""
-        on = [name for name in self.arrays if conducted.get(name, False)]
+        lone array's current. `conducted`: what conducted through the interval (default: the
+        last `note_decision`). Returns the totals."""
+        if conducted is None:
+            on = list(self.conducting)
+        else:
+            on = [name for name in self.arrays if conducted.get(name, False)]
         if (
             len(on) == 1
             and pv_current_a is not None

@@ -124,13 +124,15 @@ def test_controller_counts_each_level_to_its_array_and_keeps_it_over_a_restart()
     saved = json.loads(json.dumps(controller.snapshot().to_dict()))
     restarted = Controller(settings, t, PersistedState.from_dict(saved))
     report = restarted.update(_sample(t + 1.0, 10.0, 10.0))
-    assert report.pv_arrays_wh == {"primary": primary_wh, "secondary": 0.0}  # kept, not lost
-    for step in range(2, 61):  # the first interval after a restart is nobody's
+    assert report.pv_arrays_wh is not None
+    assert report.pv_arrays_wh["primary"] == primary_wh  # kept, not lost
+    for step in range(2, 61):  # the secondary conducted at the last decision: still its
         report = restarted.update(_sample(t + step, 10.0, 10.0))
     assert report.pv_arrays_wh is not None
     assert report.pv_arrays_wh["primary"] == primary_wh
     secondary_wh = report.pv_arrays_wh["secondary"]
-    assert math.isclose(secondary_wh, 10.0 * 26.4 * 59 / 3600, rel_tol=1e-6)
+    # the first second after the restart: the trapezoid from 5 A to 10 A
+    assert math.isclose(secondary_wh, (7.5 + 10.0 * 59) * 26.4 / 3600, rel_tol=1e-6)
     assert report.dual_pv_level == 3  # both from here: split 10:20 by the configured sizes
     report = restarted.update(_sample(t + 61, 10.0, 10.0))
     assert report.pv_arrays_wh is not None
