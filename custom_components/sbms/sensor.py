@@ -484,6 +484,37 @@ def pv_array_descriptions(announce: Announce) -> list[tuple[SbmsSensorEntityDesc
     ]
 
 
+# --- Issue 20: each cell's distance from the pack's mean, for the dashboard's colours -----------
+
+
+def _cell_from_mean_mv(index: int, state: BoxState) -> float | None:
+    cells = state.cells
+    if index >= len(cells):
+        return None
+    return round((cells[index] - sum(cells) / len(cells)) * 1000.0, 1)
+
+
+def cell_from_mean_descriptions(cells: int) -> list[SbmsSensorEntityDescription]:
+    """Each cell's voltage minus the mean of the pack's cells, mV: the dashboard colours a
+    gauge per cell by it (a gauge's colour bands are fixed numbers, so the distance from the
+    mean must be a state of its own). Diagnostic and off by default like the cell voltages,
+    and without statistics (no state class): the cell voltages keep the history."""
+    return [
+        SbmsSensorEntityDescription(
+            key="cell_from_mean",
+            translation_key="cell_from_mean",
+            translation_placeholders={"cell": str(index + 1)},
+            device_class=SensorDeviceClass.VOLTAGE,
+            native_unit_of_measurement=UnitOfElectricPotential.MILLIVOLT,
+            suggested_display_precision=0,
+            entity_category=EntityCategory.DIAGNOSTIC,
+            entity_registry_enabled_default=False,
+            value_fn=partial(_cell_from_mean_mv, index),
+        )
+        for index in range(cells)
+    ]
+
+
 # --- end of issue 20's block --------------------------------------------------------------------
 
 
@@ -496,6 +527,10 @@ def box_sensors(announce: Announce) -> list[tuple[SbmsSensorEntityDescription, s
         for index, description in enumerate(cell_descriptions(announce.cells))
     )
     sensors.extend(pv_array_descriptions(announce))
+    sensors.extend(
+        (description, f"_{index + 1}")
+        for index, description in enumerate(cell_from_mean_descriptions(announce.cells))
+    )
     return sensors
 
 
