@@ -166,8 +166,13 @@ def _load_lines(box: Box, indent: str) -> list[str]:
     return lines
 
 
-def _diverting(box: Box) -> list[str]:
-    return [name for name, type_name in box.outputs if type_name == "diversion"]
+def _diverting(box: Box) -> list[tuple[str, str]]:
+    """(name, label) of each diversion output: "Heating" when there is one (a tile's name
+    has room for a word), its name otherwise."""
+    names = [name for name, type_name in box.outputs if type_name == "diversion"]
+    if len(names) == 1:
+        return [(names[0], "Heating")]
+    return [(name, f"{name.upper()} heating") for name in names]
 
 
 def _tank(box: Box) -> bool:
@@ -184,11 +189,11 @@ def _diversion_lines(box: Box, indent: str) -> list[str]:
         f"{indent}  heading: Water heater",
         f"{indent}  heading_style: subtitle",
     ]
-    for name in outputs:
+    for name, label in outputs:
         lines += [
             f"{indent}- type: tile",
             f"{indent}  entity: binary_sensor.{TEMPLATE_PREFIX}output_{slugify(name)}",
-            f"{indent}  name: {name.upper()} (panels to heater)",
+            f"{indent}  name: {label}",
             f"{indent}  icon: mdi:water-boiler",
         ]
     if _tank(box):
@@ -217,10 +222,10 @@ def _diversion_history_lines(box: Box, indent: str) -> list[str]:
             f"{indent}    - entity: sensor.{TEMPLATE_PREFIX}external_temperature_2",
             f"{indent}      name: Tank",
         ]
-    for name in outputs:
+    for name, label in outputs:
         lines += [
             f"{indent}    - entity: binary_sensor.{TEMPLATE_PREFIX}output_{slugify(name)}",
-            f"{indent}      name: {name.upper()} (panels to heater)",
+            f"{indent}      name: {label}",
         ]
     return [*lines, f"{indent}  grid_options:", f"{indent}    columns: 36", f"{indent}    rows: 5"]
 
