@@ -266,6 +266,13 @@ def _run_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=1, help="--simulate: the weather's seed (default %(default)s)"
     )
     parser.add_argument(
+        "--heater",
+        action="store_true",
+        help="--simulate: PV diversion (issue 19): the array's DSSR20 heat path to a 1.6 ohm "
+        "element in a 50 L water heater, switched by a type 7 output (heat1); the tank's "
+        "thermistor on xT2",
+    )
+    parser.add_argument(
         "--start-hour",
         type=float,
         default=7.0,
@@ -602,6 +609,7 @@ def _simulated_setup(args: argparse.Namespace) -> _Setup:
     from edge_agent.simulator.box import BoxSpec, HeartbeatGateSpec  # noqa: PLC0415
     from edge_agent.simulator.clock import SimulatedClock  # noqa: PLC0415
     from edge_agent.simulator.harness import SimulatedSystem, simulated_config  # noqa: PLC0415
+    from edge_agent.simulator.heat import HeatPathSpec, WaterTankSpec  # noqa: PLC0415
 
     # The box as docs/safety.md builds it: the heartbeat one-shot enables the outputs.
     # A top-balanced pack, as a balancer keeps one: the cells reach full within about 10 mV
@@ -614,6 +622,17 @@ def _simulated_setup(args: argparse.Namespace) -> _Setup:
         top_balanced=True,
     )
     spec = dataclasses.replace(spec, start=spec.start + args.start_hour * 3600)
+    if args.heater:
+        # The element takes the primary array when the battery is full; pin 5 of the expander.
+        spec = dataclasses.replace(
+            spec,
+            wiring=dataclasses.replace(spec.wiring, heat_primary_pin=5),
+            # A small tank, so a sunny afternoon's surplus shows as degrees.
+            heat=HeatPathSpec(
+                tank=WaterTankSpec(volume_l=50.0, draws=((7.0, 10.0), (19.5, 20.0))),
+                tank_sensor_on_xt2=True,
+            ),
+        )
     store = StateStore(args.state) if args.state is not None else None
     overlay = ConfigOverlay(overlay_path_for(args.state)) if args.state is not None else None
     config = dataclasses.replace(simulated_config(spec), agent_id=args.agent_id)

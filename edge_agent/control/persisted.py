@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from edge_agent.control.diversion import ArrayLearning, EstimatorState
 from edge_agent.control.model import DiversionCounters, EnergyCounters, Fault
+from edge_agent.control.pv_arrays import PvArrayState
 from edge_agent.control.resistance import ResistanceBand, ResistanceState, StepWatch
 from edge_agent.control.soc import AnchorKind, LowReference, SocState
 from edge_agent.control.values import is_integer, is_number
@@ -72,6 +73,8 @@ class PersistedState:
     # since when each battery and heat path has been off (None: on at the last decision).
     diversion: EstimatorState = field(default_factory=EstimatorState)
     paths_off_since: Mapping[str, float | None] = field(default_factory=dict)
+    # PV energy per array on a dual-PV box (issue 20; absent in older states).
+    pv_arrays: PvArrayState = field(default_factory=PvArrayState)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (infinite force-off times are written as null)."""
@@ -97,6 +100,11 @@ class PersistedState:
             "diversion": {
                 **_diversion_dict(self.diversion),
                 "paths_off_since": dict(sorted(self.paths_off_since.items())),
+            },
+            "pv_arrays": {
+                "energy_wh": dict(sorted(self.pv_arrays.energy_wh.items())),
+                "alone_a": dict(sorted(self.pv_arrays.alone_a.items())),
+                "conducting": list(self.pv_arrays.conducting),
             },
         }
 
@@ -127,6 +135,7 @@ class PersistedState:
             last_pv_current=reader.optional_number("last_pv_current"),
             diversion=_read_diversion(reader),
             paths_off_since=_read_paths_off_since(reader),
+            pv_arrays=_read_pv_arrays(reader),
         )
 
 
@@ -345,6 +354,21 @@ def _read_paths_off_since(reader: StateReader) -> dict[str, float | None]:
         return {}
     paths = reader.child("diversion").child("paths_off_since")
     return {str(name): paths.optional_number(str(name)) for name in paths.data}
+
+
+def _read_pv_arrays(reader: StateReader) -> PvArrayState:
+    """Issue 20's per-array PV energy; a state saved before it starts every array at 0."""
+    if "pv_arrays" not in reader.data:
+        return PvArrayState()
+    item = reader.child("pv_arrays")
+    values: dict[str, dict[str, float]] = {}
+    for key in ("energy_wh", "alone_a"):
+        part = item.child(key)
+        values[key] = {str(name): part.non_negative(str(name)) for name in part.data}
+    conducting = item.get("conducting")
+    if not isinstance(conducting, list) or not all(isinstance(n, str) for n in conducting):
+        raise item.bad("conducting", f"expected a list of output names, got {conducting!r}")
+    return PvArrayState(values["energy_wh"], values["alone_a"], tuple(conducting))
 
 
 # Limit memories added after the first release: a state saved before them lacks the key.

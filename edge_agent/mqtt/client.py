@@ -315,6 +315,8 @@ class MqttLink:
                 async with asyncio.timeout(self._outbox.recheck_s()):
                     await self._wake.wait()
             self._wake.clear()
+            if self._outbox.discovery_due:
+                await self._send(client, self._outbox.discovery())
             await self._flush_events(client)
             await self._maybe_publish_state(client)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_agent.config.link import PublishSettings
-from edge_agent.control.model import ControlEvent, ControlReport
+from edge_agent.control.model import ControlEvent, ControlReport, temperatures
 from edge_agent.mqtt.payloads import LinkStats, encode, event_payload, state_payload
 from edge_agent.mqtt.policy import PublishPolicy
 from edge_agent.mqtt.topics import Topics
@@ -27,7 +27,8 @@ _MIN_RECHECK_S = 0.05
 
 PayloadFactory = Callable[[], dict[str, Any]]
 # Native Home Assistant discovery: (topic, payload), see edge_agent.mqtt.ha_discovery.
-DiscoveryFactory = Callable[[], tuple[str, dict[str, Any]]]
+# Given the temperature inputs the box has read so far (an unfitted xT2 gets no entity).
+DiscoveryFactory = Callable[[frozenset[str]], tuple[str, dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +64,22 @@ class Outbox:
         self._publish_settings = publish_settings
         self._events: deque[ControlEvent] = deque(maxlen=event_queue_size)
         self._latest: ControlReport | None = None
+        # Discovery waits for the first report, so it already knows which inputs read, and
+        # goes out again when an input reads for the first time (a sensor plugged in later).
+        self._temperatures_read: set[str] = set()
+        self._discovery_due = False
         self._dropped_since_log = 0
         self.dropped_events = 0  # events lost to a full queue since start
 
     def offer(self, report: ControlReport) -> None:
         """Keep the report for the state and queue its events (a full queue drops its oldest)."""
         self._latest = report
+        read = {
+            name for name, value in temperatures(report.measurement).items() if value is not None
+        }
+        if not read <= self._temperatures_read:
+            self._temperatures_read |= read
+            self._discovery_due = True
         for event in report.events:
             if len(self._events) == self._events.maxlen:
                 self.dropped_events += 1
@@ -98,11 +109,21 @@ class Outbox:
         ]
 
     def discovery(self) -> list[Message]:
-        """Home Assistant's discovery message, when discovery is on."""
+        """Home Assistant's discovery message, when discovery is on and a report has come
+        (until then it is due, and goes out with the first report)."""
         if self._discovery is None:
             return []
-        topic, payload = self._discovery()
+        if self._latest is None:
+            self._discovery_due = True
+            return []
+        self._discovery_due = False
+        topic, payload = self._discovery(frozenset(self._temperatures_read))
         return [Message(topic, encode(payload), retain=True)]
+
+    @property
+    def discovery_due(self) -> bool:
+        """Discovery waits to go out: held for the first report, or an input read anew."""
+        return self._discovery_due
 
     def offline(self) -> Message:
         """The status a clean stop leaves (a clean disconnect does not fire the will)."""

@@ -3,9 +3,16 @@ where its answer goes) and the outbox (what is published, in which order, what i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
-from edge_agent.control.model import ControlEvent, ControlReport, EnergyCounters, EventKind
+from edge_agent.control.model import (
+    ControlEvent,
+    ControlReport,
+    EnergyCounters,
+    EventKind,
+    Measurement,
+)
 from edge_agent.mqtt import limits
 from edge_agent.mqtt.outbox import OFFLINE, ONLINE, Outbox
 from edge_agent.mqtt.payloads import LinkStats
@@ -121,12 +128,26 @@ def _outbox(*, discovery: bool = True, queue: int = 2) -> Outbox:
         lambda: {"a": 1},
         lambda: {"c": 1},
         event_queue_size=queue,
-        discovery=(lambda: ("homeassistant/device/x/config", {"d": 1})) if discovery else None,
+        discovery=(
+            (lambda read: ("homeassistant/device/x/config", {"read": sorted(read)}))
+            if discovery
+            else None
+        ),
     )
 
 
 def test_the_retained_set_in_order_with_and_without_discovery() -> None:
-    topics = [m.topic for m in _outbox().retained(online=True)]
+    outbox = _outbox()
+    # Before the first report discovery is held (it must know which inputs read): due.
+    assert [m.topic for m in outbox.retained(online=True)] == [
+        TOPICS.status,
+        TOPICS.announce,
+        TOPICS.config,
+    ]
+    assert outbox.discovery_due
+    outbox.offer(_report(1.0))
+    topics = [m.topic for m in outbox.retained(online=True)]
+    assert not outbox.discovery_due
     assert topics == [
         TOPICS.status,
         TOPICS.announce,
@@ -172,3 +193,23 @@ def test_the_state_is_due_once_per_report_until_the_policy_says_again() -> None:
     assert outbox.state_due(0.5) is None
     outbox.new_session()  # a fresh connection gets a full state at once
     assert outbox.state_due(0.5) is report
+
+
+def test_discovery_is_due_again_when_a_temperature_input_reads_for_the_first_time() -> None:
+    outbox = _outbox()
+    outbox.offer(_report(1.0))
+    assert json.loads(outbox.discovery()[0].payload) == {"read": []}
+    measured = Measurement(
+        timestamp=2.0,
+        cell_voltages=(3.3, 3.3, 3.3, 3.3),
+        battery_current=0.0,
+        charge_delta_ah=0.0,
+        pv_current=0.0,
+        internal_temperature=25.0,
+        external_temperatures=(20.0, None),
+    )
+    outbox.offer(dataclasses.replace(_report(2.0), measurement=measured))
+    assert outbox.discovery_due
+    assert json.loads(outbox.discovery()[0].payload) == {"read": ["battery", "internal"]}
+    outbox.offer(dataclasses.replace(_report(3.0), measurement=measured))
+    assert not outbox.discovery_due  # the same inputs: nothing new to announce
