@@ -11,7 +11,9 @@ with the gain error over a cycle):
 * Readings at the steep ends (`ocv_curve`). A rest of rest_time_s gives the resting voltage of
   the lowest and the highest cell; where the curve is steep enough that voltage says what SoC
   it is (the built-in curve only at its very ends; a configured datasheet curve wherever it
-  climbs 2 mV per point), the reading and the count are combined by their uncertainties.
+  climbs 2 mV per point), the reading and the count are combined by their uncertainties. The
+  curve is read as the middle of the OCV hysteresis, on the branch the net charge of the last
+  few % of capacity put the cells on (`ocv_curve.OcvCurve.reading`).
 * The low anchor at LVD. LVD trips under load, where a cell reads well below its resting
   voltage (8-10 points of SoC at the empty end). The reading is corrected by a resistance
   learned from the load steps the pack makes every day (`resistance`), for the current it was
