@@ -9,22 +9,32 @@ Two kinds of curve:
 * a curve configured from the cell's datasheet (`battery.ocv_curve`), read wherever it is steep
   enough for a voltage to say something (its own slope decides).
 
-A reading's uncertainty (one sigma, SoC points) = the voltage's uncertainty (OCV hysteresis
-between the charge and discharge branch, cell-to-cell offsets, what relaxation left) divided by
-the curve's local slope, plus the curve's own uncertainty where it is the built-in one.
+A reading's uncertainty (one sigma, SoC points) = the voltage's uncertainty (what is not known
+of the OCV hysteresis once the branch the cell rests on is taken out, cell-to-cell offsets)
+divided by the curve's local slope, plus the curve's own uncertainty where it is the built-in one.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 from itertools import pairwise
 
 from edge_agent.control.lfp_ocv import OCV_TABLE, interpolate
 
-# One sigma of a rested cell's voltage against its curve: half of a typical 20 mV hysteresis
-# band (ACCURE: 5-25 mV on LFP plateaus) plus a few mV of offset, rounded up.
-REST_VOLTAGE_SIGMA_V = 0.006
+# OCV hysteresis: a rested LiFePO4 cell sits on its charge or its discharge branch, 5-25 mV
+# apart (ACCURE: LFP plateaus after long rests), depending on which way charge last flowed; a
+# published table gives neither branch, so it is read as the middle. Which branch is known
+# (`branch`: -1 after a discharge, +1 after a charge, between while crossing); how far apart
+# they are is not: half of 5-25 mV is 2.5-12.5 mV, read as its middle with the spread's sigma.
+# (A generic11 pack, whose empty end climbs only 12 mV a point, read 1.1 points low at every
+# rest after LVD while the table was taken as the discharge branch's voltage.)
+HYSTERESIS_HALF_GAP_V = 0.0075
+HYSTERESIS_HALF_GAP_SIGMA_V = 0.0029  # a uniform 2.5-12.5 mV
+# The rest of a rested cell's voltage against its curve: cells of a batch differ by a few mV,
+# the lowest of several is a little low for that alone, and the reading is one noisy sample.
+CELL_VOLTAGE_SIGMA_V = 0.003
 
 # Built-in curve: where published curves agree well enough to read it, and how well (SoC points,
 # one sigma). Measured against three published tables (docs/soc.md): at and below 3.10 V they
@@ -78,8 +88,20 @@ class OcvCurve:
         (s0, v0), (s1, v1) = self.points[upper - 1], self.points[upper]
         return (v1 - v0) / (s1 - s0)
 
-    def reading(self, volts: float, extra_volts_sigma: float = 0.0) -> OcvReading | None:
-        """What a resting voltage says about SoC, or None where this curve cannot tell."""
+    def reading(
+        self, volts: float, extra_volts_sigma: float = 0.0, branch: float = 0.0
+    ) -> OcvReading | None:
+        """What a resting voltage says about SoC, or None where this curve cannot tell.
+
+        branch: the hysteresis branch the cell rests on (-1 discharge .. +1 charge, 0 not
+        known); its expected offset from the table is taken out, the rest counts as sigma."""
+        branch = min(1.0, max(-1.0, branch))
+        known = abs(branch)
+        volts -= branch * HYSTERESIS_HALF_GAP_V
+        hysteresis_sigma = known * HYSTERESIS_HALF_GAP_SIGMA_V + (1.0 - known) * (
+            HYSTERESIS_HALF_GAP_V
+        )
+        volts_sigma = math.hypot(CELL_VOLTAGE_SIGMA_V, hysteresis_sigma) + extra_volts_sigma
         soc = self.soc(volts)
         if self.configured:
             slope = self.slope(soc)
@@ -91,7 +113,7 @@ class OcvCurve:
                 return None
             slope = self.slope(soc)
             curve_sigma = BUILTIN_CURVE_SIGMA_PCT
-        sigma = curve_sigma + (REST_VOLTAGE_SIGMA_V + extra_volts_sigma) / slope
+        sigma = curve_sigma + volts_sigma / slope
         return OcvReading(soc, sigma)
 
 

@@ -296,6 +296,8 @@ def _read_soc_uncertainty(reader: StateReader) -> dict[str, Any]:
         "band_floor_sigma": (
             reader.number("band_floor_sigma") if "band_floor_sigma" in reader.data else 0.0
         ),
+        # Added with the hysteresis branch: a state saved without it does not know the branch.
+        "branch_ah": reader.number("branch_ah") if "branch_ah" in reader.data else 0.0,
     }
 
 

@@ -11,7 +11,9 @@ with the gain error over a cycle):
 * Readings at the steep ends (`ocv_curve`). A rest of rest_time_s gives the resting voltage of
   the lowest and the highest cell; where the curve is steep enough that voltage says what SoC
   it is (the built-in curve only at its very ends; a configured datasheet curve wherever it
-  climbs 2 mV per point), the reading and the count are combined by their uncertainties.
+  climbs 2 mV per point), the reading and the count are combined by their uncertainties. The
+  curve is read as the middle of the OCV hysteresis, on the branch the net charge of the last
+  few % of capacity put the cells on (`ocv_curve.OcvCurve.reading`).
 * The low anchor at LVD. LVD trips under load, where a cell reads well below its resting
   voltage (8-10 points of SoC at the empty end). The reading is corrected by a resistance
   learned from the load steps the pack makes every day (`resistance`), for the current it was
@@ -97,6 +99,11 @@ CAPACITY_MAX_READING_SIGMA = 3.0
 CONFIGURED_EMPTY_SIGMA = 1.0
 
 MAX_UNCOUNTED_FRACTION = 0.01  # of an anchor span; more lost time and nothing is learned
+
+# The OCV hysteresis branch a cell rests on follows the charge that last flowed: this much of
+# capacity one way takes it fully onto that way's branch (the move is most of the way within a
+# few % of throughput in Plett's one-state model; this is the far end of "a few").
+BRANCH_SETTLE_FRACTION = 0.05
 
 # The resistance correction at LVD: the part of it that is itself uncertain (polarisation
 # depends on how long the load ran, not only on its current).
@@ -199,6 +206,10 @@ class SocState:
     # The published band's anchor sigma is at least this since the last reading (its error
     # repeats: soc_band.floor); 0 after a sync. States saved before it lack it: 0.
     band_floor_sigma: float = 0.0
+    # Net charge (Ah) counted lately, clamped to +- BRANCH_SETTLE_FRACTION of capacity: which
+    # OCV hysteresis branch the cells rest on (-full: discharge, +full: charge). States saved
+    # before it lack it: 0, not known.
+    branch_ah: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +273,8 @@ class SocEstimator:
         against err alike at every rest (the same curve, branch and cells), so measurements do
         not average that away; it stays their sigma (at 5 %) over the 95 points between the
         ends. The Kalman sigma that weighs readings does shrink (see soc_band.floor)."""
-        bottom = self.curve.reading(self.curve.volts(5.0))
+        # At the bottom the cells rest after a discharge, on that branch.
+        bottom = self.curve.reading(self.curve.volts(5.0), branch=-1.0)
         sigma = bottom.sigma if bottom is not None else CAPACITY_MAX_READING_SIGMA
         return self._state.capacity_ah * sigma / 95.0
 
@@ -378,6 +390,8 @@ class SocEstimator:
         capacity = s.capacity_ah
         slack = COUNT_SLACK_FRACTION * capacity
         charge = min(capacity + slack, max(-slack, s.charge_ah + counted))
+        settle = BRANCH_SETTLE_FRACTION * capacity
+        branch_ah = min(settle, max(-settle, s.branch_ah + counted))
         low = s.low_reference
         if low is not None:
             low = replace(low, counted_since_ah=low.counted_since_ah + counted)
@@ -389,7 +403,13 @@ class SocEstimator:
             uncounted_s=s.uncounted_s + uncounted_s,
             band_charge_in_ah=s.band_charge_in_ah + max(0.0, counted),
             low_reference=low,
+            branch_ah=branch_ah,
         )
+
+    @property
+    def branch(self) -> float:
+        """The hysteresis branch the cells are on: -1 discharge .. +1 charge."""
+        return self._state.branch_ah / (BRANCH_SETTLE_FRACTION * self._state.capacity_ah)
 
     def _smooth_current(self, current: float, now: float) -> None:
         previous = self._state.current_ema_a
@@ -562,7 +582,9 @@ class SocEstimator:
             return []
         drop = -min(0.0, current) * ohm
         corrected = self.curve.reading(
-            measurement.min_cell + drop, extra_volts_sigma=CORRECTION_SIGMA_FRACTION * drop
+            measurement.min_cell + drop,
+            extra_volts_sigma=CORRECTION_SIGMA_FRACTION * drop,
+            branch=self.branch,
         )
         if corrected is None or corrected.soc >= 50.0:
             return []
@@ -582,8 +604,8 @@ class SocEstimator:
     def _rest_reading(self, measurement: Measurement, now: float) -> list[ControlEvent]:
         """A rested pack: the weakest cell says how far from empty, the strongest how far from
         full; whichever the curve can read (the more certain if both)."""
-        low = self.curve.reading(measurement.min_cell)
-        high = self.curve.reading(measurement.max_cell)
+        low = self.curve.reading(measurement.min_cell, branch=self.branch)
+        high = self.curve.reading(measurement.max_cell, branch=self.branch)
         candidates = [
             reading
             for reading, is_low in ((low, True), (high, False))
