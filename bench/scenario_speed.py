@@ -36,9 +36,7 @@ SAMPLE_INTERVAL_S = 10.0  # as tests/agent/test_scenarios.py
 def hard_month_system() -> SimulatedSystem:
     """4S on the control curve, weather and loads that reach both HVD and LVD."""
     base = BoxSpec.for_cells(4, seed=7)
-    household = dataclasses.replace(
-        base.switched_load.scaled(0.9), event_power_w=(200.0, 500.0)
-    )
+    household = dataclasses.replace(base.switched_load.scaled(0.9), event_power_w=(200.0, 500.0))
     spec = dataclasses.replace(
         base,
         clouds=CloudSpec(sunny_probability=0.5, mixed_probability=0.25),

@@ -8,6 +8,7 @@ unprotected cell shoots past the protection limits as a real one does.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import overload
@@ -79,9 +80,23 @@ class CellParameters:
 
     def capacity_factor(self, temperature_c: float) -> float:
         """Usable capacity at `temperature_c` relative to 25 C (1.0 at and above 25 C)."""
-        temps = [t for t, _ in self.capacity_vs_temperature]
-        factors = [f for _, f in self.capacity_vs_temperature]
+        if len(self.capacity_vs_temperature) == 1:  # the idealised cell's: one flat value
+            return float(self.capacity_vs_temperature[0][1])
+        temps, factors = _table_columns(self.capacity_vs_temperature)
         return float(np.interp(temperature_c, temps, factors))
+
+
+@functools.cache
+def _table_columns(
+    table: tuple[tuple[float, float], ...],
+) -> tuple[FloatArray, FloatArray]:
+    """A (x, y) table as np.interp's two arrays, made once per table (the box's truth asks
+    for the capacity factor after every sample)."""
+    xs = np.array([x for x, _ in table], dtype=np.float64)
+    ys = np.array([y for _, y in table], dtype=np.float64)
+    xs.flags.writeable = False
+    ys.flags.writeable = False
+    return xs, ys
 
 
 # A real LFP cell (issue 16):
@@ -154,10 +169,22 @@ def relax_polarisation(
 
 
 def _relax_chunk(initial_v: FloatArray, target_v: FloatArray, decay: float) -> FloatArray:
-    powers = decay ** np.arange(1, target_v.shape[0] + 1, dtype=np.float64)
-    weighted = np.cumsum(target_v * ((1.0 - decay) / powers)[:, None], axis=0)
-    result: FloatArray = powers[:, None] * (initial_v[None, :] + weighted)
+    powers, gains = _relax_factors(target_v.shape[0], decay)
+    weighted = (target_v * gains).cumsum(axis=0)
+    result: FloatArray = powers * (initial_v[None, :] + weighted)
     return result
+
+
+@functools.lru_cache(maxsize=64)
+def _relax_factors(steps: int, decay: float) -> tuple[FloatArray, FloatArray]:
+    """a^k and (1 - a) / a^k for k = 1..steps, as columns: the same few block lengths come
+    back every block, so they are worked out once."""
+    powers = decay ** np.arange(1, steps + 1, dtype=np.float64)
+    gains = ((1.0 - decay) / powers)[:, None]
+    column = powers[:, None]
+    column.flags.writeable = False
+    gains.flags.writeable = False
+    return column, gains
 
 
 def hysteresis_state(
@@ -176,11 +203,13 @@ def hysteresis_state(
     throughput = np.abs(stored_current_a) * (dt_s / 3600.0) / (capacity_ah * params.hysteresis_soc)
     target = np.sign(stored_current_a)
     decay = np.exp(-throughput)
-    total = np.cumsum(throughput, axis=0)
+    total = throughput.cumsum(axis=0)
     if float(total[-1].max()) < 50.0:
-        weighted = np.cumsum((1.0 - decay) * target * np.exp(total), axis=0)
+        weighted = ((1.0 - decay) * target * np.exp(total)).cumsum(axis=0)
         result: FloatArray = np.exp(-total) * (initial[None, :] + weighted)
-        return np.clip(result, -1.0, 1.0)
+        # np.clip's own bounds, without its wrapper's cost (this runs every physics block).
+        clipped: FloatArray = np.minimum(np.maximum(result, -1.0), 1.0)
+        return clipped
     states = np.empty_like(stored_current_a)  # a block moving many capacities: step by step
     state = initial.copy()
     for k in range(stored_current_a.shape[0]):
