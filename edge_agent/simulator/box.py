@@ -38,7 +38,13 @@ from edge_agent.simulator.cell_curves import curve
 from edge_agent.simulator.heat import ArrayFlows, HeatPathSpec, WaterTank, array_flows
 from edge_agent.simulator.ina2xx import SimIna226, SimIna228
 from edge_agent.simulator.isl94203 import SimIsl94203
-from edge_agent.simulator.lfp import REAL_CELL, REAL_OCV_SPREAD_V, CellParameters, FloatArray
+from edge_agent.simulator.lfp import (
+    REAL_CELL,
+    REAL_OCV_SPREAD_V,
+    CellParameters,
+    FloatArray,
+    floats,
+)
 from edge_agent.simulator.loads import HouseholdLoad, HouseholdLoadSpec
 from edge_agent.simulator.mcp23008 import SimMcp23008
 from edge_agent.simulator.pack import Pack, PackSpec
@@ -853,7 +859,7 @@ class SimulatedBox:
         totals = self._totals
         day, _ = local_day(self._now, self.spec.utc_offset_hours)
         charge = pack.charge_figures()
-        # tolist(): the same Python floats as float() of each element, in one call (the
+        # floats(): the same Python floats as float() of each element, in one call (the
         # scenario tests read the truth after every sample).
         return BoxTruth(
             timestamp=self._now,
@@ -862,9 +868,9 @@ class SimulatedBox:
             capacity_ah=charge.capacity_ah,
             usable_soc_percent=100.0 * charge.usable_soc_fraction,
             usable_capacity_ah=charge.usable_capacity_ah,
-            cell_soc_percent=tuple((100.0 * pack.soc).tolist()),
-            cell_capacity_ah=tuple(pack.capacities_ah.tolist()),
-            cell_voltages=tuple(pack.cell_voltages.tolist()),
+            cell_soc_percent=tuple(floats(100.0 * pack.soc)),
+            cell_capacity_ah=tuple(floats(pack.capacities_ah)),
+            cell_voltages=tuple(floats(pack.cell_voltages)),
             pack_voltage=pack.pack_voltage,
             battery_current=last.battery_current,
             pv_current=last.pv_primary_current + last.pv_secondary_current,
@@ -873,7 +879,7 @@ class SimulatedBox:
             charger_current=last.charger_current,
             load_current=last.switched_load_current + last.base_load_current,
             switched_load_current=last.switched_load_current,
-            balancing=tuple(map(bool, self._balancing.tolist())),
+            balancing=tuple(map(bool, floats(self._balancing))),
             loads_on=last.outputs.loads,
             pv_primary_on=last.outputs.pv_primary,
             pv_secondary_on=last.outputs.pv_secondary,

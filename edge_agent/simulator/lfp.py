@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import overload
+from typing import cast, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,6 +25,11 @@ FloatArray = NDArray[np.float64]
 OCV_SOC_POINTS, OCV_VOLT_POINTS = SYNTHESIS.points
 # The published table alone, for tests and documentation.
 OCV_TABLE: tuple[tuple[float, float], ...] = SYNTHESIS.table
+
+
+def floats(values: FloatArray) -> list[float]:
+    """A 1-D array's elements as Python floats: what float() of each gives, in one call."""
+    return cast(list[float], values.tolist())
 
 
 @overload
@@ -180,7 +185,7 @@ def _relax_factors(steps: int, decay: float) -> tuple[FloatArray, FloatArray]:
     """a^k and (1 - a) / a^k for k = 1..steps, as columns: the same few block lengths come
     back every block, so they are worked out once."""
     powers = decay ** np.arange(1, steps + 1, dtype=np.float64)
-    gains = ((1.0 - decay) / powers)[:, None]
+    gains: FloatArray = np.asarray(((1.0 - decay) / powers)[:, None], dtype=np.float64)
     column = powers[:, None]
     column.flags.writeable = False
     gains.flags.writeable = False

@@ -38,6 +38,7 @@ from edge_agent.simulator.cell_curves import SYNTHESIS, CellCurve
 from edge_agent.simulator.lfp import (
     CellParameters,
     FloatArray,
+    floats,
     hysteresis_state,
     polarisation_target,
     relax_polarisation,
@@ -190,7 +191,7 @@ class Pack:
         one reading of each minimum (the box's truth takes them after every sample)."""
         # On Python floats: the same products and minima as the properties' numpy arrays
         # (IEEE arithmetic either way), without a dozen calls on 3..8-element arrays.
-        socs, capacities = self.soc.tolist(), self.capacities_ah.tolist()
+        socs, capacities = floats(self.soc), floats(self.capacities_ah)
         cold_loss = self.cold_loss
         remaining = max(0.0, min(s * c for s, c in zip(socs, capacities, strict=True)))
         headroom = max(0.0, min((1.0 - s) * c for s, c in zip(socs, capacities, strict=True)))
