@@ -33,6 +33,7 @@ from dataclasses import astuple, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from edge_agent.simulator.cell_curves import curve
 from edge_agent.simulator.heat import ArrayFlows, HeatPathSpec, WaterTank, array_flows
@@ -54,9 +55,11 @@ from edge_agent.simulator.pv import (
     AmbientSpec,
     CloudClass,
     CloudSpec,
+    IvCurve,
     PvArraySpec,
     SiteSpec,
     Weather,
+    iv_curve,
     local_day,
     panel_temperature,
 )
@@ -415,6 +418,8 @@ class SimulatedBox:
         self.spec = spec
         self.pack = Pack(spec.pack_spec(), np.random.default_rng([spec.seed, _PACK_STREAM]))
         self.weather = Weather(spec.site(), spec.seed)
+        # Per (array, day): panel temperature and I-V curve at every second (`_day_curve`).
+        self._day_curves: dict[tuple[int, int], tuple[FloatArray, IvCurve]] = {}
         self.household = HouseholdLoad(spec.switched_load, spec.seed)
         self._noise_rng = np.random.default_rng([spec.seed, _NOISE_STREAM])
 
@@ -548,6 +553,8 @@ class SimulatedBox:
             pack_voltage=pack_voltage,
             irradiance=irradiance,
             ambient=ambient,
+            day=day,
+            index=index,
         )
         secondary = self._array_flows(
             spec.pv_secondary,
@@ -556,6 +563,8 @@ class SimulatedBox:
             pack_voltage=pack_voltage,
             irradiance=irradiance,
             ambient=ambient,
+            day=day,
+            index=index,
         )
         pv_primary, pv_secondary = primary.battery_a, secondary.battery_a
         heat_w = primary.heat_w + secondary.heat_w
@@ -602,8 +611,8 @@ class SimulatedBox:
             outputs=outputs,
         )
 
-    @staticmethod
     def _array_flows(
+        self,
         array: PvArraySpec | None,
         battery_on: bool,
         *,
@@ -611,6 +620,8 @@ class SimulatedBox:
         pack_voltage: float,
         irradiance: FloatArray,
         ambient: FloatArray,
+        day: int,
+        index: npt.NDArray[np.int64],
     ) -> ArrayFlows:
         if array is None:
             return array_flows(
@@ -621,7 +632,12 @@ class SimulatedBox:
                 irradiance_w_m2=irradiance,
                 cell_temperature_c=ambient,
             )
-        cell_temperature = panel_temperature(ambient, irradiance, array.panel.noct_c)
+        curve: IvCurve | None = None
+        if self._ambient_override is None:
+            cell_temperature, curve = self._day_curve(array, day)
+            cell_temperature, curve = cell_temperature[index], curve.at(index)
+        else:
+            cell_temperature = panel_temperature(ambient, irradiance, array.panel.noct_c)
         return array_flows(
             array,
             battery_on=battery_on,
@@ -629,7 +645,24 @@ class SimulatedBox:
             pack_voltage=pack_voltage,
             irradiance_w_m2=irradiance,
             cell_temperature_c=cell_temperature,
+            curve=curve,
         )
+
+    def _day_curve(self, array: PvArraySpec, day: int) -> tuple[FloatArray, IvCurve]:
+        """The array's panel temperature and I-V curve at every second of a day's weather:
+        pure functions of the weather, worked out once a day instead of in every block (the
+        same numbers element by element)."""
+        key = (id(array), day)
+        cached = self._day_curves.get(key)
+        if cached is None:
+            if len(self._day_curves) >= 4:  # two arrays, today and maybe yesterday
+                self._day_curves.clear()
+            weather = self.weather.day(day)
+            irradiance = weather.irradiance_w_m2
+            temperature = panel_temperature(weather.ambient_c, irradiance, array.panel.noct_c)
+            cached = temperature, iv_curve(array, irradiance, temperature)
+            self._day_curves[key] = cached
+        return cached
 
     def _account_heat(
         self,
