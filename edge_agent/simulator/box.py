@@ -818,7 +818,7 @@ class SimulatedBox:
         """Present the latest state on the chips' registers."""
         spec = self.spec
         pack = self.pack
-        self.isl.set_cell_voltages(self._sensed_cells([float(v) for v in pack.cell_voltages]))
+        self.isl.set_cell_voltages(self._sensed_cells(floats(pack.cell_voltages)))
         self.isl.set_pack_current(self._last.battery_current)
         temperatures = (self._internal_temperature(), self._battery_temperature())
         # Skip sub-resolution changes: the chip's codes are ~0.25 C apart and this is slow.

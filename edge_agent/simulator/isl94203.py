@@ -113,13 +113,13 @@ class SimIsl94203:
         if len(volts) != len(inputs):
             raise ValueError(f"{len(volts)} cell voltages for {len(inputs)} configured cells")
         self._cell_volts_by_input = [0.0] * 8
-        for cell_input, cell_volts in zip(inputs, volts, strict=True):
-            self._cell_volts_by_input[cell_input] = cell_volts
-        for cell_input in range(8):
-            self._set_word(
-                _CELL1 + 2 * cell_input, _cell_code(self._cell_volts_by_input[cell_input])
-            )
+        codes_by_input = [0] * 8  # an unwired input reads 0 V
         codes = [_cell_code(volts_in) for volts_in in volts]
+        for cell_input, cell_volts, code in zip(inputs, volts, codes, strict=True):
+            self._cell_volts_by_input[cell_input] = cell_volts
+            codes_by_input[cell_input] = code
+        for cell_input, code in enumerate(codes_by_input):
+            self._set_word(_CELL1 + 2 * cell_input, code)
         self._set_word(_CELLMIN, min(codes))
         self._set_word(_CELLMAX, max(codes))
         pack_code = round(sum(volts) / _VOLTS_PER_PACK_CODE)
