@@ -30,6 +30,7 @@ general it is remaining_ah over the capacity the pack can actually cycle.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -191,13 +192,14 @@ class Pack:
         one reading of each minimum (the box's truth takes them after every sample)."""
         # On Python floats: the same products and minima as the properties' numpy arrays
         # (IEEE arithmetic either way), without a dozen calls on 3..8-element arrays.
-        socs, capacities = floats(self.soc), floats(self.capacities_ah)
         cold_loss = self.cold_loss
-        remaining = max(0.0, min(s * c for s, c in zip(socs, capacities, strict=True)))
-        headroom = max(0.0, min((1.0 - s) * c for s, c in zip(socs, capacities, strict=True)))
-        usable_remaining = max(
-            0.0, min((s - cold_loss) * c for s, c in zip(socs, capacities, strict=True))
-        )
+        remaining = headroom = usable_remaining = math.inf
+        for soc, capacity in zip(floats(self.soc), floats(self.capacities_ah), strict=True):
+            remaining = min(remaining, soc * capacity)
+            headroom = min(headroom, (1.0 - soc) * capacity)
+            usable_remaining = min(usable_remaining, (soc - cold_loss) * capacity)
+        remaining, headroom = max(0.0, remaining), max(0.0, headroom)
+        usable_remaining = max(0.0, usable_remaining)
         return PackCharge(
             soc_fraction=_fraction(remaining, headroom),
             remaining_ah=remaining,
