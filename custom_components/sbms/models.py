@@ -323,6 +323,9 @@ class BoxState:
     # Half the ~95 % band around `soc`, SoC points (added within protocol version 1, issue
     # 16); None from an agent that does not estimate it (a stock SBMS0) or predates it.
     soc_uncertainty: float | None = None
+    # PV energy per array, Wh, by charge output (issue 20, added within protocol version 1):
+    # only from a dual-PV box with a PV shunt; None otherwise and from older agents.
+    pv_arrays_wh: Mapping[str, float] | None = None
 
     @classmethod
     def from_payload(cls, payload: Payload) -> BoxState:
@@ -370,10 +373,19 @@ class BoxState:
             link_stats=_counts(data.get("link_stats")),
             source_stats=_counts(data.get("source_stats")),
             soc_uncertainty=r.optional_number("soc_uncertainty"),
+            pv_arrays_wh=_pv_arrays(r),
         )
 
 
 _COUNTER_FIELDS = tuple(Counters.__dataclass_fields__)
+
+
+def _pv_arrays(r: _Reader) -> Mapping[str, float] | None:
+    """`pv_arrays_wh` (issue 20): absent from a box without dual PV and from older agents."""
+    if not r.has("pv_arrays_wh"):
+        return None
+    arrays = r.obj("pv_arrays_wh")
+    return {name: arrays.number(name) for name in arrays.names()}
 
 
 def _counts(value: object) -> Mapping[str, Any] | None:
