@@ -14,6 +14,7 @@ UVLO 0x0A) a step beyond them.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,6 +151,7 @@ def cell_inputs(mask: int) -> tuple[int, ...]:
     return tuple(bit for bit in range(8) if mask >> bit & 1)
 
 
+@functools.lru_cache(maxsize=256)  # pure, and the same few status bytes come back every sample
 def decode_flags(status: bytes) -> frozenset[str]:
     names: set[str] = set()
     for byte, byte_names in zip(status, STATUS_FLAG_NAMES, strict=True):

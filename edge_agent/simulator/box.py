@@ -33,12 +33,19 @@ from dataclasses import astuple, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from edge_agent.simulator.cell_curves import curve
 from edge_agent.simulator.heat import ArrayFlows, HeatPathSpec, WaterTank, array_flows
 from edge_agent.simulator.ina2xx import SimIna226, SimIna228
 from edge_agent.simulator.isl94203 import SimIsl94203
-from edge_agent.simulator.lfp import REAL_CELL, REAL_OCV_SPREAD_V, CellParameters, FloatArray
+from edge_agent.simulator.lfp import (
+    REAL_CELL,
+    REAL_OCV_SPREAD_V,
+    CellParameters,
+    FloatArray,
+    floats,
+)
 from edge_agent.simulator.loads import HouseholdLoad, HouseholdLoadSpec
 from edge_agent.simulator.mcp23008 import SimMcp23008
 from edge_agent.simulator.pack import Pack, PackSpec
@@ -48,9 +55,11 @@ from edge_agent.simulator.pv import (
     AmbientSpec,
     CloudClass,
     CloudSpec,
+    IvCurve,
     PvArraySpec,
     SiteSpec,
     Weather,
+    iv_curve,
     local_day,
     panel_temperature,
 )
@@ -414,6 +423,8 @@ class SimulatedBox:
         self.spec = spec
         self.pack = Pack(spec.pack_spec(), np.random.default_rng([spec.seed, _PACK_STREAM]))
         self.weather = Weather(spec.site(), spec.seed)
+        # Per (array, day): panel temperature and I-V curve at every second (`_day_curve`).
+        self._day_curves: dict[tuple[int, int], tuple[FloatArray, IvCurve]] = {}
         self.household = HouseholdLoad(spec.switched_load, spec.seed)
         self._noise_rng = np.random.default_rng([spec.seed, _NOISE_STREAM])
 
@@ -547,6 +558,8 @@ class SimulatedBox:
             pack_voltage=pack_voltage,
             irradiance=irradiance,
             ambient=ambient,
+            day=day,
+            index=index,
         )
         secondary = self._array_flows(
             spec.pv_secondary,
@@ -555,6 +568,8 @@ class SimulatedBox:
             pack_voltage=pack_voltage,
             irradiance=irradiance,
             ambient=ambient,
+            day=day,
+            index=index,
         )
         pv_primary, pv_secondary = primary.battery_a, secondary.battery_a
         heat_w = primary.heat_w + secondary.heat_w
@@ -571,7 +586,8 @@ class SimulatedBox:
         switched_w = self.household.day(day)[index] if outputs.loads and powered else None
         switched_a = np.zeros(steps) if switched_w is None else switched_w / pack_voltage
         base_a = spec.base_load_w / pack_voltage if powered else 0.0
-        others = pv_primary + pv_secondary - switched_a - base_a
+        pv = pv_primary + pv_secondary
+        others = pv - switched_a - base_a
         charger = self._charger_current(outputs.charger, others)
         battery = others + charger
 
@@ -580,8 +596,8 @@ class SimulatedBox:
         pack_voltages = self.pack.step_block(
             battery, dt, self._balancing, self._battery_temperature()
         )
-        self._account(dt, battery, pv_primary + pv_secondary, switched_a + base_a, charger)
-        self._feed_shunts(steps * dt, battery, pv_primary + pv_secondary, pack_voltages)
+        self._account(dt, battery, pv, switched_a + base_a, charger)
+        self._feed_shunts(steps * dt, battery, pv, pack_voltages)
         heater_a = heat.element_current(primary.heat_w) if heat is not None else np.zeros(steps)
         self._feed_heat_shunt(steps * dt, heater_a)
         self._now += steps * dt
@@ -600,8 +616,8 @@ class SimulatedBox:
             outputs=outputs,
         )
 
-    @staticmethod
     def _array_flows(
+        self,
         array: PvArraySpec | None,
         battery_on: bool,
         *,
@@ -609,6 +625,8 @@ class SimulatedBox:
         pack_voltage: float,
         irradiance: FloatArray,
         ambient: FloatArray,
+        day: int,
+        index: npt.NDArray[np.int64],
     ) -> ArrayFlows:
         if array is None:
             return array_flows(
@@ -619,7 +637,12 @@ class SimulatedBox:
                 irradiance_w_m2=irradiance,
                 cell_temperature_c=ambient,
             )
-        cell_temperature = panel_temperature(ambient, irradiance, array.panel.noct_c)
+        curve: IvCurve | None = None
+        if self._ambient_override is None:
+            cell_temperature, curve = self._day_curve(array, day)
+            cell_temperature, curve = cell_temperature[index], curve.at(index)
+        else:
+            cell_temperature = panel_temperature(ambient, irradiance, array.panel.noct_c)
         return array_flows(
             array,
             battery_on=battery_on,
@@ -627,7 +650,24 @@ class SimulatedBox:
             pack_voltage=pack_voltage,
             irradiance_w_m2=irradiance,
             cell_temperature_c=cell_temperature,
+            curve=curve,
         )
+
+    def _day_curve(self, array: PvArraySpec, day: int) -> tuple[FloatArray, IvCurve]:
+        """The array's panel temperature and I-V curve at every second of a day's weather:
+        pure functions of the weather, worked out once a day instead of in every block (the
+        same numbers element by element)."""
+        key = (id(array), day)
+        cached = self._day_curves.get(key)
+        if cached is None:
+            if len(self._day_curves) >= 4:  # two arrays, today and maybe yesterday
+                self._day_curves.clear()
+            weather = self.weather.day(day)
+            irradiance = weather.irradiance_w_m2
+            temperature = panel_temperature(weather.ambient_c, irradiance, array.panel.noct_c)
+            cached = temperature, iv_curve(array, irradiance, temperature)
+            self._day_curves[key] = cached
+        return cached
 
     def _account_heat(
         self,
@@ -642,25 +682,36 @@ class SimulatedBox:
         """The heat paths' totals and the tank over one block."""
         totals = self._totals
         to_wh = dt / 3600.0
+        # A box without a secondary array or heat paths: their flows are zeros, which add
+        # nothing to any sum (skipped: this runs every physics block).
+        arrays = (primary,) if self.spec.pv_secondary is None else (primary, secondary)
         heat_w = primary.heat_w + secondary.heat_w
-        totals.heat_wh += float(heat_w.sum()) * to_wh
-        available = primary.available_a + secondary.available_a
-        totals.pv_available_wh += float(available.sum()) * pack_voltage * to_wh
-        battery = primary.battery_a + secondary.battery_a
-        totals.pv_to_battery_wh += float(battery.sum()) * pack_voltage * to_wh
-        for flows in (primary, secondary):
+        if self.spec.heat is not None:
+            totals.heat_wh += _sum(heat_w) * to_wh
+        available = (
+            primary.available_a
+            if len(arrays) == 1
+            else (primary.available_a + secondary.available_a)
+        )
+        totals.pv_available_wh += _sum(available) * pack_voltage * to_wh
+        battery = (
+            primary.battery_a if len(arrays) == 1 else (primary.battery_a + secondary.battery_a)
+        )
+        totals.pv_to_battery_wh += _sum(battery) * pack_voltage * to_wh
+        for flows in arrays:
             idle = (flows.battery_a <= 0.0) & (flows.heat_w <= 0.0)
-            totals.pv_curtailed_wh += float(flows.available_a[idle].sum()) * pack_voltage * to_wh
-            heating = (flows.battery_a <= 0.0) & (flows.heat_w > 0.0)
-            heated = float(flows.available_a[heating].sum()) * pack_voltage * to_wh
-            totals.pv_to_heat_available_wh += heated
+            totals.pv_curtailed_wh += _sum(flows.available_a[idle]) * pack_voltage * to_wh
+            if self.spec.heat is not None:  # without heat paths nothing heats: 0 Wh
+                heating = (flows.battery_a <= 0.0) & (flows.heat_w > 0.0)
+                heated = _sum(flows.available_a[heating]) * pack_voltage * to_wh
+                totals.pv_to_heat_available_wh += heated
         steps = heat_w.size
         if (outputs.pv_primary and outputs.heat_primary) or (
             outputs.pv_secondary and outputs.heat_secondary
         ):
             totals.heat_overlap_s += steps * dt
         if self.tank is not None:
-            self.tank.step(float(heat_w.sum()) * dt, steps * dt, second_of_day / 3600.0)
+            self.tank.step(_sum(heat_w) * dt, steps * dt, second_of_day / 3600.0)
 
     def _charger_current(self, is_on: bool, others_a: FloatArray) -> FloatArray:
         """Constant current, or the current that holds the charger's regulation point at the
@@ -686,12 +737,12 @@ class SimulatedBox:
         charger: FloatArray,
     ) -> None:
         to_ah = dt / 3600.0
-        charged = float(np.maximum(battery, 0.0).sum())
+        charged = _sum(np.maximum(battery, 0.0))
         self._totals.battery_in_ah += charged * to_ah
-        self._totals.battery_out_ah += (charged - float(battery.sum())) * to_ah
-        self._totals.pv_ah += float(pv.sum()) * to_ah
-        self._totals.charger_ah += float(charger.sum()) * to_ah
-        self._totals.load_ah += float(load.sum()) * to_ah
+        self._totals.battery_out_ah += (charged - _sum(battery)) * to_ah
+        self._totals.pv_ah += _sum(pv) * to_ah
+        self._totals.charger_ah += _sum(charger) * to_ah
+        self._totals.load_ah += _sum(load) * to_ah
 
     # -- devices ------------------------------------------------------------------------------
 
@@ -735,12 +786,12 @@ class SimulatedBox:
         """Give the INA accumulators the block's exact mean (charge = mean x duration)."""
         spec = self.spec
         steps = battery.size
-        mean_bus = float(pack_voltages.sum()) / steps
-        battery_mean = self._measured(float(battery.sum()) / steps, spec.battery_shunt_error, False)
+        mean_bus = _sum(pack_voltages) / steps
+        battery_mean = self._measured(_sum(battery) / steps, spec.battery_shunt_error, False)
         battery_v = battery_mean * self._volts_per_amp(spec.battery_shunt_rating)
         self.battery_shunt.advance(duration_s, self._shunt_volts("battery", battery_v), mean_bus)
         if self.pv_shunt is not None and spec.pv_shunt_rating is not None:
-            pv_mean = self._measured(float(pv.sum()) / steps, spec.pv_shunt_error, False)
+            pv_mean = self._measured(_sum(pv) / steps, spec.pv_shunt_error, False)
             self.pv_shunt.advance(
                 duration_s,
                 self._shunt_volts("pv", pv_mean * self._volts_per_amp(spec.pv_shunt_rating)),
@@ -752,8 +803,8 @@ class SimulatedBox:
         heat = self.spec.heat
         if self.heat_shunt is None or heat is None or heat.shunt_rating is None:
             return
-        mean_a = float(amps.sum()) / amps.size
-        mean_v = float((amps * heat.primary_ohm).sum()) / amps.size
+        mean_a = _sum(amps) / amps.size
+        mean_v = _sum(amps * heat.primary_ohm) / amps.size
         self.heat_shunt.advance(duration_s, mean_a * self._volts_per_amp(heat.shunt_rating), mean_v)
 
     def _shunt_volts(self, shunt: Literal["battery", "pv"], volts: float) -> float:
@@ -784,7 +835,7 @@ class SimulatedBox:
         """Present the latest state on the chips' registers."""
         spec = self.spec
         pack = self.pack
-        self.isl.set_cell_voltages(self._sensed_cells([float(v) for v in pack.cell_voltages]))
+        self.isl.set_cell_voltages(self._sensed_cells(floats(pack.cell_voltages)))
         self.isl.set_pack_current(self._last.battery_current)
         temperatures = (
             self._internal_temperature(),
@@ -862,16 +913,19 @@ class SimulatedBox:
         last = self._last
         totals = self._totals
         day, _ = local_day(self._now, self.spec.utc_offset_hours)
+        charge = pack.charge_figures()
+        # floats(): the same Python floats as float() of each element, in one call (the
+        # scenario tests read the truth after every sample).
         return BoxTruth(
             timestamp=self._now,
-            soc_percent=100.0 * pack.soc_fraction,
-            remaining_ah=pack.remaining_ah,
-            capacity_ah=pack.capacity_ah,
-            usable_soc_percent=100.0 * pack.usable_soc_fraction,
-            usable_capacity_ah=pack.usable_capacity_ah,
-            cell_soc_percent=tuple(float(v) for v in 100.0 * pack.soc),
-            cell_capacity_ah=tuple(float(v) for v in pack.capacities_ah),
-            cell_voltages=tuple(float(v) for v in pack.cell_voltages),
+            soc_percent=100.0 * charge.soc_fraction,
+            remaining_ah=charge.remaining_ah,
+            capacity_ah=charge.capacity_ah,
+            usable_soc_percent=100.0 * charge.usable_soc_fraction,
+            usable_capacity_ah=charge.usable_capacity_ah,
+            cell_soc_percent=tuple(floats(100.0 * pack.soc)),
+            cell_capacity_ah=tuple(floats(pack.capacities_ah)),
+            cell_voltages=tuple(floats(pack.cell_voltages)),
             pack_voltage=pack.pack_voltage,
             battery_current=last.battery_current,
             pv_current=last.pv_primary_current + last.pv_secondary_current,
@@ -880,7 +934,7 @@ class SimulatedBox:
             charger_current=last.charger_current,
             load_current=last.switched_load_current + last.base_load_current,
             switched_load_current=last.switched_load_current,
-            balancing=tuple(bool(v) for v in self._balancing),
+            balancing=tuple(map(bool, floats(self._balancing))),
             loads_on=last.outputs.loads,
             pv_primary_on=last.outputs.pv_primary,
             pv_secondary_on=last.outputs.pv_secondary,
@@ -914,3 +968,9 @@ class SimulatedBox:
             pv_to_heat_available_wh=totals.pv_to_heat_available_wh,
             heat_overlap_s=totals.heat_overlap_s,
         )
+
+
+def _sum(values: FloatArray) -> float:
+    """`float(values.sum())`, from the same ufunc reduction without the method's wrapper: the
+    box sums a dozen short arrays every physics block."""
+    return float(np.add.reduce(values, axis=None))

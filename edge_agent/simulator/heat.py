@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 
 from edge_agent.simulator.lfp import FloatArray
-from edge_agent.simulator.pv import PvArraySpec, pv_array_current
+from edge_agent.simulator.pv import IvCurve, PvArraySpec, iv_curve
 
 WATER_J_PER_KG_K = 4186.0
 DRAW_MINUTES = 10.0  # each draw runs this long
@@ -74,16 +74,18 @@ def operating_point_on_resistor(
     resistance_ohm: float,
     irradiance_w_m2: FloatArray,
     cell_temperature_c: FloatArray,
+    curve: IvCurve | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """(volts, amps) where the array's I-V curve meets V = I R (bisection on the voltage:
-    the array's current falls with voltage and the element's rises, so there is one root)."""
+    the array's current falls with voltage and the element's rises, so there is one root).
+    `curve`: the array's curve at these steps, when the caller has it already."""
+    if curve is None:
+        curve = iv_curve(array, irradiance_w_m2, cell_temperature_c)
     low: FloatArray = np.zeros(irradiance_w_m2.shape, dtype=np.float64)
     high: FloatArray = np.full(irradiance_w_m2.shape, array.panel.voc_v * 1.5, dtype=np.float64)
     for _ in range(_BISECTION_STEPS):
         middle: FloatArray = (low + high) * 0.5
-        surplus = pv_array_current(array, middle, irradiance_w_m2, cell_temperature_c) > (
-            middle / resistance_ohm
-        )
+        surplus = curve.current_at(middle) > (middle / resistance_ohm)
         low = np.where(surplus, middle, low).astype(np.float64)
         high = np.where(surplus, high, middle).astype(np.float64)
     volts: FloatArray = (low + high) * 0.5
@@ -109,18 +111,22 @@ def array_flows(
     pack_voltage: float,
     irradiance_w_m2: FloatArray,
     cell_temperature_c: FloatArray,
+    curve: IvCurve | None = None,
 ) -> ArrayFlows:
     """`heat_ohm`: the element's resistance while its path conducts and its thermostat is
-    closed, else None."""
+    closed, else None. `curve`: the array's I-V curve at these steps, when the caller has it
+    (made from the irradiance and cell temperature otherwise)."""
     zeros = np.zeros_like(irradiance_w_m2)
     if array is None:
         return ArrayFlows(zeros, zeros, zeros)
-    at_pack = np.maximum(
-        pv_array_current(array, pack_voltage, irradiance_w_m2, cell_temperature_c), 0.0
-    )
+    if curve is None:
+        curve = iv_curve(array, irradiance_w_m2, cell_temperature_c)
+    at_pack = np.maximum(curve.current_at(pack_voltage), 0.0)
     if heat_ohm is None:
         return ArrayFlows(at_pack if battery_on else zeros, zeros, at_pack)
-    volts, amps = operating_point_on_resistor(array, heat_ohm, irradiance_w_m2, cell_temperature_c)
+    volts, amps = operating_point_on_resistor(
+        array, heat_ohm, irradiance_w_m2, cell_temperature_c, curve
+    )
     alone_w: FloatArray = volts * amps
     if not battery_on:
         return ArrayFlows(zeros, alone_w, at_pack)

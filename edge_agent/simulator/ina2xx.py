@@ -8,6 +8,8 @@ the calibration register exactly as the datasheet relations imply.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 _TI = 0x5449
 
 
@@ -62,6 +64,19 @@ class SimIna228:
         self.rstacc_reads_back = rstacc_reads_back
         self._shunt_voltage_v = 0.0
         self._bus_voltage_v = 0.0
+        # The read-only registers' encoders, made once (a read is several per sample).
+        self._readers: dict[int, Callable[[], bytes]] = {
+            _VSHUNT: lambda: _pack(self._vshunt_result << 4, 3),
+            _VBUS: lambda: _pack(self._vbus_result << 4, 3),
+            _DIETEMP: lambda: _pack(self._dietemp_result, 2),
+            _CURRENT: lambda: _pack(self._current_code() << 4, 3),
+            _POWER: lambda: _pack(self._power_code(), 3),
+            _ENERGY: lambda: _pack(int(self._energy_units), 5),
+            _CHARGE: lambda: _pack(round(self._charge_lsb_s), 5),
+            _DIAG_ALRT: lambda: _pack(self._diag, 2),
+            _MANUFACTURER_228: lambda: _pack(_TI, 2),
+            _DEVICE_228: lambda: _pack(0x2281, 2),
+        }
         self._reset()
 
     def _reset(self) -> None:
@@ -125,19 +140,7 @@ class SimIna228:
     def _register_bytes(self, register: int) -> bytes:
         if register in self._writable:
             return _pack(self._writable[register], 2)
-        readers = {
-            _VSHUNT: lambda: _pack(self._vshunt_result << 4, 3),
-            _VBUS: lambda: _pack(self._vbus_result << 4, 3),
-            _DIETEMP: lambda: _pack(self._dietemp_result, 2),
-            _CURRENT: lambda: _pack(self._current_code() << 4, 3),
-            _POWER: lambda: _pack(self._power_code(), 3),
-            _ENERGY: lambda: _pack(int(self._energy_units), 5),
-            _CHARGE: lambda: _pack(round(self._charge_lsb_s), 5),
-            _DIAG_ALRT: lambda: _pack(self._diag, 2),
-            _MANUFACTURER_228: lambda: _pack(_TI, 2),
-            _DEVICE_228: lambda: _pack(0x2281, 2),
-        }
-        reader = readers.get(register)
+        reader = self._readers.get(register)
         return reader() if reader else b""
 
     # -- analog side ---------------------------------------------------------------------
@@ -260,6 +263,14 @@ class SimIna226:
     def __init__(self) -> None:
         self._shunt_voltage_v = 0.0
         self._bus_voltage_v = 0.0
+        self._readers: dict[int, Callable[[], bytes]] = {
+            _SHUNT_226: lambda: _pack(self._shunt_result, 2),
+            _BUS_226: lambda: _pack(self._bus_result, 2),
+            _POWER_226: lambda: _pack(self._power_code(), 2),
+            _CURRENT_226: lambda: _pack(self._current_code(), 2),
+            0xFE: lambda: _pack(_TI, 2),
+            0xFF: lambda: _pack(0x2260, 2),
+        }
         self._reset()
 
     def _reset(self) -> None:
@@ -304,15 +315,7 @@ class SimIna226:
     def _register_bytes(self, register: int) -> bytes:
         if register in self._writable:
             return _pack(self._writable[register], 2)
-        readers = {
-            _SHUNT_226: lambda: _pack(self._shunt_result, 2),
-            _BUS_226: lambda: _pack(self._bus_result, 2),
-            _POWER_226: lambda: _pack(self._power_code(), 2),
-            _CURRENT_226: lambda: _pack(self._current_code(), 2),
-            0xFE: lambda: _pack(_TI, 2),
-            0xFF: lambda: _pack(0x2260, 2),
-        }
-        reader = readers.get(register)
+        reader = self._readers.get(register)
         return reader() if reader else b""
 
     def _convert(self) -> None:

@@ -89,10 +89,8 @@ class SimIsl94203:
 
     # -- bus side (SimDevice) ------------------------------------------------------------
     def read(self, register: int, length: int) -> bytes:
-        return bytes(
-            self._registers[address] if address < _REGISTER_COUNT else 0
-            for address in range(register, register + length)
-        )
+        data = bytes(self._registers[register : register + length])
+        return data + bytes(length - len(data))  # past the last register: zeros
 
     def write(self, register: int, data: bytes) -> None:
         eeprom_selected = bool(self._registers[_EEPROM_ENABLE] & 1)
@@ -115,13 +113,13 @@ class SimIsl94203:
         if len(volts) != len(inputs):
             raise ValueError(f"{len(volts)} cell voltages for {len(inputs)} configured cells")
         self._cell_volts_by_input = [0.0] * 8
-        for cell_input, cell_volts in zip(inputs, volts, strict=True):
-            self._cell_volts_by_input[cell_input] = cell_volts
-        for cell_input in range(8):
-            self._set_word(
-                _CELL1 + 2 * cell_input, _cell_code(self._cell_volts_by_input[cell_input])
-            )
+        codes_by_input = [0] * 8  # an unwired input reads 0 V
         codes = [_cell_code(volts_in) for volts_in in volts]
+        for cell_input, cell_volts, code in zip(inputs, volts, codes, strict=True):
+            self._cell_volts_by_input[cell_input] = cell_volts
+            codes_by_input[cell_input] = code
+        for cell_input, code in enumerate(codes_by_input):
+            self._set_word(_CELL1 + 2 * cell_input, code)
         self._set_word(_CELLMIN, min(codes))
         self._set_word(_CELLMAX, max(codes))
         pack_code = round(sum(volts) / _VOLTS_PER_PACK_CODE)
@@ -164,8 +162,7 @@ class SimIsl94203:
 
     # -- chip logic ----------------------------------------------------------------------
     def _cell_inputs(self) -> tuple[int, ...]:
-        mask = self._registers[_CELL_CONFIG]
-        return tuple(bit for bit in range(8) if mask >> bit & 1)
+        return _INPUTS_FOR_MASK[self._registers[_CELL_CONFIG]]
 
     def _configured_volts(self) -> list[float]:
         return [self._cell_volts_by_input[cell_input] for cell_input in self._cell_inputs()]
@@ -225,6 +222,11 @@ class SimIsl94203:
     def _set_word(self, register: int, value: int) -> None:
         self._registers[register] = value & 0xFF
         self._registers[register + 1] = value >> 8 & 0xFF
+
+
+# The cell inputs (VC1 = 0) each value of the cell-configuration byte wires, bottom first:
+# looked up, not worked out, on every status update (several per simulated sample).
+_INPUTS_FOR_MASK = tuple(tuple(bit for bit in range(8) if mask >> bit & 1) for mask in range(256))
 
 
 def _level(byte: int, bit: int, condition: bool) -> int:

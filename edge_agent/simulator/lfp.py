@@ -8,9 +8,10 @@ unprotected cell shoots past the protection limits as a real one does.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
-from typing import overload
+from typing import cast, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,6 +25,11 @@ FloatArray = NDArray[np.float64]
 OCV_SOC_POINTS, OCV_VOLT_POINTS = SYNTHESIS.points
 # The published table alone, for tests and documentation.
 OCV_TABLE: tuple[tuple[float, float], ...] = SYNTHESIS.table
+
+
+def floats(values: FloatArray) -> list[float]:
+    """A 1-D array's elements as Python floats: what float() of each gives, in one call."""
+    return cast(list[float], values.tolist())
 
 
 @overload
@@ -79,9 +85,23 @@ class CellParameters:
 
     def capacity_factor(self, temperature_c: float) -> float:
         """Usable capacity at `temperature_c` relative to 25 C (1.0 at and above 25 C)."""
-        temps = [t for t, _ in self.capacity_vs_temperature]
-        factors = [f for _, f in self.capacity_vs_temperature]
+        if len(self.capacity_vs_temperature) == 1:  # the idealised cell's: one flat value
+            return float(self.capacity_vs_temperature[0][1])
+        temps, factors = _table_columns(self.capacity_vs_temperature)
         return float(np.interp(temperature_c, temps, factors))
+
+
+@functools.cache
+def _table_columns(
+    table: tuple[tuple[float, float], ...],
+) -> tuple[FloatArray, FloatArray]:
+    """A (x, y) table as np.interp's two arrays, made once per table (the box's truth asks
+    for the capacity factor after every sample)."""
+    xs = np.array([x for x, _ in table], dtype=np.float64)
+    ys = np.array([y for _, y in table], dtype=np.float64)
+    xs.flags.writeable = False
+    ys.flags.writeable = False
+    return xs, ys
 
 
 # A real LFP cell (issue 16):
@@ -142,6 +162,8 @@ def relax_polarisation(
         return single
     # Chunks keep a^-k below e^10, far from overflow and from losing precision.
     chunk = max(1, int(10.0 * tau_s / dt_s))
+    if target_v.shape[0] <= chunk:  # a physics block: one chunk
+        return _relax_chunk(initial_v, target_v, decay)
     pieces: list[FloatArray] = []
     start_v = initial_v
     for first in range(0, target_v.shape[0], chunk):
@@ -154,10 +176,22 @@ def relax_polarisation(
 
 
 def _relax_chunk(initial_v: FloatArray, target_v: FloatArray, decay: float) -> FloatArray:
-    powers = decay ** np.arange(1, target_v.shape[0] + 1, dtype=np.float64)
-    weighted = np.cumsum(target_v * ((1.0 - decay) / powers)[:, None], axis=0)
-    result: FloatArray = powers[:, None] * (initial_v[None, :] + weighted)
+    powers, gains = _relax_factors(target_v.shape[0], decay)
+    weighted = (target_v * gains).cumsum(axis=0)
+    result: FloatArray = powers * (initial_v[None, :] + weighted)
     return result
+
+
+@functools.lru_cache(maxsize=64)
+def _relax_factors(steps: int, decay: float) -> tuple[FloatArray, FloatArray]:
+    """a^k and (1 - a) / a^k for k = 1..steps, as columns: the same few block lengths come
+    back every block, so they are worked out once."""
+    powers = decay ** np.arange(1, steps + 1, dtype=np.float64)
+    gains: FloatArray = np.asarray(((1.0 - decay) / powers)[:, None], dtype=np.float64)
+    column = powers[:, None]
+    column.flags.writeable = False
+    gains.flags.writeable = False
+    return column, gains
 
 
 def hysteresis_state(
@@ -176,11 +210,13 @@ def hysteresis_state(
     throughput = np.abs(stored_current_a) * (dt_s / 3600.0) / (capacity_ah * params.hysteresis_soc)
     target = np.sign(stored_current_a)
     decay = np.exp(-throughput)
-    total = np.cumsum(throughput, axis=0)
-    if float(total[-1].max()) < 50.0:
-        weighted = np.cumsum((1.0 - decay) * target * np.exp(total), axis=0)
+    total = throughput.cumsum(axis=0)
+    if float(np.maximum.reduce(total[-1])) < 50.0:  # total[-1].max(), without its wrapper
+        weighted = ((1.0 - decay) * target * np.exp(total)).cumsum(axis=0)
         result: FloatArray = np.exp(-total) * (initial[None, :] + weighted)
-        return np.clip(result, -1.0, 1.0)
+        # np.clip's own bounds, without its wrapper's cost (this runs every physics block).
+        clipped: FloatArray = np.minimum(np.maximum(result, -1.0), 1.0)
+        return clipped
     states = np.empty_like(stored_current_a)  # a block moving many capacities: step by step
     state = initial.copy()
     for k in range(stored_current_a.shape[0]):

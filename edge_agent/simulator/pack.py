@@ -30,6 +30,7 @@ general it is remaining_ah over the capacity the pack can actually cycle.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,7 @@ from edge_agent.simulator.cell_curves import SYNTHESIS, CellCurve
 from edge_agent.simulator.lfp import (
     CellParameters,
     FloatArray,
+    floats,
     hysteresis_state,
     polarisation_target,
     relax_polarisation,
@@ -76,6 +78,17 @@ class PackSpec:
             raise ValueError("capacity must be positive and resistance not negative")
         if not 0.0 <= self.self_discharge_per_month <= 0.03:
             raise ValueError("self-discharge must be 0..3 %/month for LFP")
+
+
+@dataclass(frozen=True, slots=True)
+class PackCharge:
+    """The pack's charge figures at one moment (see `Pack`'s properties of the same names)."""
+
+    soc_fraction: float
+    remaining_ah: float
+    capacity_ah: float
+    usable_soc_fraction: float
+    usable_capacity_ah: float
 
 
 class Pack:
@@ -121,7 +134,7 @@ class Pack:
 
     @property
     def pack_voltage(self) -> float:
-        return float(self.cell_voltages.sum())
+        return float(np.add.reduce(self.cell_voltages, axis=None))
 
     @property
     def open_circuit_voltages(self) -> FloatArray:
@@ -142,12 +155,12 @@ class Pack:
     @property
     def remaining_ah(self) -> float:
         """Charge the pack holds before its first cell is empty."""
-        return max(0.0, float((self.soc * self.capacities_ah).min()))
+        return max(0.0, float(np.minimum.reduce(self.soc * self.capacities_ah, axis=None)))
 
     @property
     def headroom_ah(self) -> float:
         """Charge the pack can take before its first cell is full."""
-        return max(0.0, float(((1.0 - self.soc) * self.capacities_ah).min()))
+        return max(0.0, float(np.minimum.reduce((1.0 - self.soc) * self.capacities_ah, axis=None)))
 
     @property
     def capacity_ah(self) -> float:
@@ -162,7 +175,8 @@ class Pack:
     @property
     def usable_remaining_ah(self) -> float:
         """Charge the pack can deliver at its temperature before its first cell is empty."""
-        return max(0.0, float(((self.soc - self.cold_loss) * self.capacities_ah).min()))
+        usable = (self.soc - self.cold_loss) * self.capacities_ah
+        return max(0.0, float(np.minimum.reduce(usable, axis=None)))
 
     @property
     def usable_capacity_ah(self) -> float:
@@ -172,6 +186,27 @@ class Pack:
     def usable_soc_fraction(self) -> float:
         """Like `soc_fraction`, of what the pack can deliver at its temperature."""
         return _fraction(self.usable_remaining_ah, self.headroom_ah)
+
+    def charge_figures(self) -> PackCharge:
+        """`soc_fraction`, `remaining_ah`, `capacity_ah` and their `usable_` twins at once, from
+        one reading of each minimum (the box's truth takes them after every sample)."""
+        # On Python floats: the same products and minima as the properties' numpy arrays
+        # (IEEE arithmetic either way), without a dozen calls on 3..8-element arrays.
+        cold_loss = self.cold_loss
+        remaining = headroom = usable_remaining = math.inf
+        for soc, capacity in zip(floats(self.soc), floats(self.capacities_ah), strict=True):
+            remaining = min(remaining, soc * capacity)
+            headroom = min(headroom, (1.0 - soc) * capacity)
+            usable_remaining = min(usable_remaining, (soc - cold_loss) * capacity)
+        remaining, headroom = max(0.0, remaining), max(0.0, headroom)
+        usable_remaining = max(0.0, usable_remaining)
+        return PackCharge(
+            soc_fraction=_fraction(remaining, headroom),
+            remaining_ah=remaining,
+            capacity_ah=remaining + headroom,
+            usable_soc_fraction=_fraction(usable_remaining, headroom),
+            usable_capacity_ah=usable_remaining + headroom,
+        )
 
     def reset_extremes(self) -> None:
         self.max_cell_voltage_seen = float(self.cell_voltages.max())
@@ -226,11 +261,18 @@ class Pack:
         """
         self.temperature_c = temperature_c
         params = self.spec.cell
-        leak = self.bleed_currents(balancing) + self.self_discharge_a
+        # No cell bleeding (most blocks): the leak is the self-discharge alone, exactly what
+        # adding zero bleed currents gives, without the arrays.
+        bleeding = bool(np.logical_or.reduce(balancing, axis=None))
+        leak = (
+            self.bleed_currents(balancing) + self.self_discharge_a
+            if bleeding
+            else (self.self_discharge_a)
+        )
         cell_current = pack_current_a[:, None] - leak[None, :]
         stored_current = np.where(cell_current > 0.0, cell_current * params.charge_efficiency,
                                   cell_current)  # fmt: skip
-        soc = self.soc[None, :] + np.cumsum(stored_current, axis=0) * (
+        soc = self.soc[None, :] + stored_current.cumsum(axis=0) * (
             dt_s / 3600.0 / self.capacities_ah[None, :]
         )
         # The cold raises polarisation like the ohmic resistance (the same Arrhenius factor).
@@ -250,10 +292,15 @@ class Pack:
         self.polarisation_v = polarisation[-1].copy()
         self.cell_currents_a = cell_current[-1].copy()
         self.cell_voltages = voltages[-1].copy()
-        self.bled_ah += (leak - self.self_discharge_a) * (len(pack_current_a) * dt_s / 3600.0)
-        self.max_cell_voltage_seen = max(self.max_cell_voltage_seen, float(voltages.max()))
-        self.min_cell_voltage_seen = min(self.min_cell_voltage_seen, float(voltages.min()))
-        pack_voltages: FloatArray = voltages.sum(axis=1)
+        if bleeding:
+            self.bled_ah += (leak - self.self_discharge_a) * (len(pack_current_a) * dt_s / 3600.0)
+        # The ufuncs' reductions themselves: what .max(), .min() and .sum() call, without
+        # their wrappers (this runs every physics block).
+        highest = float(np.maximum.reduce(voltages, axis=None))
+        lowest = float(np.minimum.reduce(voltages, axis=None))
+        self.max_cell_voltage_seen = max(self.max_cell_voltage_seen, highest)
+        self.min_cell_voltage_seen = min(self.min_cell_voltage_seen, lowest)
+        pack_voltages: FloatArray = np.add.reduce(voltages, axis=1)
         return pack_voltages
 
 

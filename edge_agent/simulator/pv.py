@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 import numpy as np
+import numpy.typing as npt
 
 from edge_agent.simulator.lfp import FloatArray
 
@@ -253,18 +254,35 @@ KNEE_FRACTION = 0.8
 _KNEE_SHARPNESS = 0.05  # exponential scale of the drop above the knee, as a fraction of Voc
 
 
-def pv_array_current(
-    spec: PvArraySpec,
-    terminal_voltage_v: FloatArray | float,
-    irradiance_w_m2: FloatArray,
-    cell_temperature_c: FloatArray,
-) -> FloatArray:
-    """Array output current (amps, >= 0) at a terminal voltage.
+@dataclass(frozen=True, slots=True)
+class IvCurve:
+    """An array's I-V curve at each step of a stretch of weather: what `pv_array_current`
+    needs besides the terminal voltage. Made once per stretch (a day, or a bisection's block)
+    and read at many voltages or sliced, instead of worked out again at each."""
 
-    I = Isc * G/1000 * (1 + alpha (T - 25)) up to 0.8 Voc, then a single-diode-like
-    exponential fall reaching exactly 0 at Voc (Voc falls with temperature and, logarithmically,
-    with irradiance).
-    """
+    short_circuit_a: FloatArray
+    knee_v: FloatArray
+    scale_v: FloatArray
+    span: FloatArray  # expm1((Voc - knee) / scale): the drop's denominator
+
+    def current_at(self, terminal_voltage_v: FloatArray | float) -> FloatArray:
+        """Array output current (amps, >= 0) at a terminal voltage."""
+        above_knee = np.maximum(terminal_voltage_v - self.knee_v, 0.0)
+        drop = np.expm1(above_knee / self.scale_v) / self.span
+        result: FloatArray = np.maximum(self.short_circuit_a * (1.0 - drop), 0.0)
+        return result
+
+    def at(self, index: npt.NDArray[np.int64] | slice) -> IvCurve:
+        """The curve at some of its steps (an index array or a slice)."""
+        return IvCurve(
+            self.short_circuit_a[index], self.knee_v[index], self.scale_v[index], self.span[index]
+        )
+
+
+def iv_curve(
+    spec: PvArraySpec, irradiance_w_m2: FloatArray, cell_temperature_c: FloatArray
+) -> IvCurve:
+    """The array's I-V curve per step (see `pv_array_current`)."""
     panel = spec.panel
     short_circuit = (
         spec.rated_isc_a
@@ -278,10 +296,28 @@ def pv_array_current(
     open_circuit = np.maximum(open_circuit, 1e-3)
     knee = KNEE_FRACTION * open_circuit
     scale = _KNEE_SHARPNESS * open_circuit
-    above_knee = np.maximum(terminal_voltage_v - knee, 0.0)
-    drop = np.expm1(above_knee / scale) / np.expm1((open_circuit - knee) / scale)
-    result: FloatArray = np.maximum(short_circuit * (1.0 - drop), 0.0)
-    return result
+    span = np.expm1((open_circuit - knee) / scale)
+    return IvCurve(
+        np.asarray(short_circuit, dtype=np.float64),
+        np.asarray(knee, dtype=np.float64),
+        np.asarray(scale, dtype=np.float64),
+        np.asarray(span, dtype=np.float64),
+    )
+
+
+def pv_array_current(
+    spec: PvArraySpec,
+    terminal_voltage_v: FloatArray | float,
+    irradiance_w_m2: FloatArray,
+    cell_temperature_c: FloatArray,
+) -> FloatArray:
+    """Array output current (amps, >= 0) at a terminal voltage.
+
+    I = Isc * G/1000 * (1 + alpha (T - 25)) up to 0.8 Voc, then a single-diode-like
+    exponential fall reaching exactly 0 at Voc (Voc falls with temperature and, logarithmically,
+    with irradiance).
+    """
+    return iv_curve(spec, irradiance_w_m2, cell_temperature_c).current_at(terminal_voltage_v)
 
 
 def dssr20_current(is_on: bool, source_current_a: FloatArray) -> FloatArray:

@@ -582,7 +582,11 @@ async def test_broker_restart_keeps_cadence_reconnects_and_delivers_queued_event
     gaps = [b - a for a, b in itertools.pairwise(sample_times)]
     assert len(sample_times) > 20
     assert max(gaps) < 0.35, f"control loop stalled: {max(gaps):.3f} s"
-    unavailable = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # The agent's own lines: the test's watcher (aiomqtt's "mqtt" logger) logs an ERROR of
+    # its own when the killed broker resets its socket instead of closing it.
+    unavailable = [
+        r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("edge_agent")
+    ]
     assert len(unavailable) == 1  # one line per outage, retries at debug
     assert "connection lost" in unavailable[0].getMessage()
     assert any("connected again" in r.getMessage() for r in caplog.records)

@@ -108,6 +108,10 @@ async def test_bad_combinations_are_refused_in_the_form(
     assert not box.subentries
     result = await submit(hass, result["flow_id"], GOOD)  # corrected: accepted
     assert result["type"] is FlowResultType.CREATE_ENTRY
+    # The save reloads the box: wait for it here (left pending, the teardown waited about
+    # 55 s for it, every case).
+    await reloaded(hass, box)
+    assert len(box.subentries) == 1
 
 
 async def test_the_same_entity_cannot_be_added_twice(
