@@ -305,6 +305,7 @@ def _switch_off(
             state,
             status=SurplusStatus.IDLE,
             reason=reason,
+            observed_on=False,  # expected: its state arriving is no change by hand
             changed_at=now,
             switched_at=now,
             discharging_since=None,
@@ -351,7 +352,8 @@ def _switch_on(
             if state.status is SurplusStatus.WAITING:
                 states[load.load_id] = replace(state, status=SurplusStatus.IDLE)
             continue
-        off_until = (state.switched_at or now) + load.min_off_s
+        # From when we last switched it (off); a load we never switched has no time to wait.
+        off_until = now if state.switched_at is None else state.switched_at + load.min_off_s
         if blocked or actions or now < off_until or now < settled_at:
             states[load.load_id] = replace(state, status=SurplusStatus.WAITING)
             waits.extend(t for t in (off_until, settled_at) if t > now)
@@ -361,6 +363,7 @@ def _switch_on(
             state,
             status=SurplusStatus.ON,
             reason=SurplusReason.SURPLUS,
+            observed_on=True,  # expected: seen off after this, someone switched it off
             changed_at=now,
             switched_at=now,
             discharging_since=None,
