@@ -710,7 +710,9 @@ class LoadSubentryFlow(ConfigSubentryFlow):
         )
         entity_id = str(data[CONF_LOAD_ENTITY])
         if any(
-            subentry.unique_id == entity_id and subentry.subentry_id != exclude
+            subentry.subentry_type == SUBENTRY_LOAD
+            and subentry.unique_id == entity_id
+            and subentry.subentry_id != exclude
             for subentry in self._get_entry().subentries.values()
         ):
             errors[CONF_LOAD_ENTITY] = "load_already_configured"
