@@ -219,19 +219,21 @@ async def async_setup_entry(
     )
     async_add_entities(entities)
 
+    added = False
+
     @callback
     def add_diversion() -> None:
         """Once the box reports a PV diversion; one such state is enough, then stop looking."""
+        nonlocal added
         state = coordinator.data.state
-        if state is None or state.diversion is None or not waiting:
+        if added or state is None or state.diversion is None:
             return
-        waiting.clear()
+        added = True
         remove_listener()
         async_add_entities(SbmsBinarySensorEntity(coordinator, d) for d in DIVERSION_SENSORS)
 
-    waiting = [True]
     remove_listener = coordinator.async_add_listener(add_diversion)
-    entry.async_on_unload(lambda: remove_listener() if waiting else None)
+    entry.async_on_unload(lambda: None if added else remove_listener())
     add_diversion()
 
 

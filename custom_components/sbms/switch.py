@@ -86,9 +86,12 @@ async def async_setup_entry(
     if announce.config_set:
         entities += [SbmsConfigSwitch(coordinator, description) for description in CONFIG_SWITCHES]
     async_add_entities(entities)
-    async_add_entities([SbmsLoadSheddingSwitch(coordinator, runtime.shedding)])
-    if runtime.surplus.loads:  # only a box with surplus loads has their master switch
-        async_add_entities([SbmsSurplusLoadsSwitch(coordinator, runtime.surplus)])
+    async_add_entities(
+        [
+            SbmsLoadSheddingSwitch(coordinator, runtime.shedding),
+            SbmsSurplusLoadsSwitch(coordinator, runtime.surplus),
+        ]
+    )
 
 
 class SbmsHoldOffSwitch(SbmsEntity, SwitchEntity):

@@ -143,7 +143,7 @@ async def test_every_entity_has_a_translated_name_and_an_icon(
                 "unique_id": "switch.heater",
                 "data": {**load, "min_off_time": 0, "min_on_time": 0},
             },
-            {  # and the per-load surplus sensor and master switch for a surplus load
+            {  # and the per-load surplus sensor for a surplus load
                 "subentry_type": "surplus_load",
                 "title": "Pool pump",
                 "unique_id": "switch.pool_pump",
