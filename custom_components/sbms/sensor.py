@@ -456,9 +456,12 @@ def _diverted_attributes(state: BoxState) -> dict[str, Any]:
         return {}
     measured = diversion.counters.get("diverted_measured_wh", 0.0)
     estimated = diversion.counters.get("diverted_estimated_wh", 0.0)
-    method = "measured" if estimated == 0 and measured > 0 else "estimated"
     if measured > 0 and estimated > 0:
         method = "mixed"
+    elif measured > 0 or (estimated == 0 and diversion.measured):
+        method = "measured"  # nothing counted yet: as the heat-path shunt reads now
+    else:
+        method = "estimated"
     return {
         "counted": method,
         "measured_energy_kwh": _kwh(measured),
