@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_agent.runtime.record import SessionRecorder
+from edge_agent.recording.record import SessionRecorder
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem
 from edge_agent.simulator.smbus import FakeSMBus

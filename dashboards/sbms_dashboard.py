@@ -7,10 +7,12 @@ DIAGNOSTICS.json is what *Download diagnostics* on the box's device page saves (
 retained `announce` message). Only Python's standard library, so it runs anywhere. The demo
 (demo/home_assistant.py) builds its dashboard with the same function.
 
-sbms.yaml is written for the demo's box (agent id `simulator`, 8 cells, a PV shunt, four
-outputs, two optional loads): list items that name an entity the box does not have are left
-out, and the lines between `# sbms-dashboard: outputs` (or `loads`) and `# sbms-dashboard: end`
-are written from the box's outputs (or loads).
+sbms.yaml is written for the demo's box (agent id `simulator`, 8 cells, a PV shunt, five
+outputs of which one diverts to a water heater, two optional loads): list items that name an
+entity the box does not have are left out, and the lines between `# sbms-dashboard: outputs`
+(or `loads`) and `# sbms-dashboard: end` are written from the box's outputs (or loads;
+`diversion` and `diversion-history`: its diversion outputs and tank temperature, nothing on a
+box without a type 7 output).
 """
 
 from __future__ import annotations
@@ -35,11 +37,24 @@ OUTPUT_LABELS: Final = {
     "low_soc": "low SoC alarm",
     "fault": "fault",
     "dual_pv": "dual PV",
+    "diversion": "diversion, heater",
     "unused": "unused",
 }
-# Type numbers 0-6 (diagnostics keep the number, the announce also the name).
-OUTPUT_TYPES: Final = ("unused", "hvd", "lvd", "high_soc", "low_soc", "fault", "dual_pv")
-_MARKER = re.compile(r"^(\s*)# sbms-dashboard: (\w+)\s*$")
+# Type numbers 0-7 (diagnostics keep the number, the announce also the name); 7, PV diversion,
+# is the agent's extension of the SBMS0's 0-6.
+OUTPUT_TYPES: Final = (
+    "unused",
+    "hvd",
+    "lvd",
+    "high_soc",
+    "low_soc",
+    "fault",
+    "dual_pv",
+    "diversion",
+)
+# The tank's thermistor, on a box that diverts, is read on xT2 (the demo's box has it there).
+TANK_TEMPERATURE: Final = "external2"
+_MARKER = re.compile(r"^(\s*)# sbms-dashboard: ([\w-]+)\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +119,9 @@ def _type_name(output: Mapping[str, Any]) -> str:
     if "type_name" in output:
         return str(output["type_name"])
     number = output.get("type")
-    return OUTPUT_TYPES[number] if isinstance(number, int) and 0 <= number < 7 else ""
+    return (
+        OUTPUT_TYPES[number] if isinstance(number, int) and 0 <= number < len(OUTPUT_TYPES) else ""
+    )
 
 
 def slugify(text: str) -> str:
@@ -149,9 +166,78 @@ def _load_lines(box: Box, indent: str) -> list[str]:
     return lines
 
 
+def _diverting(box: Box) -> list[tuple[str, str]]:
+    """(name, label) of each diversion output: "Heating" when there is one (a tile's name
+    has room for a word), its name otherwise."""
+    names = [name for name, type_name in box.outputs if type_name == "diversion"]
+    if len(names) == 1:
+        return [(names[0], "Heating")]
+    return [(name, f"{name.upper()} heating") for name in names]
+
+
+def _tank(box: Box) -> bool:
+    return TANK_TEMPERATURE in box.temperatures
+
+
+def _diversion_lines(box: Box, indent: str) -> list[str]:
+    """PV diversion: each diversion output and the tank's temperature, under "Today"."""
+    outputs = _diverting(box)
+    if not outputs:
+        return []
+    lines = [
+        f"{indent}- type: heading",
+        f"{indent}  heading: Water heater",
+        f"{indent}  heading_style: subtitle",
+    ]
+    for name, label in outputs:
+        lines += [
+            f"{indent}- type: tile",
+            f"{indent}  entity: binary_sensor.{TEMPLATE_PREFIX}output_{slugify(name)}",
+            f"{indent}  name: {label}",
+            f"{indent}  icon: mdi:water-boiler",
+        ]
+    if _tank(box):
+        lines += [
+            f"{indent}- type: tile",
+            f"{indent}  entity: sensor.{TEMPLATE_PREFIX}external_temperature_2",
+            f"{indent}  name: Tank",
+            f"{indent}  icon: mdi:thermometer-water",
+        ]
+    return lines
+
+
+def _diversion_history_lines(box: Box, indent: str) -> list[str]:
+    """The tank's temperature and when the panels heated it, over the day."""
+    outputs = _diverting(box)
+    if not outputs:
+        return []
+    lines = [
+        f"{indent}- type: history-graph",
+        f"{indent}  title: Water heater",
+        f"{indent}  hours_to_show: 24",
+        f"{indent}  entities:",
+    ]
+    if _tank(box):
+        lines += [
+            f"{indent}    - entity: sensor.{TEMPLATE_PREFIX}external_temperature_2",
+            f"{indent}      name: Tank",
+        ]
+    for name, label in outputs:
+        lines += [
+            f"{indent}    - entity: binary_sensor.{TEMPLATE_PREFIX}output_{slugify(name)}",
+            f"{indent}      name: {label}",
+        ]
+    return [*lines, f"{indent}  grid_options:", f"{indent}    columns: 36", f"{indent}    rows: 5"]
+
+
 def _fill_markers(lines: Sequence[str], box: Box) -> list[str]:
     """Rewrite what stands between `# sbms-dashboard: NAME` and `# sbms-dashboard: end`."""
-    makers = {"outputs": _output_lines, "loads": _load_lines}
+    makers = {
+        "outputs": _output_lines,
+        "loads": _load_lines,
+        "diversion": _diversion_lines,
+        "diversion-history": _diversion_history_lines,
+    }
     result: list[str] = []
     skipping = False
     for line in lines:

@@ -127,6 +127,8 @@ class Demo:
             f"--mqtt-port={self.mqtt_port}",
             f"--speed={self.args.speed:g}",
             f"--start-hour={self.args.start_hour:g}",
+            # PV diversion (issue 19): once the pack is full the array heats a water tank.
+            "--heater",
         ]
         agent = self._start(ManagedProcess("sbms-agent", command, self.logs / "agent.log"))
         say(

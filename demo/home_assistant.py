@@ -325,7 +325,8 @@ def _load_subentry(load: tuple[str, str, int, float, float]) -> dict[str, Any]:
 
 
 def _entity_registry(box: DemoBox) -> dict[str, Any]:
-    """Enabled entries for the per-cell voltages and balancing flags the dashboard shows."""
+    """Enabled entries for the per-cell voltages, balancing flags and distances from the mean
+    the dashboard shows."""
     entities: list[dict[str, Any]] = []
     for cell in range(1, box.cells + 1):
         entities.append(
@@ -338,6 +339,13 @@ def _entity_registry(box: DemoBox) -> dict[str, Any]:
             _registry_entry(
                 f"binary_sensor.{box.entity_prefix}_cell_{cell}_balancing",
                 f"{box.serial}_balancing_{cell}",
+            )
+        )
+        # Each cell's distance from the pack's mean: the colours of the cell gauges.
+        entities.append(
+            _registry_entry(
+                f"sensor.{box.entity_prefix}_cell_{cell}_from_mean",
+                f"{box.serial}_cell_from_mean_{cell}",
             )
         )
     return {"entities": entities, "deleted_entities": []}

@@ -38,13 +38,13 @@ from edge_agent.config import (
 )
 from edge_agent.control.model import ControlReport
 from edge_agent.datalog.recorder import DataRecorder, open_recorder
+from edge_agent.diy.agent import Agent
+from edge_agent.diy.hardware import open_hardware
 from edge_agent.drivers.bus import DeviceError, SMBusLike
 from edge_agent.drivers.bus_log import RecordingBus
-from edge_agent.runtime.agent import Agent
+from edge_agent.recording.record import DEFAULT_MAX_BYTES, SessionRecorder
 from edge_agent.runtime.clock import Clock, WallClock
-from edge_agent.runtime.hardware import open_hardware
 from edge_agent.runtime.history import HistoryReader
-from edge_agent.runtime.record import DEFAULT_MAX_BYTES, SessionRecorder
 from edge_agent.runtime.remote import RemoteControl, load_effective_config
 from edge_agent.runtime.service import Identity, build_link, serve
 from edge_agent.runtime.status import status_line
@@ -129,8 +129,8 @@ which clears the INA228's charge counter.
 
 
 def _probe(argv: list[str]) -> int:
-    from edge_agent.runtime import probe  # noqa: PLC0415
-    from edge_agent.runtime.host_check import check_gpio, check_i2c  # noqa: PLC0415
+    from edge_agent.diy import probe  # noqa: PLC0415
+    from edge_agent.diy.host_check import check_gpio, check_i2c  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="sbms-agent probe",
@@ -264,6 +264,13 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--seed", type=int, default=1, help="--simulate: the weather's seed (default %(default)s)"
+    )
+    parser.add_argument(
+        "--heater",
+        action="store_true",
+        help="--simulate: PV diversion (issue 19): the array's DSSR20 heat path to a 1.6 ohm "
+        "element in a 50 L water heater, switched by a type 7 output (heat1); the tank's "
+        "thermistor on xT2",
     )
     parser.add_argument(
         "--start-hour",
@@ -517,12 +524,8 @@ def _recorder(args: argparse.Namespace) -> SessionRecorder | None:
 
 
 def _replay(argv: list[str]) -> int:
-    from edge_agent.runtime.replay import (  # noqa: PLC0415
-        RecordingError,
-        read_recording,
-        replay_diy,
-        replay_registers,
-    )
+    from edge_agent.diy.replay import replay_diy, replay_registers  # noqa: PLC0415
+    from edge_agent.recording.read import RecordingError, read_recording  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="sbms-agent replay",
@@ -552,7 +555,7 @@ def _replay(argv: list[str]) -> int:
         return EXIT_CONFIG
     print(f"{args.file}: {header.source}, recorded by agent {header.agent_version or '?'}")
     if header.source == "sbms0":
-        from edge_agent.runtime.replay_sbms0 import replay_sbms0  # noqa: PLC0415
+        from edge_agent.sbms0.replay import replay_sbms0  # noqa: PLC0415
 
         reports = replay_sbms0(header, entries, config)
     elif header.bus == "start" and config is None:
@@ -606,6 +609,7 @@ def _simulated_setup(args: argparse.Namespace) -> _Setup:
     from edge_agent.simulator.box import BoxSpec, HeartbeatGateSpec  # noqa: PLC0415
     from edge_agent.simulator.clock import SimulatedClock  # noqa: PLC0415
     from edge_agent.simulator.harness import SimulatedSystem, simulated_config  # noqa: PLC0415
+    from edge_agent.simulator.heat import HeatPathSpec, WaterTankSpec  # noqa: PLC0415
 
     # The box as docs/safety.md builds it: the heartbeat one-shot enables the outputs.
     # A top-balanced pack, as a balancer keeps one: the cells reach full within about 10 mV
@@ -618,6 +622,17 @@ def _simulated_setup(args: argparse.Namespace) -> _Setup:
         top_balanced=True,
     )
     spec = dataclasses.replace(spec, start=spec.start + args.start_hour * 3600)
+    if args.heater:
+        # The element takes the primary array when the battery is full; pin 5 of the expander.
+        spec = dataclasses.replace(
+            spec,
+            wiring=dataclasses.replace(spec.wiring, heat_primary_pin=5),
+            # A small tank, so a sunny afternoon's surplus shows as degrees.
+            heat=HeatPathSpec(
+                tank=WaterTankSpec(volume_l=50.0, draws=((7.0, 10.0), (19.5, 20.0))),
+                tank_sensor_on_xt2=True,
+            ),
+        )
     store = StateStore(args.state) if args.state is not None else None
     overlay = ConfigOverlay(overlay_path_for(args.state)) if args.state is not None else None
     config = dataclasses.replace(simulated_config(spec), agent_id=args.agent_id)

@@ -367,6 +367,9 @@ class BoxState:
     soc_uncertainty: float | None = None
     # PV diversion (added within protocol version 1, issue 19): None on a box without one.
     diversion: Diversion | None = None
+    # PV energy per array, Wh, by charge output (issue 20, added within protocol version 1):
+    # only from a dual-PV box with a PV shunt; None otherwise and from older agents.
+    pv_arrays_wh: Mapping[str, float] | None = None
 
     @classmethod
     def from_payload(cls, payload: Payload) -> BoxState:
@@ -415,10 +418,19 @@ class BoxState:
             source_stats=_counts(data.get("source_stats")),
             soc_uncertainty=r.optional_number("soc_uncertainty"),
             diversion=Diversion.from_reader(r.obj("diversion")) if r.has("diversion") else None,
+            pv_arrays_wh=_pv_arrays(r),
         )
 
 
 _COUNTER_FIELDS = tuple(Counters.__dataclass_fields__)
+
+
+def _pv_arrays(r: _Reader) -> Mapping[str, float] | None:
+    """`pv_arrays_wh` (issue 20): absent from a box without dual PV and from older agents."""
+    if not r.has("pv_arrays_wh"):
+        return None
+    arrays = r.obj("pv_arrays_wh")
+    return {name: arrays.number(name) for name in arrays.names()}
 
 
 def _counts(value: object) -> Mapping[str, Any] | None:

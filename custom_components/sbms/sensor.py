@@ -27,6 +27,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
+from .const import OUTPUT_TYPE_DUAL_PV
 from .coordinator import SbmsConfigEntry, SbmsCoordinator
 from .entity import SbmsEntity
 from .history import CounterFn, MeasurementFn
@@ -550,6 +551,72 @@ def cell_descriptions(cells: int) -> list[SbmsSensorEntityDescription]:
     ]
 
 
+# --- Issue 20: PV energy per array on a dual-PV box --------------------------------------------
+
+_PV_ARRAY_TYPES = (1, OUTPUT_TYPE_DUAL_PV)  # the primary (HVD) and secondary arrays' outputs
+
+
+def _pv_array_kwh(name: str, state: BoxState) -> float | None:
+    return None if state.pv_arrays_wh is None else _kwh(state.pv_arrays_wh.get(name))
+
+
+def pv_array_descriptions(announce: Announce) -> list[tuple[SbmsSensorEntityDescription, str]]:
+    """One PV energy counter per array where the agent counts them (state `pv_arrays_wh`):
+    a dual-PV box with a PV shunt; each is a solar source of its own on the Energy dashboard.
+    Unavailable while the agent sends none (an agent from before issue 20)."""
+    if not (announce.pv_current and announce.has_dual_pv) or announce.source == SOURCE_SBMS0:
+        return []
+    template = _energy("pv_array_energy", "pv_wh")
+    return [
+        (
+            replace(
+                template,
+                translation_placeholders={"array": output.name},
+                value_fn=partial(_pv_array_kwh, output.name),
+                history_counter_fn=None,  # the data log keeps no per-array counter
+                needs_value=True,
+            ),
+            f"_{output.name}",
+        )
+        for output in announce.outputs
+        if output.type in _PV_ARRAY_TYPES and output.wiring in (None, "charge")
+    ]
+
+
+# --- Issue 20: each cell's distance from the pack's mean, for the dashboard's colours -----------
+
+
+def _cell_from_mean_mv(index: int, state: BoxState) -> float | None:
+    cells = state.cells
+    if index >= len(cells):
+        return None
+    return round((cells[index] - sum(cells) / len(cells)) * 1000.0, 1)
+
+
+def cell_from_mean_descriptions(cells: int) -> list[SbmsSensorEntityDescription]:
+    """Each cell's voltage minus the mean of the pack's cells, mV: the dashboard colours a
+    gauge per cell by it (a gauge's colour bands are fixed numbers, so the distance from the
+    mean must be a state of its own). Diagnostic and off by default like the cell voltages,
+    and without statistics (no state class): the cell voltages keep the history."""
+    return [
+        SbmsSensorEntityDescription(
+            key="cell_from_mean",
+            translation_key="cell_from_mean",
+            translation_placeholders={"cell": str(index + 1)},
+            device_class=SensorDeviceClass.VOLTAGE,
+            native_unit_of_measurement=UnitOfElectricPotential.MILLIVOLT,
+            suggested_display_precision=0,
+            entity_category=EntityCategory.DIAGNOSTIC,
+            entity_registry_enabled_default=False,
+            value_fn=partial(_cell_from_mean_mv, index),
+        )
+        for index in range(cells)
+    ]
+
+
+# --- end of issue 20's block --------------------------------------------------------------------
+
+
 def box_sensors(announce: Announce) -> list[tuple[SbmsSensorEntityDescription, str]]:
     """The sensors this box has, as (description, unique-id suffix): the platform adds them
     and the back-fill of statistics finds their entities by the same unique ids."""
@@ -560,6 +627,11 @@ def box_sensors(announce: Announce) -> list[tuple[SbmsSensorEntityDescription, s
     sensors.extend(
         (description, f"_{index + 1}")
         for index, description in enumerate(cell_descriptions(announce.cells))
+    )
+    sensors.extend(pv_array_descriptions(announce))
+    sensors.extend(
+        (description, f"_{index + 1}")
+        for index, description in enumerate(cell_from_mean_descriptions(announce.cells))
     )
     return sensors
 

@@ -73,103 +73,58 @@ class Setting:
         return low, high
 
 
-def _cell_voltage(key: str) -> Setting:
-    # 1 mV: the resolution the agent publishes cells in.
-    return Setting(
-        section="thresholds",
-        key=key,
-        unit=UnitOfElectricPotential.VOLT,
-        minimum=2.0,
-        maximum=4.3,
-        step=0.001,
-    )
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """What a group of settings shares: unit, limits and step."""
+
+    unit: str | None
+    minimum: float
+    maximum: float | None
+    step: float
+
+    def of(self, section: str, keys: str, *, added_later: bool = False) -> tuple[Setting, ...]:
+        """The settings `keys` (space-separated, in this order) of `section`."""
+        return tuple(
+            Setting(
+                section=section,
+                key=key,
+                unit=self.unit,
+                minimum=self.minimum,
+                maximum=self.maximum,
+                step=self.step,
+                added_later=added_later,
+            )
+            for key in keys.split()
+        )
 
 
-def _trip_delay(key: str) -> Setting:
-    # How long a limit's condition must hold before it trips (the LFP envelope's longest: 30 s).
-    return Setting(
-        section="thresholds",
-        key=key,
-        unit=UnitOfTime.SECONDS,
-        minimum=0.0,
-        maximum=30.0,
-        step=0.1,
-        added_later=True,
-    )
-
-
-def _soc_alarm(key: str) -> Setting:
-    return Setting(
-        section="soc_alarms", key=key, unit=PERCENTAGE, minimum=0.0, maximum=100.0, step=0.1
-    )
-
-
-def _temperature(key: str, *, added_later: bool = False) -> Setting:
-    return Setting(
-        section="temperature",
-        key=key,
-        unit=UnitOfTemperature.CELSIUS,
-        minimum=-40.0,
-        maximum=125.0,
-        step=0.1,
-        added_later=added_later,
-    )
-
-
-def _fraction(key: str) -> Setting:
-    return Setting(section="dual_pv", key=key, unit=None, minimum=0.0, maximum=None, step=0.01)
-
+# 1 mV: the resolution the agent publishes cells in.
+_CELL_VOLTAGE: Final = _Range(UnitOfElectricPotential.VOLT, 2.0, 4.3, 0.001)
+# How long a limit's condition must hold before it trips (the LFP envelope's longest: 30 s).
+_TRIP_DELAY: Final = _Range(UnitOfTime.SECONDS, 0.0, 30.0, 0.1)
+_PERCENT: Final = _Range(PERCENTAGE, 0.0, 100.0, 0.1)
+_TEMPERATURE: Final = _Range(UnitOfTemperature.CELSIUS, -40.0, 125.0, 0.1)
 
 _ALL: Final = (
     # Highest voltage first, as the levels stack up on a cell.
-    *(_cell_voltage(k) for k in ("ovlo", "hvd", "eoc", "hvd_reconnect", "lvd_reconnect")),
-    *(_cell_voltage(k) for k in ("lvd", "uvlo")),
-    *(_trip_delay(k) for k in ("ovlo_delay_s", "hvd_delay_s", "lvd_delay_s", "uvlo_delay_s")),
-    *(_soc_alarm(k) for k in ("high", "high_release", "low_release", "low")),
-    _temperature("charge_min"),
-    _temperature("charge_max"),
-    Setting(
-        section="temperature",
-        key="charge_hysteresis",
-        unit=UnitOfTemperature.CELSIUS,
-        minimum=0.0,
-        maximum=50.0,
-        step=0.1,
+    *_CELL_VOLTAGE.of("thresholds", "ovlo hvd eoc hvd_reconnect lvd_reconnect lvd uvlo"),
+    *_TRIP_DELAY.of(
+        "thresholds", "ovlo_delay_s hvd_delay_s lvd_delay_s uvlo_delay_s", added_later=True
     ),
-    _temperature("discharge_min", added_later=True),
-    _temperature("discharge_max", added_later=True),
-    _temperature("internal_cutoff"),
-    _temperature("internal_release"),
+    *_PERCENT.of("soc_alarms", "high high_release low_release low"),
+    *_TEMPERATURE.of("temperature", "charge_min charge_max"),
+    *_Range(UnitOfTemperature.CELSIUS, 0.0, 50.0, 0.1).of("temperature", "charge_hysteresis"),
+    *_TEMPERATURE.of("temperature", "discharge_min discharge_max", added_later=True),
+    *_TEMPERATURE.of("temperature", "internal_cutoff internal_release"),
     # The agent only asks imax > 0; no charge path of a DIY box carries more than 1000 A.
-    Setting(
-        section="dual_pv",
-        key="imax",
-        unit=UnitOfElectricCurrent.AMPERE,
-        minimum=0.1,
-        maximum=1000.0,
-        step=0.1,
+    *_Range(UnitOfElectricCurrent.AMPERE, 0.1, 1000.0, 0.1).of("dual_pv", "imax"),
+    *_Range(None, 0.0, None, 0.01).of(
+        "dual_pv", "up_to_l2_fraction up_to_l3_fraction down_fraction"
     ),
-    *(_fraction(k) for k in ("up_to_l2_fraction", "up_to_l3_fraction", "down_fraction")),
-    Setting(
-        section="dual_pv",
-        key="min_level_hold_s",
-        unit=UnitOfTime.SECONDS,
-        minimum=0.0,
-        maximum=None,
-        step=1.0,
-    ),
-    Setting(
-        section="max_soc", key="max_soc", unit=PERCENTAGE, minimum=10.0, maximum=100.0, step=1.0
-    ),
+    *_Range(UnitOfTime.SECONDS, 0.0, None, 1.0).of("dual_pv", "min_level_hold_s"),
+    *_Range(PERCENTAGE, 10.0, 100.0, 1.0).of("max_soc", "max_soc"),
     # The agent publishes at least this often (0 < interval_s <= 3600).
-    Setting(
-        section="publish",
-        key="interval_s",
-        unit=UnitOfTime.SECONDS,
-        minimum=1.0,
-        maximum=3600.0,
-        step=1.0,
-    ),
+    *_Range(UnitOfTime.SECONDS, 1.0, 3600.0, 1.0).of("publish", "interval_s"),
 )
 
 # Every setting by `section.key`.

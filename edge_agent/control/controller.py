@@ -63,6 +63,7 @@ from edge_agent.control.protection import (
     battery_temperature,
     implausibility,
 )
+from edge_agent.control.pv_arrays import PvArrayCounter, pv_arrays
 from edge_agent.control.settings import ControlSettings, OutputType, Wiring
 from edge_agent.control.soc import (
     NO_INTERVAL,
@@ -104,6 +105,9 @@ class Controller:
         )
         self._estimator = DiversionEstimator(
             settings.diversion, settings.outputs, settings.max_soc.utc_offset_hours, state.diversion
+        )
+        self._pv_arrays = PvArrayCounter(
+            pv_arrays(settings.outputs), settings.diversion.arrays, state.pv_arrays
         )
         self._decided: dict[str, bool] = {}  # the last decision: what conducted since
         self._measurement: Measurement | None = None
@@ -239,6 +243,7 @@ class Controller:
             last_pv_current=self._last_pv_current,
             diversion=self._estimator.state,
             paths_off_since=self._break_before_make.off_since_all,
+            pv_arrays=self._pv_arrays.state,
         )
 
     def _trips_pending(self) -> dict[str, float]:
@@ -337,7 +342,15 @@ class Controller:
                 previous, self._last_pv_current, now, m.pv_current, None
             )
         pv_delta = None if m.pv_current is None else _pv_charge(pv_interval, interval)
+        pv_wh_before = self._counters.totals.pv_wh
         self._counters.add_interval(update.battery_delta_ah, m.battery_voltage, pv_delta)
+        if self._pv_arrays.arrays and m.pv_current is not None:
+            # What conducted through the interval is the previous decision (persisted).
+            self._pv_arrays.add_interval(
+                self._counters.totals.pv_wh - pv_wh_before,
+                pv_current_a=m.pv_current,
+                interval_s=None if previous is None else now - previous,
+            )
         self._last_timestamp = now
         self._last_battery_current = m.battery_current
         self._last_pv_current = m.pv_current
@@ -393,6 +406,7 @@ class Controller:
             else None
         )
         self._decided = dict(outputs)
+        self._pv_arrays.note_decision(outputs)
         interlocks = set(charge_blocks | load_blocks)
         if self._forced_off:
             interlocks.add(Interlock.FORCED_OFF)
@@ -418,6 +432,7 @@ class Controller:
             low_soc_alarm=self._low_soc.active,
             soc_uncertainty=self._soc.uncertainty,
             diversion=diversion,
+            pv_arrays_wh=dict(self._pv_arrays.energy_wh) if self._pv_arrays.arrays else None,
         )
 
     def _diversion_report(

@@ -206,6 +206,8 @@ class ControlReport:
     # None where no diversion is decided: a stock SBMS0 as the source, or a box with neither
     # a diversion output nor an array under `diversion.arrays`.
     diversion: DiversionReport | None = None
+    # PV energy per array, Wh since counted (control/pv_arrays.py); None without dual PV.
+    pv_arrays_wh: Mapping[str, float] | None = None
 
 
 # ---------------------------------------------------------------------------------------------

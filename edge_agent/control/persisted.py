@@ -9,15 +9,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from edge_agent.control.diversion import ArrayLearning, EstimatorState
 from edge_agent.control.model import DiversionCounters, EnergyCounters, Fault
+from edge_agent.control.pv_arrays import PvArrayState
 from edge_agent.control.resistance import ResistanceBand, ResistanceState, StepWatch
 from edge_agent.control.soc import AnchorKind, LowReference, SocState
 from edge_agent.control.values import is_integer, is_number
 
 PERSISTED_FORMAT_VERSION = 1
+
+
+class _Dataclass(Protocol):
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+
+_Numbers = TypeVar("_Numbers", bound=_Dataclass)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,8 @@ class PersistedState:
     # since when each battery and heat path has been off (None: on at the last decision).
     diversion: EstimatorState = field(default_factory=EstimatorState)
     paths_off_since: Mapping[str, float | None] = field(default_factory=dict)
+    # PV energy per array on a dual-PV box (issue 20; absent in older states).
+    pv_arrays: PvArrayState = field(default_factory=PvArrayState)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (infinite force-off times are written as null)."""
@@ -91,6 +101,11 @@ class PersistedState:
                 **_diversion_dict(self.diversion),
                 "paths_off_since": dict(sorted(self.paths_off_since.items())),
             },
+            "pv_arrays": {
+                "energy_wh": dict(sorted(self.pv_arrays.energy_wh.items())),
+                "alone_a": dict(sorted(self.pv_arrays.alone_a.items())),
+                "conducting": list(self.pv_arrays.conducting),
+            },
         }
 
     @classmethod
@@ -105,7 +120,7 @@ class PersistedState:
             raise ValueError(f"persisted state key 'dual_pv_level': {level} outside 1..3")
         return cls(
             soc=_read_soc_state(reader.child("soc")),
-            counters=_read_counters(reader.child("counters")),
+            counters=reader.child("counters").numbers(EnergyCounters, non_negative=True),
             full_charge_day=reader.optional_integer("full_charge_day"),
             dual_pv_level=level,
             dual_pv_level_since=reader.optional_number("dual_pv_level_since"),
@@ -120,6 +135,7 @@ class PersistedState:
             last_pv_current=reader.optional_number("last_pv_current"),
             diversion=_read_diversion(reader),
             paths_off_since=_read_paths_off_since(reader),
+            pv_arrays=_read_pv_arrays(reader),
         )
 
 
@@ -159,6 +175,21 @@ class StateReader:
 
     def optional_number(self, key: str) -> float | None:
         return None if self.get(key) is None else self.number(key)
+
+    def non_negative(self, key: str) -> float:
+        value = self.number(key)
+        if value < 0.0:
+            raise self.bad(key, f"negative: {value}")
+        return value
+
+    def optional_child(self, key: str) -> StateReader | None:
+        """The mapping at `key`, None when it is null."""
+        return None if self.get(key) is None else self.child(key)
+
+    def numbers(self, kind: type[_Numbers], *, non_negative: bool = False) -> _Numbers:
+        """A dataclass whose fields are all numbers, each read from its own key."""
+        read = self.non_negative if non_negative else self.number
+        return kind(**{item.name: read(item.name) for item in fields(kind)})
 
     def integer(self, key: str) -> int:
         value = self.get(key)
@@ -251,27 +282,15 @@ def _read_soc_uncertainty(reader: StateReader) -> dict[str, Any]:
     lacks the keys and continues as a new install's uncertainty (SocEstimator fills it)."""
     if "band_sigma" not in reader.data:
         return {}
-    sigma = reader.number("band_sigma")
-    if sigma < 0.0:
-        raise reader.bad("band_sigma", f"negative: {sigma}")
-    low = None
-    if reader.get("low_reference") is not None:
-        item = reader.child("low_reference")
-        low = LowReference(
-            time=item.number("time"),
-            soc=item.number("soc"),
-            sigma=item.number("sigma"),
-            counted_since_ah=item.number("counted_since_ah"),
-            uncounted_at_s=item.number("uncounted_at_s"),
-        )
+    low = reader.optional_child("low_reference")
     return {
-        "band_sigma": sigma,
+        "band_sigma": reader.non_negative("band_sigma"),
         "band_soc": reader.number("band_soc"),
         "band_time": reader.optional_number("band_time"),
         "band_charge_in_ah": reader.number("band_charge_in_ah"),
         "capacity_sigma_ah": reader.number("capacity_sigma_ah"),
         "offset_sigma_a": reader.number("offset_sigma_a"),
-        "low_reference": low,
+        "low_reference": None if low is None else low.numbers(LowReference),
         "resistance": _read_resistance(reader.child("resistance")),
         # Added after the rest of issue 16: a state saved without it has no floor.
         "band_floor_sigma": (
@@ -291,17 +310,10 @@ def _read_resistance(reader: StateReader) -> ResistanceState:
         if ohm < 0.0 or current <= 0.0:
             raise band.bad("ohm", f"implausible band {ohm} ohm at {current} A")
         learned.append(ResistanceBand(current, ohm, band.integer("learnings")))
-    watch = None
-    if reader.get("watch") is not None:
-        item = reader.child("watch")
-        watch = StepWatch(
-            current_a=item.number("current_a"),
-            min_cell_v=item.number("min_cell_v"),
-            rest_since=item.number("rest_since"),
-        )
+    watch = reader.optional_child("watch")
     return ResistanceState(
         bands=tuple(learned),
-        watch=watch,
+        watch=None if watch is None else watch.numbers(StepWatch),
         last_current_a=reader.optional_number("last_current_a"),
         last_min_cell_v=reader.optional_number("last_min_cell_v"),
     )
@@ -322,13 +334,6 @@ def _read_diversion(reader: StateReader) -> EstimatorState:
     if "diversion" not in reader.data:
         return EstimatorState()
     item = reader.child("diversion")
-    counters = item.child("counters")
-    values = {}
-    for counter in fields(DiversionCounters):
-        value = counters.number(counter.name)
-        if value < 0.0:
-            raise counters.bad(counter.name, f"negative: {value}")
-        values[counter.name] = value
     learned_reader = item.child("learned")
     learned = {}
     for name in learned_reader.data:
@@ -337,7 +342,7 @@ def _read_diversion(reader: StateReader) -> EstimatorState:
             entry.number("amps_per_clear_sky"), entry.number("learned_at")
         )
     return EstimatorState(
-        counters=DiversionCounters(**values),
+        counters=item.child("counters").numbers(DiversionCounters, non_negative=True),
         learned=learned,
         last_time=item.optional_number("last_time"),
         last_heat_power_w=item.optional_number("last_heat_power_w"),
@@ -351,14 +356,19 @@ def _read_paths_off_since(reader: StateReader) -> dict[str, float | None]:
     return {str(name): paths.optional_number(str(name)) for name in paths.data}
 
 
-def _read_counters(reader: StateReader) -> EnergyCounters:
-    values = {}
-    for counter in fields(EnergyCounters):
-        value = reader.number(counter.name)
-        if value < 0.0:
-            raise reader.bad(counter.name, f"negative: {value}")
-        values[counter.name] = value
-    return EnergyCounters(**values)
+def _read_pv_arrays(reader: StateReader) -> PvArrayState:
+    """Issue 20's per-array PV energy; a state saved before it starts every array at 0."""
+    if "pv_arrays" not in reader.data:
+        return PvArrayState()
+    item = reader.child("pv_arrays")
+    values: dict[str, dict[str, float]] = {}
+    for key in ("energy_wh", "alone_a"):
+        part = item.child(key)
+        values[key] = {str(name): part.non_negative(str(name)) for name in part.data}
+    conducting = item.get("conducting")
+    if not isinstance(conducting, list) or not all(isinstance(n, str) for n in conducting):
+        raise item.bad("conducting", f"expected a list of output names, got {conducting!r}")
+    return PvArrayState(values["energy_wh"], values["alone_a"], tuple(conducting))
 
 
 # Limit memories added after the first release: a state saved before them lacks the key.

@@ -1,13 +1,16 @@
-"""The agent's MQTT link: publishes status, announce, config, state and events; answers
-`config/set`, `cmd/<name>` and `history/get` requests through the handlers it is given
-(`handlers.py`). Built on aiomqtt (paho-mqtt underneath); the only module of this package that
-touches the network.
+"""The agent's MQTT link: the connection, and the messages through it. Built on aiomqtt
+(paho-mqtt underneath); the only module of this package that touches the network.
+
+What is published and when is the outbox's (`outbox.py`), what a message is and where its
+answer goes the router's (`router.py`), what answers a request the handlers' it is given
+(`handlers.py`). This module connects, reconnects with capped, jittered exponential backoff,
+sends what the outbox says is due and hands each request to its handler.
 
 The control loop never waits on MQTT: it hands each report to `MqttLink.offer_report`, which
 only stores it and queues its events. `MqttLink.run` does all network work in its own task,
-survives any broker fault (reconnecting with capped, jittered exponential backoff) and delivers
-queued events once the broker is back. Events are removed from the queue only after the broker
-acknowledged them (QoS 1), so an outage mid-publish repeats an event rather than losing it.
+survives any broker fault and delivers queued events once the broker is back. Events leave the
+queue only after the broker acknowledged them (QoS 1), so an outage mid-publish repeats an
+event rather than losing it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import logging
 import random
 import ssl
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -27,35 +29,23 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.config.link import MqttSettings, PublishSettings
-from edge_agent.control.model import ControlEvent, ControlReport
-from edge_agent.mqtt import limits
+from edge_agent.control.model import ControlReport
+from edge_agent.mqtt import limits, router
 from edge_agent.mqtt.ha_discovery import birth_topic
-from edge_agent.mqtt.handlers import HistoryHandler, NoHistory, RemoteHandler, RemoteResult
+from edge_agent.mqtt.handlers import HistoryHandler, NoHistory, RemoteHandler
 from edge_agent.mqtt.limits import LogBudget, RequestGate
-from edge_agent.mqtt.payloads import (
-    LinkStats,
-    encode,
-    event_payload,
-    history_result_payload,
-    result_payload,
-    state_payload,
-)
+from edge_agent.mqtt.outbox import OFFLINE, DiscoveryFactory, Message, Outbox, PayloadFactory
+from edge_agent.mqtt.payloads import LinkStats
 from edge_agent.mqtt.policy import PublishPolicy
+from edge_agent.mqtt.router import RequestRouter, ResponseTarget, Route
 from edge_agent.mqtt.topics import Topics
 
-_MIN_RECHECK_S = 0.05
 _RECANCEL_S = 0.1  # how long a cancelled session task gets before it is cancelled again
 _LOGGER = logging.getLogger(__name__)
 
 QOS = 1
-ONLINE = b"online"
-OFFLINE = b"offline"
 # CONNACK codes that mean "your credentials are wrong" (MQTT 3.1.1: 4, 5; MQTT 5: 0x86, 0x87).
 _AUTH_CODES = frozenset({4, 5, 0x86, 0x87})
-
-PayloadFactory = Callable[[], dict[str, Any]]
-# Native Home Assistant discovery: (topic, payload), see edge_agent.mqtt.ha_discovery.
-DiscoveryFactory = Callable[[], tuple[str, dict[str, Any]]]
 
 
 class Backoff:
@@ -142,28 +132,34 @@ class MqttLink:
         runs on its own."""
         self.settings = settings
         self.topics = topics
-        self._announce = announce
-        self._config_payload = config_payload
         self._remote = remote
-        self._policy = policy or PublishPolicy()
-        self._publish_settings = publish_settings
         self._now = wall_clock
         self._agent_now = agent_clock or wall_clock
-        self._discovery = discovery if settings.ha_discovery else None
         self._history: HistoryHandler = history or NoHistory()
-        self._birth_topic = birth_topic(settings.ha_discovery_prefix)
-        self._events: deque[ControlEvent] = deque(maxlen=settings.event_queue_size)
-        self._latest: ControlReport | None = None
+        discovery = discovery if settings.ha_discovery else None
+        self._outbox = Outbox(
+            topics,
+            announce,
+            config_payload,
+            event_queue_size=settings.event_queue_size,
+            policy=policy,
+            publish_settings=publish_settings,
+            discovery=discovery,
+        )
+        # Home Assistant's birth message asks for discovery again (only while it is on).
+        self._birth_topic = (
+            birth_topic(settings.ha_discovery_prefix) if discovery is not None else None
+        )
+        self._router = RequestRouter(
+            topics, remote=remote is not None, birth_topic=self._birth_topic
+        )
         self._wake = asyncio.Event()
         self._backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s)
         self._outage_logged = False
         self._outage_started: float | None = None
-        self._dropped_since_log = 0
-        self.dropped_events = 0  # events lost to a full queue since start
         self.requests = RequestGate()  # rate limits and counts incoming requests
         self._log_budget = LogBudget()
         self._monotonic = time.monotonic
-        self._retained_answered: set[str] = set()  # per session: answer a retained one once
         self.connected = False
         # Subscribed to its requests: a request sent before this is lost (a clean session).
         self.serving = False
@@ -176,21 +172,28 @@ class MqttLink:
     def offer_report(self, report: ControlReport) -> None:
         """Keep the latest report for the state and queue its events. Never blocks or raises."""
         try:
-            self._latest = report
-            for event in report.events:
-                if len(self._events) == self._events.maxlen:
-                    self.dropped_events += 1
-                    self._dropped_since_log += 1
-                self._events.append(event)  # a full deque drops its oldest
+            self._outbox.offer(report)
             self._wake.set()
         except Exception:  # never let a publishing problem reach protection
             _LOGGER.exception("Could not queue a report for MQTT")
 
     @property
     def queued_events(self) -> int:
-        return len(self._events)
+        return self._outbox.queued_events
 
-    # -- the link's own task --------------------------------------------------------------------
+    @property
+    def dropped_events(self) -> int:
+        """Events lost to a full queue since start."""
+        return self._outbox.dropped_events
+
+    @property
+    def link_stats(self) -> LinkStats:
+        return LinkStats(self.requests.received, dict(self.requests.dropped))
+
+    def request_kind(self, topic: str) -> str:
+        return self._router.kind(topic)
+
+    # -- the connection -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, publish and answer until `stop` is set; only cancellation escapes."""
@@ -217,26 +220,24 @@ class MqttLink:
     async def _session(self, stop: asyncio.Event) -> None:
         async with self._client() as client:
             self._note_connected()
-            self._retained_answered.clear()
-            await self._publish_retained(client, online=True)
+            self._router.new_session()
+            await self._send(client, self._outbox.retained(online=True))
             # history/get even without remote control or a data log: the client is told why.
             requests = [(self.topics.history_get, QOS)]
             if self._remote is not None:
                 requests += [(self.topics.config_set, QOS), (self.topics.command_wildcard, QOS)]
             await client.subscribe(requests)
-            if self._discovery is not None:
+            if self._birth_topic is not None:
                 # Home Assistant says "online" here after a restart: discovery again then,
                 # in case it lost the retained message (a broker without persistence).
                 await client.subscribe(self._birth_topic, QOS)
             self.serving = True
-            self._policy.reset()  # a fresh connection gets a full state at once
+            self._outbox.new_session()
             self._wake.set()
             await self._serve(client, stop)
             # Stopping: say goodbye explicitly, a clean disconnect does not fire the will.
             with contextlib.suppress(aiomqtt.MqttError, asyncio.TimeoutError):
-                await self._publish(
-                    client, self.topics.status, OFFLINE, retain=True, ack_timeout_s=2
-                )
+                await self._publish(client, self._outbox.offline(), ack_timeout_s=2)
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
@@ -276,21 +277,6 @@ class MqttLink:
 
         return GatedQueue
 
-    def request_kind(self, topic: str) -> str:
-        if topic == self.topics.config_set:
-            return limits.CONFIG_SET
-        if topic == self.topics.history_get:
-            return limits.HISTORY_GET
-        if self.topics.parse_command_topic(topic) is not None:
-            return limits.COMMAND
-        if self._discovery is not None and topic == self._birth_topic:
-            return limits.BIRTH
-        return limits.OTHER
-
-    @property
-    def link_stats(self) -> LinkStats:
-        return LinkStats(self.requests.received, dict(self.requests.dropped))
-
     def _tls_context(self) -> ssl.SSLContext:
         s = self.settings
         context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
@@ -319,60 +305,62 @@ class MqttLink:
         if not stop.is_set():
             raise _SessionEndedError("connection closed")
 
-    async def _publish_retained(self, client: aiomqtt.Client, *, online: bool) -> None:
-        if online:
-            await self._publish(client, self.topics.status, ONLINE, retain=True)
-        await self._publish(client, self.topics.announce, encode(self._announce()), retain=True)
-        # Also after a config change: an output type change adds or removes entities.
-        await self._publish_discovery(client)
-        await self._publish(client, self.topics.config, encode(self._config_payload()), retain=True)
-
-    async def _publish_discovery(self, client: aiomqtt.Client) -> None:
-        if self._discovery is None:
-            return
-        topic, payload = self._discovery()
-        await self._publish(client, topic, encode(payload), retain=True)
+    # -- publishing -----------------------------------------------------------------------------
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         while True:
-            # Also look again after min_interval_s without news: a change held back by the
-            # rate limit goes out then, even if the control loop has gone quiet.
+            # Also look again after a while without news (`Outbox.recheck_s`).
             # asyncio.timeout, not wait_for: see _cancel_all.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._recheck_s()):
+                async with asyncio.timeout(self._outbox.recheck_s()):
                     await self._wake.wait()
             self._wake.clear()
+            if self._outbox.discovery_due:
+                await self._send(client, self._outbox.discovery())
             await self._flush_events(client)
             await self._maybe_publish_state(client)
 
-    def _recheck_s(self) -> float:
-        # A floor, so that min_interval_s: 0 (publish every change) cannot make this loop spin.
-        return max(_MIN_RECHECK_S, self._policy.settings.min_interval_s)
-
     async def _flush_events(self, client: aiomqtt.Client) -> None:
-        if self._dropped_since_log:
-            _LOGGER.warning(
-                "MQTT event queue was full: dropped the %d oldest events", self._dropped_since_log
-            )
-            self._dropped_since_log = 0
-        while self._events:
-            event = self._events[0]
-            await self._publish(client, self.topics.event, encode(event_payload(event)))
-            # Only after the broker's acknowledgement; the queue may have moved meanwhile.
-            if self._events and self._events[0] is event:
-                self._events.popleft()
+        dropped = self._outbox.take_dropped()
+        if dropped:
+            _LOGGER.warning("MQTT event queue was full: dropped the %d oldest events", dropped)
+        while (pending := self._outbox.next_event()) is not None:
+            event, message = pending
+            await self._publish(client, message)
+            self._outbox.event_sent(event)  # only after the broker's acknowledgement
 
     async def _maybe_publish_state(self, client: aiomqtt.Client) -> None:
-        report = self._latest
+        now = self._now()
+        report = self._outbox.state_due(now)
         if report is None:
             return
-        now = self._now()
-        if not self._policy.due(report, now):
-            return
-        # Retained: a client that subscribes later gets the latest state at once.
-        state = state_payload(report, self.link_stats)
-        await self._publish(client, self.topics.state, encode(state), retain=True)
-        self._policy.mark_published(report, now)
+        await self._publish(client, self._outbox.state(report, self.link_stats))
+        self._outbox.state_sent(report, now)
+
+    async def _send(self, client: aiomqtt.Client, messages: Iterable[Message]) -> None:
+        for message in messages:
+            await self._publish(client, message)
+
+    async def _publish(
+        self,
+        client: aiomqtt.Client,
+        message: Message,
+        *,
+        properties: Properties | None = None,
+        ack_timeout_s: float | None = None,
+    ) -> None:
+        await client.publish(
+            message.topic,
+            message.payload,
+            qos=QOS,
+            retain=message.retain,
+            properties=properties,
+            timeout=ack_timeout_s,
+        )
+        self.messages_published += 1
+        self.bytes_published += len(message.payload)
+
+    # -- requests -------------------------------------------------------------------------------
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -386,157 +374,71 @@ class MqttLink:
 
     async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         topic = message.topic.value
-        if self._discovery is not None and topic == self._birth_topic:
-            await self._home_assistant_status(client, message)
+        route = self._router.route(topic)
+        if route is None:
             return
-        if topic != self.topics.history_get and self._remote is None:
+        payload = router.payload_bytes(message.payload)
+        if route.kind == limits.BIRTH:
+            if self._router.home_assistant_online(payload, retain=message.retain):
+                _LOGGER.info("Home Assistant came online: publishing discovery again")
+                await self._send(client, self._outbox.discovery())
             return
-        result_topic, command = self._result_topic(topic)
-        if result_topic is None:
+        if route.kind == limits.OTHER:
             self._log("unknown topic", logging.DEBUG, "Ignoring a message on %s", topic)
             return
         now = self._agent_now()
-        payload = _payload_bytes(message.payload)
-        refusal = self._refusal(message, topic, payload)
+        response = router.response_target(message.properties)
+        refusal = self._router.refusal(route, payload, retain=message.retain, response=response)
         if refusal is not None:
             if refusal:
-                body = encode(result_payload(command, None, (refusal,), now))
-                await self._publish(client, result_topic, body)
+                if message.retain:
+                    self._log(
+                        "retained", logging.WARNING, "Refusing a retained request on %s", topic
+                    )
+                await self._publish(
+                    client, Message(route.result_topic, router.refused(route, refusal, now))
+                )
             return
-        if topic == self.topics.history_get:
-            await self._answer_history(client, message, payload)
+        if route.kind == limits.HISTORY_GET:
+            answer = await self._history.answer(payload)  # reads on a worker thread
+            await self._reply(
+                client, route, response, router.history_answer(answer, self._agent_now())
+            )
             return
         remote = self._remote
-        assert remote is not None  # checked above
+        assert remote is not None  # the router serves no other request without it
         try:
-            if topic == self.topics.config_set:
+            if route.kind == limits.CONFIG_SET:
                 # The overlay's fsync runs on a thread; answered once saved and applied.
                 result = await remote.handle_config_set_async(payload, self._agent_now)
             else:
-                result = remote.handle_command(command, payload, now)
+                result = remote.handle_command(route.command, payload, now)
         except Exception:  # a bug in one handler must not take the link down
             self._log("handler failed", logging.ERROR, "Handling the request on %s failed", topic)
             return
-        await self._answer(client, message, result_topic, result, now)
+        await self._reply(client, route, response, router.remote_answer(result, now))
         if result.accepted and result.changed:
             await self._config_changed(client)
 
-    def _result_topic(self, topic: str) -> tuple[str | None, str]:
-        """Where a request on `topic` is answered, and its command name for the result."""
-        if topic == self.topics.history_get:
-            return self.topics.history_result, "history/get"
-        if topic == self.topics.config_set:
-            return self.topics.config_result, "config/set"
-        name = self.topics.parse_command_topic(topic)
-        if name is None:
-            return None, ""
-        return self.topics.command_result(name), name
-
-    def _refusal(
-        self, message: aiomqtt.Message, topic: str, payload: bytes
-    ) -> tuple[str, str] | tuple[()] | None:
-        """A request refused before it is read: (field, reason) to answer with, () to drop
-        silently, None to go on."""
-        if message.retain:
-            # A retained request would be replayed at every reconnect (set_soc again and
-            # again): never executed. Answered once per connection; an empty retained message
-            # is the clearing of one.
-            if not payload or topic in self._retained_answered:
-                return ()
-            self._retained_answered.add(topic)
-            self._log("retained", logging.WARNING, "Refusing a retained request on %s", topic)
-            return (
-                "payload",
-                "a retained request is never executed (it would repeat at every reconnect): "
-                "publish requests without the retain flag, and clear this one with an empty "
-                "retained message",
-            )
-        response_topic, _ = _response_target(message)
-        if response_topic is not None:
-            problem = self.topics.response_topic_problem(response_topic)
-            if problem is not None:
-                return ("response_topic", f"{problem}; the request was not executed")
-        return None
-
-    async def _answer_history(
-        self, client: aiomqtt.Client, message: aiomqtt.Message, payload: bytes
-    ) -> None:
-        result = await self._history.answer(payload)  # reads on a worker thread
-        body = encode(
-            history_result_payload(
-                result.request_id, result.errors, self._agent_now(), page=result.page
-            )
-        )
-        await self._reply(client, message, self.topics.history_result, body)
-
-    async def _home_assistant_status(
-        self, client: aiomqtt.Client, message: aiomqtt.Message
-    ) -> None:
-        # A retained "online" is old news: discovery went out moments ago at connect.
-        if message.retain or _payload_bytes(message.payload).strip() != ONLINE:
-            return
-        _LOGGER.info("Home Assistant came online: publishing discovery again")
-        await self._publish_discovery(client)
-
-    async def _answer(
-        self,
-        client: aiomqtt.Client,
-        message: aiomqtt.Message,
-        result_topic: str,
-        result: RemoteResult,
-        now: float,
-    ) -> None:
-        body = encode(
-            result_payload(
-                result.command,
-                result.request_id,
-                result.errors,
-                now,
-                result.config_revision,
-                changed=result.changed,
-            )
-        )
-        await self._reply(client, message, result_topic, body)
-
     async def _reply(
-        self, client: aiomqtt.Client, message: aiomqtt.Message, result_topic: str, body: bytes
+        self, client: aiomqtt.Client, route: Route, response: ResponseTarget, body: bytes
     ) -> None:
         """On the documented result topic, and on the request's MQTT 5 response topic."""
-        await self._publish(client, result_topic, body)
-        response_topic, correlation = _response_target(message)
-        # _refusal checked it: only below <root>/reply/, never a topic that means something
-        if response_topic is not None and self.topics.response_topic_problem(response_topic):
-            return
-        if response_topic is not None and response_topic != result_topic:
+        result_topic, *response_topics = self._router.reply_topics(route, response)
+        await self._publish(client, Message(result_topic, body))
+        for topic in response_topics:
             properties = None
-            if correlation is not None:
+            if response.correlation is not None:
                 properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-                properties.CorrelationData = correlation
-            await self._publish(client, response_topic, body, properties=properties)
+                properties.CorrelationData = response.correlation
+            await self._publish(client, Message(topic, body), properties=properties)
 
     async def _config_changed(self, client: aiomqtt.Client) -> None:
         """An accepted config/set: new retained config and announce (output types may have
         changed), and the new publishing policy."""
-        if self._publish_settings is not None:
-            self._policy.settings = self._publish_settings()
-        await self._publish_retained(client, online=False)
+        self._outbox.settings_changed()
+        await self._send(client, self._outbox.retained(online=False))
         self._wake.set()  # thresholds may have changed what the state says
-
-    async def _publish(
-        self,
-        client: aiomqtt.Client,
-        topic: str,
-        payload: bytes,
-        *,
-        retain: bool = False,
-        properties: Properties | None = None,
-        ack_timeout_s: float | None = None,
-    ) -> None:
-        await client.publish(
-            topic, payload, qos=QOS, retain=retain, properties=properties, timeout=ack_timeout_s
-        )
-        self.messages_published += 1
-        self.bytes_published += len(payload)
 
     # -- logging ----------------------------------------------------------------------------------
 
@@ -583,26 +485,6 @@ class MqttLink:
             describe_error(error),
             s.backoff_max_s,
         )
-
-
-def _payload_bytes(payload: object) -> bytes:
-    if isinstance(payload, bytes | bytearray):
-        return bytes(payload)
-    if payload is None:
-        return b""
-    return str(payload).encode("utf-8")
-
-
-def _response_target(message: aiomqtt.Message) -> tuple[str | None, bytes | None]:
-    """The MQTT 5 response topic and correlation data of a request, if it carried them."""
-    properties = message.properties
-    if properties is None:
-        return None, None
-    topic = getattr(properties, "ResponseTopic", None)
-    correlation = getattr(properties, "CorrelationData", None)
-    if not isinstance(topic, str) or not topic or any(c in topic for c in "+#"):
-        return None, None
-    return topic, correlation if isinstance(correlation, bytes) else None
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

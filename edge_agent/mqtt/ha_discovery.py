@@ -16,11 +16,13 @@ Home Assistant give the same entity ids, and one dashboard fits both.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 import edge_agent
 from edge_agent.config import AgentConfig
 from edge_agent.control.extio import diverts
+from edge_agent.control.pv_arrays import pv_arrays
 from edge_agent.control.settings import OutputType
 from edge_agent.mqtt.payloads import MODEL, SOURCES, fitted_temperatures
 from edge_agent.mqtt.topics import Topics, _check_base
@@ -63,6 +65,9 @@ _ENERGY: tuple[tuple[str, str], ...] = (
     ("load_wh", "Load energy"),
 )
 _PV_ENERGY = ("pv_wh", "PV energy")
+# Inputs a DIY box may leave unfitted, which its wiring cannot tell: their entities appear once
+# the box has read them (a box without the sensor gets no entity forever unknown).
+_TEMPERATURES_WHEN_READ = frozenset({"external2"})
 
 
 def slug(text: str) -> str:
@@ -90,15 +95,17 @@ def discovery_payload(
     source: str,
     *,
     prefix: str | None = None,
+    temperatures_read: Collection[str] = (),
 ) -> tuple[str, dict[str, Any]]:
     """The discovery topic and payload for this box. `prefix` defaults to the config's
-    `mqtt.ha_discovery_prefix` (or "homeassistant")."""
+    `mqtt.ha_discovery_prefix` (or "homeassistant"). `temperatures_read`: the temperature
+    inputs the box has read a value from; xT2 (`external2`) has an entity only then."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)} (got {source!r})")
     if prefix is None:
         prefix = config.mqtt.ha_discovery_prefix if config.mqtt is not None else DEFAULT_PREFIX
     builder = _Components(config.agent_id, topics.state)
-    _add_components(builder, config, source)
+    _add_components(builder, config, source, frozenset(temperatures_read))
     payload: dict[str, Any] = {
         "dev": {
             "ids": [f"sbms_{config.agent_id}"],
@@ -116,7 +123,9 @@ def discovery_payload(
     return discovery_topic(config.agent_id, prefix), payload
 
 
-def _add_components(builder: _Components, config: AgentConfig, source: str) -> None:
+def _add_components(
+    builder: _Components, config: AgentConfig, source: str, temperatures_read: frozenset[str]
+) -> None:
     has_pv = config.hardware.pv_shunt is not None
     builder.sensor("soc", "SoC", "{{ value_json.soc }}", "%", "battery", precision=1)
     for key, name, unit, device_class, precision in (
@@ -144,6 +153,8 @@ def _add_components(builder: _Components, config: AgentConfig, source: str) -> N
     _add_cells(builder, config.control.cell_count)
     # The same rule as the announce: what the source and the wiring have.
     for name in fitted_temperatures(config, source):
+        if name in _TEMPERATURES_WHEN_READ and name not in temperatures_read:
+            continue
         builder.sensor(
             f"temperature_{name}",
             _TEMPERATURE_LABELS[name],
@@ -159,6 +170,13 @@ def _add_components(builder: _Components, config: AgentConfig, source: str) -> N
         )
     for key, name in (*_ENERGY, *((_PV_ENERGY,) if has_pv else ())):
         builder.energy(key, name)
+    if has_pv and source != "sbms0":
+        # Issue 20: PV energy per array on a dual-PV box (state.pv_arrays_wh), each a solar
+        # source of its own on the Energy dashboard.
+        for array in pv_arrays(config.control.outputs):
+            builder.energy(
+                f"pv_{slug(array)}_wh", f"PV energy {array}", path=f"pv_arrays_wh[{array!r}]"
+            )
     _add_binary_sensors(builder, config)
     if source != "sbms0" and has_diversion(config):
         _add_diversion(builder)

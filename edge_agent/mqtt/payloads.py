@@ -196,6 +196,7 @@ def state_payload(report: ControlReport, link: LinkStats | None = None) -> dict[
         "measurement_ok": measurement_ok(report),
         **_source_stats(report),
         **_diversion(report),
+        **_pv_arrays(report),
         **({"link_stats": link.as_dict()} if link is not None else {}),
     }
 
@@ -217,6 +218,18 @@ def _diversion(report: ControlReport) -> dict[str, Any]:
             "counters": {
                 item.name: _round(getattr(counters, item.name), _WH) for item in fields(counters)
             },
+        }
+    }
+
+
+def _pv_arrays(report: ControlReport) -> dict[str, Any]:
+    """`pv_arrays_wh` (issue 20): PV energy per array on a dual-PV box with a PV shunt
+    (control/pv_arrays.py); absent elsewhere. Rounded to nearest: still never backwards."""
+    if report.pv_arrays_wh is None:
+        return {}
+    return {
+        "pv_arrays_wh": {
+            name: _round(value, _WH) for name, value in sorted(report.pv_arrays_wh.items())
         }
     }
 

@@ -17,7 +17,7 @@ KeepAlive = Callable[[], None]
 
 
 class SteppingAgent(Protocol):
-    """What the loop needs of an agent: `runtime.agent.Agent`, or `sbms0.agent.Sbms0Agent`."""
+    """What the loop needs of an agent: `diy.agent.Agent`, or `sbms0.agent.Sbms0Agent`."""
 
     def step(self, now: float) -> ControlReport: ...
 

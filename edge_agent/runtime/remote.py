@@ -33,6 +33,7 @@ from edge_agent.config import AgentConfig, ConfigError
 from edge_agent.control.extio import charges
 from edge_agent.control.model import Interlock
 from edge_agent.control.settings import OutputSettings, OutputType, Wiring
+from edge_agent.diy.agent import Agent
 from edge_agent.mqtt.handlers import RemoteResult
 from edge_agent.mqtt.requests import (
     CONFIG_SET,
@@ -45,7 +46,6 @@ from edge_agent.mqtt.requests import (
     read_request_id,
     show_value,
 )
-from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.remote_merge import merge_remote_config
 from edge_agent.storage.config_overlay import ConfigOverlay, ConfigOverlayError
 

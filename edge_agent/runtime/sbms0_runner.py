@@ -16,8 +16,8 @@ from edge_agent.config import AgentConfig
 from edge_agent.control.model import ControlReport
 from edge_agent.datalog.recorder import DataRecorder
 from edge_agent.mqtt.client import MqttLink
+from edge_agent.recording.record import SessionRecorder, record_header
 from edge_agent.runtime.clock import Clock
-from edge_agent.runtime.record import SessionRecorder, record_header
 from edge_agent.runtime.service import serve
 from edge_agent.sbms0.agent import Sbms0Agent
 from edge_agent.sbms0.receiver import FrameReceiver

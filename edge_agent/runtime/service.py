@@ -79,12 +79,13 @@ def build_link(
         publish_settings=None if control is None else lambda: source.config.publish,
         discovery=(
             (
-                lambda: discovery_payload(
+                lambda read: discovery_payload(
                     source.config,
                     topics,
                     identity.serial,
                     identity.source,
                     prefix=mqtt.ha_discovery_prefix,
+                    temperatures_read=read,
                 )
             )
             if mqtt.ha_discovery

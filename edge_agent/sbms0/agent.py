@@ -1,6 +1,6 @@
 """The agent of a stock SBMS: reports what the SBMS says; never switches anything.
 
-It stands where `runtime.agent.Agent` stands for the loop (`step`, `close`), but owns no
+It stands where `diy.agent.Agent` stands for the loop (`step`, `close`), but owns no
 controller, no outputs and no state store: the SBMS keeps its own SoC, counters and control.
 """
 

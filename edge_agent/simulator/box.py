@@ -359,6 +359,10 @@ class BoxTruth:
     pv_available_current: float = 0.0
     pv_available_wh: float = 0.0
     pv_to_battery_wh: float = 0.0
+    # What the arrays could have given at the pack voltage while their energy went to an
+    # element alone: the heat path's share of `pv_available_wh` (docs/diversion.md, energy
+    # balance). `heat_wh` is what the element really took at its own operating point.
+    pv_to_heat_available_wh: float = 0.0
     heat_overlap_s: float = 0.0  # time any array had both its paths on (must stay 0)
 
 
@@ -399,6 +403,7 @@ class _Totals:
     pv_curtailed_wh: float = 0.0
     pv_available_wh: float = 0.0
     pv_to_battery_wh: float = 0.0
+    pv_to_heat_available_wh: float = 0.0
     heat_overlap_s: float = 0.0
 
 
@@ -447,7 +452,7 @@ class SimulatedBox:
         self._totals = _Totals()
         self.tank = WaterTank(spec.heat.tank) if spec.heat is not None else None
         self._last.ambient_c = self._ambient_at(self._now)
-        self._fed_temperatures = (math.inf, math.inf)
+        self._fed_temperatures = (math.inf, math.inf, math.inf)
         self._feed_devices()
 
     # -- time ---------------------------------------------------------------------------------
@@ -646,6 +651,9 @@ class SimulatedBox:
         for flows in (primary, secondary):
             idle = (flows.battery_a <= 0.0) & (flows.heat_w <= 0.0)
             totals.pv_curtailed_wh += float(flows.available_a[idle].sum()) * pack_voltage * to_wh
+            heating = (flows.battery_a <= 0.0) & (flows.heat_w > 0.0)
+            heated = float(flows.available_a[heating].sum()) * pack_voltage * to_wh
+            totals.pv_to_heat_available_wh += heated
         steps = heat_w.size
         if (outputs.pv_primary and outputs.heat_primary) or (
             outputs.pv_secondary and outputs.heat_secondary
@@ -764,17 +772,30 @@ class SimulatedBox:
             sensed[index] = 0.0
         return sensed
 
+    def _tank_sensor_temperature(self) -> float:
+        """The tank's thermistor on xT2 when fitted (HeatPathSpec.tank_sensor_on_xt2), else
+        NaN (the input open)."""
+        heat = self.spec.heat
+        if heat is None or not heat.tank_sensor_on_xt2 or self.tank is None:
+            return math.nan
+        return self.tank.temperature_c
+
     def _feed_devices(self) -> None:
         """Present the latest state on the chips' registers."""
         spec = self.spec
         pack = self.pack
         self.isl.set_cell_voltages(self._sensed_cells([float(v) for v in pack.cell_voltages]))
         self.isl.set_pack_current(self._last.battery_current)
-        temperatures = (self._internal_temperature(), self._battery_temperature())
+        temperatures = (
+            self._internal_temperature(),
+            self._battery_temperature(),
+            self._tank_sensor_temperature(),
+        )
         # Skip sub-resolution changes: the chip's codes are ~0.25 C apart and this is slow.
         fed = self._fed_temperatures
-        if abs(temperatures[0] - fed[0]) >= 0.01 or abs(temperatures[1] - fed[1]) >= 0.01:
-            self.isl.set_temperatures(temperatures[0], (temperatures[1], None))
+        if any(abs(now - before) >= 0.01 for now, before in zip(temperatures, fed, strict=True)):
+            tank = None if math.isnan(temperatures[2]) else temperatures[2]  # NaN: xT2 open
+            self.isl.set_temperatures(temperatures[0], (temperatures[1], tank))
             self._fed_temperatures = temperatures
         pack_voltage = pack.pack_voltage
         battery = self._measured(self._last.battery_current, spec.battery_shunt_error, True)
@@ -890,5 +911,6 @@ class SimulatedBox:
             pv_available_current=last.available_current,
             pv_available_wh=totals.pv_available_wh,
             pv_to_battery_wh=totals.pv_to_battery_wh,
+            pv_to_heat_available_wh=totals.pv_to_heat_available_wh,
             heat_overlap_s=totals.heat_overlap_s,
         )

@@ -34,11 +34,11 @@ from edge_agent.control.settings import (
     SocSettings,
     Wiring,
 )
+from edge_agent.diy.agent import Agent
+from edge_agent.diy.hardware import open_hardware
 from edge_agent.drivers.bus import SMBusLike
 from edge_agent.drivers.bus_log import RecordingBus
-from edge_agent.runtime.agent import Agent
-from edge_agent.runtime.hardware import open_hardware
-from edge_agent.runtime.record import SessionRecorder
+from edge_agent.recording.record import SessionRecorder
 from edge_agent.simulator.box import BoxSpec, SimulatedBox
 from edge_agent.storage.state_writer import StateSink
 

@@ -59,6 +59,9 @@ class HeatPathSpec:
     shunt_rating: tuple[float, float] | None = None
     shunt_chip: Literal["ina228", "ina226"] = "ina228"
     shunt_address: int = 0x44
+    # A thermistor on the tank wired to the cell monitor's second external input (xT2), the
+    # DIY box's spare one: the agent then publishes the tank's temperature as `external2`.
+    tank_sensor_on_xt2: bool = False
 
     def element_current(self, heat_w: FloatArray) -> FloatArray:
         """The primary element's current from its power (a resistor: P = I^2 R)."""
@@ -136,6 +139,7 @@ class WaterTank:
         self.temperature_c = spec.initial_c
         self.thermostat_closed = spec.initial_c < spec.thermostat_c
         self.heat_in_wh = 0.0
+        self.lost_wh = 0.0  # through the insulation (the draws' heat is not counted)
         self.drawn_l = 0.0
 
     def update_thermostat(self) -> bool:
@@ -164,4 +168,5 @@ class WaterTank:
         # The drawn litres leave hot and come back at the inlet temperature, mixed at once.
         self.temperature_c += drawn / spec.volume_l * (spec.inlet_c - self.temperature_c)
         self.heat_in_wh += heat_j / 3600.0
+        self.lost_wh += loss / 3600.0
         self.drawn_l += drawn

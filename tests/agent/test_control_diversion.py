@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_agent.control.clear_sky import plane_irradiance
-from edge_agent.control.controller import Controller, PersistedState
+from edge_agent.control.controller import Controller
 from edge_agent.control.counters import add_diversion
 from edge_agent.control.diversion import (
     BreakBeforeMake,
@@ -28,6 +28,7 @@ from edge_agent.control.model import (
     Measurement,
     MeasurementFailure,
 )
+from edge_agent.control.persisted import PersistedState
 from edge_agent.control.settings import (
     ArraySettings,
     CellThresholds,

@@ -9,10 +9,11 @@ from collections.abc import Callable
 import pytest
 
 from edge_agent.control import soc_band
-from edge_agent.control.controller import Controller, PersistedState
+from edge_agent.control.controller import Controller
 from edge_agent.control.lfp_ocv import ocv_from_soc, soc_from_ocv
 from edge_agent.control.model import EventKind, Interlock, Measurement
 from edge_agent.control.ocv_curve import BUILTIN_CURVE
+from edge_agent.control.persisted import PersistedState
 from edge_agent.control.settings import CellThresholds, ControlSettings, SocSettings
 from edge_agent.control.soc import (
     AnchorKind,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.control.controller import Controller, PersistedState
+from edge_agent.control.controller import Controller
 from edge_agent.control.extio import ALLOWED_TYPES
 from edge_agent.control.model import (
     EventKind,
@@ -19,6 +19,7 @@ from edge_agent.control.model import (
     Measurement,
     MeasurementFailure,
 )
+from edge_agent.control.persisted import PersistedState
 from edge_agent.control.settings import (
     CellThresholds,
     ControlSettings,

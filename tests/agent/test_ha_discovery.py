@@ -16,6 +16,7 @@ import pytest
 from edge_agent.config import AgentConfig
 from edge_agent.config.link import MqttSettings
 from edge_agent.control.model import ControlReport
+from edge_agent.mqtt.client import MqttLink
 from edge_agent.mqtt.ha_discovery import discovery_payload
 from edge_agent.mqtt.payloads import encode, state_payload
 from edge_agent.mqtt.topics import Topics
@@ -47,8 +48,10 @@ def running() -> tuple[AgentConfig, ControlReport]:
     return system.config, report
 
 
-def _components(config: AgentConfig, source: str = "diy") -> dict[str, dict[str, Any]]:
-    topic, payload = discovery_payload(config, TOPICS, "sn-1", source)
+def _components(
+    config: AgentConfig, source: str = "diy", read: frozenset[str] = frozenset()
+) -> dict[str, dict[str, Any]]:
+    topic, payload = discovery_payload(config, TOPICS, "sn-1", source, temperatures_read=read)
     assert topic == f"homeassistant/device/{AGENT_ID}/config"
     components: dict[str, dict[str, Any]] = payload["cmps"]
     return components
@@ -239,6 +242,46 @@ def test_temperatures_that_exist() -> None:
     assert temperature_names == {"Internal temperature", "Battery temperature"}
 
 
+def test_external_temperature_2_only_once_read() -> None:
+    """Issue 20: a DIY box's xT2 is optional and its wiring cannot say whether a sensor is
+    fitted: no entity forever unknown, but one as soon as the input has read a value."""
+    config = _system().config
+    names = {c["name"] for c in _components(config).values()}
+    assert "External temperature 2" not in names
+    assert {"Internal temperature", "Battery temperature"} <= names
+    read = {c["name"] for c in _components(config, read=frozenset({"external2"})).values()}
+    assert "External temperature 2" in read
+    # A stock SBMS0 has no xT2 whatever it reads.
+    sbms0 = _components(config, "sbms0", frozenset({"external2"})).values()
+    assert "External temperature 2" not in {c["name"] for c in sbms0}
+
+
+def test_pv_energy_per_array_on_a_dual_pv_box() -> None:
+    """Issue 20: each array's PV energy as a solar source for the Energy dashboard, read
+    from a real state's `pv_arrays_wh`; none on a box with one array."""
+    system = _system(pv_secondary=BoxSpec().pv_primary, start=BoxSpec().start + 11 * 3600)
+    report = system.run(600.0)
+    assert report is not None
+    state = json.loads(encode(state_payload(report)))
+    assert set(state["pv_arrays_wh"]) == {"extio4", "extio5"}
+    assert 0.0 < sum(state["pv_arrays_wh"].values()) <= state["counters"]["pv_wh"]
+    components = _components(system.config)
+    for array in ("extio4", "extio5"):
+        energy = components[f"sbms_{AGENT_ID}_pv_{array}_energy"]
+        assert (energy["name"], energy["dev_cla"], energy["stat_cla"]) == (
+            f"PV energy {array}",
+            "energy",
+            "total_increasing",
+        )
+        assert (energy["unit_of_meas"], energy["sug_dsp_prc"]) == ("kWh", 2)
+        rendered = _render(energy["val_tpl"], state)
+        if rendered != "checked":
+            expected = state["pv_arrays_wh"][array] / 1000
+            assert float(rendered) == pytest.approx(expected, abs=1e-4)
+    single = {c["name"] for c in _components(_system().config).values()}
+    assert not any(name.startswith("PV energy ") for name in single)
+
+
 def test_diversion_components_on_a_box_with_a_heat_path() -> None:
     """Issue 19: diverted energy for the Energy dashboard, diversion and surplus power, and
     surplus available, rendered from a real state while the box diverts."""
@@ -309,7 +352,12 @@ def test_no_battery_temperature_without_its_thermistor() -> None:
     config = dataclasses.replace(
         config, control=dataclasses.replace(config.control, battery_thermistor=False)
     )
-    names = {c["name"] for c in _components(config).values() if c.get("dev_cla") == "temperature"}
+    read = frozenset({"external2"})
+    names = {
+        c["name"]
+        for c in _components(config, read=read).values()
+        if c.get("dev_cla") == "temperature"
+    }
     assert names == {"Internal temperature", "External temperature 2"}
 
 
@@ -341,7 +389,7 @@ def _recording(broker: MosquittoBroker) -> contextlib.AbstractAsyncContextManage
 
 
 @contextlib.asynccontextmanager
-async def _agent(broker: MosquittoBroker, *, ha_discovery: bool) -> AsyncIterator[None]:
+async def _agent(broker: MosquittoBroker, *, ha_discovery: bool) -> AsyncIterator[MqttLink]:
     """The real wiring: build_link with a RemoteControl over a simulated box."""
     system = _system()
     report = system.run(5.0)
@@ -360,7 +408,7 @@ async def _agent(broker: MosquittoBroker, *, ha_discovery: bool) -> AsyncIterato
     stop = asyncio.Event()
     task = asyncio.ensure_future(link.run(stop))
     try:
-        yield
+        yield link
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -406,3 +454,23 @@ async def test_nothing_under_homeassistant_without_discovery(broker: MosquittoBr
     assert [m.topic for m in recorder.messages if m.topic.startswith("homeassistant/")] == [
         "homeassistant/status"
     ]
+
+
+async def test_discovery_adds_external_temperature_2_once_it_reads(
+    broker: MosquittoBroker,
+) -> None:
+    """The simulated box has no xT2 sensor: no entity; a report where xT2 reads (a sensor
+    plugged in) sends discovery again, with the entity."""
+    async with _agent(broker, ha_discovery=True) as link, _recording(broker) as watcher:
+        first = json.loads((await watcher.wait_count(DISCOVERY_TOPIC, 1))[0].payload)
+        names = {c["name"] for c in first["cmps"].values()}
+        assert "Internal temperature" in names
+        assert "External temperature 2" not in names
+        report = link._outbox._latest
+        assert report is not None
+        assert report.measurement is not None
+        measured = dataclasses.replace(report.measurement, external_temperatures=(25.0, 41.5))
+        link.offer_report(dataclasses.replace(report, measurement=measured))
+        again = json.loads((await watcher.wait_count(DISCOVERY_TOPIC, 2))[-1].payload)
+        assert "External temperature 2" in {c["name"] for c in again["cmps"].values()}
+        assert set(first["cmps"]) < set(again["cmps"])  # nothing removed

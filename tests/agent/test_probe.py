@@ -20,8 +20,8 @@ import pytest
 
 from edge_agent import cli
 from edge_agent.config import config_to_dict
-from edge_agent.runtime import probe
-from edge_agent.runtime.host_check import HostPaths, Status, check_gpio, check_i2c
+from edge_agent.diy import probe
+from edge_agent.diy.host_check import HostPaths, Status, check_gpio, check_i2c
 from edge_agent.simulator.box import BoxFaults, BoxSpec, HeartbeatGateSpec, SimulatedBox
 from edge_agent.simulator.bus_server import BusServer
 from edge_agent.simulator.harness import simulated_config
@@ -263,7 +263,7 @@ def test_an_i2c_device_this_user_may_not_open_names_the_group(
     def denied(*_args: object) -> int:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("edge_agent.runtime.host_check.os.open", denied)
+    monkeypatch.setattr("edge_agent.diy.host_check.os.open", denied)
     [finding] = check_i2c(1, paths)
     assert finding.code == "i2c-permission"
     assert any("usermod -aG" in fix for fix in finding.fix)
@@ -288,6 +288,6 @@ def test_a_gpio_chip_this_user_may_not_open_names_the_group(
 ) -> None:
     paths = _host(tmp_path)
     (paths.dev / "gpiochip0").write_bytes(b"")
-    monkeypatch.setattr("edge_agent.runtime.host_check.os.access", lambda *_args: False)
+    monkeypatch.setattr("edge_agent.diy.host_check.os.access", lambda *_args: False)
     codes = [f.code for f in check_gpio(["pinctrl-bcm2835"], paths)]
     assert "gpio-permission" in codes

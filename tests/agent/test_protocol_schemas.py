@@ -121,6 +121,18 @@ def test_state_from_a_running_box(running: tuple[SimulatedSystem, list[ControlRe
     assert last["dual_pv_level"] in (1, 2, 3)
     assert last["pv_current"] is not None
     assert last["pv_current"] > 0
+    # Issue 20: PV energy per array on this dual-PV box, within the PV counter.
+    assert set(last["pv_arrays_wh"]) == {"extio4", "extio5"}
+    assert 0 < sum(last["pv_arrays_wh"].values()) <= last["counters"]["pv_wh"]
+
+
+def test_state_schema_rejects_a_negative_array_counter(
+    running: tuple[SimulatedSystem, list[ControlReport]],
+) -> None:
+    payload = state_payload(running[1][-1])
+    payload["pv_arrays_wh"]["extio4"] = -1.0
+    with pytest.raises(AssertionError, match="pv_arrays_wh"):
+        _assert_valid("state", payload)
 
 
 def test_state_soc_uncertainty_from_a_running_box(

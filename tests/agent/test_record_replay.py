@@ -14,11 +14,12 @@ import pytest
 from edge_agent import cli
 from edge_agent.config import parse_config
 from edge_agent.control.model import ControlReport
-from edge_agent.runtime.record import SessionRecorder, record_header
-from edge_agent.runtime.replay import RecordingError, read_recording, replay_diy
-from edge_agent.runtime.replay_sbms0 import replay_sbms0
+from edge_agent.diy.replay import replay_diy
+from edge_agent.recording.read import RecordingError, read_recording
+from edge_agent.recording.record import SessionRecorder, record_header
 from edge_agent.sbms0.agent import Sbms0Agent
 from edge_agent.sbms0.receiver import FrameReceiver
+from edge_agent.sbms0.replay import replay_sbms0
 from edge_agent.simulator.box import BoxSpec
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
 from edge_agent.storage.state_store import StateStore

@@ -14,14 +14,10 @@ import pytest
 
 from edge_agent import cli
 from edge_agent.control.model import ControlReport
+from edge_agent.diy.replay import replay_diy, replay_registers
 from edge_agent.drivers.bus_log import RecordingBus, ReplayBus, ReplayMismatchError
-from edge_agent.runtime.record import SessionRecorder, measurement_to_dict
-from edge_agent.runtime.replay import (
-    RecordingError,
-    read_recording,
-    replay_diy,
-    replay_registers,
-)
+from edge_agent.recording.read import RecordingError, read_recording
+from edge_agent.recording.record import SessionRecorder, measurement_to_dict
 from edge_agent.simulator.box import BoxSpec, OutputWiring
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
 from edge_agent.simulator.heat import HeatPathSpec

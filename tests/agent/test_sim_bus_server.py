@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.runtime.hardware import open_hardware
+from edge_agent.diy.hardware import open_hardware
 from edge_agent.simulator.box import BoxSpec, SimulatedBox
 from edge_agent.simulator.bus_client import SocketSMBus
 from edge_agent.simulator.bus_protocol import frame

@@ -19,8 +19,8 @@ from edge_agent.config import (
     config_to_dict,
     parse_config,
 )
+from edge_agent.diy.hardware import CombinedOutputs
 from edge_agent.drivers.mcp23008 import Mcp23008Outputs
-from edge_agent.runtime.hardware import CombinedOutputs
 from edge_agent.simulator.box import BoxSpec, HeartbeatGateSpec, SimulatedBox
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
 from edge_agent.simulator.pv import CloudSpec

@@ -213,6 +213,46 @@ def test_the_checks_see_a_crossing(tmp_path: Path) -> None:
     ]
 
 
+def _top_level_names(module: Path) -> tuple[set[str], set[str]]:
+    """The names a module defines at its top level, and those it imports."""
+    defined: set[str] = set()
+    imported: set[str] = set()
+    for node in ast.parse(module.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            imported |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+    return defined, imported
+
+
+def test_names_are_imported_from_where_they_live() -> None:
+    """A module is not a re-export crutch: `from edge_agent.a.b import X` names the module
+    that defines X (a package's `__init__.py` may hand names on on purpose)."""
+    crutches = []
+    for root in (AGENT, REPO_ROOT / "tests", REPO_ROOT / "bench"):
+        for module in sorted(root.rglob("*.py")):
+            for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith(
+                    "edge_agent."
+                ):
+                    continue
+                assert node.module is not None
+                source = REPO_ROOT / (node.module.replace(".", "/") + ".py")
+                if not source.is_file():
+                    continue  # a package: its __init__.py
+                defined, imported = _top_level_names(source)
+                crutches += [
+                    f"{module.relative_to(REPO_ROOT)}:{node.lineno} imports {alias.name} "
+                    f"from {node.module}, which only imports it"
+                    for alias in node.names
+                    if alias.name in imported - defined
+                ]
+    assert crutches == []
+
+
 def _package_graph() -> dict[str, dict[str, Import]]:
     """Agent package -> the packages it imports, each with one import that shows it."""
     graph: dict[str, dict[str, Import]] = {}

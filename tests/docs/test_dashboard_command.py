@@ -22,12 +22,13 @@ ENTITY = re.compile(r"\b(?:sensor|binary_sensor|switch|input_boolean)\.[a-z0-9_]
 DEMO_ANNOUNCE: dict[str, Any] = {
     "agent_id": "simulator",
     "cells": 8,
-    "measurements": {"pv_current": True, "temperatures": ["internal", "battery"]},
+    "measurements": {"pv_current": True, "temperatures": ["internal", "battery", "external2"]},
     "outputs": [
         {"name": "extio3", "type": 2, "type_name": "lvd"},
         {"name": "extio4", "type": 1, "type_name": "hvd"},
         {"name": "extio5", "type": 0, "type_name": "unused"},
         {"name": "extio6", "type": 5, "type_name": "fault"},
+        {"name": "heat1", "type": 7, "type_name": "diversion"},
     ],
 }
 DEMO_LOADS = (
@@ -99,6 +100,10 @@ def test_the_command_fits_the_dashboard_to_a_box_from_its_diagnostics(tmp_path: 
     assert not [entity for entity in entities if any(part in entity for part in absent)]
     assert not [entity for entity in entities if "simulator" in entity or "extio" in entity]
     assert "input_boolean" not in result.stdout
+    # Each cell coloured by its distance from the pack's mean; no water heater on this box.
+    assert {f"sensor.sbms_garage_cell_{cell}_from_mean" for cell in range(1, 5)} <= entities
+    assert "Water heater" not in result.stdout
+    assert "external_temperature_2" not in result.stdout
     # Cards keep their other entities: the power graph shows the battery alone.
     history = dashboard["views"][0]["sections"][-1]["cards"]
     power = next(card for card in history if card.get("title") == "Power")
@@ -126,3 +131,23 @@ def test_the_command_takes_a_bare_announce_and_says_what_it_cannot_read(tmp_path
     )
     assert failed.returncode == 2
     assert "not a box's diagnostics or announce" in failed.stderr
+
+
+def test_a_box_that_diverts_gets_its_heater_and_tank() -> None:
+    """Issue 19: the diversion output under "Today" and in its own history graph, with the
+    tank's temperature (xT2) when the box reads one; without xT2 the output alone."""
+    announce = DEMO_ANNOUNCE | {"agent_id": "shed"}
+    announce["outputs"] = [*DEMO_ANNOUNCE["outputs"][:4], {"name": "boiler", "type": 7}]
+    dashboard = render(Box.from_announce(announce))
+    assert "binary_sensor.sbms_shed_output_boiler" in dashboard
+    assert "sensor.sbms_shed_external_temperature_2" in dashboard
+    history = yaml.safe_load(dashboard)["views"][0]["sections"][-1]["cards"]
+    heater = next(card for card in history if card.get("title") == "Water heater")
+    assert [item["entity"] for item in heater["entities"]] == [
+        "sensor.sbms_shed_external_temperature_2",
+        "binary_sensor.sbms_shed_output_boiler",
+    ]
+    announce["measurements"] = {"pv_current": True, "temperatures": ["internal", "battery"]}
+    without_tank = render(Box.from_announce(announce))
+    assert "binary_sensor.sbms_shed_output_boiler" in without_tank
+    assert "external_temperature_2" not in without_tank

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from edge_agent.config import AgentConfig
 from edge_agent.control.model import ControlReport
-from edge_agent.runtime.replay import Entry, RecordingHeader
+from edge_agent.recording.read import Entry, RecordingHeader
 from edge_agent.sbms0.agent import Sbms0Agent
 from edge_agent.sbms0.receiver import FrameReceiver
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from edge_agent.config import HEARTBEAT_LINE, AgentConfig, ShuntSettings
+from edge_agent.diy.hardware import open_hardware, open_shunt
+from edge_agent.diy.host_check import Area, Finding, Status
 from edge_agent.drivers.bus import DeviceError, SMBusLike
 from edge_agent.drivers.ina2xx import (
     INA226_DIE_ID,
@@ -35,8 +37,6 @@ from edge_agent.drivers.ina2xx import (
     INA228_DEVICE_ID,
     INA228_MANUFACTURER_ID,
     TI_MANUFACTURER_ID,
-    Ina226,
-    Ina228,
     ShuntReading,
 )
 from edge_agent.drivers.isl94203 import (
@@ -64,8 +64,6 @@ from edge_agent.drivers.isl94203 import (
     cell_inputs,
     configuration_codes,
 )
-from edge_agent.runtime.hardware import open_hardware
-from edge_agent.runtime.host_check import Area, Finding, Status
 
 EXIT_OK = 0
 EXIT_CONFIG = 2  # the configuration (or the command line) is invalid
@@ -421,19 +419,7 @@ def _read_shunts(
     roles = [("battery_shunt", config.hardware.battery_shunt)]
     if config.hardware.pv_shunt is not None:
         roles.append(("pv_shunt", config.hardware.pv_shunt))
-    monitors: list[tuple[str, ShuntSettings, Ina228 | Ina226]] = []
-    for role, settings in roles:
-        chip: type[Ina228] | type[Ina226] = Ina228 if settings.chip == "ina228" else Ina226
-        monitor = chip(
-            bus,
-            bus_name,
-            settings.address,
-            rated_current_a=settings.rated_current_a,
-            rated_millivolts=settings.rated_millivolts,
-            zero_offset_a=settings.zero_offset_a,
-        )
-        monitor.start()
-        monitors.append((role, settings, monitor))
+    monitors = [(role, settings, open_shunt(bus, bus_name, settings)) for role, settings in roles]
     if options.shunt_settle_s > 0:
         sleep(options.shunt_settle_s)  # a first averaged conversion with the new calibration
     now = time.time()

@@ -1,15 +1,10 @@
-"""Reading a recording (`record.py`) strictly, and replaying a DIY box's through the controller.
+"""Reading a recording (`record.py`) back, strictly, before anything is replayed.
 
 Every line is checked: JSON, the keys its kind allows and no others, the types and counts
 (as many cells as the configuration has), finite numbers, time never going back. The first
-problem raises `RecordingError` naming the file, the line and what is wrong. The replay builds
-the real `Controller` from the recorded configuration (or another one) and state, and feeds it
-the recorded samples at their recorded times: the decisions are the live run's.
-
-A recording that holds the register transactions from the drivers' opening on (header "bus":
-"start") is replayed through the real drivers instead (`replay_registers`): `open_hardware`
-and the real `Agent` run on a `ReplayBus` serving the recorded reads, every write is checked
-against the recording, and every sample the drivers decode must equal the recorded one.
+problem raises `RecordingError` naming the file, the line and what is wrong. Each source
+replays its own recordings from here: `diy/replay.py` (a DIY box, through the controller or
+the real drivers), `sbms0/replay.py` (a stock SBMS, through the real receiver).
 """
 
 from __future__ import annotations
@@ -22,17 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import AgentConfig, ConfigError, parse_config
-from edge_agent.control.controller import Controller
-from edge_agent.control.model import ControlReport, Measurement, MeasurementFailure, Sample
+from edge_agent.control.model import Measurement, MeasurementFailure, Sample
 from edge_agent.control.persisted import PersistedState
 from edge_agent.control.values import is_integer, is_number
-from edge_agent.drivers.bus import DeviceError
-from edge_agent.drivers.bus_log import OPS, READS, ReplayBus, ReplayMismatchError, Transaction
-from edge_agent.runtime.record import (
+from edge_agent.drivers.bus_log import OPS, READS, Transaction
+from edge_agent.recording.record import (
     READABLE_VERSIONS,
     RECORD_FORMAT,
     RECORD_VERSION,
-    measurement_to_dict,
 )
 
 _HEADER_KEYS = frozenset(
@@ -123,119 +115,6 @@ def read_recording(path: Path) -> tuple[RecordingHeader, list[Entry]]:
     """The whole file, validated before anything is replayed."""
     header = read_header(path)
     return header, list(read_entries(path, header))
-
-
-def replay_diy(
-    header: RecordingHeader, entries: list[Entry], config: AgentConfig | None = None
-) -> Iterator[ControlReport]:
-    """The controller's report for every recorded sample, in order."""
-    settings = (config or header.config).control
-    controller = Controller(settings, header.started, header.state)
-    for entry in entries:
-        assert entry.sample is not None
-        yield controller.update(entry.sample)
-
-
-def replay_registers(header: RecordingHeader, entries: list[Entry]) -> Iterator[ControlReport]:
-    """The real drivers and agent on the recorded transactions: a report for every step.
-
-    Raises `RecordingError` naming the transaction, its line, the address and the register
-    when the drivers do something else than the recording holds (a write of another value,
-    another register read, more or fewer transactions in a step), and naming the line when a
-    decoded sample differs from the recorded one.
-    """
-    # Imported here: the agent and its hardware are composition this module's readers
-    # (the checks above) do not need.
-    from edge_agent.runtime.agent import Agent  # noqa: PLC0415
-    from edge_agent.runtime.hardware import open_hardware  # noqa: PLC0415
-
-    if header.bus != "start":
-        raise RecordingError(
-            "this recording does not start at the drivers' opening (bus: "
-            f"{header.bus!r}): it replays from its decoded samples only"
-        )
-    transactions: list[Transaction] = []
-    lines: list[int] = []
-    ends: list[int] = []
-    for entry in entries:
-        if entry.bus is None:
-            raise RecordingError(f'line {entry.line}: no register transactions (no "bus")')
-        transactions.extend(entry.bus)
-        lines.extend([entry.line] * len(entry.bus))
-        ends.append(len(transactions))
-    bus = ReplayBus(transactions, lines)
-    config = header.config
-    name = header.bus_name
-    store = _RecordedState(header.state_data)
-    try:
-        hardware = open_hardware(config.hardware, config.control.cell_count, bus, name)
-        agent = Agent(config, hardware, store, header.started)
-    except ReplayMismatchError as err:
-        raise RecordingError(str(err)) from err
-    except DeviceError as err:
-        raise RecordingError(f"the drivers could not open the recorded chips: {err}") from err
-    try:
-        for entry, end in zip(entries, ends, strict=True):
-            try:
-                report = agent.step(entry.t)
-            except ReplayMismatchError as err:
-                raise RecordingError(str(err)) from err
-            if bus.error is not None:  # raised inside a driver and caught there
-                raise RecordingError(str(bus.error))
-            if bus.position != end:
-                raise RecordingError(
-                    f"{bus.where(bus.position)}: the step at line {entry.line} made "
-                    f"{bus.position - (end - len(entry.bus or ()))} of its "
-                    f"{len(entry.bus or ())} recorded transactions"
-                )
-            _same_sample(entry, agent.last_sample)
-            yield report
-    finally:
-        if agent.state_writer is not None:
-            agent.state_writer.close()
-
-
-class _RecordedState:
-    """The recorded state as the replayed agent's store: loaded once, never written."""
-
-    def __init__(self, data: dict[str, Any] | None) -> None:
-        self._data = data
-
-    def load(self) -> dict[str, Any] | None:
-        return None if self._data is None else dict(self._data)
-
-    def save(self, state: Mapping[str, Any], now: float) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _same_sample(entry: Entry, decoded: Sample | None) -> None:
-    recorded = entry.sample
-    if isinstance(recorded, Measurement) and isinstance(decoded, Measurement):
-        mine, theirs = measurement_to_dict(decoded), measurement_to_dict(recorded)
-        if mine == theirs:
-            return
-        keys = sorted(key for key in mine if mine[key] != theirs[key])
-        detail = "; ".join(f"{key} {mine[key]!r}, recorded {theirs[key]!r}" for key in keys)
-        raise RecordingError(f"line {entry.line}: the drivers decoded another sample: {detail}")
-    if (
-        isinstance(recorded, MeasurementFailure)
-        and isinstance(decoded, MeasurementFailure)
-        and recorded.reason == decoded.reason
-    ):
-        return
-    raise RecordingError(
-        f"line {entry.line}: the drivers gave {_sample_kind(decoded)}, the recording has "
-        f"{_sample_kind(recorded)}"
-    )
-
-
-def _sample_kind(sample: Sample | None) -> str:
-    if isinstance(sample, MeasurementFailure):
-        return f"a failure ({sample.reason})"
-    return "a measurement" if sample is not None else "nothing"
 
 
 # -- validation -------------------------------------------------------------------------------

@@ -11,11 +11,11 @@ from edge_agent.control.controller import Controller
 from edge_agent.control.model import ControlReport, MeasurementFailure, Sample
 from edge_agent.control.persisted import PersistedState
 from edge_agent.control.settings import ControlSettings, OutputType
+from edge_agent.diy.hardware import Hardware, configure_cell_monitor
+from edge_agent.diy.sampler import Sampler
 from edge_agent.drivers.bus import DeviceError
 from edge_agent.drivers.gpio import GpioError
-from edge_agent.runtime.hardware import Hardware, configure_cell_monitor
-from edge_agent.runtime.record import SessionRecorder, record_header, sample_entry
-from edge_agent.runtime.sampler import Sampler
+from edge_agent.recording.record import SessionRecorder, record_header, sample_entry
 from edge_agent.storage.state_writer import StateSink, StateWriter
 
 _LOGGER = logging.getLogger(__name__)

@@ -92,12 +92,12 @@ def open_hardware(
         bus, bus_name, cell_count=cell_count, address=settings.cell_monitor.address
     )
     cell_monitor.verify()
-    battery_shunt = _open_shunt(bus, bus_name, settings.battery_shunt)
+    battery_shunt = open_shunt(bus, bus_name, settings.battery_shunt)
     pv_shunt = (
-        _open_shunt(bus, bus_name, settings.pv_shunt) if settings.pv_shunt is not None else None
+        open_shunt(bus, bus_name, settings.pv_shunt) if settings.pv_shunt is not None else None
     )
     heat_shunt = (
-        _open_shunt(bus, bus_name, settings.heat_shunt) if settings.heat_shunt is not None else None
+        open_shunt(bus, bus_name, settings.heat_shunt) if settings.heat_shunt is not None else None
     )
     lines = settings.outputs
     if settings.heartbeat is not None:
@@ -114,7 +114,8 @@ def configure_cell_monitor(
     hardware.cell_monitor.configure(thresholds, balance)
 
 
-def _open_shunt(bus: SMBusLike, bus_name: str, shunt: ShuntSettings) -> ShuntMonitor:
+def open_shunt(bus: SMBusLike, bus_name: str, shunt: ShuntSettings) -> ShuntMonitor:
+    """The shunt's monitor, calibrated and converting (also for `sbms-agent probe`)."""
     chip: type[Ina228] | type[Ina226] = Ina228 if shunt.chip == "ina228" else Ina226
     monitor: ShuntMonitor = chip(
         bus,
