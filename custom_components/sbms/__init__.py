@@ -25,6 +25,8 @@ from .discovery import AnnounceError, async_read_announce
 from .identity import device_identifier, migrate_unique_id
 from .repairs import BoxIssues
 from .shedding_manager import STORAGE_VERSION, SheddingManager, storage_key
+from .surplus_manager import SurplusManager
+from .surplus_manager import storage_key as surplus_storage_key
 
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
@@ -73,7 +75,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: SbmsConfigEntry) -> bool
     shedding = SheddingManager(hass, entry, coordinator)
     await shedding.async_start()
     entry.async_on_unload(shedding.async_stop)
-    entry.runtime_data = SbmsRuntimeData(coordinator=coordinator, shedding=shedding)
+    # Surplus loads (issue 19), the mirror of shedding, before its entities too.
+    surplus = SurplusManager(hass, entry, coordinator)
+    await surplus.async_start()
+    entry.async_on_unload(surplus.async_stop)
+    entry.runtime_data = SbmsRuntimeData(
+        coordinator=coordinator, shedding=shedding, surplus=surplus
+    )
 
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     # After the platforms: the back-fill finds the sensors' entities in the registry.
@@ -87,8 +95,12 @@ async def async_unload_entry(hass: HomeAssistant, entry: SbmsConfigEntry) -> boo
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: SbmsConfigEntry) -> None:
-    """Forget the box's load-shedding and back-fill state with the box."""
-    for key in (storage_key(entry.entry_id), backfill_storage_key(entry.entry_id)):
+    """Forget the box's load-shedding, surplus-load and back-fill state with the box."""
+    for key in (
+        storage_key(entry.entry_id),
+        surplus_storage_key(entry.entry_id),
+        backfill_storage_key(entry.entry_id),
+    ):
         await Store[dict[str, object]](hass, STORAGE_VERSION, key).async_remove()
 
 

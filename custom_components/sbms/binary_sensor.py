@@ -13,7 +13,7 @@ from homeassistant.components.binary_sensor import (
     BinarySensorEntityDescription,
 )
 from homeassistant.const import EntityCategory
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
@@ -122,6 +122,35 @@ SOC_ALARMS: tuple[SbmsBinarySensorEntityDescription, ...] = (
 )
 
 
+# --- PV diversion (issue 19): only on a box whose state carries `diversion`, added when the
+# first such state arrives. Each diversion output's own state is its output sensor above.
+ATTR_SURPLUS_W = "estimated_surplus_w"
+ATTR_POWER_MEASURED = "power_measured"
+
+DIVERSION_SENSORS: tuple[SbmsBinarySensorEntityDescription, ...] = (
+    SbmsBinarySensorEntityDescription(
+        key="diverting",
+        translation_key="diverting",
+        value_fn=lambda state: None if state.diversion is None else state.diversion.diverting,
+        attributes_fn=lambda state: (
+            {} if state.diversion is None else {ATTR_POWER_MEASURED: state.diversion.measured}
+        ),
+    ),
+    # As the agent's native discovery says it: diverting, or the disconnected arrays could
+    # give more than 0 W. What surplus loads (surplus_loads.py) switch on.
+    SbmsBinarySensorEntityDescription(
+        key="surplus_available",
+        translation_key="surplus_available",
+        value_fn=lambda state: None if state.diversion is None else state.diversion.surplus,
+        attributes_fn=lambda state: (
+            {} if state.diversion is None else {ATTR_SURPLUS_W: state.diversion.available_w}
+        ),
+    ),
+)
+
+# --- end of PV diversion ------------------------------------------------------------------------
+
+
 def switches(output: OutputInfo) -> str:
     """What an output switches, in words: its wiring, else what its type usually drives."""
     if output.wiring in SWITCHES_BY_WIRING:
@@ -189,6 +218,23 @@ async def async_setup_entry(
         for index in range(announce.cells)
     )
     async_add_entities(entities)
+
+    added = False
+
+    @callback
+    def add_diversion() -> None:
+        """Once the box reports a PV diversion; one such state is enough, then stop looking."""
+        nonlocal added
+        state = coordinator.data.state
+        if added or state is None or state.diversion is None:
+            return
+        added = True
+        remove_listener()
+        async_add_entities(SbmsBinarySensorEntity(coordinator, d) for d in DIVERSION_SENSORS)
+
+    remove_listener = coordinator.async_add_listener(add_diversion)
+    entry.async_on_unload(lambda: None if added else remove_listener())
+    add_diversion()
 
 
 class SbmsBinarySensorEntity(SbmsEntity, BinarySensorEntity):

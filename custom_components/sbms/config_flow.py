@@ -28,7 +28,7 @@ from homeassistant.config_entries import (
     OptionsFlow,
     SubentryFlowResult,
 )
-from homeassistant.const import PERCENTAGE, UnitOfTime
+from homeassistant.const import PERCENTAGE, UnitOfPower, UnitOfTime
 from homeassistant.core import callback
 from homeassistant.helpers.selector import (
     BooleanSelector,
@@ -49,9 +49,12 @@ from . import ENTRY_MINOR_VERSION, ENTRY_VERSION
 from .const import (
     CONF_AGENT_ID,
     CONF_BASE_TOPIC,
+    CONF_DISCHARGE_TIME,
     CONF_LOAD_ENTITY,
+    CONF_MAX_DISCHARGE_POWER,
     CONF_MIN_OFF_TIME,
     CONF_MIN_ON_TIME,
+    CONF_MIN_SOC,
     CONF_PESSIMISTIC_SOC,
     CONF_PRIORITY,
     CONF_RESTORE_ABOVE,
@@ -62,6 +65,7 @@ from .const import (
     DOMAIN,
     OUTPUT_TYPE_NAMES,
     SUBENTRY_LOAD,
+    SUBENTRY_SURPLUS_LOAD,
 )
 from .coordinator import AgentRejectedError, AgentRequestError, SbmsConfigEntry, SbmsCoordinator
 from .discovery import (
@@ -84,6 +88,8 @@ from .settings import (
     Setting,
     output_type_in_force,
 )
+from .surplus_loads import DISCHARGE_TIME_MAX_S, DISCHARGE_W_MAX
+from .surplus_loads import settings_errors as surplus_settings_errors
 
 CONF_AGENT: Final = "agent"
 CONF_OUTPUT: Final = "output"
@@ -143,8 +149,8 @@ class SbmsConfigFlow(ConfigFlow, domain=DOMAIN):
     def async_get_supported_subentry_types(
         cls, config_entry: ConfigEntry
     ) -> dict[str, type[ConfigSubentryFlow]]:
-        """Optional loads for load shedding, one subentry each."""
-        return {SUBENTRY_LOAD: LoadSubentryFlow}
+        """Optional loads for load shedding and surplus loads (issue 19), one subentry each."""
+        return {SUBENTRY_LOAD: LoadSubentryFlow, SUBENTRY_SURPLUS_LOAD: SurplusLoadSubentryFlow}
 
     # --- MQTT discovery ---------------------------------------------------------------------
 
@@ -665,6 +671,7 @@ class LoadSubentryFlow(ConfigSubentryFlow):
             step_id="user",
             data_schema=_load_schema({**LOAD_DEFAULTS, **(user_input or {})}),
             errors=errors,
+            description_placeholders=_entity_placeholder(user_input),
         )
 
     async def async_step_reconfigure(
@@ -686,6 +693,7 @@ class LoadSubentryFlow(ConfigSubentryFlow):
             step_id="reconfigure",
             data_schema=_load_schema({**LOAD_DEFAULTS, **subentry.data, **(user_input or {})}),
             errors=errors,
+            description_placeholders=_entity_placeholder(user_input),
         )
 
     def _validate(
@@ -702,10 +710,149 @@ class LoadSubentryFlow(ConfigSubentryFlow):
         )
         entity_id = str(data[CONF_LOAD_ENTITY])
         if any(
-            subentry.unique_id == entity_id and subentry.subentry_id != exclude
+            subentry.subentry_type == SUBENTRY_LOAD
+            and subentry.unique_id == entity_id
+            and subentry.subentry_id != exclude
             for subentry in self._get_entry().subentries.values()
         ):
             errors[CONF_LOAD_ENTITY] = "load_already_configured"
+        elif _configured_as(self._get_entry(), SUBENTRY_SURPLUS_LOAD, entity_id):
+            errors[CONF_LOAD_ENTITY] = "load_is_surplus"
+        data[CONF_PRIORITY] = int(data[CONF_PRIORITY])
+        return data, errors
+
+    def _title(self, entity_id: str) -> str:
+        state = self.hass.states.get(entity_id)
+        return state.name if state is not None else entity_id
+
+
+def _entity_placeholder(user_input: Mapping[str, Any] | None) -> dict[str, str]:
+    """The chosen entity, named in the errors ("... is already a surplus load")."""
+    return {"entity": str((user_input or {}).get(CONF_LOAD_ENTITY, ""))}
+
+
+def _configured_as(entry: ConfigEntry, subentry_type: str, entity_id: str) -> bool:
+    """Whether `entity_id` is already one of the entry's loads of `subentry_type`."""
+    return any(
+        subentry.subentry_type == subentry_type and subentry.data.get(CONF_LOAD_ENTITY) == entity_id
+        for subentry in entry.subentries.values()
+    )
+
+
+# --- subentries: surplus loads (issue 19, surplus_loads.py) -----------------------------------
+
+SURPLUS_LOAD_DEFAULTS: Final[dict[str, Any]] = {
+    CONF_PRIORITY: 10,
+    CONF_MIN_SOC: 90,
+    CONF_MAX_DISCHARGE_POWER: 100,
+    CONF_DISCHARGE_TIME: 120,
+    CONF_MIN_ON_TIME: 5,
+    CONF_MIN_OFF_TIME: 10,
+}
+
+
+def _surplus_load_schema(values: Mapping[str, Any]) -> vol.Schema:
+    def box(maximum: float, unit: str) -> NumberSelector:
+        return NumberSelector(
+            NumberSelectorConfig(
+                min=0, max=maximum, step=1, unit_of_measurement=unit, mode=NumberSelectorMode.BOX
+            )
+        )
+
+    return vol.Schema(
+        {
+            vol.Required(
+                CONF_LOAD_ENTITY, default=values.get(CONF_LOAD_ENTITY, vol.UNDEFINED)
+            ): EntitySelector(EntitySelectorConfig(domain=LOAD_DOMAINS)),
+            vol.Required(CONF_PRIORITY, default=values[CONF_PRIORITY]): NumberSelector(
+                NumberSelectorConfig(
+                    min=PRIORITY_MIN, max=PRIORITY_MAX, step=1, mode=NumberSelectorMode.BOX
+                )
+            ),
+            vol.Required(CONF_MIN_SOC, default=values[CONF_MIN_SOC]): box(100, PERCENTAGE),
+            vol.Required(CONF_MAX_DISCHARGE_POWER, default=values[CONF_MAX_DISCHARGE_POWER]): box(
+                DISCHARGE_W_MAX, UnitOfPower.WATT
+            ),
+            vol.Required(CONF_DISCHARGE_TIME, default=values[CONF_DISCHARGE_TIME]): box(
+                DISCHARGE_TIME_MAX_S, UnitOfTime.SECONDS
+            ),
+            vol.Required(CONF_MIN_ON_TIME, default=values[CONF_MIN_ON_TIME]): box(
+                MIN_TIME_MAX_S / 60, UnitOfTime.MINUTES
+            ),
+            vol.Required(CONF_MIN_OFF_TIME, default=values[CONF_MIN_OFF_TIME]): box(
+                MIN_TIME_MAX_S / 60, UnitOfTime.MINUTES
+            ),
+        }
+    )
+
+
+class SurplusLoadSubentryFlow(ConfigSubentryFlow):
+    """Add or change one surplus load. Saving reloads the box (shedding_manager.py)."""
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data, errors = self._validate(user_input, exclude=None)
+            if not errors:
+                return self.async_create_entry(
+                    title=self._title(data[CONF_LOAD_ENTITY]),
+                    data=data,
+                    unique_id=data[CONF_LOAD_ENTITY],
+                )
+        return self.async_show_form(
+            step_id="user",
+            data_schema=_surplus_load_schema({**SURPLUS_LOAD_DEFAULTS, **(user_input or {})}),
+            errors=errors,
+            description_placeholders=_entity_placeholder(user_input),
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        subentry = self._get_reconfigure_subentry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data, errors = self._validate(user_input, exclude=subentry.subentry_id)
+            if not errors:
+                return self.async_update_and_abort(
+                    self._get_entry(),
+                    subentry,
+                    title=self._title(data[CONF_LOAD_ENTITY]),
+                    data=data,
+                    unique_id=data[CONF_LOAD_ENTITY],
+                )
+        values = {**SURPLUS_LOAD_DEFAULTS, **subentry.data, **(user_input or {})}
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=_surplus_load_schema(values),
+            errors=errors,
+            description_placeholders=_entity_placeholder(user_input),
+        )
+
+    def _validate(
+        self, user_input: Mapping[str, Any], *, exclude: str | None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The subentry data and the form's errors (field -> key)."""
+        data = {**SURPLUS_LOAD_DEFAULTS, **user_input}
+        errors = surplus_settings_errors(
+            priority=float(data[CONF_PRIORITY]),
+            min_soc=float(data[CONF_MIN_SOC]),
+            max_discharge_w=float(data[CONF_MAX_DISCHARGE_POWER]),
+            discharge_s=float(data[CONF_DISCHARGE_TIME]),
+            min_on_s=float(data[CONF_MIN_ON_TIME]) * 60,
+            min_off_s=float(data[CONF_MIN_OFF_TIME]) * 60,
+        )
+        entity_id = str(data[CONF_LOAD_ENTITY])
+        entry = self._get_entry()
+        if any(
+            subentry.subentry_type == SUBENTRY_SURPLUS_LOAD
+            and subentry.data.get(CONF_LOAD_ENTITY) == entity_id
+            and subentry.subentry_id != exclude
+            for subentry in entry.subentries.values()
+        ):
+            errors[CONF_LOAD_ENTITY] = "load_already_configured"
+        elif _configured_as(entry, SUBENTRY_LOAD, entity_id):
+            errors[CONF_LOAD_ENTITY] = "load_is_shed"
         data[CONF_PRIORITY] = int(data[CONF_PRIORITY])
         return data, errors
 

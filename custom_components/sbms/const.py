@@ -97,3 +97,13 @@ EVENT_LOAD_SHEDDING: Final = f"{DOMAIN}_load_shedding"
 ATTR_ACTION: Final = "action"
 ATTR_REASON: Final = "reason"
 ATTR_LOAD: Final = "load"
+
+# Surplus loads (issue 19: surplus_loads.py, surplus_manager.py): one subentry per load, a
+# subentry type of its own beside `load` (a load is one or the other, never both).
+SUBENTRY_SURPLUS_LOAD: Final = "surplus_load"
+CONF_MIN_SOC: Final = "min_soc"
+CONF_MAX_DISCHARGE_POWER: Final = "max_discharge_power"
+# Seconds (the minimum on/off times stay in minutes, as for shedding).
+CONF_DISCHARGE_TIME: Final = "discharge_time"
+# Bus event fired for each switching of a surplus load; the logbook platform describes it.
+EVENT_SURPLUS_LOAD: Final = f"{DOMAIN}_surplus_load"

@@ -57,6 +57,7 @@ _T = TypeVar("_T")
 if TYPE_CHECKING:
     from .backfill import HistoryBackfill
     from .shedding_manager import SheddingManager
+    from .surplus_manager import SurplusManager
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,7 @@ class SbmsRuntimeData:
 
     coordinator: SbmsCoordinator
     shedding: SheddingManager
+    surplus: SurplusManager
     hold: HoldDuration = field(default_factory=HoldDuration)
     # None without the recorder (no long-term statistics to fill); set once the platforms
     # exist, because it finds the sensors' entities in the registry.

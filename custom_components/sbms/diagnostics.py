@@ -53,6 +53,8 @@ async def async_get_config_entry_diagnostics(
             "repair_issues": _issues(hass, entry),
             # Whether shedding is on, the alarm and LVD it saw, each load's settings and state.
             "load_shedding": runtime.shedding.diagnostics(),
+            # Surplus loads (issue 19): the surplus seen, each load's settings and state.
+            "surplus_loads": runtime.surplus.diagnostics(),
             # What the statistics hold of the box, the gaps waiting, the last fill.
             "statistics_backfill": (
                 None if runtime.backfill is None else runtime.backfill.diagnostics()

@@ -1,5 +1,5 @@
-"""Logbook entries: each agent event in words with its cause, and each shed and restore of an
-optional load.
+"""Logbook entries: each agent event in words with its cause, each shed and restore of an
+optional load, and each switching of a surplus load.
 
 The event entity's own line says only "detected an event" (the logbook keeps no attributes),
 so the bus event fired beside it (`sbms_event`, coordinator.py) carries the words.
@@ -30,6 +30,7 @@ from .const import (
     DOMAIN,
     EVENT_LOAD_SHEDDING,
     EVENT_SBMS,
+    EVENT_SURPLUS_LOAD,
     KIND_AGENT_OFFLINE,
     KIND_AGENT_ONLINE,
 )
@@ -78,6 +79,26 @@ def describe(event: Event[Any]) -> dict[str, str]:
     return {
         LOGBOOK_ENTRY_NAME: str(data.get(ATTR_LOAD) or data.get(ATTR_ENTITY_ID)),
         LOGBOOK_ENTRY_MESSAGE: f"{verb} by load shedding: {reason}",
+        LOGBOOK_ENTRY_ENTITY_ID: str(data.get(ATTR_ENTITY_ID)),
+    }
+
+
+# Surplus loads (issue 19, surplus_manager.py).
+_SURPLUS_REASONS = {
+    "surplus": "the battery is full and PV would be thrown away",
+    "discharge": "the battery discharged more than its set power for its set time",
+    "soc_below": "the battery's state of charge fell below its set level",
+}
+
+
+def describe_surplus(event: Event[Any]) -> dict[str, str]:
+    """One entry: "<load> switched on by surplus loads: <why>"."""
+    data = event.data
+    verb = "switched on" if data.get(ATTR_ACTION) == "on" else "switched off"
+    reason = _SURPLUS_REASONS.get(str(data.get(ATTR_REASON)), str(data.get(ATTR_REASON)))
+    return {
+        LOGBOOK_ENTRY_NAME: str(data.get(ATTR_LOAD) or data.get(ATTR_ENTITY_ID)),
+        LOGBOOK_ENTRY_MESSAGE: f"{verb} by surplus loads: {reason}",
         LOGBOOK_ENTRY_ENTITY_ID: str(data.get(ATTR_ENTITY_ID)),
     }
 
@@ -158,3 +179,4 @@ def async_describe_events(
 
     async_describe_event(DOMAIN, EVENT_SBMS, describe_agent_event)
     async_describe_event(DOMAIN, EVENT_LOAD_SHEDDING, describe)
+    async_describe_event(DOMAIN, EVENT_SURPLUS_LOAD, describe_surplus)

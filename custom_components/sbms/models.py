@@ -280,6 +280,48 @@ class Counters:
     load_wh: float
 
 
+# --- PV diversion (issue 19) ----------------------------------------------------------------
+
+DIVERSION_COUNTER_FIELDS = (
+    "diverted_wh",
+    "diverted_measured_wh",
+    "diverted_estimated_wh",
+    "curtailed_wh",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Diversion:
+    """`state.diversion`: present only on a box that decides a PV diversion (docs/diversion.md).
+
+    `power_w` is measured by a heat-path shunt when `measured`, else estimated; `available_w`
+    is the surplus the disconnected arrays could give (None: no estimate). Counters in Wh.
+    """
+
+    diverting: bool
+    power_w: float | None
+    measured: bool
+    available_w: float | None
+    counters: Mapping[str, float]
+
+    @classmethod
+    def from_reader(cls, r: _Reader) -> Diversion:
+        counters = r.obj("counters")
+        return cls(
+            diverting=r.flag("diverting"),
+            power_w=r.optional_number("power_w"),
+            measured=r.flag("measured"),
+            available_w=r.optional_number("available_w"),
+            counters={name: counters.number(name) for name in DIVERSION_COUNTER_FIELDS},
+        )
+
+    @property
+    def surplus(self) -> bool:
+        """Surplus available, as the agent's native discovery says it: diverting, or the
+        disconnected arrays could give more than 0 W."""
+        return self.diverting or (self.available_w is not None and self.available_w > 0)
+
+
 @dataclass(frozen=True, slots=True)
 class BoxState:
     """One telemetry message."""
@@ -323,6 +365,8 @@ class BoxState:
     # Half the ~95 % band around `soc`, SoC points (added within protocol version 1, issue
     # 16); None from an agent that does not estimate it (a stock SBMS0) or predates it.
     soc_uncertainty: float | None = None
+    # PV diversion (added within protocol version 1, issue 19): None on a box without one.
+    diversion: Diversion | None = None
     # PV energy per array, Wh, by charge output (issue 20, added within protocol version 1):
     # only from a dual-PV box with a PV shunt; None otherwise and from older agents.
     pv_arrays_wh: Mapping[str, float] | None = None
@@ -373,6 +417,7 @@ class BoxState:
             link_stats=_counts(data.get("link_stats")),
             source_stats=_counts(data.get("source_stats")),
             soc_uncertainty=r.optional_number("soc_uncertainty"),
+            diversion=Diversion.from_reader(r.obj("diversion")) if r.has("diversion") else None,
             pv_arrays_wh=_pv_arrays(r),
         )
 

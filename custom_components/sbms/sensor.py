@@ -34,6 +34,8 @@ from .history import CounterFn, MeasurementFn
 from .load_shedding import LoadSettings, LoadStatus
 from .models import Announce, BoxState, HistoryRecord, Reading
 from .shedding_manager import LOAD_STATE_KEY, SheddingManager
+from .surplus_loads import SurplusLoadSettings, SurplusStatus
+from .surplus_manager import SURPLUS_STATE_KEY, SurplusManager
 
 # Push entities: nothing to poll, so no limit on parallel updates.
 PARALLEL_UPDATES = 0
@@ -64,6 +66,10 @@ class SbmsSensorEntityDescription(SensorEntityDescription):
     # An input the box may have left unfitted (xT2): the entity is added once the box reports
     # a value, so a box without the sensor has no entity forever unknown.
     added_when_read: bool = False
+    # With `added_when_read`: what "reported" means when not "the value is not None" (a PV
+    # diversion's surplus is null while it cannot be estimated, yet the box has one).
+    reported_fn: Callable[[BoxState], bool] | None = None
+    attributes_fn: Callable[[BoxState], dict[str, Any]] | None = None
 
 
 def _has_pv_shunt(announce: Announce) -> bool:
@@ -430,6 +436,99 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
 )
 
 
+# --- PV diversion (issue 19) -------------------------------------------------------------------
+# Only on a box whose state carries `diversion` (docs/protocol.md): added when the first such
+# state arrives, so a box without a heat path never shows them.
+
+
+def _has_diversion(state: BoxState) -> bool:
+    return state.diversion is not None
+
+
+def _diversion_counter(name: str, state: BoxState) -> float | None:
+    diversion = state.diversion
+    return None if diversion is None else _kwh(diversion.counters.get(name))
+
+
+def _diverted_attributes(state: BoxState) -> dict[str, Any]:
+    """How the diverted energy was counted: a heat-path shunt's reading or the estimate."""
+    diversion = state.diversion
+    if diversion is None:
+        return {}
+    measured = diversion.counters.get("diverted_measured_wh", 0.0)
+    estimated = diversion.counters.get("diverted_estimated_wh", 0.0)
+    if measured > 0 and estimated > 0:
+        method = "mixed"
+    elif measured > 0 or (estimated == 0 and diversion.measured):
+        method = "measured"  # nothing counted yet: as the heat-path shunt reads now
+    else:
+        method = "estimated"
+    return {
+        "counted": method,
+        "measured_energy_kwh": _kwh(measured),
+        "estimated_energy_kwh": _kwh(estimated),
+    }
+
+
+def _diversion_energy(key: str, counter: str) -> SbmsSensorEntityDescription:
+    return replace(
+        _energy(key, counter),
+        added_when_read=True,
+        reported_fn=_has_diversion,
+        value_fn=partial(_diversion_counter, counter),
+    )
+
+
+DIVERSION_SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
+    # Energy into the heat paths: an individual device's consumption on the Energy dashboard.
+    replace(
+        _diversion_energy("diverted_energy", "diverted_wh"),
+        attributes_fn=_diverted_attributes,
+    ),
+    # PV thrown away (battery full, no heat path took it): always an estimate, said in its name.
+    _diversion_energy("curtailed_energy", "curtailed_wh"),
+    SbmsSensorEntityDescription(
+        key="diversion_power",
+        translation_key="diversion_power",
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        added_when_read=True,
+        reported_fn=_has_diversion,
+        value_fn=lambda state: None if state.diversion is None else state.diversion.power_w,
+        attributes_fn=lambda state: (
+            {} if state.diversion is None else {"measured": state.diversion.measured}
+        ),
+    ),
+    # What the disconnected arrays could give now: an estimate (clear-sky model), never measured.
+    SbmsSensorEntityDescription(
+        key="surplus_power",
+        translation_key="surplus_power",
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        added_when_read=True,
+        reported_fn=_has_diversion,
+        value_fn=lambda state: None if state.diversion is None else state.diversion.available_w,
+    ),
+    # No agent input reads one yet (docs/diversion.md): added once a state carries a value.
+    SbmsSensorEntityDescription(
+        key="temperature_heater_tank",
+        translation_key="temperature_heater_tank",
+        device_class=SensorDeviceClass.TEMPERATURE,
+        native_unit_of_measurement=UnitOfTemperature.CELSIUS,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        added_when_read=True,
+        value_fn=lambda state: state.temperatures.get("heater_tank"),
+    ),
+)
+
+# --- end of PV diversion -----------------------------------------------------------------------
+
+
 def cell_descriptions(cells: int) -> list[SbmsSensorEntityDescription]:
     """One voltage per cell, numbered from 1 at the bottom of the stack.
 
@@ -523,6 +622,9 @@ def box_sensors(announce: Announce) -> list[tuple[SbmsSensorEntityDescription, s
     and the back-fill of statistics finds their entities by the same unique ids."""
     sensors = [(description, "") for description in SENSORS if description.exists_fn(announce)]
     sensors.extend(
+        (description, "") for description in DIVERSION_SENSORS if description.exists_fn(announce)
+    )
+    sensors.extend(
         (description, f"_{index + 1}")
         for index, description in enumerate(cell_descriptions(announce.cells))
     )
@@ -556,7 +658,7 @@ async def async_setup_entry(
         state = coordinator.data.state
         if state is None:
             return
-        read = [(d, suffix) for d, suffix in waiting if d.value_fn(state) is not None]
+        read = [(d, suffix) for d, suffix in waiting if _reported(d, state)]
         if not read:
             return
         for item in read:
@@ -576,6 +678,17 @@ async def async_setup_entry(
         SbmsLoadStateSensor(coordinator, manager, load, manager.titles.get(load.load_id, ""))
         for load in manager.loads
     )
+    surplus = entry.runtime_data.surplus
+    async_add_entities(
+        SbmsSurplusLoadStateSensor(coordinator, surplus, load, surplus.titles.get(load.load_id, ""))
+        for load in surplus.loads
+    )
+
+
+def _reported(description: SbmsSensorEntityDescription, state: BoxState) -> bool:
+    if description.reported_fn is not None:
+        return description.reported_fn(state)
+    return description.value_fn(state) is not None
 
 
 class SbmsSensorEntity(SbmsEntity, SensorEntity):
@@ -597,6 +710,12 @@ class SbmsSensorEntity(SbmsEntity, SensorEntity):
     def native_value(self) -> StateType:
         state = self.coordinator.data.state
         return None if state is None else self.entity_description.value_fn(state)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        state = self.coordinator.data.state
+        attributes_fn = self.entity_description.attributes_fn
+        return None if state is None or attributes_fn is None else attributes_fn(state)
 
 
 LOAD_STATE = SensorEntityDescription(
@@ -635,6 +754,52 @@ class SbmsLoadStateSensor(SbmsEntity, SensorEntity):
             "priority": self._load.priority,
             "shed_below": self._load.shed_below,
             "restore_above": self._load.restore_above,
+        }
+
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        self.async_on_remove(self._manager.async_add_listener(self.async_write_ha_state))
+
+
+# --- surplus loads (issue 19) ------------------------------------------------------------------
+
+SURPLUS_LOAD_STATE = SensorEntityDescription(
+    key=SURPLUS_STATE_KEY,
+    translation_key="surplus_load_state",
+    device_class=SensorDeviceClass.ENUM,
+    options=[status.value for status in SurplusStatus],
+)
+
+
+class SbmsSurplusLoadStateSensor(SbmsEntity, SensorEntity):
+    """What surplus loads do with one load, and why."""
+
+    def __init__(
+        self,
+        coordinator: SbmsCoordinator,
+        manager: SurplusManager,
+        load: SurplusLoadSettings,
+        title: str,
+    ) -> None:
+        super().__init__(coordinator, SURPLUS_LOAD_STATE, key_suffix=f"_{load.load_id}")
+        self._manager = manager
+        self._load = load
+        self._attr_translation_placeholders = {"load": title}
+
+    @property
+    def native_value(self) -> str:
+        return self._manager.state_of(self._load.load_id).status.value
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        reason = self._manager.state_of(self._load.load_id).reason
+        return {
+            "reason": None if reason is None else reason.value,
+            "load_entity_id": self._load.entity_id,
+            "priority": self._load.priority,
+            "min_soc": self._load.min_soc,
+            "max_discharge_power": self._load.max_discharge_w,
+            "discharge_time": self._load.discharge_s,
         }
 
     async def async_added_to_hass(self) -> None:

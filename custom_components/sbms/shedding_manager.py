@@ -87,6 +87,14 @@ def loads_of(entry: SbmsConfigEntry) -> tuple[LoadSettings, ...]:
     )
 
 
+def subentries_of(entry: SbmsConfigEntry) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """Every subentry's type, title and data: what the loaded entry was built from."""
+    return {
+        key: (subentry.subentry_type, subentry.title, dict(subentry.data))
+        for key, subentry in entry.subentries.items()
+    }
+
+
 def pessimistic_of(entry: SbmsConfigEntry) -> bool:
     """The entry's option; entries from before it have none (off)."""
     return bool(entry.options.get(CONF_PESSIMISTIC_SOC, DEFAULT_PESSIMISTIC_SOC))
@@ -112,6 +120,7 @@ class SheddingManager:
         self.titles = {
             subentry_id: subentry.title for subentry_id, subentry in entry.subentries.items()
         }
+        self._subentries = subentries_of(entry)
         self.enabled = True
         self.runtime: dict[str, LoadRuntime] = {}
         self._store: Store[dict[str, Any]] = Store(
@@ -233,17 +242,15 @@ class SheddingManager:
 
     @callback
     def _on_entry_change(self, change: ConfigEntryChange, entry: Any) -> None:
-        """Reload when the loads change; other entry updates (a new announce) do not matter."""
+        """Reload when a load (shed-able or surplus, surplus_manager.py) is added, changed or
+        removed: this one reload serves both managers. Other entry updates (a new announce)
+        do not matter."""
         if change is not ConfigEntryChange.UPDATED or entry.entry_id != self.entry.entry_id:
             return
-        if loads_of(entry) != self.loads or self._titles_changed(entry):
+        if subentries_of(entry) != self._subentries:
             self.hass.config_entries.async_schedule_reload(entry.entry_id)
         else:
             self._evaluate()  # the pessimistic option may have changed: it applies at once
-
-    def _titles_changed(self, entry: SbmsConfigEntry) -> bool:
-        titles = {key: subentry.title for key, subentry in entry.subentries.items()}
-        return titles != self.titles
 
     def _conditions(self) -> Conditions:
         data = self.coordinator.data

@@ -29,6 +29,7 @@ from .entity import SbmsEntity
 from .models import AgentConfig
 from .number import holdable_outputs
 from .shedding_manager import SheddingManager
+from .surplus_manager import SurplusManager
 
 # Every change goes through the agent one request at a time; no polling happens here.
 PARALLEL_UPDATES = 1
@@ -85,7 +86,12 @@ async def async_setup_entry(
     if announce.config_set:
         entities += [SbmsConfigSwitch(coordinator, description) for description in CONFIG_SWITCHES]
     async_add_entities(entities)
-    async_add_entities([SbmsLoadSheddingSwitch(coordinator, runtime.shedding)])
+    async_add_entities(
+        [
+            SbmsLoadSheddingSwitch(coordinator, runtime.shedding),
+            SbmsSurplusLoadsSwitch(coordinator, runtime.surplus),
+        ]
+    )
 
 
 class SbmsHoldOffSwitch(SbmsEntity, SwitchEntity):
@@ -152,6 +158,36 @@ class SbmsLoadSheddingSwitch(SbmsEntity, SwitchEntity):
 
     def __init__(self, coordinator: SbmsCoordinator, manager: SheddingManager) -> None:
         super().__init__(coordinator, LOAD_SHEDDING)
+        self._manager = manager
+
+    @property
+    def is_on(self) -> bool:
+        return self._manager.enabled
+
+    async def async_turn_on(self, **kwargs: Any) -> None:
+        self._manager.async_set_enabled(True)
+
+    async def async_turn_off(self, **kwargs: Any) -> None:
+        self._manager.async_set_enabled(False)
+
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        self.async_on_remove(self._manager.async_add_listener(self.async_write_ha_state))
+
+
+# --- surplus loads (issue 19) ------------------------------------------------------------------
+
+SURPLUS_LOADS = SwitchEntityDescription(
+    key="surplus_loads", translation_key="surplus_loads", entity_category=EntityCategory.CONFIG
+)
+
+
+class SbmsSurplusLoadsSwitch(SbmsEntity, SwitchEntity):
+    """The master switch of surplus loads, a Home Assistant setting kept across restarts.
+    Off, nothing is switched; what surplus loads switched on stays on."""
+
+    def __init__(self, coordinator: SbmsCoordinator, manager: SurplusManager) -> None:
+        super().__init__(coordinator, SURPLUS_LOADS)
         self._manager = manager
 
     @property

@@ -22,7 +22,7 @@ from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 from custom_components.sbms.const import AGENT_EVENT_KINDS, DOMAIN, KIND_AGENT_OFFLINE
 from custom_components.sbms.logbook import agent_event_message
 from tests.helpers.hass import SetupBox, wait_for
-from tests.integration.fake_agent import FakeAgent, unique_id
+from tests.integration.fake_agent import FakeAgent, example, unique_id
 
 
 @pytest.fixture(autouse=True)
@@ -152,3 +152,43 @@ def _state(hass: HomeAssistant, entity_id: str) -> str | None:
 def _attribute(hass: HomeAssistant, entity_id: str, name: str) -> Any:
     state = hass.states.get(entity_id)
     return None if state is None else state.attributes.get(name)
+
+
+async def test_a_surplus_load_switched_on_reads_in_words(
+    hass: HomeAssistant,
+    hass_ws_client: WebSocketGenerator,
+    agent: FakeAgent,
+    setup_box: SetupBox,
+) -> None:
+    """Issue 19: "Boiler switched on by surplus loads: <why>", against the load."""
+    assert await async_setup_component(hass, "logbook", {})
+    assert await async_setup_component(hass, "input_boolean", {"input_boolean": {"boiler": {}}})
+    data = {
+        "entity_id": "input_boolean.boiler",
+        "priority": 5,
+        "min_soc": 90,
+        "max_discharge_power": 100,
+        "discharge_time": 60,
+        "min_on_time": 0,
+        "min_off_time": 0,
+    }
+    subentry = {
+        "subentry_type": "surplus_load",
+        "title": "Boiler",
+        "unique_id": "input_boolean.boiler",
+        "data": data,
+    }
+    await setup_box(agent, subentries_data=[subentry])
+    since = dt_util.utcnow()
+    agent.state["timestamp"] += 1
+    await agent.set_state(soc=100.0, battery_power=0.0, diversion=example("state", 1)["diversion"])
+    await wait_for(hass, lambda: hass.states.get("input_boolean.boiler").state == "on")  # type: ignore[union-attr]
+    entries = await _logbook(hass, hass_ws_client, since)
+    lines = [
+        (entry.get("name"), entry.get("message"))
+        for entry in entries
+        if entry.get("entity_id") == "input_boolean.boiler" and entry.get("name") == "Boiler"
+    ]
+    assert lines == [
+        ("Boiler", "switched on by surplus loads: the battery is full and PV would be thrown away")
+    ]

@@ -16,8 +16,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from PIL import Image
 
-from tests.helpers.hass import SetupBox
-from tests.integration.fake_agent import FakeAgent
+from tests.helpers.hass import SetupBox, wait_for
+from tests.integration.fake_agent import FakeAgent, example, unique_id
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENT = ROOT / "custom_components" / "sbms"
@@ -114,6 +114,8 @@ def test_every_flow_error_and_abort_is_translated() -> None:
         | set(strings["options"].get("abort", {}))
         | set(strings["config_subentries"]["load"]["error"])
         | set(strings["config_subentries"]["load"]["abort"])
+        | set(strings["config_subentries"]["surplus_load"]["error"])
+        | set(strings["config_subentries"]["surplus_load"]["abort"])
     )
     assert used <= known, used - known
 
@@ -126,6 +128,9 @@ async def test_every_entity_has_a_translated_name_and_an_icon(
     agent.config["outputs"][2]["type"] = 6
     agent.state["dual_pv_level"] = 1
     agent.state["temperatures"]["external2"] = 18.0  # xT2's entity comes with its reading
+    # A PV diversion and a tank thermometer (issue 19): their entities come with the state.
+    agent.state["diversion"] = example("state", 1)["diversion"]
+    agent.state["temperatures"]["heater_tank"] = 55.0
     await agent.publish_all()
     # The per-load shedding sensor exists only for a configured optional load.
     load = {"entity_id": "switch.heater", "priority": 1, "shed_below": 30, "restore_above": 50}
@@ -137,8 +142,37 @@ async def test_every_entity_has_a_translated_name_and_an_icon(
                 "title": "Heater",
                 "unique_id": "switch.heater",
                 "data": {**load, "min_off_time": 0, "min_on_time": 0},
-            }
+            },
+            {  # and the per-load surplus sensor for a surplus load
+                "subentry_type": "surplus_load",
+                "title": "Pool pump",
+                "unique_id": "switch.pool_pump",
+                "data": {
+                    "entity_id": "switch.pool_pump",
+                    "priority": 5,
+                    "min_soc": 90,
+                    "max_discharge_power": 100,
+                    "discharge_time": 60,
+                    "min_off_time": 0,
+                    "min_on_time": 0,
+                },
+            },
         ],
+    )
+    await wait_for(
+        hass,
+        lambda: (
+            er.async_get(hass).async_get_entity_id("sensor", "sbms", unique_id("diverted_energy"))
+            is not None
+            and er.async_get(hass).async_get_entity_id(
+                "sensor", "sbms", unique_id("temperature_heater_tank")
+            )
+            is not None
+            and er.async_get(hass).async_get_entity_id(
+                "binary_sensor", "sbms", unique_id("surplus_available")
+            )
+            is not None
+        ),
     )
     strings = _strings()["entity"]
     icons = _json(COMPONENT / "icons.json")["entity"]
