@@ -628,21 +628,15 @@ class SimulatedBox:
         day: int,
         index: npt.NDArray[np.int64],
     ) -> ArrayFlows:
-        if array is None:
-            return array_flows(
-                None,
-                battery_on=False,
-                heat_ohm=None,
-                pack_voltage=pack_voltage,
-                irradiance_w_m2=irradiance,
-                cell_temperature_c=ambient,
-            )
+        # Without an array nothing flows, whatever the switches (array_flows gives zeros).
         curve: IvCurve | None = None
-        if self._ambient_override is None:
-            cell_temperature, curve = self._day_curve(array, day)
-            cell_temperature, curve = cell_temperature[index], curve.at(index)
-        else:
-            cell_temperature = panel_temperature(ambient, irradiance, array.panel.noct_c)
+        cell_temperature = ambient
+        if array is not None:
+            if self._ambient_override is None:
+                day_temperature, day_curve = self._day_curve(array, day)
+                cell_temperature, curve = day_temperature[index], day_curve.at(index)
+            else:
+                cell_temperature = panel_temperature(ambient, irradiance, array.panel.noct_c)
         return array_flows(
             array,
             battery_on=battery_on,
