@@ -270,7 +270,8 @@ def _run_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="--simulate: PV diversion (issue 19): the array's DSSR20 heat path to a 1.6 ohm "
         "element in a 50 L water heater, switched by a type 7 output (heat1); the tank's "
-        "thermistor on xT2",
+        "thermistor on xT2 (diversion.tank_temperature: external2, so the state carries "
+        "temperatures.heater_tank)",
     )
     parser.add_argument(
         "--start-hour",

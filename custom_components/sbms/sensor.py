@@ -513,7 +513,8 @@ DIVERSION_SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         reported_fn=_has_diversion,
         value_fn=lambda state: None if state.diversion is None else state.diversion.available_w,
     ),
-    # No agent input reads one yet (docs/diversion.md): added once a state carries a value.
+    # An agent whose file sets `diversion.tank_temperature` (docs/diversion.md) sends it:
+    # added once a state carries a value.
     SbmsSensorEntityDescription(
         key="temperature_heater_tank",
         translation_key="temperature_heater_tank",

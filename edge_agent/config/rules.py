@@ -278,6 +278,11 @@ def validate_source(source: SourceSettings, clean: Mapping[str, Any]) -> list[st
         problems.append("source: type sbms0 needs exactly one of serial or http")
     if "outputs" in clean:
         problems.append("outputs: not with source type sbms0 (the SBMS drives its own outputs)")
+    if clean.get("diversion", {}).get("tank_temperature") is not None:
+        problems.append(
+            "diversion.tank_temperature: not with source type sbms0 (a stock SBMS has no xT2 "
+            "input, external2, to read a tank with)"
+        )
     if source.serial is not None:
         problems += _at_least("source.serial.baud", source.serial.baud, 1200)
     if source.http is not None:

@@ -25,6 +25,7 @@ from edge_agent.config.model import (
 from edge_agent.control.envelope import (
     LFP_RANGES,
 )
+from edge_agent.control.model import TANK_TEMPERATURE_INPUTS
 from edge_agent.control.settings import (
     BalanceSettings,
     CellThresholds,
@@ -295,8 +296,23 @@ def _each(what: str, check: Callable[[Any], dict[str, Any]]) -> Callable[[Any], 
 _arrays = _each("arrays", _ARRAY_SCHEMA)
 
 
+def _tank_temperature(value: Any) -> str | None:
+    """diversion.tank_temperature: the input the tank's thermistor is wired to, or none."""
+    if value is None or value in TANK_TEMPERATURE_INPUTS:
+        return cast(str | None, value)
+    allowed = ", ".join(TANK_TEMPERATURE_INPUTS)
+    raise vol.Invalid(
+        f"must be a temperature input that can read the heater tank: {allowed} (the cell "
+        f"monitor's xT2), or null for no tank sensor (got {value!r:.40})"
+    )
+
+
 _DIVERSION_SCHEMA = _mapping(
-    {**_section_fields(DiversionSettings, exclude=("arrays",)), vol.Optional("arrays"): _arrays}
+    {
+        **_section_fields(DiversionSettings, exclude=("arrays", "tank_temperature")),
+        vol.Optional("arrays"): _arrays,
+        vol.Optional("tank_temperature"): _tank_temperature,
+    }
 )
 
 

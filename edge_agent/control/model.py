@@ -215,6 +215,11 @@ class ControlReport:
 # ---------------------------------------------------------------------------------------------
 
 TEMPERATURE_NAMES = ("internal", "battery", "external2")
+# The PV diversion's water tank (issue 19): the reading of the input that
+# `diversion.tank_temperature` names, under this key. Only xT2 may read it: the die is not a
+# probe and xT1 is the battery's.
+HEATER_TANK = "heater_tank"
+TANK_TEMPERATURE_INPUTS = ("external2",)
 
 
 def net_load(pv_in: float, battery_in: float) -> float:
@@ -231,16 +236,24 @@ def load_current(measurement: Measurement) -> float | None:
     return net_load(measurement.pv_current, measurement.battery_current)
 
 
-def temperatures(measurement: Measurement | None) -> dict[str, float | None]:
-    """internal = the cell monitor's die, battery = xT1, external2 = xT2."""
+def temperatures(
+    measurement: Measurement | None, tank_input: str | None = None
+) -> dict[str, float | None]:
+    """internal = the cell monitor's die, battery = xT1, external2 = xT2; with `tank_input`
+    (DiversionSettings.tank_temperature), `heater_tank` too: that input's reading, which
+    stays under the input's own name as well (a reader of the input keeps working)."""
     if measurement is None:
-        return dict.fromkeys(TEMPERATURE_NAMES)
-    external = measurement.external_temperatures
-    return {
-        "internal": measurement.internal_temperature,
-        "battery": external[0] if len(external) > 0 else None,
-        "external2": external[1] if len(external) > 1 else None,
-    }
+        readings: dict[str, float | None] = dict.fromkeys(TEMPERATURE_NAMES)
+    else:
+        external = measurement.external_temperatures
+        readings = {
+            "internal": measurement.internal_temperature,
+            "battery": external[0] if len(external) > 0 else None,
+            "external2": external[1] if len(external) > 1 else None,
+        }
+    if tank_input is not None:
+        readings[HEATER_TANK] = readings[tank_input]
+    return readings
 
 
 def measurement_ok(report: ControlReport) -> bool:

@@ -182,6 +182,10 @@ class DiversionSettings:
     longitude_deg: float | None = None
     tilt_deg: float | None = None
     azimuth_deg: float | None = None  # the panels face this (0 north, 180 south); None: the equator
+    # Which temperature input reads the heater's water tank (issue 19), published as
+    # `temperatures.heater_tank`; None: no tank sensor. Wiring, like `arrays`: file-only.
+    # Not used by the control core (model.temperatures labels the reading).
+    tank_temperature: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

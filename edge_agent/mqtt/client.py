@@ -119,6 +119,7 @@ class MqttLink:
         agent_clock: Callable[[], float] | None = None,
         discovery: DiscoveryFactory | None = None,
         history: HistoryHandler | None = None,
+        tank_temperature: str | None = None,
     ) -> None:
         """`announce` and `config_payload` build the retained payloads (called at each connect
         and after an accepted config/set); `publish_settings`, when given, is read after each
@@ -126,7 +127,8 @@ class MqttLink:
         `discovery` builds the Home Assistant discovery message; it is published only while
         `settings.ha_discovery` is on. `remote` answers `config/set` and commands (None: a
         source the agent does not control, neither is subscribed); `history` answers
-        `history/get`, without it (no data log) every such request is rejected. `wall_clock`
+        `history/get`, without it (no data log) every such request is rejected.
+        `tank_temperature`: the input that reads the heater tank, see `Outbox`. `wall_clock`
         paces publishing (real seconds); `agent_clock` (default: the wall clock) is the
         controller's time, on which requests are decided and results stamped: a simulated box
         runs on its own."""
@@ -145,6 +147,7 @@ class MqttLink:
             policy=policy,
             publish_settings=publish_settings,
             discovery=discovery,
+            tank_temperature=tank_temperature,
         )
         # Home Assistant's birth message asks for discovery again (only while it is on).
         self._birth_topic = (

@@ -22,6 +22,7 @@ from typing import Any
 import edge_agent
 from edge_agent.config import AgentConfig
 from edge_agent.control.extio import diverts
+from edge_agent.control.model import HEATER_TANK
 from edge_agent.control.pv_arrays import pv_arrays
 from edge_agent.control.settings import OutputType
 from edge_agent.mqtt.payloads import MODEL, SOURCES, fitted_temperatures
@@ -163,6 +164,16 @@ def _add_components(
             "temperature",
             precision=1,
             diagnostic=name == "internal",
+        )
+    # The tank's input (issue 19): configured means fitted, so no wait for a first reading.
+    if config.control.diversion.tank_temperature in fitted_temperatures(config, source):
+        builder.sensor(
+            "temperature_heater_tank",
+            "Heater tank temperature",
+            _measured(f"temperatures.{HEATER_TANK}"),
+            "°C",
+            "temperature",
+            precision=1,
         )
     if any(output.type is OutputType.DUAL_PV for output in config.control.outputs):
         builder.sensor(

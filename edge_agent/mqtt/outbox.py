@@ -52,14 +52,17 @@ class Outbox:
         policy: PublishPolicy | None = None,
         publish_settings: Callable[[], PublishSettings] | None = None,
         discovery: DiscoveryFactory | None = None,
+        tank_temperature: str | None = None,
     ) -> None:
         """`announce`, `config_payload` and `discovery` (None: discovery is off) build the
         retained payloads when they are published; `publish_settings`, when given, is read
-        again after each accepted change (`settings_changed`)."""
+        again after each accepted change (`settings_changed`). `tank_temperature`: the input
+        that reads the heater tank (file-only, so fixed for the link's life)."""
         self._topics = topics
         self._announce = announce
         self._config_payload = config_payload
         self._discovery = discovery
+        self._tank_temperature = tank_temperature
         self._policy = policy or PublishPolicy()
         self._publish_settings = publish_settings
         self._events: deque[ControlEvent] = deque(maxlen=event_queue_size)
@@ -153,7 +156,11 @@ class Outbox:
 
     def state(self, report: ControlReport, stats: LinkStats) -> Message:
         """Retained: a client that subscribes later gets the latest state at once."""
-        return Message(self._topics.state, encode(state_payload(report, stats)), retain=True)
+        return Message(
+            self._topics.state,
+            encode(state_payload(report, stats, tank_temperature=self._tank_temperature)),
+            retain=True,
+        )
 
     def state_sent(self, report: ControlReport, now: float) -> None:
         self._policy.mark_published(report, now)

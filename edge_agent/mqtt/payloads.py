@@ -166,9 +166,13 @@ class LinkStats:
         }
 
 
-def state_payload(report: ControlReport, link: LinkStats | None = None) -> dict[str, Any]:
+def state_payload(
+    report: ControlReport, link: LinkStats | None = None, *, tank_temperature: str | None = None
+) -> dict[str, Any]:
     """Telemetry for one control report; measured fields are null before the first
-    measurement. `link`: the MQTT link's request counters, when it has any to say."""
+    measurement. `link`: the MQTT link's request counters, when it has any to say.
+    `tank_temperature`: the input that reads the heater tank (`diversion.tank_temperature`),
+    also published as `temperatures.heater_tank`."""
     m = report.measurement
     return {
         "timestamp": _round(report.timestamp, _TIME),
@@ -178,7 +182,7 @@ def state_payload(report: ControlReport, link: LinkStats | None = None) -> dict[
         "soc_uncertainty": _round_opt(report.soc_uncertainty, _SOC),
         "remaining_ah": _round(report.remaining_ah, _AH),
         "capacity_ah": _round(report.capacity_ah, _AH),
-        **_measured_fields(m),
+        **_measured_fields(m, tank_temperature),
         "faults": sorted(fault.value for fault in report.faults),
         "interlocks": sorted(interlock.value for interlock in report.interlocks),
         "charge_allowed": report.charge_allowed,
@@ -251,8 +255,10 @@ def _source_stats(report: ControlReport) -> dict[str, Any]:
     }
 
 
-def _measured_fields(m: Measurement | None) -> dict[str, Any]:
-    temps = {name: _round_opt(value, _CELSIUS) for name, value in temperatures(m).items()}
+def _measured_fields(m: Measurement | None, tank_input: str | None) -> dict[str, Any]:
+    temps = {
+        name: _round_opt(value, _CELSIUS) for name, value in temperatures(m, tank_input).items()
+    }
     if m is None:
         return {
             **dict.fromkeys(("voltage", "battery_current", "battery_power", "pv_current")),

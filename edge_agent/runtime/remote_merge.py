@@ -52,10 +52,11 @@ REMOTE_READ_ONLY_KEYS = (
 )
 _REMOTE_BATTERY_KEYS = ("capacity_ah",)
 _BATTERY_WIRING_KEYS = ("chemistry", "cells", "ocv_curve")
-# What a heater may warm and which arrays it heats from are wiring: only the file says them
-# (docs/diversion.md). The dead time (inside its remote window) and the site may move.
+# What a heater may warm, which arrays it heats from and which input reads its tank are
+# wiring: only the file says them (docs/diversion.md). The dead time (inside its remote
+# window) and the site may move.
 _REMOTE_DIVERSION_KEYS = ("dead_time_s", "latitude_deg", "longitude_deg", "tilt_deg", "azimuth_deg")
-_DIVERSION_WIRING_KEYS = ("heater_warms_battery", "arrays")
+_DIVERSION_WIRING_KEYS = ("heater_warms_battery", "arrays", "tank_temperature")
 _OUTPUT_WIRING_KEYS = (
     "name",
     "wiring",

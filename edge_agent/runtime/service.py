@@ -93,6 +93,8 @@ def build_link(
         ),
         history=history,
         agent_clock=None if clock is None else clock.now,
+        # File-only (docs/diversion.md), so the value at start holds for the link's life.
+        tank_temperature=source.config.control.diversion.tank_temperature,
     )
 
 

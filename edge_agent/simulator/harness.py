@@ -140,7 +140,8 @@ def _heat_outputs(
     pins: list[tuple[str, int]],
 ) -> tuple[tuple[OutputSettings, ...], list[tuple[str, int]], DiversionSettings]:
     """The diversion outputs of a box with heat paths, and what its owner would tell the
-    estimate: each array's size and element, and the site (unless `diversion` says more)."""
+    estimate: each array's size and element, and the site (unless `diversion` says more);
+    with the tank's thermistor on xT2, that xT2 reads the tank."""
     heat, wiring = spec.heat, spec.wiring
     if heat is None:
         return outputs, pins, diversion
@@ -170,6 +171,7 @@ def _heat_outputs(
             arrays=tuple(arrays),
             latitude_deg=spec.latitude_deg,
             longitude_deg=spec.utc_offset_hours * 15.0,
+            tank_temperature="external2" if heat.tank_sensor_on_xt2 else None,
         )
     return outputs, pins, diversion
 

@@ -60,7 +60,8 @@ class HeatPathSpec:
     shunt_chip: Literal["ina228", "ina226"] = "ina228"
     shunt_address: int = 0x44
     # A thermistor on the tank wired to the cell monitor's second external input (xT2), the
-    # DIY box's spare one: the agent then publishes the tank's temperature as `external2`.
+    # DIY box's spare one: the agent then publishes the tank's temperature as `external2` and,
+    # since simulated_config sets `diversion.tank_temperature: external2`, as `heater_tank`.
     tank_sensor_on_xt2: bool = False
 
     def element_current(self, heat_w: FloatArray) -> FloatArray:

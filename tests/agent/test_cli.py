@@ -183,3 +183,12 @@ def test_an_unknown_mqtt_protocol_is_refused(capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit):
         _run_parser().parse_args(["--simulate", "--mqtt-protocol", "3"])
     assert "--mqtt-protocol" in capsys.readouterr().err
+
+
+def test_simulate_heater_reads_the_tank_on_xt2() -> None:
+    """Issue 19: the demo's `--simulate --heater` box has its tank's thermistor on xT2 and says
+    so, so its state carries `temperatures.heater_tank` (Home Assistant's tank entity)."""
+    heater = _simulated_setup(_run_parser().parse_args(["--simulate", "--heater"]))
+    assert heater.remote.config.control.diversion.tank_temperature == "external2"
+    plain = _simulated_setup(_run_parser().parse_args(["--simulate"]))
+    assert plain.remote.config.control.diversion.tank_temperature is None

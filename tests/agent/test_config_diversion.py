@@ -34,6 +34,7 @@ diversion:
   longitude_deg: 7.6
   tilt_deg: 30
   azimuth_deg: 170
+  tank_temperature: external2
   arrays:
     - {output: extio4, rated_current_a: 18, open_circuit_v: 46, heater_ohm: 1.6}
     - {output: extio5, rated_current_a: 9}
@@ -70,6 +71,7 @@ def test_every_diversion_key_is_read() -> None:
         longitude_deg=7.6,
         tilt_deg=30.0,
         azimuth_deg=170.0,
+        tank_temperature="external2",
     )
     assert config.hardware.heat_shunt == ShuntSettings("ina226", 0x44, 20.0, 50.0)
     # The pins stay hardware: `diverts` is the control core's, like the type.
@@ -81,6 +83,7 @@ def test_defaults_without_a_diversion_section() -> None:
     config = parse_config({})
     assert config.control.diversion == DiversionSettings()
     assert config.control.diversion.heater_warms_battery  # the safe default
+    assert config.control.diversion.tank_temperature is None  # no tank sensor
     assert config.hardware.heat_shunt is None
     assert "heat_shunt" not in config_to_dict(config)
 
@@ -89,6 +92,7 @@ def test_round_trip_through_json_and_yaml() -> None:
     config = parse_config(data())
     written = config_to_dict(config)
     assert written["outputs"][4]["diverts"] == "extio4"
+    assert written["diversion"]["tank_temperature"] == "external2"
     assert "diverts" not in written["outputs"][1]
     assert written["diversion"]["arrays"][1] == {
         "output": "extio5",
@@ -181,6 +185,16 @@ def test_a_type_7_output_without_wiring_is_taken_as_a_heater() -> None:
             {"heater_warms_battery": "no"},
             "diversion.heater_warms_battery: must be true or false (got 'no')",
         ),
+        *(
+            (
+                {"tank_temperature": value},
+                "diversion.tank_temperature: must be a temperature input that can read the "
+                "heater tank: external2 (the cell monitor's xT2), or null for no tank sensor "
+                f"(got {value!r})",
+            )
+            # A misspelt input, the die and xT1 (the battery's), a pin number.
+            for value in ("xt2", "internal", "battery", 2)
+        ),
         ({"latitude_deg": 91}, "diversion.latitude_deg: must be between -90 and 90 degrees"),
         ({"longitude_deg": -181}, "diversion.longitude_deg: must be between -180 and 180"),
         ({"tilt_deg": 95}, "diversion.tilt_deg: must be between 0 and 90 degrees"),
@@ -215,6 +229,22 @@ def test_bad_diversion_settings(section: dict[str, Any], expected: str) -> None:
     value["diversion"] = {**value["diversion"], **section}
     problems = problems_of(value)
     assert any(problem.startswith(expected) for problem in problems), problems
+
+
+def test_no_tank_sensor_is_the_same_as_none_configured() -> None:
+    value = data()
+    value["diversion"]["tank_temperature"] = None
+    assert parse_config(value).control.diversion.tank_temperature is None
+
+
+def test_a_stock_sbms_has_no_input_to_read_a_tank_with() -> None:
+    source = {"type": "sbms0", "serial": {"port": "/dev/ttyUSB0"}}
+    assert parse_config({"source": source}).control.diversion.tank_temperature is None
+    problems = problems_of({"source": source, "diversion": {"tank_temperature": "external2"}})
+    assert problems == (
+        "diversion.tank_temperature: not with source type sbms0 (a stock SBMS has no xT2 "
+        "input, external2, to read a tank with)",
+    )
 
 
 def test_a_diversion_section_that_is_not_a_mapping() -> None:

@@ -256,6 +256,43 @@ def test_external_temperature_2_only_once_read() -> None:
     assert "External temperature 2" not in {c["name"] for c in sbms0}
 
 
+def test_heater_tank_temperature_when_its_input_is_configured() -> None:
+    """Issue 19: `diversion.tank_temperature` says a tank sensor is fitted, so its entity
+    comes at once (no wait for a first reading) and renders the state's `heater_tank`."""
+    system = _system(wiring=OutputWiring(heat_primary_pin=5), heat=HeatPathSpec())
+    key = f"sbms_{AGENT_ID}_temperature_heater_tank"
+    assert key not in _components(system.config)  # no tank sensor configured
+    diversion = dataclasses.replace(system.config.control.diversion, tank_temperature="external2")
+    config = dataclasses.replace(
+        system.config, control=dataclasses.replace(system.config.control, diversion=diversion)
+    )
+    tank = _components(config)[key]
+    assert (tank["name"], tank["dev_cla"], tank["unit_of_meas"], tank["sug_dsp_prc"]) == (
+        "Heater tank temperature",
+        "temperature",
+        "°C",
+        1,
+    )
+    assert "ent_cat" not in tank  # the tank is what the user watches, not a diagnostic
+    assert tank["default_entity_id"] == f"sensor.sbms_{AGENT_ID}_heater_tank_temperature"
+    assert key not in _components(config, "sbms0")  # a stock SBMS has no xT2
+    report = system.run(10.0)
+    assert report is not None
+    assert report.measurement is not None
+    measured = dataclasses.replace(report.measurement, external_temperatures=(25.0, 52.34))
+    state = json.loads(
+        encode(
+            state_payload(
+                dataclasses.replace(report, measurement=measured), tank_temperature="external2"
+            )
+        )
+    )
+    rendered = _render(tank["val_tpl"], state)
+    if rendered != "checked":
+        assert float(rendered) == 52.3
+        assert _render(tank["val_tpl"], {**state, "measurement_ok": False}) == "None"
+
+
 def test_pv_energy_per_array_on_a_dual_pv_box() -> None:
     """Issue 20: each array's PV energy as a solar source for the Energy dashboard, read
     from a real state's `pv_arrays_wh`; none on a box with one array."""

@@ -151,6 +151,21 @@ def test_state_soc_uncertainty_is_null_when_not_estimated() -> None:
     assert json.loads(encode(payload))["soc_uncertainty"] is None
 
 
+def test_state_labels_the_tank_input_as_the_heater_tank() -> None:
+    """Issue 19: the input `diversion.tank_temperature` names is also `heater_tank`."""
+    measured = _measurement(external_temperatures=(21.26, 48.04))
+    payload = state_payload(_report(measured), tank_temperature="external2")
+    assert payload["temperatures"] == {
+        "internal": 25.0,
+        "battery": 21.3,
+        "external2": 48.0,
+        "heater_tank": 48.0,
+    }
+    assert "heater_tank" not in state_payload(_report(measured))["temperatures"]
+    unread = state_payload(_report(None), tank_temperature="external2")["temperatures"]
+    assert unread["heater_tank"] is None
+
+
 def test_state_without_pv_shunt_has_no_load() -> None:
     payload = state_payload(_report(_measurement(pv_current=None)))
     assert payload["pv_current"] is None

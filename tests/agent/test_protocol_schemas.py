@@ -295,14 +295,15 @@ def test_config(running: tuple[SimulatedSystem, list[ControlReport]]) -> None:
 
 @pytest.fixture(scope="module")
 def diverting() -> tuple[SimulatedSystem, list[ControlReport]]:
-    """A full pack at noon with a heat path and its shunt (issue 19)."""
+    """A full pack at noon with a heat path, its shunt and the tank's thermistor on xT2
+    (issue 19)."""
     spec = BoxSpec(
         start=JUNE_1_2026_UTC + 11 * 3600.0,
         clouds=CloudSpec(sunny_probability=1.0, sunny_passing_clouds_per_day=0.0),
         initial_soc=0.99,
         soc_spread=0.002,
         wiring=OutputWiring(heat_primary_pin=5),
-        heat=HeatPathSpec(shunt_rating=(30.0, 75.0)),
+        heat=HeatPathSpec(shunt_rating=(30.0, 75.0), tank_sensor_on_xt2=True),
     )
     system = SimulatedSystem(spec, simulated_config(spec, sample_interval_s=5.0))
     reports: list[ControlReport] = []
@@ -319,6 +320,27 @@ def test_state_with_diversion(diverting: tuple[SimulatedSystem, list[ControlRepo
     assert last["diversion"]["measured"] is True
     assert last["diversion"]["power_w"] > 100.0
     assert last["diversion"]["counters"]["diverted_measured_wh"] > 0.0
+
+
+def test_state_with_the_heater_tank(
+    diverting: tuple[SimulatedSystem, list[ControlReport]],
+) -> None:
+    """`diversion.tank_temperature: external2` labels xT2's reading as the tank's too."""
+    system, reports = diverting
+    tank = system.config.control.diversion.tank_temperature
+    assert tank == "external2"  # simulated_config: the thermistor is on xT2
+    for report in (*reports[::20], reports[-1]):
+        payload = state_payload(report, tank_temperature=tank)
+        _assert_valid("state", payload)
+        temperatures = payload["temperatures"]
+        assert temperatures["heater_tank"] == temperatures["external2"] is not None
+    assert system.box.tank is not None
+    published = state_payload(reports[-1], tank_temperature=tank)["temperatures"]
+    assert published["heater_tank"] == pytest.approx(system.box.tank.temperature_c, abs=0.5)
+    assert "heater_tank" not in state_payload(reports[-1])["temperatures"]  # not configured
+    bad = json.loads(encode(state_payload(reports[-1], tank_temperature=tank)))
+    bad["temperatures"]["heater_tank"] = "48 C"
+    assert list(_validator("state").iter_errors(bad))
 
 
 def test_state_without_diversion_has_no_diversion_object(
@@ -354,8 +376,13 @@ def test_announce_and_config_with_diversion(
     _assert_valid("config", config)
     assert config["heat_shunt"]["address"] == 0x44
     assert config["remote_window"]["diversion"] == {"dead_time_s": [1.0, 10.0]}
+    assert config["diversion"]["tank_temperature"] == "external2"
     _assert_valid("config_set", {"config": {"diversion": {"dead_time_s": 3}}})
     assert list(_validator("config_set").iter_errors({"config": {"diversion": {"arrays": []}}}))
+    file_only = {"config": {"diversion": {"tank_temperature": "external2"}}}
+    assert list(_validator("config_set").iter_errors(file_only))
+    config["diversion"]["tank_temperature"] = "internal"  # not an input that reads a tank
+    assert list(_validator("config").iter_errors(config))
 
 
 @pytest.mark.parametrize(

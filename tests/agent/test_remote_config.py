@@ -370,6 +370,13 @@ _REJECTED: list[tuple[str, bytes, str, str]] = [
         "config.diversion.arrays",
         "read-only over MQTT",
     ),
+    (
+        # With a change that alone is accepted: the whole request is refused (all or nothing).
+        "read-only tank_temperature",
+        _request({"diversion": {"dead_time_s": 5, "tank_temperature": "external2"}}),
+        "config.diversion.tank_temperature",
+        "read-only over MQTT",
+    ),
     ("read-only heat shunt", _request({"heat_shunt": None}), "config.heat_shunt", "read-only"),
     (
         "dead time below its window",

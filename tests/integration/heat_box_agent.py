@@ -6,7 +6,9 @@ A sunny June morning with the pack at 97 %, a 1.6 ohm element on the primary arr
 (the box of tests/agent/test_diversion_end_to_end.py). It publishes its first state at once,
 then waits for `DIR/go` before time runs, so Home Assistant is set up before the sun fills the
 pack. `DIR/load` holds "1" while the surplus load (in Home Assistant) is on: the box then draws
-`--load-w` more, as an appliance on the inverter would.
+`--load-w` more, as an appliance on the inverter would. The tank's thermistor is on xT2
+(`diversion.tank_temperature: external2`); before each state goes out, `DIR/tank` gets a line
+"<state timestamp> <the simulated tank's true temperature>", for the test to compare with.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def _system(agent_id: str) -> SimulatedSystem:
         initial_soc=0.97,
         soc_spread=0.002,
         wiring=OutputWiring(heat_primary_pin=5),
-        heat=HeatPathSpec(primary_ohm=1.6, tank=WaterTankSpec(draws=())),
+        heat=HeatPathSpec(primary_ohm=1.6, tank=WaterTankSpec(draws=()), tank_sensor_on_xt2=True),
     )
     config = simulated_config(spec, sample_interval_s=SAMPLE_S)
     config = dataclasses.replace(config, agent_id=agent_id, publish=PublishSettings.every_sample())
@@ -50,9 +52,18 @@ async def _run(args: argparse.Namespace) -> None:
     link = build_link(settings, remote, Identity("simulator", "heat-box-e2e"))
     stop = asyncio.Event()
     task = asyncio.ensure_future(link.run(stop))
+    truth = (control / "tank").open("a", encoding="utf-8", buffering=1)  # line-buffered
+
+    def step() -> None:
+        report = system.agent.step(system.box.now)
+        tank = system.box.tank
+        assert tank is not None
+        truth.write(f"{report.timestamp!r} {tank.temperature_c!r}\n")
+        link.offer_report(report)
+
     for _ in range(2):  # a decided state with the diversion's fields before the sun runs
         system.box.advance(SAMPLE_S)
-        link.offer_report(system.agent.step(system.box.now))
+        step()
     # A file another process writes: nothing to await but the file itself.
     while not (control / "go").exists():  # noqa: ASYNC110
         await asyncio.sleep(0.1)
@@ -62,9 +73,10 @@ async def _run(args: argparse.Namespace) -> None:
             extra = args.load_w if load_on else 0.0
             system.box.spec = dataclasses.replace(base, base_load_w=base.base_load_w + extra)
             system.box.advance(SAMPLE_S)
-            link.offer_report(system.agent.step(system.box.now))
+            step()
             await asyncio.sleep(args.pace)
     finally:
+        truth.close()
         stop.set()
         await asyncio.wait_for(task, 10)
 

@@ -6,7 +6,9 @@ The box is discovered and confirmed, a surplus load (an input_boolean standing f
 water heater on the inverter: the box draws it while it is on) is added through its subentry
 flow, then the sun runs. The pack fills, the agent switches the panels to the element, Home
 Assistant sees the surplus and switches the load on; the load makes the battery discharge
-beyond its limit, and Home Assistant switches it off again for that reason.
+beyond its limit, and Home Assistant switches it off again for that reason. The tank's
+thermistor is on xT2 and configured as the tank's: Home Assistant's Heater tank temperature
+shows the simulated tank's temperature, which the diverted energy raises.
 """
 
 from __future__ import annotations
@@ -222,6 +224,33 @@ async def test_a_sunny_day_diverts_and_a_surplus_load_comes_on_and_goes_off(
     assert diverted is not None
     assert diverted.attributes["counted"] == "estimated"
     assert hass.states.get(_entity(hass, "binary_sensor", "diverting")) is not None
+
+    # Issue 19: xT2 labelled as the tank (`diversion.tank_temperature: external2`).
+    tank_entity = _entity(hass, "sensor", "temperature_heater_tank")
+    first_tank = timeline.states[0].temperatures["heater_tank"]
+    assert first_tank is not None
+    shown: list[tuple[float, BoxState]] = []
+
+    def tank_warmed_and_shown() -> bool:
+        """The entity shows the integration's latest state (snapshot taken together), once
+        the diverted energy warmed the tank by a degree."""
+        entity, latest = hass.states.get(tank_entity), timeline.latest()
+        if entity is None or latest is None or latest.temperatures.get("heater_tank") is None:
+            return False
+        value = float(entity.state)
+        if value != latest.temperatures["heater_tank"] or value < first_tank + 1.0:
+            return False
+        shown.append((value, latest))
+        return True
+
+    await wait_for(hass, tank_warmed_and_shown, timeout_s=WAIT_S)
+    value, latest = shown[-1]
+    assert latest.temperatures["external2"] == value  # the input keeps its own key too
+    lines = await hass.async_add_executor_job((control / "tank").read_text)
+    truth = [tuple(map(float, line.split())) for line in lines.splitlines()]
+    when, tank_c = min(truth, key=lambda row: abs(row[0] - latest.timestamp))
+    assert when == pytest.approx(latest.timestamp, abs=1e-3)  # the very sample shown
+    assert value == pytest.approx(tank_c, abs=0.5)  # the thermistor through the ISL94203
 
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
