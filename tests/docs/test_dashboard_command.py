@@ -35,6 +35,7 @@ DEMO_LOADS = (
     Load("Water heater", "input_boolean.water_heater"),
     Load("Pool pump", "input_boolean.pool_pump"),
 )
+DEMO_SURPLUS_LOADS = (Load("EV charger", "input_boolean.ev_charger"),)
 
 
 def _diagnostics(tmp_path: Path) -> Path:
@@ -68,7 +69,7 @@ def _diagnostics(tmp_path: Path) -> Path:
 
 def test_the_shipped_dashboard_is_what_the_command_prints_for_the_demo_box() -> None:
     """One source: the command changes nothing for the box sbms.yaml is written for."""
-    printed = render(Box.from_announce(DEMO_ANNOUNCE, DEMO_LOADS))
+    printed = render(Box.from_announce(DEMO_ANNOUNCE, DEMO_LOADS, DEMO_SURPLUS_LOADS))
     assert printed == TEMPLATE.read_text(encoding="utf-8")
 
 
