@@ -152,3 +152,41 @@ def test_a_box_that_diverts_gets_its_heater_and_tank() -> None:
     without_tank = render(Box.from_announce(announce))
     assert "binary_sensor.sbms_shed_output_boiler" in without_tank
     assert "external_temperature_2" not in without_tank
+
+
+def test_surplus_loads_from_diagnostics_without_a_diversion(tmp_path: Path) -> None:
+    """Issue 19: a box that does not divert still shows its surplus loads (under a heading of
+    their own), and nothing of a heater; one that diverts gets them in the water heater's part."""
+    path = _diagnostics(tmp_path)
+    document = json.loads(path.read_text(encoding="utf-8"))
+    document["data"]["surplus_loads"] = {
+        "enabled": True,
+        "loads": [{"title": "Pool pump", "entity_id": "switch.pool", "priority": 10}],
+    }
+    box = Box.from_json(document)
+    assert box.surplus_loads == (Load("Pool pump", "switch.pool"),)
+    dashboard = render(box)
+    cards = yaml.safe_load(dashboard)["views"][0]["sections"][2]["cards"]
+    headings = [card.get("heading") for card in cards if card["type"] == "heading"]
+    assert "Surplus loads" in headings
+    assert "Water heater" not in dashboard
+    surplus = next(card for card in cards if card.get("name") == "Pool pump (surplus)")
+    assert surplus["entity"] == "sensor.sbms_garage_surplus_load_pool_pump"
+    assert "diversion_power" not in dashboard
+    assert "diverted_energy" not in dashboard
+
+    demo = render(Box.from_announce(DEMO_ANNOUNCE, DEMO_LOADS, DEMO_SURPLUS_LOADS))
+    flows = yaml.safe_load(demo)["views"][0]["sections"][2]["cards"]
+    after_heater = [card.get("name") for card in flows][
+        [card.get("heading") for card in flows].index("Water heater") :
+    ]
+    assert after_heater[1:] == [
+        "Heating",
+        "Tank",
+        "Heater power",
+        "EV charger (surplus)",
+        "Heated today",
+    ]
+    today = next(card for card in flows if card.get("name") == "Heated today")
+    assert today["entity"] == "sensor.sbms_simulator_diverted_energy"
+    assert today["stat_type"] == "change"
