@@ -197,13 +197,20 @@ def _tank(box: Box) -> bool:
     return TANK_TEMPERATURE in box.temperatures
 
 
-def _surplus_title(load: Load) -> str:
-    return f"{load.title} (surplus)"
+def _surplus_tile(load: Load, indent: str) -> list[str]:
+    """What surplus loads do with one load: idle, waiting, "On surplus", overridden."""
+    return [
+        f"{indent}- type: tile",
+        f"{indent}  entity: sensor.{TEMPLATE_PREFIX}surplus_load_{slugify(load.title)}",
+        f"{indent}  name: {load.title}",
+        f"{indent}  icon: mdi:solar-power-variant-outline",
+    ]
 
 
 def _diversion_lines(box: Box, indent: str) -> list[str]:
-    """Where the surplus went, under "Today": each diversion output, the tank's temperature,
-    the heat paths' power and today's energy, then what each surplus load does."""
+    """Where the surplus went, under "Today": each diversion output and the tank's
+    temperature; today's heat beside the heat paths' power and what each surplus load does
+    (stacked, so the two columns line up)."""
     outputs = _diverting(box)
     if not outputs and not box.surplus_loads:
         return []
@@ -212,6 +219,10 @@ def _diversion_lines(box: Box, indent: str) -> list[str]:
         f"{indent}  heading: {'Water heater' if outputs else 'Surplus loads'}",
         f"{indent}  heading_style: subtitle",
     ]
+    if not outputs:
+        for load in box.surplus_loads:
+            lines += _surplus_tile(load, indent)
+        return lines
     for name, label in outputs:
         lines += [
             f"{indent}- type: tile",
@@ -226,34 +237,28 @@ def _diversion_lines(box: Box, indent: str) -> list[str]:
             f"{indent}  name: Tank",
             f"{indent}  icon: mdi:thermometer-water",
         ]
-    if outputs:
-        lines += [
-            f"{indent}- type: tile",
-            f"{indent}  entity: sensor.{TEMPLATE_PREFIX}diversion_power",
-            f"{indent}  name: Heater power",
-            f"{indent}  icon: mdi:heat-wave",
-        ]
+    lines += [
+        f"{indent}- type: statistic",
+        f"{indent}  entity: sensor.{TEMPLATE_PREFIX}diverted_energy",
+        f"{indent}  name: Heated today",
+        f"{indent}  icon: mdi:water-thermometer",
+        f"{indent}  stat_type: change",
+        f"{indent}  period:",
+        f"{indent}    calendar:",
+        f"{indent}      period: day",
+        f"{indent}  grid_options:",
+        f"{indent}    columns: 6",
+        f"{indent}- type: vertical-stack",
+        f"{indent}  grid_options:",
+        f"{indent}    columns: 6",
+        f"{indent}  cards:",
+        f"{indent}    - type: tile",
+        f"{indent}      entity: sensor.{TEMPLATE_PREFIX}diversion_power",
+        f"{indent}      name: Heater power",
+        f"{indent}      icon: mdi:heat-wave",
+    ]
     for load in box.surplus_loads:
-        # Idle, waiting, on (switched on by surplus loads) or overridden by hand.
-        lines += [
-            f"{indent}- type: tile",
-            f"{indent}  entity: sensor.{TEMPLATE_PREFIX}surplus_load_{slugify(load.title)}",
-            f"{indent}  name: {_surplus_title(load)}",
-            f"{indent}  icon: mdi:solar-power-variant-outline",
-        ]
-    if outputs:
-        lines += [
-            f"{indent}- type: statistic",
-            f"{indent}  entity: sensor.{TEMPLATE_PREFIX}diverted_energy",
-            f"{indent}  name: Heated today",
-            f"{indent}  icon: mdi:water-thermometer",
-            f"{indent}  stat_type: change",
-            f"{indent}  period:",
-            f"{indent}    calendar:",
-            f"{indent}      period: day",
-            f"{indent}  grid_options:",
-            f"{indent}    columns: 6",
-        ]
+        lines += _surplus_tile(load, indent + "    ")
     return lines
 
 
@@ -282,9 +287,16 @@ def _diversion_history_lines(box: Box, indent: str) -> list[str]:
     for load in box.surplus_loads:
         lines += [
             f"{indent}    - entity: sensor.{TEMPLATE_PREFIX}surplus_load_{slugify(load.title)}",
-            f"{indent}      name: {_surplus_title(load)}",
+            f"{indent}      name: {load.title}",
         ]
-    return [*lines, f"{indent}  grid_options:", f"{indent}    columns: 36", f"{indent}    rows: 5"]
+    # A timeline row for each surplus load below the tank's graph.
+    rows = 5 + len(box.surplus_loads)
+    return [
+        *lines,
+        f"{indent}  grid_options:",
+        f"{indent}    columns: 36",
+        f"{indent}    rows: {rows}",
+    ]
 
 
 def _fill_markers(lines: Sequence[str], box: Box) -> list[str]:

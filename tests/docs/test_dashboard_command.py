@@ -170,23 +170,19 @@ def test_surplus_loads_from_diagnostics_without_a_diversion(tmp_path: Path) -> N
     headings = [card.get("heading") for card in cards if card["type"] == "heading"]
     assert "Surplus loads" in headings
     assert "Water heater" not in dashboard
-    surplus = next(card for card in cards if card.get("name") == "Pool pump (surplus)")
+    surplus = next(card for card in cards if card.get("name") == "Pool pump")
     assert surplus["entity"] == "sensor.sbms_garage_surplus_load_pool_pump"
     assert "diversion_power" not in dashboard
     assert "diverted_energy" not in dashboard
 
     demo = render(Box.from_announce(DEMO_ANNOUNCE, DEMO_LOADS, DEMO_SURPLUS_LOADS))
     flows = yaml.safe_load(demo)["views"][0]["sections"][2]["cards"]
-    after_heater = [card.get("name") for card in flows][
-        [card.get("heading") for card in flows].index("Water heater") :
+    heater = flows[[card.get("heading") for card in flows].index("Water heater") + 1 :]
+    assert [card.get("name") for card in heater[:3]] == ["Heating", "Tank", "Heated today"]
+    assert heater[2]["entity"] == "sensor.sbms_simulator_diverted_energy"
+    assert heater[2]["stat_type"] == "change"
+    # Beside today's heat: the heater's power, then the surplus load.
+    assert [(card["name"], card["entity"]) for card in heater[3]["cards"]] == [
+        ("Heater power", "sensor.sbms_simulator_diversion_power"),
+        ("EV charger", "sensor.sbms_simulator_surplus_load_ev_charger"),
     ]
-    assert after_heater[1:] == [
-        "Heating",
-        "Tank",
-        "Heater power",
-        "EV charger (surplus)",
-        "Heated today",
-    ]
-    today = next(card for card in flows if card.get("name") == "Heated today")
-    assert today["entity"] == "sensor.sbms_simulator_diverted_energy"
-    assert today["stat_type"] == "change"
