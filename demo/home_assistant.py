@@ -38,6 +38,7 @@ OWNER_ID: Final = "5b4d2f7e0c9a4d1e8f3a6b2c1d0e9f87"
 OWNER_NAME: Final = "Demo"
 MQTT_ENTRY_ID: Final = "01SBMSDEMOMQTT00000000000"
 SBMS_ENTRY_ID: Final = "01SBMSDEMOBOX000000000000"
+BACKUP_ENTRY_ID: Final = "01SBMSDEMOBACKUP000000000"
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 
 DASHBOARD_FILE: Final = "ui-lovelace.yaml"
@@ -311,7 +312,21 @@ def _config_entries(mqtt_port: int, box: DemoBox) -> dict[str, Any]:
         "subentries": [_load_subentry(load) for load in DEMO_LOADS]
         + [_surplus_load_subentry(load) for load in DEMO_SURPLUS_LOADS],
     }
-    return {"entries": [mqtt, sbms]}
+    # What Home Assistant's onboarding leaves: the backup integration's entry. Without it the
+    # first start makes it in a "system" flow, which posts a "New devices discovered"
+    # notification that stays on the demo's sidebar.
+    backup = {
+        "entry_id": BACKUP_ENTRY_ID,
+        "domain": "backup",
+        "title": "Backup",
+        "source": "system",
+        "version": 1,
+        "minor_version": 1,
+        "unique_id": None,
+        "data": {},
+        "options": {},
+    }
+    return {"entries": [mqtt, sbms, backup]}
 
 
 # (entity, title, priority, shed below %, restore above %): the water heater goes first.

@@ -75,6 +75,10 @@ async def _check_entities(demo: DemoRun) -> None:
         api = await connect_when_running(session, demo.base_url, timeout_s=60.0)
         # The demo's configuration raises no repair (2026.x raises some for old-style YAML).
         assert _configuration_repairs(await api.repair_issues()) == []
+        # Nothing on the sidebar's bell: a first start used to post "New devices discovered"
+        # (the backup integration's entry made in a "system" flow).
+        notifications = await api.command({"type": "persistent_notification/get"})
+        assert notifications == [], notifications
         states = await api.states()
         missing = [entity_id for entity_id in EXPECTED_ENTITIES if entity_id not in states]
         assert not missing, f"entities missing: {missing}; present: {sorted(states)}"
