@@ -8,11 +8,12 @@ retained `announce` message). Only Python's standard library, so it runs anywher
 (demo/home_assistant.py) builds its dashboard with the same function.
 
 sbms.yaml is written for the demo's box (agent id `simulator`, 8 cells, a PV shunt, five
-outputs of which one diverts to a water heater, two optional loads): list items that name an
-entity the box does not have are left out, and the lines between `# sbms-dashboard: outputs`
-(or `loads`) and `# sbms-dashboard: end` are written from the box's outputs (or loads;
-`diversion` and `diversion-history`: its diversion outputs and tank temperature, nothing on a
-box without a type 7 output).
+outputs of which one diverts to a water heater, two optional loads, one surplus load): list
+items that name an entity the box does not have are left out, and the lines between
+`# sbms-dashboard: outputs` (or `loads`) and `# sbms-dashboard: end` are written from the box's
+outputs (or loads; `diversion` and `diversion-history`: its diversion outputs, their power and
+energy, the tank temperature and the surplus loads, nothing on a box with neither a type 7
+output nor a surplus load).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ _MARKER = re.compile(r"^(\s*)# sbms-dashboard: ([\w-]+)\s*$")
 
 @dataclass(frozen=True, slots=True)
 class Load:
-    """An optional load of the box's load shedding: its title and the entity it switches."""
+    """An optional load of the box's load shedding, or a surplus load: its title and the
+    entity it switches."""
 
     title: str
     entity_id: str
@@ -75,9 +77,15 @@ class Box:
     temperatures: tuple[str, ...]
     outputs: tuple[tuple[str, str], ...]  # (name, type_name)
     loads: tuple[Load, ...] = ()
+    surplus_loads: tuple[Load, ...] = ()
 
     @classmethod
-    def from_announce(cls, announce: Mapping[str, Any], loads: Iterable[Load] = ()) -> Box:
+    def from_announce(
+        cls,
+        announce: Mapping[str, Any],
+        loads: Iterable[Load] = (),
+        surplus_loads: Iterable[Load] = (),
+    ) -> Box:
         """From the announce as published (docs/protocol.md) or as diagnostics show it."""
         measurements = announce.get("measurements", {})
         pv_shunt = bool(announce.get("pv_current", measurements.get("pv_current", True)))
@@ -91,28 +99,36 @@ class Box:
                 (str(output["name"]), _type_name(output)) for output in announce.get("outputs", [])
             ),
             loads=tuple(loads),
+            surplus_loads=tuple(surplus_loads),
         )
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> Box:
-        """From a diagnostics download (`data.announce`, `data.load_shedding.loads`) or from
-        a bare announce."""
+        """From a diagnostics download (`data.announce`, `data.load_shedding.loads`,
+        `data.surplus_loads.loads`) or from a bare announce."""
         data = document.get("data", document)
         if "announce" not in data:
             return cls.from_announce(data)
         announce = dict(data["announce"])
         announce.setdefault("agent_id", data.get("entry", {}).get("data", {}).get("agent_id"))
-        shedding = data.get("load_shedding") or {}
-        loads = [
-            Load(str(load.get("title") or load["entity_id"]), str(load["entity_id"]))
-            for load in shedding.get("loads", [])
-        ]
-        return cls.from_announce(announce, loads)
+        return cls.from_announce(
+            announce,
+            _loads_of(data.get("load_shedding")),
+            _loads_of(data.get("surplus_loads")),
+        )
 
     @property
     def prefix(self) -> str:
         """Entity ids follow the device name, "SBMS <agent id>", slugified."""
         return f"sbms_{slugify(self.agent_id)}_"
+
+
+def _loads_of(section: Mapping[str, Any] | None) -> list[Load]:
+    """A diagnostics section's loads (`load_shedding` or `surplus_loads`; absent: none)."""
+    return [
+        Load(str(load.get("title") or load["entity_id"]), str(load["entity_id"]))
+        for load in (section or {}).get("loads", [])
+    ]
 
 
 def _type_name(output: Mapping[str, Any]) -> str:
@@ -137,6 +153,8 @@ def render(box: Box, template: str | None = None) -> str:
         absent += ["_pv_", "_load_power", "_load_current", "_load_energy"]
     if "battery" not in box.temperatures:
         absent.append("_battery_temperature")
+    if not _diverting(box):
+        absent += ["_diversion_power", "_diverted_energy"]
     lines = _fill_markers(text.splitlines(), box)
     lines = _drop_items(lines, absent)
     return "\n".join(lines).replace(TEMPLATE_PREFIX, box.prefix) + "\n"
@@ -179,16 +197,32 @@ def _tank(box: Box) -> bool:
     return TANK_TEMPERATURE in box.temperatures
 
 
+def _surplus_tile(load: Load, indent: str) -> list[str]:
+    """What surplus loads do with one load: idle, waiting, "On surplus", overridden."""
+    return [
+        f"{indent}- type: tile",
+        f"{indent}  entity: sensor.{TEMPLATE_PREFIX}surplus_load_{slugify(load.title)}",
+        f"{indent}  name: {load.title}",
+        f"{indent}  icon: mdi:solar-power-variant-outline",
+    ]
+
+
 def _diversion_lines(box: Box, indent: str) -> list[str]:
-    """PV diversion: each diversion output and the tank's temperature, under "Today"."""
+    """Where the surplus went, under "Today": each diversion output and the tank's
+    temperature; today's heat beside the heat paths' power and what each surplus load does
+    (stacked, so the two columns line up)."""
     outputs = _diverting(box)
-    if not outputs:
+    if not outputs and not box.surplus_loads:
         return []
     lines = [
         f"{indent}- type: heading",
-        f"{indent}  heading: Water heater",
+        f"{indent}  heading: {'Water heater' if outputs else 'Surplus loads'}",
         f"{indent}  heading_style: subtitle",
     ]
+    if not outputs:
+        for load in box.surplus_loads:
+            lines += _surplus_tile(load, indent)
+        return lines
     for name, label in outputs:
         lines += [
             f"{indent}- type: tile",
@@ -203,17 +237,40 @@ def _diversion_lines(box: Box, indent: str) -> list[str]:
             f"{indent}  name: Tank",
             f"{indent}  icon: mdi:thermometer-water",
         ]
+    lines += [
+        f"{indent}- type: statistic",
+        f"{indent}  entity: sensor.{TEMPLATE_PREFIX}diverted_energy",
+        f"{indent}  name: Heated today",
+        f"{indent}  icon: mdi:water-thermometer",
+        f"{indent}  stat_type: change",
+        f"{indent}  period:",
+        f"{indent}    calendar:",
+        f"{indent}      period: day",
+        f"{indent}  grid_options:",
+        f"{indent}    columns: 6",
+        f"{indent}- type: vertical-stack",
+        f"{indent}  grid_options:",
+        f"{indent}    columns: 6",
+        f"{indent}  cards:",
+        f"{indent}    - type: tile",
+        f"{indent}      entity: sensor.{TEMPLATE_PREFIX}diversion_power",
+        f"{indent}      name: Heater power",
+        f"{indent}      icon: mdi:heat-wave",
+    ]
+    for load in box.surplus_loads:
+        lines += _surplus_tile(load, indent + "    ")
     return lines
 
 
 def _diversion_history_lines(box: Box, indent: str) -> list[str]:
-    """The tank's temperature and when the panels heated it, over the day."""
+    """The tank's temperature, when the panels heated it and when the surplus loads ran,
+    over the day."""
     outputs = _diverting(box)
-    if not outputs:
+    if not outputs and not box.surplus_loads:
         return []
     lines = [
         f"{indent}- type: history-graph",
-        f"{indent}  title: Water heater",
+        f"{indent}  title: {'Water heater' if outputs else 'Surplus loads'}",
         f"{indent}  hours_to_show: 24",
         f"{indent}  entities:",
     ]
@@ -227,7 +284,19 @@ def _diversion_history_lines(box: Box, indent: str) -> list[str]:
             f"{indent}    - entity: binary_sensor.{TEMPLATE_PREFIX}output_{slugify(name)}",
             f"{indent}      name: {label}",
         ]
-    return [*lines, f"{indent}  grid_options:", f"{indent}    columns: 36", f"{indent}    rows: 5"]
+    for load in box.surplus_loads:
+        lines += [
+            f"{indent}    - entity: sensor.{TEMPLATE_PREFIX}surplus_load_{slugify(load.title)}",
+            f"{indent}      name: {load.title}",
+        ]
+    # A timeline row for each surplus load below the tank's graph.
+    rows = 5 + len(box.surplus_loads)
+    return [
+        *lines,
+        f"{indent}  grid_options:",
+        f"{indent}    columns: 36",
+        f"{indent}    rows: {rows}",
+    ]
 
 
 def _fill_markers(lines: Sequence[str], box: Box) -> list[str]:

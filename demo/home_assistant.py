@@ -11,7 +11,8 @@ Seeded, not clicked through: onboarding marked done, one owner user that the tru
 provider logs in without a password (127.0.0.1 and ::1 only, the server listens on 127.0.0.1
 only), the MQTT and sbms config entries, entity registry entries that enable the per-cell
 sensors the dashboard shows (they are off by default), and the Energy dashboard's sources
-(`.storage/energy`: solar, battery in and out, the DC loads as a device). Storage files are
+(`.storage/energy`: solar, battery in and out, the DC loads and the water heater's diverted
+energy as devices). Storage files are
 written at an old minor version with only the keys that version needs: Home Assistant's own
 migrations fill in the rest, which keeps the seed valid on newer releases too.
 """
@@ -93,6 +94,11 @@ input_boolean:
     name: Pool pump
     icon: mdi:pump
     initial: true
+  # A surplus load (issue 19): off until the battery is full and the panels heat the water.
+  ev_charger:
+    name: EV charger
+    icon: mdi:ev-station
+    initial: false
 
 # Only what the dashboards need (default_config would pull in many more requirements).
 frontend:
@@ -216,13 +222,16 @@ def demo_dashboard(box: DemoBox, *, speed: float) -> str:
         return f"{match.group(1)}{float(match.group(2)) / speed:.4g}"
 
     loads = [Load(title, entity_id) for entity_id, title, *_ in DEMO_LOADS]
-    dashboard = render(Box.from_announce({**box.announce, "agent_id": box.agent_id}, loads))
+    surplus = [Load(title, entity_id) for entity_id, title, *_ in DEMO_SURPLUS_LOADS]
+    announce = {**box.announce, "agent_id": box.agent_id}
+    dashboard = render(Box.from_announce(announce, loads, surplus))
     return re.sub(r"(hours_to_show: )([0-9.]+)", scaled, dashboard)
 
 
 def energy_preferences(box: DemoBox) -> dict[str, Any]:
     """The Energy dashboard set up as docs/integration.md says: solar, the battery's two
-    counters (from the battery: discharge; to it: charge), and the DC loads as a device."""
+    counters (from the battery: discharge; to it: charge), the DC loads as a device, and the
+    water heater's diverted energy as another (PV that would have been lost)."""
     sensor = f"sensor.{box.entity_prefix}"
     return {
         "energy_sources": [
@@ -237,7 +246,13 @@ def energy_preferences(box: DemoBox) -> dict[str, Any]:
                 "stat_energy_to": f"{sensor}_battery_charge_energy",
             },
         ],
-        "device_consumption": [{"stat_consumption": f"{sensor}_load_energy", "name": "DC loads"}],
+        "device_consumption": [
+            {"stat_consumption": f"{sensor}_load_energy", "name": "DC loads"},
+            {
+                "stat_consumption": f"{sensor}_diverted_energy",
+                "name": "Water heater (PV diversion)",
+            },
+        ],
     }
 
 
@@ -294,7 +309,8 @@ def _config_entries(mqtt_port: int, box: DemoBox) -> dict[str, Any]:
             "serial": box.serial,
         },
         "options": {},
-        "subentries": [_load_subentry(load) for load in DEMO_LOADS],
+        "subentries": [_load_subentry(load) for load in DEMO_LOADS]
+        + [_surplus_load_subentry(load) for load in DEMO_SURPLUS_LOADS],
     }
     # What Home Assistant's onboarding leaves: the backup integration's entry. Without it the
     # first start makes it in a "system" flow, which posts a "New devices discovered"
@@ -335,6 +351,34 @@ def _load_subentry(load: tuple[str, str, int, float, float]) -> dict[str, Any]:
             "restore_above": restore_above,
             "min_off_time": 2.0,
             "min_on_time": 1.0,
+        },
+    }
+
+
+# (entity, title, priority, switch off below %, maximum battery discharge W): a surplus load
+# (issue 19), switched on once the battery is full and the panels heat the water. While they
+# do, the battery carries the simulated box's daytime loads (45-135 W), so the limit is above
+# them; the evening peak (about 300 W for an hour and more of the demo's day: its minute at
+# 60x, a kettle's minutes ridden out) or SoC below 95 % switches it off once the sun has gone.
+DEMO_SURPLUS_LOADS: Final = (("input_boolean.ev_charger", "EV charger", 10, 95.0, 200.0),)
+
+
+def _surplus_load_subentry(load: tuple[str, str, int, float, float]) -> dict[str, Any]:
+    """A surplus load as the integration's "Add surplus load" flow stores it."""
+    entity_id, title, priority, min_soc, max_discharge_w = load
+    return {
+        "subentry_id": f"demosurplus{priority:015d}",
+        "subentry_type": "surplus_load",
+        "title": title,
+        "unique_id": entity_id,
+        "data": {
+            "entity_id": entity_id,
+            "priority": priority,
+            "min_soc": min_soc,
+            "max_discharge_power": max_discharge_w,
+            "discharge_time": 60.0,
+            "min_on_time": 1.0,
+            "min_off_time": 2.0,
         },
     }
 

@@ -63,7 +63,7 @@ class Screen:
     height: int  # tall enough for the picture; the text is the whole page's anyway
 
 
-DESKTOP = Screen("dashboard.png", 1400, 2250)  # down to the water heater's history
+DESKTOP = Screen("dashboard.png", 1400, 2330)  # down to the water heater's history
 PHONE = Screen("dashboard-phone.png", 390, 1700)
 # The Energy dashboard's settings, where a user sees which sensor went where; the Energy
 # dashboard itself draws hourly statistics, empty until the first full hour of the clock.
@@ -262,19 +262,22 @@ async def _check_dashboards(demo: DemoRun, *, picture: bool) -> None:
     assert sources["solar"]["stat_energy_from"] == f"{BOX}_pv_energy"
     assert sources["battery"]["stat_energy_from"] == f"{BOX}_battery_discharge_energy"
     assert sources["battery"]["stat_energy_to"] == f"{BOX}_battery_charge_energy"
+    # Issue 19: the water heater's diverted energy is a device of its own beside the loads.
     assert [device["stat_consumption"] for device in energy["prefs"]["device_consumption"]] == [
-        f"{BOX}_load_energy"
+        f"{BOX}_load_energy",
+        f"{BOX}_diverted_energy",
     ]
     # One (empty) list of issues per source and device: no warning, no error.
-    # No warning anywhere: solar and battery, the loads device, and whatever groups a newer
+    # No warning anywhere: solar and battery, the two devices, and whatever groups a newer
     # Home Assistant adds (2026.x: `device_consumption_water`).
     validation = energy["validation"]
     assert len(validation["energy_sources"]) == 2
-    assert len(validation["device_consumption"]) == 1
+    assert len(validation["device_consumption"]) == 2
     assert [issue for group in validation.values() for item in group for issue in item] == []
     work = demo.work_dir
     text = await _energy_pages(demo, work / "energy", target_dir, work)
     assert "SBMS simulator Battery charge energy" in text
+    assert "Water heater (PV diversion)" in text
     assert not MISSING.search(text), text
 
     desktop = await _dashboard(demo, work / "desktop", DESKTOP, target_dir, picture=picture)
@@ -290,5 +293,9 @@ async def _check_dashboards(demo: DemoRun, *, picture: bool) -> None:
         assert len(CELL_VOLTAGE.findall(text)) >= 2, text  # the lowest and the highest cell
         assert "Water heater" in text  # issue 19: the demo's box diverts to a water tank
         assert "Tank" in text
+        # Where the surplus went: the heater's power, today's heat, the surplus load.
+        assert "Heater power" in text
+        assert "Heated today" in text
+        assert "EV charger" in text
         # Nothing in front of it: 2026.x asks to confirm an HTTP configuration on trial.
         assert "Confirm new HTTP" not in text, text

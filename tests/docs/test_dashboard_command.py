@@ -35,6 +35,7 @@ DEMO_LOADS = (
     Load("Water heater", "input_boolean.water_heater"),
     Load("Pool pump", "input_boolean.pool_pump"),
 )
+DEMO_SURPLUS_LOADS = (Load("EV charger", "input_boolean.ev_charger"),)
 
 
 def _diagnostics(tmp_path: Path) -> Path:
@@ -68,7 +69,7 @@ def _diagnostics(tmp_path: Path) -> Path:
 
 def test_the_shipped_dashboard_is_what_the_command_prints_for_the_demo_box() -> None:
     """One source: the command changes nothing for the box sbms.yaml is written for."""
-    printed = render(Box.from_announce(DEMO_ANNOUNCE, DEMO_LOADS))
+    printed = render(Box.from_announce(DEMO_ANNOUNCE, DEMO_LOADS, DEMO_SURPLUS_LOADS))
     assert printed == TEMPLATE.read_text(encoding="utf-8")
 
 
@@ -151,3 +152,37 @@ def test_a_box_that_diverts_gets_its_heater_and_tank() -> None:
     without_tank = render(Box.from_announce(announce))
     assert "binary_sensor.sbms_shed_output_boiler" in without_tank
     assert "external_temperature_2" not in without_tank
+
+
+def test_surplus_loads_from_diagnostics_without_a_diversion(tmp_path: Path) -> None:
+    """Issue 19: a box that does not divert still shows its surplus loads (under a heading of
+    their own), and nothing of a heater; one that diverts gets them in the water heater's part."""
+    path = _diagnostics(tmp_path)
+    document = json.loads(path.read_text(encoding="utf-8"))
+    document["data"]["surplus_loads"] = {
+        "enabled": True,
+        "loads": [{"title": "Pool pump", "entity_id": "switch.pool", "priority": 10}],
+    }
+    box = Box.from_json(document)
+    assert box.surplus_loads == (Load("Pool pump", "switch.pool"),)
+    dashboard = render(box)
+    cards = yaml.safe_load(dashboard)["views"][0]["sections"][2]["cards"]
+    headings = [card.get("heading") for card in cards if card["type"] == "heading"]
+    assert "Surplus loads" in headings
+    assert "Water heater" not in dashboard
+    surplus = next(card for card in cards if card.get("name") == "Pool pump")
+    assert surplus["entity"] == "sensor.sbms_garage_surplus_load_pool_pump"
+    assert "diversion_power" not in dashboard
+    assert "diverted_energy" not in dashboard
+
+    demo = render(Box.from_announce(DEMO_ANNOUNCE, DEMO_LOADS, DEMO_SURPLUS_LOADS))
+    flows = yaml.safe_load(demo)["views"][0]["sections"][2]["cards"]
+    heater = flows[[card.get("heading") for card in flows].index("Water heater") + 1 :]
+    assert [card.get("name") for card in heater[:3]] == ["Heating", "Tank", "Heated today"]
+    assert heater[2]["entity"] == "sensor.sbms_simulator_diverted_energy"
+    assert heater[2]["stat_type"] == "change"
+    # Beside today's heat: the heater's power, then the surplus load.
+    assert [(card["name"], card["entity"]) for card in heater[3]["cards"]] == [
+        ("Heater power", "sensor.sbms_simulator_diversion_power"),
+        ("EV charger", "sensor.sbms_simulator_surplus_load_ev_charger"),
+    ]

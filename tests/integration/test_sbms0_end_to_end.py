@@ -113,10 +113,11 @@ async def test_a_stock_sbms_appears_in_home_assistant_read_only(
     )
 
     # Nothing that talks to the SBMS: no selects, numbers, buttons or switches for it. Load
-    # shedding is Home Assistant's own (it switches household loads) and works for any box.
+    # shedding and surplus loads are Home Assistant's own (they switch household loads) and
+    # work for any box.
     entities = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
-    controls = [e.unique_id for e in entities if e.domain in CONTROL_PLATFORMS]
-    assert controls == [_unique_id(hass, "load_shedding")]
+    controls = sorted(e.unique_id for e in entities if e.domain in CONTROL_PLATFORMS)
+    assert controls == sorted(_unique_id(hass, key) for key in ("load_shedding", "surplus_loads"))
 
     # The options flow says why instead of offering forms the SBMS would ignore.
     result = await hass.config_entries.options.async_init(entry.entry_id)
