@@ -591,7 +591,8 @@ def _cell_from_mean_mv(index: int, state: BoxState) -> float | None:
     cells = state.cells
     if index >= len(cells):
         return None
-    return round((cells[index] - sum(cells) / len(cells)) * 1000.0, 1)
+    # Whole mV (what the gauge shows), and never -0: a cell 0.3 mV below the mean read "-0 mV".
+    return float(round((cells[index] - sum(cells) / len(cells)) * 1000.0))
 
 
 def cell_from_mean_descriptions(cells: int) -> list[SbmsSensorEntityDescription]:

@@ -66,3 +66,20 @@ async def test_each_cell_from_the_mean_in_millivolts(
     # Not a live reading while the agent says its measurement is stale.
     await agent.set_state(measurement_ok=False)
     await wait_for(hass, lambda: hass.states.get(ids[0]).state == STATE_UNAVAILABLE)  # type: ignore[union-attr]
+
+
+async def test_a_cell_a_fraction_of_a_millivolt_from_the_mean_reads_0_not_minus_0(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    cells = [3.4057, 3.4063, 3.4060, 3.4060, 3.4060, 3.4060, 3.4060, 3.4060]  # mean 3.406 V
+    agent.state.update(cells=cells, cell_min=3.4057, cell_max=3.4063, cell_delta=0.0006)
+    await agent.publish_all()
+    entry = await setup_box(agent)
+    await _enable(hass, entry, 8)
+    first = _entity_id(hass, 1)
+    await wait_for(
+        hass,
+        lambda: (state := hass.states.get(first)) is not None and state.state != STATE_UNAVAILABLE,
+    )
+    states = [hass.states.get(_entity_id(hass, cell)) for cell in range(1, 9)]
+    assert [s.state for s in states if s is not None] == ["0.0"] * 8
