@@ -88,6 +88,7 @@ _SURPLUS_REASONS = {
     "surplus": "the battery is full and PV would be thrown away",
     "discharge": "the battery discharged more than its set power for its set time",
     "soc_below": "the battery's state of charge fell below its set level",
+    "no_data": "the box sent no usable data for the load's discharge time",
 }
 
 

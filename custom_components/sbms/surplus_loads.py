@@ -11,8 +11,11 @@ a diversion reports neither; there a full battery holding PV off (the `hvd` or `
 interlock) is the surplus.
 
 Rules, in order:
-- Nothing is switched while surplus loads are disabled, the agent is unavailable or SoC is
-  unknown; a load left on stays on (the agent's LVD still protects the pack).
+- Nothing is switched while surplus loads are disabled (what is on stays on).
+- Without data (the agent unavailable, SoC or the battery's power unknown) nothing comes on,
+  and a load of ours that is on counts as if the battery discharged beyond its limit: it goes
+  off after its discharge time, as below, with the reason "no data". Left on blind, a surplus
+  load could run the pack down to the LVD, which cuts every load of the box, not only it.
 - A load is switched off, lowest priority first, when
   - SoC falls below its `min_soc`: at once, whatever its minimum on time (the backstop), or
   - the battery has discharged more than its `max_discharge_w` for `discharge_s` without a
@@ -63,6 +66,7 @@ class SurplusReason(StrEnum):
     SURPLUS = "surplus"
     DISCHARGE = "discharge"
     SOC_BELOW = "soc_below"
+    NO_DATA = "no_data"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -214,13 +218,11 @@ def decide(
             for key, s in states.items()
         }
         return SurplusDecision(actions=(), runtime=states, next_check=None)
-    if not conditions.data_ok:
-        return SurplusDecision(actions=(), runtime=states, next_check=None)
     for load in loads:
         states[load.load_id] = _track_discharge(states[load.load_id], load, conditions)
     waits: list[float] = []
     offs = _switch_off(loads, states, conditions, waits)
-    ons = [] if offs else _switch_on(loads, states, conditions, waits)
+    ons = [] if offs or _blind(conditions) else _switch_on(loads, states, conditions, waits)
     if not conditions.surplus:
         for load in loads:  # the surplus ended: an override ends with it
             if states[load.load_id].status is SurplusStatus.OVERRIDDEN:
@@ -246,23 +248,26 @@ def _observe(
     return state
 
 
-def _discharging(load: SurplusLoadSettings, conditions: SurplusConditions) -> bool | None:
-    """Whether the battery discharges beyond the load's limit; None without a measurement."""
-    if conditions.battery_power is None:
-        return None
-    return -conditions.battery_power > load.max_discharge_w
+def _blind(conditions: SurplusConditions) -> bool:
+    """No data to confirm a surplus or see what the loads cost the battery."""
+    return not conditions.data_ok or conditions.battery_power is None
+
+
+def _discharging(load: SurplusLoadSettings, conditions: SurplusConditions) -> bool:
+    """Whether the battery discharges beyond the load's limit; blind counts as discharging."""
+    power = conditions.battery_power
+    if power is None or not conditions.data_ok:
+        return True
+    return -power > load.max_discharge_w
 
 
 def _track_discharge(
     state: SurplusRuntime, load: SurplusLoadSettings, conditions: SurplusConditions
 ) -> SurplusRuntime:
-    """Only a load of ours that is on times the discharge; a missing measurement keeps it."""
+    """Only a load of ours that is on times the discharge (no data counts as discharging)."""
     if state.status is not SurplusStatus.ON:
         return replace(state, discharging_since=None)
-    discharging = _discharging(load, conditions)
-    if discharging is None:
-        return state
-    if not discharging:
+    if not _discharging(load, conditions):
         return replace(state, discharging_since=None)
     if state.discharging_since is None:
         return replace(state, discharging_since=conditions.now)
@@ -297,7 +302,8 @@ def _switch_off(
                 waits.append(on_until)
                 discharge_off = True  # the lowest priority goes first: the others wait for it
             else:
-                reason = SurplusReason.DISCHARGE
+                blind = _blind(conditions)
+                reason = SurplusReason.NO_DATA if blind else SurplusReason.DISCHARGE
                 discharge_off = True
         if reason is None:
             continue
@@ -315,7 +321,7 @@ def _switch_off(
                 load_id=load.load_id, entity_id=load.entity_id, turn_on=False, reason=reason
             )
         )
-    if any(action.reason is SurplusReason.DISCHARGE for action in actions):
+    if any(action.reason is not SurplusReason.SOC_BELOW for action in actions):
         # The battery's answer to this switch-off is awaited before the next load goes.
         for load_id, state in states.items():
             if state.discharging_since is not None:
@@ -346,7 +352,7 @@ def _switch_on(
             and seen is False
             and soc is not None
             and soc >= load.min_soc
-            and _discharging(load, conditions) is False
+            and not _discharging(load, conditions)
         )
         if not wanted:
             if state.status is SurplusStatus.WAITING:

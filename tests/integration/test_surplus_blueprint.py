@@ -1,7 +1,8 @@
 """The surplus-loads blueprint (issue 19), loaded through Home Assistant's blueprint machinery:
 an automation made from it switches two input_booleans on once the surplus has lasted its
 delay, off when the battery discharges beyond the limit for its time or SoC falls below the
-level, and nothing while the sensors are unavailable."""
+level or the battery power has been unknown for that time; nothing comes on while the sensors
+are unavailable."""
 
 from __future__ import annotations
 
@@ -146,4 +147,20 @@ async def test_unavailable_sensors_switch_nothing_on(
     await set_state(hass, SOC, STATE_UNAVAILABLE)
     await set_state(hass, SURPLUS, STATE_ON)
     await later(hass, 31)
+    assert loads_state(hass) == [STATE_OFF, STATE_OFF]
+
+
+async def test_battery_power_unknown_for_the_discharge_time_switches_off(
+    hass: HomeAssistant, automation_from_blueprint: dict[str, Any]
+) -> None:
+    await set_state(hass, SURPLUS, STATE_ON)
+    await later(hass, 31)
+    assert loads_state(hass) == [STATE_ON, STATE_ON]
+    await set_state(hass, DISCHARGE, STATE_UNAVAILABLE)  # a blip shorter than the time
+    await later(hass, 60)
+    await set_state(hass, DISCHARGE, "20")
+    await later(hass, 600)
+    assert loads_state(hass) == [STATE_ON, STATE_ON]
+    await set_state(hass, DISCHARGE, STATE_UNAVAILABLE)
+    await later(hass, 121)
     assert loads_state(hass) == [STATE_OFF, STATE_OFF]

@@ -329,3 +329,25 @@ async def test_removing_a_load_removes_its_sensor_and_diagnostics_show_it(
     await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state is not None)
     assert er.async_get(hass).async_get(pump_sensor) is None
     assert hass.states.get(load_sensor(hass, "boiler")) is not None
+
+
+async def test_an_agent_gone_offline_switches_a_surplus_load_off_after_its_discharge_time(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox, loads: Calls, clock: Clock
+) -> None:
+    """Left on blind, a surplus load could run the pack to the LVD (which cuts every load)."""
+    logged = events_of(hass)
+    entry = await setup_box(agent, subentries_data=two_loads())
+    await box_state(hass, agent, entry, diverting=True, available_w=480.0)
+    assert loads.take() == [("turn_on", BOILER)]
+    await agent.set_online(False)
+    await wait_for(hass, lambda: not entry.runtime_data.coordinator.data.available)
+    clock.advance(hass, 59)  # the boiler's discharge time is 60 s
+    await hass.async_block_till_done()
+    assert loads.take() == []
+    clock.advance(hass, SETTLE_S)  # past the settling time too: the pump stays off
+    await hass.async_block_till_done()
+    assert loads.take() == [("turn_off", BOILER)]
+    assert [(event["action"], event["entity_id"], event["reason"]) for event in logged] == [
+        ("on", BOILER, "surplus"),
+        ("off", BOILER, "no_data"),
+    ]

@@ -214,14 +214,46 @@ def test_a_load_someone_else_switched_on_is_never_switched_off() -> None:
     assert world.status(BOILER) is SurplusStatus.IDLE
 
 
-@pytest.mark.parametrize(("soc", "available"), [(None, True), (100.0, False)])
-def test_unknown_soc_or_offline_agent_switches_nothing(soc: float | None, available: bool) -> None:
+# (available, soc, battery_power): one of them missing.
+BLIND = [
+    pytest.param((False, 100.0, 0.0), id="agent-unavailable"),
+    pytest.param((True, None, 0.0), id="soc-unknown"),
+    pytest.param((True, 100.0, None), id="battery-power-unknown"),
+]
+
+
+@pytest.mark.parametrize("inputs", BLIND)
+def test_without_data_a_load_goes_off_after_its_discharge_time_and_none_comes_on(
+    inputs: tuple[bool, float | None, float | None],
+) -> None:
+    """Left on blind, a surplus load could run the pack to the LVD, which cuts every load:
+    no data counts as a discharge beyond the limit."""
+    available, soc, power = inputs
+    world = World((BOILER, PUMP))
+    world.step(surplus=True)
+    assert world.on == {"boiler": True, "pump": False}
+
+    def blind_step(advance: float) -> SurplusDecision:
+        return world.step(
+            surplus=True, available=available, soc=soc, battery_power=power, advance=advance
+        )
+
+    # Ridden out for the discharge time: a broker blip switches nothing, and nothing comes on
+    # (the pump would have, once the settling time passed).
+    assert switched(blind_step(SETTLE_S + 1)) == []
+    decision = blind_step(BOILER.discharge_s)
+    assert [(a.load_id, a.turn_on, a.reason) for a in decision.actions] == [
+        ("boiler", False, SurplusReason.NO_DATA)
+    ]
+    assert world.on == {"boiler": False, "pump": False}
+
+
+def test_data_back_within_the_discharge_time_keeps_the_load_on() -> None:
     world = World((BOILER,))
     world.step(surplus=True)
-    decision = world.step(
-        surplus=False, battery_power=-900.0, soc=soc, available=available, advance=600
-    )
-    assert switched(decision) == []
+    world.step(surplus=True, available=False, advance=1)
+    assert switched(world.step(surplus=True, advance=BOILER.discharge_s - 2)) == []
+    assert switched(world.step(surplus=True, advance=BOILER.discharge_s)) == []
     assert world.on["boiler"] is True
 
 
@@ -357,8 +389,10 @@ def test_invariants_over_random_days(
         )
         ons = [a for a in decision.actions if a.turn_on]
         offs = [a for a in decision.actions if not a.turn_on]
-        if not available or soc is None:
-            assert decision.actions == ()
+        blind = not available or soc is None or power is None
+        if blind:  # nothing comes on, and a load goes off only for the missing data
+            assert not ons
+            assert all(a.reason in (SurplusReason.NO_DATA, SurplusReason.SOC_BELOW) for a in offs)
         # At most one on per decision, never together with an off, only with surplus, a SoC
         # at its floor, no discharge beyond the limit, after its minimum off time.
         assert len(ons) <= 1
@@ -379,13 +413,16 @@ def test_invariants_over_random_days(
         assert [a.load_id for a in offs] == sorted(
             (a.load_id for a in offs), key=lambda key: by_id[key].priority
         )
-        assert sum(a.reason is SurplusReason.DISCHARGE for a in offs) <= 1
+        assert sum(a.reason is not SurplusReason.SOC_BELOW for a in offs) <= 1
         for action in offs:
             load = by_id[action.load_id]
             assert action.load_id in ours
             if action.reason is SurplusReason.DISCHARGE:
                 assert power is not None
                 assert -power > load.max_discharge_w
+                assert before >= last_on[action.load_id] + load.min_on_s
+            elif action.reason is SurplusReason.NO_DATA:
+                assert blind
                 assert before >= last_on[action.load_id] + load.min_on_s
             else:
                 assert soc is not None
