@@ -167,6 +167,7 @@ class MqttLink:
         # Subscribed to its requests: a request sent before this is lost (a clean session).
         self.serving = False
         self.connections = 0  # successful connects since start
+        self.failed_attempts = 0  # connects that failed since start
         self.messages_published = 0
         self.bytes_published = 0  # payload bytes
 
@@ -473,6 +474,7 @@ class MqttLink:
 
     def _note_outage(self, error: BaseException) -> None:
         """One clear line per outage; the retries of the same outage go to debug."""
+        self.failed_attempts += 1
         if self._outage_started is None:
             self._outage_started = time.monotonic()
         s = self.settings
