@@ -67,7 +67,7 @@ from .const import (
     SUBENTRY_LOAD,
     SUBENTRY_SURPLUS_LOAD,
 )
-from .coordinator import AgentRejectedError, AgentRequestError, SbmsConfigEntry, SbmsCoordinator
+from .coordinator import AgentRejectedError, AgentRequestError, SbmsCoordinator
 from .discovery import (
     AGENT_ID,
     AnnounceError,
@@ -77,8 +77,9 @@ from .discovery import (
     async_mqtt_problem,
     parse_announce,
 )
-from .load_shedding import MIN_TIME_MAX_S, PRIORITY_MAX, PRIORITY_MIN, settings_errors
+from .load_shedding import settings_errors
 from .models import AgentConfig, RequestResult
+from .runtime_data import SbmsConfigEntry
 from .settings import (
     DUAL_PV,
     OUTPUT_TYPE_SETTINGS,
@@ -90,6 +91,7 @@ from .settings import (
 )
 from .surplus_loads import DISCHARGE_TIME_MAX_S, DISCHARGE_W_MAX
 from .surplus_loads import settings_errors as surplus_settings_errors
+from .switched_loads import MIN_TIME_MAX_S, PRIORITY_MAX, PRIORITY_MIN
 
 CONF_AGENT: Final = "agent"
 CONF_OUTPUT: Final = "output"

@@ -28,11 +28,12 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
 from .const import OUTPUT_TYPE_DUAL_PV
-from .coordinator import SbmsConfigEntry, SbmsCoordinator
+from .coordinator import SbmsCoordinator
 from .entity import SbmsEntity
 from .history import CounterFn, MeasurementFn
 from .load_shedding import LoadSettings, LoadStatus
 from .models import Announce, BoxState, HistoryRecord, Reading
+from .runtime_data import SbmsConfigEntry
 from .shedding_manager import LOAD_STATE_KEY, SheddingManager
 from .surplus_loads import SurplusLoadSettings, SurplusStatus
 from .surplus_manager import SURPLUS_STATE_KEY, SurplusManager

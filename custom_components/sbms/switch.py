@@ -24,10 +24,11 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import HOLD_DURATION_MAX_H
-from .coordinator import HoldDuration, SbmsConfigEntry, SbmsCoordinator
+from .coordinator import HoldDuration, SbmsCoordinator
 from .entity import SbmsEntity
 from .models import AgentConfig
 from .number import holdable_outputs
+from .runtime_data import SbmsConfigEntry
 from .shedding_manager import SheddingManager
 from .surplus_manager import SurplusManager
 
