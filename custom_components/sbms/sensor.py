@@ -32,7 +32,7 @@ from .coordinator import SbmsConfigEntry, SbmsCoordinator
 from .entity import SbmsEntity
 from .history import CounterFn, MeasurementFn
 from .load_shedding import LoadSettings, LoadStatus
-from .models import Announce, BoxState, HistoryRecord, Reading
+from .models import AgentConfig, Announce, BoxState, HistoryRecord, Reading
 from .shedding_manager import LOAD_STATE_KEY, SheddingManager
 from .surplus_loads import SurplusLoadSettings, SurplusStatus
 from .surplus_manager import SURPLUS_STATE_KEY, SurplusManager
@@ -70,6 +70,11 @@ class SbmsSensorEntityDescription(SensorEntityDescription):
     # diversion's surplus is null while it cannot be estimated, yet the box has one).
     reported_fn: Callable[[BoxState], bool] | None = None
     attributes_fn: Callable[[BoxState], dict[str, Any]] | None = None
+    # Attributes read from the box's configuration (the retained `config`), beside the state's.
+    config_attributes_fn: Callable[[AgentConfig], dict[str, Any]] | None = None
+    # With `added_when_read`: the box's configuration says this input is shown by another
+    # entity (xT2 read as the heater tank's): not added while it says so, nor before it is known.
+    shown_elsewhere_fn: Callable[[AgentConfig], bool] | None = None
 
 
 def _has_pv_shunt(announce: Announce) -> bool:
@@ -256,6 +261,9 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         measured=False,  # follows the SoC estimate through a measurement gap
         needs_value=True,
         value_fn=lambda state: state.soc_uncertainty,
+        # Which curve the SoC reads near empty: without the cells' own (`battery.ocv_curve`)
+        # the band stays honest but wide there (docs/soc.md), and this says why.
+        config_attributes_fn=lambda config: {"ocv_curve": config.ocv_curve},
     ),
     SbmsSensorEntityDescription(
         key="voltage",
@@ -715,9 +723,14 @@ class SbmsSensorEntity(SbmsEntity, SensorEntity):
 
     @property
     def extra_state_attributes(self) -> dict[str, Any] | None:
-        state = self.coordinator.data.state
-        attributes_fn = self.entity_description.attributes_fn
-        return None if state is None or attributes_fn is None else attributes_fn(state)
+        data = self.coordinator.data
+        description = self.entity_description
+        attributes: dict[str, Any] = {}
+        if data.state is not None and description.attributes_fn is not None:
+            attributes.update(description.attributes_fn(data.state))
+        if data.config is not None and description.config_attributes_fn is not None:
+            attributes.update(description.config_attributes_fn(data.config))
+        return attributes or None
 
 
 LOAD_STATE = SensorEntityDescription(
