@@ -219,6 +219,7 @@ def _temperature(
     entity_category: EntityCategory | None = None,
     *,
     added_when_read: bool = False,
+    shown_elsewhere_fn: Callable[[AgentConfig], bool] | None = None,
 ) -> SbmsSensorEntityDescription:
     return SbmsSensorEntityDescription(
         key=f"temperature_{name}",
@@ -229,6 +230,7 @@ def _temperature(
         suggested_display_precision=1,
         exists_fn=_has_temperature(name),
         added_when_read=added_when_read,
+        shown_elsewhere_fn=shown_elsewhere_fn,
         entity_category=entity_category,
         value_fn=lambda state: state.temperatures.get(name),
         history_reading_fn=_mean_only(history_fn),
@@ -372,7 +374,14 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
     # xT2 is optional on a DIY box and the agent cannot tell from its wiring whether a sensor
     # is fitted; the battery sensor is announced only when configured, so it is added at once
     # (unknown then means a fitted sensor that does not read: charging stops).
-    _temperature("external2", lambda record: record.external_temperature(1), added_when_read=True),
+    # On a box whose heater tank's thermistor is on xT2, the tank's entity shows that reading
+    # (issue 20: one entity per sensor, not the same reading twice).
+    _temperature(
+        "external2",
+        lambda record: record.external_temperature(1),
+        added_when_read=True,
+        shown_elsewhere_fn=lambda config: config.tank_temperature == "external2",
+    ),
     # The cell monitor's die temperature guards the electronics, not the cells.
     _temperature("internal", lambda record: record.internal_temperature, EntityCategory.DIAGNOSTIC),
     # No Home Assistant device class measures charge (Ah): a plain measurement with a unit.
@@ -532,6 +541,10 @@ DIVERSION_SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         suggested_display_precision=1,
         added_when_read=True,
         value_fn=lambda state: state.temperatures.get("heater_tank"),
+        # xT2 is the only input a tank may be read on (protocol: `diversion.tank_temperature`
+        # is `external2` or null), and on such a box this is xT2's only entity: its gaps are
+        # filled from the data log's xT2 means.
+        history_reading_fn=_mean_only(lambda record: record.external_temperature(1)),
     ),
 )
 
@@ -665,10 +678,10 @@ async def async_setup_entry(
 
     @callback
     def add_when_read() -> None:
-        state = coordinator.data.state
+        state, config = coordinator.data.state, coordinator.data.config
         if state is None:
             return
-        read = [(d, suffix) for d, suffix in waiting if _reported(d, state)]
+        read = [(d, suffix) for d, suffix in waiting if _reported(d, state, config)]
         if not read:
             return
         for item in read:
@@ -695,7 +708,13 @@ async def async_setup_entry(
     )
 
 
-def _reported(description: SbmsSensorEntityDescription, state: BoxState) -> bool:
+def _reported(
+    description: SbmsSensorEntityDescription, state: BoxState, config: AgentConfig | None
+) -> bool:
+    if description.shown_elsewhere_fn is not None and (
+        config is None or description.shown_elsewhere_fn(config)
+    ):
+        return False
     if description.reported_fn is not None:
         return description.reported_fn(state)
     return description.value_fn(state) is not None
