@@ -24,6 +24,7 @@ from homeassistant.helpers import entity_registry as er
 
 from custom_components.sbms.binary_sensor import DIVERSION_SENSORS as DIVERSION_FLAGS
 from custom_components.sbms.const import DOMAIN
+from custom_components.sbms.models import Reading
 from custom_components.sbms.sensor import DIVERSION_SENSORS
 from edge_agent.mqtt.payloads import config_payload, encode, state_payload
 from edge_agent.simulator.box import BoxSpec, OutputWiring
@@ -31,6 +32,7 @@ from edge_agent.simulator.harness import SimulatedSystem, simulated_config
 from edge_agent.simulator.heat import HeatPathSpec, WaterTankSpec
 from tests.helpers.hass import SetupBox, wait_for
 from tests.integration.fake_agent import FakeAgent, example, unique_id
+from tests.integration.test_history_fold import _record
 
 SENSOR_KEYS = ("diverted_energy", "curtailed_energy", "diversion_power", "surplus_power")
 FLAG_KEYS = ("diverting", "surplus_available")
@@ -243,3 +245,12 @@ async def test_xt2_without_a_tank_stays_external_temperature_2(
     assert float(xt2.state) == pytest.approx(state["temperatures"]["external2"])
     assert xt2.attributes["friendly_name"] == "SBMS shed External temperature 2"
     assert find(hass, "temperature_heater_tank") is None
+
+
+def test_the_tanks_statistics_gaps_are_filled_from_the_logs_xt2() -> None:
+    """On a tank box the tank's entity is xT2's only one: the back-fill reads the data log's
+    xT2 mean for it (the only input a tank may be read on)."""
+    tank = next(d for d in DIVERSION_SENSORS if d.key == "temperature_heater_tank")
+    assert tank.history_reading_fn is not None
+    record = dataclasses.replace(_record(0.0, 120.0), external_temperatures=(25.0, 52.5))
+    assert tank.history_reading_fn(record) == Reading.single(52.5)
