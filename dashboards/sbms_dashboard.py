@@ -53,8 +53,6 @@ OUTPUT_TYPES: Final = (
     "dual_pv",
     "diversion",
 )
-# The tank's thermistor, on a box that diverts, is read on xT2 (the demo's box has it there).
-TANK_TEMPERATURE: Final = "external2"
 _MARKER = re.compile(r"^(\s*)# sbms-dashboard: ([\w-]+)\s*$")
 
 
@@ -78,6 +76,10 @@ class Box:
     outputs: tuple[tuple[str, str], ...]  # (name, type_name)
     loads: tuple[Load, ...] = ()
     surplus_loads: tuple[Load, ...] = ()
+    # The box reads its heater tank's temperature (its configuration's
+    # `diversion.tank_temperature`): the Heater tank temperature entity, which is then that
+    # input's only one (the integration offers no External temperature 2 beside it).
+    tank: bool = False
 
     @classmethod
     def from_announce(
@@ -85,8 +87,11 @@ class Box:
         announce: Mapping[str, Any],
         loads: Iterable[Load] = (),
         surplus_loads: Iterable[Load] = (),
+        *,
+        tank: bool = False,
     ) -> Box:
-        """From the announce as published (docs/protocol.md) or as diagnostics show it."""
+        """From the announce as published (docs/protocol.md) or as diagnostics show it; an
+        announce does not say whether the box reads a tank (its configuration does)."""
         measurements = announce.get("measurements", {})
         pv_shunt = bool(announce.get("pv_current", measurements.get("pv_current", True)))
         temperatures = announce.get("temperatures", measurements.get("temperatures", []))
@@ -100,12 +105,13 @@ class Box:
             ),
             loads=tuple(loads),
             surplus_loads=tuple(surplus_loads),
+            tank=tank,
         )
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> Box:
-        """From a diagnostics download (`data.announce`, `data.load_shedding.loads`,
-        `data.surplus_loads.loads`) or from a bare announce."""
+        """From a diagnostics download (`data.announce`, `data.config`,
+        `data.load_shedding.loads`, `data.surplus_loads.loads`) or from a bare announce."""
         data = document.get("data", document)
         if "announce" not in data:
             return cls.from_announce(data)
@@ -115,12 +121,20 @@ class Box:
             announce,
             _loads_of(data.get("load_shedding")),
             _loads_of(data.get("surplus_loads")),
+            tank=reads_tank(data.get("config")),
         )
 
     @property
     def prefix(self) -> str:
         """Entity ids follow the device name, "SBMS <agent id>", slugified."""
         return f"sbms_{slugify(self.agent_id)}_"
+
+
+def reads_tank(config: Mapping[str, Any] | None) -> bool:
+    """Does the box's configuration (its `config` message, or diagnostics' `config`) name the
+    input that reads its heater tank?"""
+    diversion = (config or {}).get("diversion")
+    return isinstance(diversion, Mapping) and diversion.get("tank_temperature") is not None
 
 
 def _loads_of(section: Mapping[str, Any] | None) -> list[Load]:
@@ -193,10 +207,6 @@ def _diverting(box: Box) -> list[tuple[str, str]]:
     return [(name, f"{name.upper()} heating") for name in names]
 
 
-def _tank(box: Box) -> bool:
-    return TANK_TEMPERATURE in box.temperatures
-
-
 def _surplus_tile(load: Load, indent: str) -> list[str]:
     """What surplus loads do with one load: idle, waiting, "On surplus", overridden."""
     return [
@@ -230,10 +240,10 @@ def _diversion_lines(box: Box, indent: str) -> list[str]:
             f"{indent}  name: {label}",
             f"{indent}  icon: mdi:water-boiler",
         ]
-    if _tank(box):
+    if box.tank:
         lines += [
             f"{indent}- type: tile",
-            f"{indent}  entity: sensor.{TEMPLATE_PREFIX}external_temperature_2",
+            f"{indent}  entity: sensor.{TEMPLATE_PREFIX}heater_tank_temperature",
             f"{indent}  name: Tank",
             f"{indent}  icon: mdi:thermometer-water",
         ]
@@ -274,9 +284,9 @@ def _diversion_history_lines(box: Box, indent: str) -> list[str]:
         f"{indent}  hours_to_show: 24",
         f"{indent}  entities:",
     ]
-    if _tank(box):
+    if box.tank:
         lines += [
-            f"{indent}    - entity: sensor.{TEMPLATE_PREFIX}external_temperature_2",
+            f"{indent}    - entity: sensor.{TEMPLATE_PREFIX}heater_tank_temperature",
             f"{indent}      name: Tank",
         ]
     for name, label in outputs:

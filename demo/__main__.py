@@ -137,16 +137,20 @@ class Demo:
         )
 
     async def _read_box(self) -> DemoBox:
-        """The agent's retained announce: the sbms config entry is made from it."""
+        """The agent's retained announce, which the sbms config entry is made from, and its
+        config (the dashboard shows the heater tank the box reads)."""
         prefix = f"{BASE_TOPIC}/{self.args.agent_id}"
         deadline = time.monotonic() + 30.0
         while time.monotonic() < deadline:
             self._check_alive()
             try:
                 announce = await asyncio.wait_for(self._retained(f"{prefix}/announce"), 5.0)
+                config = await asyncio.wait_for(self._retained(f"{prefix}/config"), 5.0)
             except (TimeoutError, aiomqtt.MqttError):
                 continue
-            return DemoBox(agent_id=self.args.agent_id, topic_prefix=prefix, announce=announce)
+            return DemoBox(
+                agent_id=self.args.agent_id, topic_prefix=prefix, announce=announce, config=config
+            )
         raise DemoError("the agent did not announce itself within 30 s")
 
     async def _retained(self, topic: str) -> dict[str, Any]:

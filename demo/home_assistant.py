@@ -24,7 +24,7 @@ import json
 import re
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,7 +32,7 @@ import homeassistant.components
 from homeassistant.components.mqtt.const import CONFIG_ENTRY_MINOR_VERSION, CONFIG_ENTRY_VERSION
 from homeassistant.util import slugify
 
-from dashboards.sbms_dashboard import Box, Load, render
+from dashboards.sbms_dashboard import Box, Load, reads_tank, render
 
 OWNER_ID: Final = "5b4d2f7e0c9a4d1e8f3a6b2c1d0e9f87"
 OWNER_NAME: Final = "Demo"
@@ -147,6 +147,8 @@ class DemoBox:
     agent_id: str
     topic_prefix: str
     announce: Mapping[str, Any]
+    # Its retained `config`: whether it reads a heater tank (`diversion.tank_temperature`).
+    config: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def cells(self) -> int:
@@ -224,7 +226,8 @@ def demo_dashboard(box: DemoBox, *, speed: float) -> str:
     loads = [Load(title, entity_id) for entity_id, title, *_ in DEMO_LOADS]
     surplus = [Load(title, entity_id) for entity_id, title, *_ in DEMO_SURPLUS_LOADS]
     announce = {**box.announce, "agent_id": box.agent_id}
-    dashboard = render(Box.from_announce(announce, loads, surplus))
+    box_info = Box.from_announce(announce, loads, surplus, tank=reads_tank(box.config))
+    dashboard = render(box_info)
     return re.sub(r"(hours_to_show: )([0-9.]+)", scaled, dashboard)
 
 

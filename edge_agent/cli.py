@@ -33,6 +33,7 @@ from edge_agent.config import (
     DataLogSettings,
     MqttProtocol,
     MqttSettings,
+    built_in_curve_note,
     load_config,
     parse_config,
 )
@@ -99,6 +100,8 @@ def _check_config(argv: list[str]) -> int:
         print(f"{args.file}: note: {note}")
     for warning in config.warnings:
         print(f"{args.file}: warning: {warning}")
+    if (curve_note := built_in_curve_note(config)) is not None:
+        print(f"{args.file}: note: {curve_note}")
     caveat = f", {len(config.warnings)} warning(s) above" if config.warnings else ""
     if config.source.type == "sbms0":
         print(
@@ -378,6 +381,8 @@ def _run(argv: list[str]) -> int:
         )
     for note in (*setup.agent.config.notes, *setup.agent.config.warnings):
         _LOGGER.warning("Configuration: %s", note)
+    if (curve_note := built_in_curve_note(setup.agent.config)) is not None:
+        _LOGGER.info("Configuration: %s", curve_note)
     systemd = SystemdNotifier()
     if systemd.watchdog_usec is not None:
         _LOGGER.info("systemd watchdog: %.0f s", systemd.watchdog_usec / 1e6)

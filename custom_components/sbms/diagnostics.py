@@ -15,7 +15,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 
 from .const import DOMAIN
-from .models import Announce
+from .models import AgentConfig, Announce
 from .runtime_data import SbmsConfigEntry
 
 TO_REDACT = {
@@ -50,6 +50,8 @@ async def async_get_config_entry_diagnostics(
             "announce": _announce(data.announce),
             "state": dataclasses.asdict(data.state) if data.state is not None else None,
             "config": dict(data.config.data) if data.config is not None else None,
+            # Which curve the SoC reads near empty (issue 16): a wide band's first question.
+            "soc_estimate": _soc_estimate(data.announce, data.config),
             "repair_issues": _issues(hass, entry),
             # Whether shedding is on, the alarm and LVD it saw, each load's settings and state.
             "load_shedding": runtime.shedding.diagnostics(),
@@ -67,6 +69,14 @@ async def async_get_config_entry_diagnostics(
 def _announce(announce: Announce) -> dict[str, Any]:
     # `commands` is a frozenset: made a sorted list so the output is JSON and stable.
     return {**dataclasses.asdict(announce), "commands": sorted(announce.commands)}
+
+
+def _soc_estimate(announce: Announce, config: AgentConfig | None) -> dict[str, Any] | None:
+    """What the agent's SoC reads near empty; None for a stock SBMS0 (its own SoC) or before
+    the box's configuration arrived."""
+    if not announce.estimates_soc or config is None:
+        return None
+    return {"ocv_curve": config.ocv_curve, "empty_soc": config.value("soc", "empty_soc")}
 
 
 def _issues(hass: HomeAssistant, entry: SbmsConfigEntry) -> list[str]:

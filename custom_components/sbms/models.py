@@ -213,6 +213,11 @@ class Announce:
             history=capabilities.flag("history") if capabilities.has("history") else False,
         )
 
+    @property
+    def estimates_soc(self) -> bool:
+        """The agent estimates SoC itself; a stock SBMS0 source (`sbms0`) publishes the SBMS's."""
+        return self.source != "sbms0"
+
     def output(self, name: str) -> OutputInfo | None:
         return next((output for output in self.outputs if output.name == name), None)
 
@@ -465,6 +470,20 @@ class AgentConfig:
     def section(self, section: str) -> dict[str, Any]:
         part = self.data.get(section)
         return dict(part) if isinstance(part, dict) else {}
+
+    @property
+    def ocv_curve(self) -> str:
+        """Which resting-voltage curve the agent's SoC reads near empty (issue 16): `configured`
+        (the cells' own, `battery.ocv_curve`) or `built_in` (its LiFePO4 synthesis: the SoC's
+        band stays wide there). The key is absent unless configured (added within 1)."""
+        return "configured" if self.value("battery", "ocv_curve") else "built_in"
+
+    @property
+    def tank_temperature(self) -> str | None:
+        """The temperature input that reads the heater tank (`diversion.tank_temperature`,
+        issue 19), or None: none, or an agent from before it."""
+        value = self.value("diversion", "tank_temperature")
+        return value if isinstance(value, str) else None
 
     def remote_window(self, section: str, key: str) -> tuple[float, float] | None:
         """The range a remote change may move `section.key` in (`remote_window`, added within

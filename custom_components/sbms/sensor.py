@@ -33,7 +33,7 @@ from .entity import SbmsEntity
 from .history import CounterFn, MeasurementFn
 from .load_shedding import LoadSettings, LoadStatus
 from .loads_manager import SwitchedLoadsManager
-from .models import Announce, BoxState, HistoryRecord, Reading
+from .models import AgentConfig, Announce, BoxState, HistoryRecord, Reading
 from .runtime_data import SbmsConfigEntry
 from .shedding_manager import LOAD_STATE_KEY
 from .surplus_loads import SurplusLoadSettings, SurplusStatus
@@ -73,6 +73,11 @@ class SbmsSensorEntityDescription(SensorEntityDescription):
     # diversion's surplus is null while it cannot be estimated, yet the box has one).
     reported_fn: Callable[[BoxState], bool] | None = None
     attributes_fn: Callable[[BoxState], dict[str, Any]] | None = None
+    # Attributes read from the box's configuration (the retained `config`), beside the state's.
+    config_attributes_fn: Callable[[AgentConfig], dict[str, Any]] | None = None
+    # With `added_when_read`: the box's configuration says this input is shown by another
+    # entity (xT2 read as the heater tank's): not added while it says so, nor before it is known.
+    shown_elsewhere_fn: Callable[[AgentConfig], bool] | None = None
 
 
 def _has_pv_shunt(announce: Announce) -> bool:
@@ -217,6 +222,7 @@ def _temperature(
     entity_category: EntityCategory | None = None,
     *,
     added_when_read: bool = False,
+    shown_elsewhere_fn: Callable[[AgentConfig], bool] | None = None,
 ) -> SbmsSensorEntityDescription:
     return SbmsSensorEntityDescription(
         key=f"temperature_{name}",
@@ -227,6 +233,7 @@ def _temperature(
         suggested_display_precision=1,
         exists_fn=_has_temperature(name),
         added_when_read=added_when_read,
+        shown_elsewhere_fn=shown_elsewhere_fn,
         entity_category=entity_category,
         value_fn=lambda state: state.temperatures.get(name),
         history_reading_fn=_mean_only(history_fn),
@@ -259,6 +266,9 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         measured=False,  # follows the SoC estimate through a measurement gap
         needs_value=True,
         value_fn=lambda state: state.soc_uncertainty,
+        # Which curve the SoC reads near empty: without the cells' own (`battery.ocv_curve`)
+        # the band stays honest but wide there (docs/soc.md), and this says why.
+        config_attributes_fn=lambda config: {"ocv_curve": config.ocv_curve},
     ),
     SbmsSensorEntityDescription(
         key="voltage",
@@ -367,7 +377,14 @@ SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
     # xT2 is optional on a DIY box and the agent cannot tell from its wiring whether a sensor
     # is fitted; the battery sensor is announced only when configured, so it is added at once
     # (unknown then means a fitted sensor that does not read: charging stops).
-    _temperature("external2", lambda record: record.external_temperature(1), added_when_read=True),
+    # On a box whose heater tank's thermistor is on xT2, the tank's entity shows that reading
+    # (issue 20: one entity per sensor, not the same reading twice).
+    _temperature(
+        "external2",
+        lambda record: record.external_temperature(1),
+        added_when_read=True,
+        shown_elsewhere_fn=lambda config: config.tank_temperature == "external2",
+    ),
     # The cell monitor's die temperature guards the electronics, not the cells.
     _temperature("internal", lambda record: record.internal_temperature, EntityCategory.DIAGNOSTIC),
     # No Home Assistant device class measures charge (Ah): a plain measurement with a unit.
@@ -527,6 +544,10 @@ DIVERSION_SENSORS: tuple[SbmsSensorEntityDescription, ...] = (
         suggested_display_precision=1,
         added_when_read=True,
         value_fn=lambda state: state.temperatures.get("heater_tank"),
+        # xT2 is the only input a tank may be read on (protocol: `diversion.tank_temperature`
+        # is `external2` or null), and on such a box this is xT2's only entity: its gaps are
+        # filled from the data log's xT2 means.
+        history_reading_fn=_mean_only(lambda record: record.external_temperature(1)),
     ),
 )
 
@@ -660,10 +681,10 @@ async def async_setup_entry(
 
     @callback
     def add_when_read() -> None:
-        state = coordinator.data.state
+        state, config = coordinator.data.state, coordinator.data.config
         if state is None:
             return
-        read = [(d, suffix) for d, suffix in waiting if _reported(d, state)]
+        read = [(d, suffix) for d, suffix in waiting if _reported(d, state, config)]
         if not read:
             return
         for item in read:
@@ -689,7 +710,13 @@ async def async_setup_entry(
         )
 
 
-def _reported(description: SbmsSensorEntityDescription, state: BoxState) -> bool:
+def _reported(
+    description: SbmsSensorEntityDescription, state: BoxState, config: AgentConfig | None
+) -> bool:
+    if description.shown_elsewhere_fn is not None and (
+        config is None or description.shown_elsewhere_fn(config)
+    ):
+        return False
     if description.reported_fn is not None:
         return description.reported_fn(state)
     return description.value_fn(state) is not None
@@ -717,9 +744,14 @@ class SbmsSensorEntity(SbmsEntity, SensorEntity):
 
     @property
     def extra_state_attributes(self) -> dict[str, Any] | None:
-        state = self.coordinator.data.state
-        attributes_fn = self.entity_description.attributes_fn
-        return None if state is None or attributes_fn is None else attributes_fn(state)
+        data = self.coordinator.data
+        description = self.entity_description
+        attributes: dict[str, Any] = {}
+        if data.state is not None and description.attributes_fn is not None:
+            attributes.update(description.attributes_fn(data.state))
+        if data.config is not None and description.config_attributes_fn is not None:
+            attributes.update(description.config_attributes_fn(data.config))
+        return attributes or None
 
 
 # --- the loads of load shedding and of surplus loads (issue 19): one sensor a load ------------

@@ -14,7 +14,12 @@ How a remote `config/set` is merged into the file's settings is the runtime's po
 from __future__ import annotations
 
 from edge_agent.config.link import MqttProtocol, MqttSettings, PublishSettings
-from edge_agent.config.load import default_config, load_config, parse_config
+from edge_agent.config.load import (
+    built_in_curve_note,
+    default_config,
+    load_config,
+    parse_config,
+)
 from edge_agent.config.model import (
     DATA_LOG_SUFFIX,
     HEARTBEAT_LINE,
@@ -59,6 +64,7 @@ __all__ = [
     "SourceSettings",
     "StorageSettings",
     "TimingSettings",
+    "built_in_curve_note",
     "config_to_dict",
     "default_config",
     "effective_remote_window",

@@ -309,6 +309,23 @@ def _defaults_standing_in(clean: Mapping[str, Any], *, sbms0: bool) -> tuple[str
     return tuple(warnings)
 
 
+def built_in_curve_note(config: AgentConfig) -> str | None:
+    """The line the agent logs at start when it estimates SoC with nothing but its built-in
+    resting-voltage curve near empty (issue 16): valid, and the SoC band stays honest, but
+    it stays wide there, since where a pack's 0 % lies is a property of its cells that
+    nothing seen in service reveals. None when the file gives the cells' curve or an empty
+    SoC, or for a stock SBMS0 (it publishes its own SoC)."""
+    soc = config.control.soc
+    if config.source.type == "sbms0" or soc.ocv_curve is not None or soc.empty_soc is not None:
+        return None
+    return (
+        "SoC near empty is read on the built-in LiFePO4 curve (no battery.ocv_curve or "
+        "soc.empty_soc): its uncertainty stays honest but wide there, about 4 points either "
+        "side; give the cells' datasheet resting-voltage table as battery.ocv_curve "
+        "(example in docs/soc.md)"
+    )
+
+
 _OPTIONAL_SHUNTS = ("pv_shunt", "heat_shunt")
 _SHUNT_RATING_KEYS = ("rated_current_a", "rated_millivolts")
 _DEFAULT_SHUNT_RATING = {

@@ -152,9 +152,14 @@ def _add_components(
     for key, name in (("time_to_full_s", "Time to full"), ("time_to_empty_s", "Time to empty")):
         builder.sensor(key, name, _measured(key), "s", "duration", precision=0)
     _add_cells(builder, config.control.cell_count)
-    # The same rule as the announce: what the source and the wiring have.
+    # The same rule as the announce: what the source and the wiring have. The input that
+    # reads the heater tank is shown once, as the tank's (issue 20: the demo's box showed
+    # its xT2 twice, as External temperature 2 and Heater tank temperature).
+    tank_input = config.control.diversion.tank_temperature
     for name in fitted_temperatures(config, source):
         if name in _TEMPERATURES_WHEN_READ and name not in temperatures_read:
+            continue
+        if name == tank_input:
             continue
         builder.sensor(
             f"temperature_{name}",
@@ -166,7 +171,7 @@ def _add_components(
             diagnostic=name == "internal",
         )
     # The tank's input (issue 19): configured means fitted, so no wait for a first reading.
-    if config.control.diversion.tank_temperature in fitted_temperatures(config, source):
+    if tank_input in fitted_temperatures(config, source):
         builder.sensor(
             "temperature_heater_tank",
             "Heater tank temperature",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,52 @@ def test_a_partial_file_names_each_default_it_leans_on(tmp_path: Path) -> None:
         "outputs",
         "battery_shunt.rated_current_a",
     ]
+
+
+CURVE_NOTE = "SoC near empty is read on the built-in LiFePO4 curve"
+DATASHEET_CURVE = "[[0, 2.80], [10, 3.184], [25, 3.235], [40, 3.271], [65, 3.294], [100, 3.40]]"
+
+
+def test_the_agent_says_once_at_start_that_soc_near_empty_reads_the_built_in_curve(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 16: without the cells' curve the band is honest but wide near empty; the log says
+    so once, and how to give the curve."""
+    caplog.set_level(logging.INFO, logger="edge_agent")
+    args = ["--simulate", "--cells", "4", "--speed", "1e9", "--duration", "0.01", "--quiet"]
+    assert main(args) == EXIT_OK
+    lines = [r for r in caplog.records if CURVE_NOTE in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.INFO]
+    assert "battery.ocv_curve" in lines[0].getMessage()
+    assert "docs/soc.md" in lines[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("battery", "soc", "noted"),
+    [
+        ("{cells: 8}", "{}", True),
+        (f"{{cells: 8, ocv_curve: {DATASHEET_CURVE}}}", "{}", False),
+        ("{cells: 8}", "{empty_soc: 5}", False),
+    ],
+    ids=["built-in", "ocv_curve", "empty_soc"],
+)
+def test_check_config_notes_the_built_in_curve_unless_the_cells_are_described(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], battery: str, soc: str, noted: bool
+) -> None:
+    from edge_agent.config import built_in_curve_note, load_config
+
+    path = tmp_path / "box.yaml"
+    path.write_text(f"battery: {battery}\nsoc: {soc}\n")
+    assert main(["check-config", str(path)]) == EXIT_OK
+    assert (CURVE_NOTE in capsys.readouterr().out) is noted
+    assert (built_in_curve_note(load_config(path)) is not None) is noted
+
+
+def test_no_curve_note_for_a_stock_sbms() -> None:
+    """A stock SBMS0 publishes its own SoC: the agent estimates none, so nothing to say."""
+    from edge_agent.config import built_in_curve_note, load_config
+
+    assert built_in_curve_note(load_config(EXAMPLES / "config-sbms0.yaml")) is None
 
 
 def test_help_describes_every_option_and_lists_the_subcommands(

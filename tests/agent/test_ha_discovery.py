@@ -267,6 +267,11 @@ def test_heater_tank_temperature_when_its_input_is_configured() -> None:
         system.config, control=dataclasses.replace(system.config.control, diversion=diversion)
     )
     tank = _components(config)[key]
+    # Issue 20: xT2 reads the tank, so it is the tank's entity only, read or not (it was
+    # offered twice: External temperature 2 too). A box whose xT2 reads no tank keeps it.
+    xt2 = f"sbms_{AGENT_ID}_temperature_external2"
+    assert xt2 not in _components(config, read=frozenset({"external2"}))
+    assert xt2 in _components(system.config, read=frozenset({"external2"}))
     assert (tank["name"], tank["dev_cla"], tank["unit_of_meas"], tank["sug_dsp_prc"]) == (
         "Heater tank temperature",
         "temperature",

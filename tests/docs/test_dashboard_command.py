@@ -69,7 +69,7 @@ def _diagnostics(tmp_path: Path) -> Path:
 
 def test_the_shipped_dashboard_is_what_the_command_prints_for_the_demo_box() -> None:
     """One source: the command changes nothing for the box sbms.yaml is written for."""
-    printed = render(Box.from_announce(DEMO_ANNOUNCE, DEMO_LOADS, DEMO_SURPLUS_LOADS))
+    printed = render(Box.from_announce(DEMO_ANNOUNCE, DEMO_LOADS, DEMO_SURPLUS_LOADS, tank=True))
     assert printed == TEMPLATE.read_text(encoding="utf-8")
 
 
@@ -134,24 +134,38 @@ def test_the_command_takes_a_bare_announce_and_says_what_it_cannot_read(tmp_path
     assert "not a box's diagnostics or announce" in failed.stderr
 
 
-def test_a_box_that_diverts_gets_its_heater_and_tank() -> None:
+def test_a_box_that_diverts_gets_its_heater_and_tank(tmp_path: Path) -> None:
     """Issue 19: the diversion output under "Today" and in its own history graph, with the
-    tank's temperature (xT2) when the box reads one; without xT2 the output alone."""
-    announce = DEMO_ANNOUNCE | {"agent_id": "shed"}
-    announce["outputs"] = [*DEMO_ANNOUNCE["outputs"][:4], {"name": "boiler", "type": 7}]
-    dashboard = render(Box.from_announce(announce))
-    assert "binary_sensor.sbms_shed_output_boiler" in dashboard
-    assert "sensor.sbms_shed_external_temperature_2" in dashboard
+    tank's temperature when the box reads one (its config's `diversion.tank_temperature`, in
+    diagnostics); without one the output alone. Issue 20: the tank's entity, Heater tank
+    temperature, not External temperature 2 (the same xT2 reading, which the integration no
+    longer offers twice)."""
+    path = _diagnostics(tmp_path)
+    document = json.loads(path.read_text(encoding="utf-8"))
+    announce = document["data"]["announce"]
+    announce["outputs"] = [*announce["outputs"], {"name": "boiler", "type": 7}]
+    announce["temperatures"] = ["internal", "external2"]
+    document["data"]["config"] = {"diversion": {"tank_temperature": "external2"}}
+    path.write_text(json.dumps(document), encoding="utf-8")
+    dashboard = subprocess.run(
+        [sys.executable, str(COMMAND), str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "binary_sensor.sbms_garage_output_boiler" in dashboard
+    assert "sensor.sbms_garage_heater_tank_temperature" in dashboard
+    assert "external_temperature_2" not in dashboard
     history = yaml.safe_load(dashboard)["views"][0]["sections"][-1]["cards"]
     heater = next(card for card in history if card.get("title") == "Water heater")
     assert [item["entity"] for item in heater["entities"]] == [
-        "sensor.sbms_shed_external_temperature_2",
-        "binary_sensor.sbms_shed_output_boiler",
+        "sensor.sbms_garage_heater_tank_temperature",
+        "binary_sensor.sbms_garage_output_boiler",
     ]
-    announce["measurements"] = {"pv_current": True, "temperatures": ["internal", "battery"]}
-    without_tank = render(Box.from_announce(announce))
-    assert "binary_sensor.sbms_shed_output_boiler" in without_tank
+    # xT2 read, but no tank named: the heater alone (an announce never says it either).
+    document["data"]["config"] = {"diversion": {"tank_temperature": None}}
+    without_tank = render(Box.from_json(document))
+    assert "binary_sensor.sbms_garage_output_boiler" in without_tank
+    assert "heater_tank_temperature" not in without_tank
     assert "external_temperature_2" not in without_tank
+    assert not Box.from_announce(announce).tank
 
 
 def test_surplus_loads_from_diagnostics_without_a_diversion(tmp_path: Path) -> None:
@@ -175,7 +189,7 @@ def test_surplus_loads_from_diagnostics_without_a_diversion(tmp_path: Path) -> N
     assert "diversion_power" not in dashboard
     assert "diverted_energy" not in dashboard
 
-    demo = render(Box.from_announce(DEMO_ANNOUNCE, DEMO_LOADS, DEMO_SURPLUS_LOADS))
+    demo = render(Box.from_announce(DEMO_ANNOUNCE, DEMO_LOADS, DEMO_SURPLUS_LOADS, tank=True))
     flows = yaml.safe_load(demo)["views"][0]["sections"][2]["cards"]
     heater = flows[[card.get("heading") for card in flows].index("Water heater") + 1 :]
     assert [card.get("name") for card in heater[:3]] == ["Heating", "Tank", "Heated today"]

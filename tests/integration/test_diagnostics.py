@@ -13,6 +13,7 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from custom_components.sbms.diagnostics import TO_REDACT
 from tests.helpers.hass import SetupBox, wait_for
 from tests.integration.fake_agent import FakeAgent
+from tests.integration.test_sensor import DATASHEET_CURVE, real_config_payload
 
 REDACTED = "**REDACTED**"
 
@@ -79,6 +80,40 @@ async def test_diagnostics_show_the_box_and_redact_identifiers(
         "protocol_supported": True,
     }
     assert diag["repair_issues"] == []
+    # The documented box's file gives no curve: its SoC reads the built-in one near empty.
+    assert diag["soc_estimate"] == {"ocv_curve": "built_in", "empty_soc": None}
+
+
+async def test_diagnostics_say_which_curve_the_soc_reads(
+    hass: HomeAssistant,
+    agent: FakeAgent,
+    setup_box: SetupBox,
+    hass_client: ClientSessionGenerator,
+) -> None:
+    """Issue 16: the real agent's config with the cells' curve; none for a stock SBMS0."""
+    entry = await setup_box(agent)
+    await agent.publish("config", real_config_payload(10, ocv_curve=DATASHEET_CURVE))
+    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.config.revision == 10)
+
+    diag = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+
+    assert diag["soc_estimate"] == {"ocv_curve": "configured", "empty_soc": None}
+    assert diag["config"]["battery"]["ocv_curve"] == DATASHEET_CURVE
+
+
+async def test_diagnostics_of_a_stock_sbms_have_no_soc_estimate(
+    hass: HomeAssistant,
+    agent: FakeAgent,
+    setup_box: SetupBox,
+    hass_client: ClientSessionGenerator,
+) -> None:
+    agent.announce["source"] = "sbms0"
+    await agent.publish_all()
+    entry = await setup_box(agent)
+
+    diag = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+
+    assert diag["soc_estimate"] is None
 
 
 async def test_diagnostics_of_an_offline_box_with_an_issue(

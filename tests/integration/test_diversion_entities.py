@@ -3,6 +3,8 @@ broker and real Home Assistant. test_diversion_energy.py: the Energy dashboard t
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -22,9 +24,15 @@ from homeassistant.helpers import entity_registry as er
 
 from custom_components.sbms.binary_sensor import DIVERSION_SENSORS as DIVERSION_FLAGS
 from custom_components.sbms.const import DOMAIN
+from custom_components.sbms.models import Reading
 from custom_components.sbms.sensor import DIVERSION_SENSORS
+from edge_agent.mqtt.payloads import config_payload, encode, state_payload
+from edge_agent.simulator.box import BoxSpec, OutputWiring
+from edge_agent.simulator.harness import SimulatedSystem, simulated_config
+from edge_agent.simulator.heat import HeatPathSpec, WaterTankSpec
 from tests.helpers.hass import SetupBox, wait_for
 from tests.integration.fake_agent import FakeAgent, example, unique_id
+from tests.integration.test_history_fold import _record
 
 SENSOR_KEYS = ("diverted_energy", "curtailed_energy", "diversion_power", "surplus_power")
 FLAG_KEYS = ("diverting", "surplus_available")
@@ -163,3 +171,86 @@ async def test_the_tank_temperature_appears_when_the_box_reports_one(
     tank = state_of(hass, "temperature_heater_tank")
     assert float(tank.state) == pytest.approx(48.25)
     assert tank.attributes["friendly_name"] == "SBMS shed Heater tank temperature"
+
+
+# --- one entity per sensor: the tank's thermistor on xT2 (issue 20) ------------------------------
+
+
+def _tank_box(*, tank_on_xt2: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The real agent's config and state payloads for a simulated box whose xT2 reads its
+    water tank (the demo's `--simulate --heater`); with `tank_on_xt2` false, the same box
+    whose file does not say so: xT2 is a plain external temperature."""
+    spec = BoxSpec(
+        wiring=OutputWiring(heat_primary_pin=5),
+        heat=HeatPathSpec(tank=WaterTankSpec(draws=()), tank_sensor_on_xt2=True),
+    )
+    config = dataclasses.replace(simulated_config(spec), agent_id="shed")
+    if not tank_on_xt2:
+        diversion = dataclasses.replace(config.control.diversion, tank_temperature=None)
+        config = dataclasses.replace(
+            config, control=dataclasses.replace(config.control, diversion=diversion)
+        )
+    report = SimulatedSystem(spec, config).run(10.0)
+    assert report is not None
+    state = json.loads(
+        encode(state_payload(report, tank_temperature=config.control.diversion.tank_temperature))
+    )
+    return config_payload(config, 1), state
+
+
+async def _set_up_real_box(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox, *, tank_on_xt2: bool
+) -> dict[str, Any]:
+    agent.config, agent.state = _tank_box(tank_on_xt2=tank_on_xt2)
+    await agent.publish_all()
+    entry = await setup_box(agent)
+    await wait_for(
+        hass,
+        lambda: (
+            (data := entry.runtime_data.coordinator.data).config is not None
+            and data.state is not None
+        ),
+    )
+    await hass.async_block_till_done()
+    return agent.state
+
+
+async def test_a_tank_on_xt2_is_one_entity_the_tanks(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """The demo's box showed the same reading as External temperature 2 and Heater tank
+    temperature: with `diversion.tank_temperature: external2` only the tank's is offered."""
+    state = await _set_up_real_box(hass, agent, setup_box, tank_on_xt2=True)
+    temperatures = state["temperatures"]
+    assert temperatures["heater_tank"] is not None
+    assert temperatures["external2"] == temperatures["heater_tank"]  # the agent keeps both
+    await wait_for(hass, lambda: find(hass, "temperature_heater_tank") is not None)
+    tank = state_of(hass, "temperature_heater_tank")
+    assert float(tank.state) == pytest.approx(temperatures["heater_tank"])
+    assert find(hass, "temperature_external2") is None
+    # Later states do not bring it either.
+    hotter = {**temperatures, "external2": 55.5, "heater_tank": 55.5}
+    await publish(hass, agent, temperatures=hotter)
+    assert float(state_of(hass, "temperature_heater_tank").state) == pytest.approx(55.5)
+    assert find(hass, "temperature_external2") is None
+
+
+async def test_xt2_without_a_tank_stays_external_temperature_2(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    state = await _set_up_real_box(hass, agent, setup_box, tank_on_xt2=False)
+    assert "heater_tank" not in state["temperatures"]
+    await wait_for(hass, lambda: find(hass, "temperature_external2") is not None)
+    xt2 = state_of(hass, "temperature_external2")
+    assert float(xt2.state) == pytest.approx(state["temperatures"]["external2"])
+    assert xt2.attributes["friendly_name"] == "SBMS shed External temperature 2"
+    assert find(hass, "temperature_heater_tank") is None
+
+
+def test_the_tanks_statistics_gaps_are_filled_from_the_logs_xt2() -> None:
+    """On a tank box the tank's entity is xT2's only one: the back-fill reads the data log's
+    xT2 mean for it (the only input a tank may be read on)."""
+    tank = next(d for d in DIVERSION_SENSORS if d.key == "temperature_heater_tank")
+    assert tank.history_reading_fn is not None
+    record = dataclasses.replace(_record(0.0, 120.0), external_temperatures=(25.0, 52.5))
+    assert tank.history_reading_fn(record) == Reading.single(52.5)

@@ -42,9 +42,10 @@ from edge_agent.mqtt.topics import Topics
 from edge_agent.runtime.loop import run_agent
 from edge_agent.runtime.remote import RemoteControl
 from edge_agent.runtime.service import Identity, build_link
-from edge_agent.simulator.box import BoxSpec
+from edge_agent.simulator.box import BoxSpec, OutputWiring
 from edge_agent.simulator.clock import SimulatedClock
 from edge_agent.simulator.harness import SimulatedSystem, simulated_config
+from edge_agent.simulator.heat import HeatPathSpec, WaterTankSpec
 from tests.helpers.mqtt_broker import MosquittoBroker
 
 AGENT_ID = "shed"
@@ -86,11 +87,11 @@ async def _eventually(
         await asyncio.sleep(0.05)
 
 
-def _system() -> SimulatedSystem:
+def _system(box: BoxSpec | None = None) -> SimulatedSystem:
     """The simulated box, publishing every sample. With the default policy a quiet box can
     stay silent for a while, and a subscriber added after HA's entities already subscribed to
     `state` gets no retained copy (HA does not resubscribe a topic it already has)."""
-    box = BoxSpec()
+    box = box or BoxSpec()
     config = dataclasses.replace(
         simulated_config(box), agent_id=AGENT_ID, publish=PublishSettings.every_sample()
     )
@@ -328,6 +329,62 @@ async def test_home_assistant_builds_the_device_from_the_agents_discovery(
     )
     assert origin in caplog.messages
     assert _log_problems(caplog) == []
+
+
+async def test_a_tank_read_on_xt2_is_one_entity(
+    hass: HomeAssistant, broker: MosquittoBroker
+) -> None:
+    """Issue 20: the demo's box (`--simulate --heater`) reads its water tank on xT2; Home
+    Assistant showed that reading twice, as External temperature 2 and Heater tank
+    temperature. Only the tank's entity is offered, with the state's reading."""
+    system = _system(
+        BoxSpec(
+            wiring=OutputWiring(heat_primary_pin=5),
+            heat=HeatPathSpec(tank=WaterTankSpec(draws=()), tank_sensor_on_xt2=True),
+        )
+    )
+    assert system.config.control.diversion.tank_temperature == "external2"
+    registry = er.async_get(hass)
+
+    def tank_shown(state: dict[str, Any]) -> bool:
+        entity_id = registry.async_get_entity_id(
+            "sensor", mqtt.DOMAIN, f"{DEVICE_ID}_temperature_heater_tank"
+        )
+        shown = hass.states.get(entity_id) if entity_id is not None else None
+        tank = state["temperatures"]["heater_tank"]
+        if shown is None or tank is None or shown.state in (STATE_UNKNOWN, STATE_UNAVAILABLE):
+            return False
+        return float(shown.state) == pytest.approx(tank)
+
+    agent = RunningAgent(broker, system)
+    try:
+        async with (
+            _mqtt(hass, broker),
+            _subscribed(hass, TOPICS.state) as state_topic,
+            _subscribed(hass, DISCOVERY_TOPIC) as discovery,
+        ):
+            agent.start()
+            await _eventually(
+                "the tank's temperature shown",
+                lambda: bool(state_topic.payloads) and tank_shown(state_topic.latest),
+            )
+            latest = state_topic.latest["temperatures"]
+            assert latest["external2"] == latest["heater_tank"]  # the state keeps both keys
+            # Every discovery the agent sent (at connect, and again once xT2 read) is known.
+            assert discovery.payloads
+            for payload in discovery.payloads:
+                names = {c["name"] for c in json.loads(payload)["cmps"].values()}
+                assert "Heater tank temperature" in names
+                assert "External temperature 2" not in names
+            assert (
+                registry.async_get_entity_id(
+                    "sensor", mqtt.DOMAIN, f"{DEVICE_ID}_temperature_external2"
+                )
+                is None
+            )
+            await agent.stop()
+    finally:
+        await agent.stop()
 
 
 def _assert_entity_ids(hass: HomeAssistant) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from homeassistant.components.sensor import (
@@ -26,6 +27,8 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.sbms.const import DOMAIN
 from custom_components.sbms.models import Reading
 from custom_components.sbms.sensor import LOAD_STATE, SENSORS, cell_descriptions
+from edge_agent.config import parse_config
+from edge_agent.mqtt.payloads import config_payload
 from tests.helpers.hass import SetupBox, wait_for
 from tests.integration.fake_agent import FakeAgent, example, unique_id
 
@@ -317,6 +320,37 @@ async def test_soc_uncertainty_sensor(
     await agent.set_state(soc=63.0)
     await wait_for(hass, lambda: value(hass, "soc") == "63.0")
     assert value(hass, "soc_uncertainty") == STATE_UNAVAILABLE
+
+
+# A datasheet's resting-voltage table (docs/soc.md's example), as a box's file gives it.
+DATASHEET_CURVE = [[0, 2.80], [10, 3.184], [25, 3.235], [40, 3.271], [65, 3.294], [100, 3.40]]
+
+
+def real_config_payload(revision: int, **battery: Any) -> dict[str, Any]:
+    """The real agent's `config` payload for an 8-cell box whose file's battery section has
+    `battery` on top of its cell count."""
+    config = parse_config({"agent_id": "shed", "battery": {"cells": 8, **battery}})
+    return config_payload(config, revision)
+
+
+async def test_soc_uncertainty_says_which_curve_the_soc_reads_near_empty(
+    hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox
+) -> None:
+    """Issue 16: without the cells' own curve the band stays wide near empty; the attribute
+    `ocv_curve` says which curve the estimate reads, from the config's `battery.ocv_curve`."""
+
+    def curve() -> Any:
+        state = hass.states.get(entity_id(hass, "soc_uncertainty"))
+        assert state is not None
+        return state.attributes.get("ocv_curve")
+
+    assert "ocv_curve" not in agent.config["battery"]  # the documented box: the built-in one
+    await setup_box(agent)
+    await wait_for(hass, lambda: curve() == "built_in")
+    await agent.publish("config", real_config_payload(10, ocv_curve=DATASHEET_CURVE))
+    await wait_for(hass, lambda: curve() == "configured")
+    await agent.publish("config", real_config_payload(11))
+    await wait_for(hass, lambda: curve() == "built_in")
 
 
 async def test_no_soc_uncertainty_sensor_for_a_stock_sbms(
