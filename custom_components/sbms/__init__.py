@@ -20,11 +20,14 @@ from homeassistant.helpers.storage import Store
 from .backfill import async_start_backfill
 from .backfill import storage_key as backfill_storage_key
 from .const import CONF_AGENT_ID, CONF_SERIAL, CONF_TOPIC_PREFIX, DOMAIN, LOGGER
-from .coordinator import SbmsConfigEntry, SbmsCoordinator, SbmsRuntimeData
+from .coordinator import SbmsCoordinator
 from .discovery import AnnounceError, async_read_announce
 from .identity import device_identifier, migrate_unique_id
+from .loads_manager import STORAGE_VERSION
 from .repairs import BoxIssues
-from .shedding_manager import STORAGE_VERSION, SheddingManager, storage_key
+from .runtime_data import SbmsConfigEntry, SbmsRuntimeData
+from .sensor import box_sensors
+from .shedding_manager import SheddingManager, storage_key
 from .surplus_manager import SurplusManager
 from .surplus_manager import storage_key as surplus_storage_key
 
@@ -85,7 +88,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: SbmsConfigEntry) -> bool
 
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     # After the platforms: the back-fill finds the sensors' entities in the registry.
-    entry.runtime_data.backfill = await async_start_backfill(hass, entry, coordinator)
+    entry.runtime_data.backfill = await async_start_backfill(hass, entry, coordinator, box_sensors)
     return True
 
 

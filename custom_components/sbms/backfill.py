@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from homeassistant.components.recorder.models import (
     StatisticData,
@@ -33,7 +33,8 @@ from homeassistant.components.recorder.statistics import (
     get_metadata,
     statistics_during_period,
 )
-from homeassistant.components.sensor.const import UNIT_CONVERTERS
+from homeassistant.components.sensor.const import UNIT_CONVERTERS, SensorDeviceClass
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.recorder import get_instance
@@ -41,7 +42,7 @@ from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN, LOGGER
-from .coordinator import AgentRequestError, SbmsConfigEntry, SbmsCoordinator
+from .coordinator import AgentRequestError, SbmsCoordinator
 from .history import (
     CounterFn,
     HourCounter,
@@ -52,8 +53,7 @@ from .history import (
     hour_start,
 )
 from .identity import entity_unique_id
-from .models import ProtocolError
-from .sensor import SbmsSensorEntityDescription, box_sensors
+from .models import Announce, ProtocolError
 
 STORAGE_VERSION: Final = 1
 # The largest page the agent sends (docs/protocol.md): 120 records, about 100 KiB.
@@ -71,12 +71,33 @@ def storage_key(entry_id: str) -> str:
     return f"{DOMAIN}.backfill.{entry_id}"
 
 
+class HistorySensor(Protocol):
+    """What the back-fill reads of a sensor's description (sensor.py's): handed in with
+    `box_sensors` by `__init__.py`, so this module never imports the sensor platform, which
+    imports the runtime data that holds the back-fill."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def native_unit_of_measurement(self) -> str | None: ...
+    @property
+    def device_class(self) -> SensorDeviceClass | None: ...
+    @property
+    def history_reading_fn(self) -> MeasurementFn | None: ...
+    @property
+    def history_counter_fn(self) -> CounterFn | None: ...
+
+
+# The sensors a box has, as (description, unique-id suffix): sensor.py's `box_sensors`.
+SensorsFn = Callable[[Announce], Iterable[tuple[HistorySensor, str]]]
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """One sensor whose statistics can be filled: its entity and what the log holds for it."""
 
     entity_id: str
-    description: SbmsSensorEntityDescription
+    description: HistorySensor
 
     @property
     def is_counter(self) -> bool:
@@ -108,11 +129,16 @@ class HistoryBackfill:
     """Remembers what Home Assistant has of one box and fills what it missed."""
 
     def __init__(
-        self, hass: HomeAssistant, entry: SbmsConfigEntry, coordinator: SbmsCoordinator
+        self,
+        hass: HomeAssistant,
+        entry: ConfigEntry,
+        coordinator: SbmsCoordinator,
+        sensors: SensorsFn,
     ) -> None:
         self.hass = hass
         self.entry = entry
         self.coordinator = coordinator
+        self._sensors = sensors
         self.covered_until: float | None = None
         self.pending: list[tuple[float, float]] = []
         self.last_fill: FillReport | None = None
@@ -291,7 +317,7 @@ class HistoryBackfill:
         """The enabled sensors of this box the data log has values for."""
         registry = er.async_get(self.hass)
         targets = []
-        for description, suffix in box_sensors(self.coordinator.data.announce):
+        for description, suffix in self._sensors(self.coordinator.data.announce):
             if description.history_reading_fn is None and description.history_counter_fn is None:
                 continue
             unique_id = entity_unique_id(self.coordinator.serial, description.key, suffix)
@@ -395,9 +421,7 @@ def _counter_fn(target: Target) -> CounterFn:
     return target.description.history_counter_fn
 
 
-def _converter(
-    description: SbmsSensorEntityDescription, unit: str | None
-) -> Callable[[float], float] | None:
+def _converter(description: HistorySensor, unit: str | None) -> Callable[[float], float] | None:
     """From the agent's unit to the unit the statistics are kept in (kWh, mV, °F ...)."""
     native = description.native_unit_of_measurement
     if unit == native:
@@ -423,13 +447,13 @@ def _iso(timestamp: float) -> str:
 
 
 async def async_start_backfill(
-    hass: HomeAssistant, entry: SbmsConfigEntry, coordinator: SbmsCoordinator
+    hass: HomeAssistant, entry: ConfigEntry, coordinator: SbmsCoordinator, sensors: SensorsFn
 ) -> HistoryBackfill | None:
     """Start remembering what this box's statistics hold, and filling what they miss; None
     without the recorder (no long-term statistics to fill)."""
     if "recorder" not in hass.config.components:
         return None
-    backfill = HistoryBackfill(hass, entry, coordinator)
+    backfill = HistoryBackfill(hass, entry, coordinator, sensors)
     await backfill.async_start()
     entry.async_on_unload(backfill.async_stop)
     return backfill

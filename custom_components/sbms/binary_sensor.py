@@ -17,9 +17,9 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
-from .coordinator import SbmsConfigEntry
 from .entity import SbmsEntity
 from .models import BoxState, OutputInfo
+from .runtime_data import SbmsConfigEntry
 
 # Push entities: nothing to poll, so no limit on parallel updates.
 PARALLEL_UPDATES = 0

@@ -14,8 +14,8 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import SbmsConfigEntry
 from .entity import SbmsEntity
+from .runtime_data import SbmsConfigEntry
 
 # Every press goes to the agent one request at a time; no polling happens here.
 PARALLEL_UPDATES = 1

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from types import MappingProxyType
+from typing import Any, ClassVar, Final
 
 import voluptuous as vol
 from homeassistant.config_entries import (
@@ -67,7 +68,7 @@ from .const import (
     SUBENTRY_LOAD,
     SUBENTRY_SURPLUS_LOAD,
 )
-from .coordinator import AgentRejectedError, AgentRequestError, SbmsConfigEntry, SbmsCoordinator
+from .coordinator import AgentRejectedError, AgentRequestError, SbmsCoordinator
 from .discovery import (
     AGENT_ID,
     AnnounceError,
@@ -77,8 +78,9 @@ from .discovery import (
     async_mqtt_problem,
     parse_announce,
 )
-from .load_shedding import MIN_TIME_MAX_S, PRIORITY_MAX, PRIORITY_MIN, settings_errors
+from .load_shedding import settings_errors
 from .models import AgentConfig, RequestResult
+from .runtime_data import SbmsConfigEntry
 from .settings import (
     DUAL_PV,
     OUTPUT_TYPE_SETTINGS,
@@ -90,6 +92,7 @@ from .settings import (
 )
 from .surplus_loads import DISCHARGE_TIME_MAX_S, DISCHARGE_W_MAX
 from .surplus_loads import settings_errors as surplus_settings_errors
+from .switched_loads import MIN_TIME_MAX_S, PRIORITY_MAX, PRIORITY_MIN
 
 CONF_AGENT: Final = "agent"
 CONF_OUTPUT: Final = "output"
@@ -594,7 +597,7 @@ def _output_type_schema(current: int, types: Sequence[int]) -> vol.Schema:
     )
 
 
-# --- subentries: optional loads for load shedding ---------------------------------------------
+# --- subentries: the loads of load shedding and of surplus loads (issue 19) -----------------
 
 # Anything with turn_on/turn_off services; climate and water heaters switch their mode off.
 LOAD_DOMAINS: Final = [
@@ -608,54 +611,50 @@ LOAD_DOMAINS: Final = [
     "media_player",
     "siren",
 ]
-LOAD_DEFAULTS: Final[dict[str, Any]] = {
-    CONF_PRIORITY: 10,
-    CONF_SHED_BELOW: 30,
-    CONF_RESTORE_ABOVE: 50,
-    CONF_MIN_OFF_TIME: 10,
-    CONF_MIN_ON_TIME: 5,
-}
 
 
-def _load_schema(values: Mapping[str, Any]) -> vol.Schema:
-    def soc() -> NumberSelector:
-        return NumberSelector(
-            NumberSelectorConfig(
-                min=0, max=100, step=1, unit_of_measurement=PERCENTAGE, mode=NumberSelectorMode.BOX
-            )
+def _box(maximum: float, unit: str) -> NumberSelector:
+    return NumberSelector(
+        NumberSelectorConfig(
+            min=0, max=maximum, step=1, unit_of_measurement=unit, mode=NumberSelectorMode.BOX
         )
-
-    def minutes() -> NumberSelector:
-        return NumberSelector(
-            NumberSelectorConfig(
-                min=0,
-                max=MIN_TIME_MAX_S / 60,
-                step=1,
-                unit_of_measurement=UnitOfTime.MINUTES,
-                mode=NumberSelectorMode.BOX,
-            )
-        )
-
-    return vol.Schema(
-        {
-            vol.Required(
-                CONF_LOAD_ENTITY, default=values.get(CONF_LOAD_ENTITY, vol.UNDEFINED)
-            ): EntitySelector(EntitySelectorConfig(domain=LOAD_DOMAINS)),
-            vol.Required(CONF_PRIORITY, default=values[CONF_PRIORITY]): NumberSelector(
-                NumberSelectorConfig(
-                    min=PRIORITY_MIN, max=PRIORITY_MAX, step=1, mode=NumberSelectorMode.BOX
-                )
-            ),
-            vol.Required(CONF_SHED_BELOW, default=values[CONF_SHED_BELOW]): soc(),
-            vol.Required(CONF_RESTORE_ABOVE, default=values[CONF_RESTORE_ABOVE]): soc(),
-            vol.Required(CONF_MIN_OFF_TIME, default=values[CONF_MIN_OFF_TIME]): minutes(),
-            vol.Required(CONF_MIN_ON_TIME, default=values[CONF_MIN_ON_TIME]): minutes(),
-        }
     )
 
 
-class LoadSubentryFlow(ConfigSubentryFlow):
-    """Add or change one optional load. Saving reloads the box (shedding_manager.py)."""
+def _load_and_priority(values: Mapping[str, Any]) -> dict[vol.Required, Any]:
+    """The first two fields of either kind's form."""
+    return {
+        vol.Required(
+            CONF_LOAD_ENTITY, default=values.get(CONF_LOAD_ENTITY, vol.UNDEFINED)
+        ): EntitySelector(EntitySelectorConfig(domain=LOAD_DOMAINS)),
+        vol.Required(CONF_PRIORITY, default=values[CONF_PRIORITY]): NumberSelector(
+            NumberSelectorConfig(
+                min=PRIORITY_MIN, max=PRIORITY_MAX, step=1, mode=NumberSelectorMode.BOX
+            )
+        ),
+    }
+
+
+def _minutes() -> NumberSelector:
+    return _box(MIN_TIME_MAX_S / 60, UnitOfTime.MINUTES)
+
+
+class SwitchedLoadSubentryFlow(ConfigSubentryFlow):
+    """Add or change one load of a kind (switched_loads.py); a kind says its subentry type,
+    defaults, form and checks. An entity is a load of one kind only, so the two kinds never
+    fight over one switch. Saving reloads the box (shedding_manager.py)."""
+
+    SUBENTRY_TYPE: ClassVar[str]
+    OTHER_TYPE: ClassVar[str]  # the other kind
+    OTHER_ERROR: ClassVar[str]  # the error when the entity is a load of the other kind
+    DEFAULTS: ClassVar[Mapping[str, Any]]
+
+    def _schema(self, values: Mapping[str, Any]) -> vol.Schema:
+        raise NotImplementedError
+
+    def _settings_errors(self, data: Mapping[str, Any]) -> dict[str, str]:
+        """The kind's checks of the settings (field -> key)."""
+        raise NotImplementedError
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
         errors: dict[str, str] = {}
@@ -669,7 +668,7 @@ class LoadSubentryFlow(ConfigSubentryFlow):
                 )
         return self.async_show_form(
             step_id="user",
-            data_schema=_load_schema({**LOAD_DEFAULTS, **(user_input or {})}),
+            data_schema=self._schema({**self.DEFAULTS, **(user_input or {})}),
             errors=errors,
             description_placeholders=_entity_placeholder(user_input),
         )
@@ -691,7 +690,7 @@ class LoadSubentryFlow(ConfigSubentryFlow):
                 )
         return self.async_show_form(
             step_id="reconfigure",
-            data_schema=_load_schema({**LOAD_DEFAULTS, **subentry.data, **(user_input or {})}),
+            data_schema=self._schema({**self.DEFAULTS, **subentry.data, **(user_input or {})}),
             errors=errors,
             description_placeholders=_entity_placeholder(user_input),
         )
@@ -700,24 +699,14 @@ class LoadSubentryFlow(ConfigSubentryFlow):
         self, user_input: Mapping[str, Any], *, exclude: str | None
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """The subentry data and the form's errors (field -> key)."""
-        data = {**LOAD_DEFAULTS, **user_input}
-        errors = settings_errors(
-            priority=float(data[CONF_PRIORITY]),
-            shed_below=float(data[CONF_SHED_BELOW]),
-            restore_above=float(data[CONF_RESTORE_ABOVE]),
-            min_off_s=float(data[CONF_MIN_OFF_TIME]) * 60,
-            min_on_s=float(data[CONF_MIN_ON_TIME]) * 60,
-        )
+        data = {**self.DEFAULTS, **user_input}
+        errors = self._settings_errors(data)
         entity_id = str(data[CONF_LOAD_ENTITY])
-        if any(
-            subentry.subentry_type == SUBENTRY_LOAD
-            and subentry.unique_id == entity_id
-            and subentry.subentry_id != exclude
-            for subentry in self._get_entry().subentries.values()
-        ):
+        entry = self._get_entry()
+        if _configured_as(entry, self.SUBENTRY_TYPE, entity_id, exclude=exclude):
             errors[CONF_LOAD_ENTITY] = "load_already_configured"
-        elif _configured_as(self._get_entry(), SUBENTRY_SURPLUS_LOAD, entity_id):
-            errors[CONF_LOAD_ENTITY] = "load_is_surplus"
+        elif _configured_as(entry, self.OTHER_TYPE, entity_id):
+            errors[CONF_LOAD_ENTITY] = self.OTHER_ERROR
         data[CONF_PRIORITY] = int(data[CONF_PRIORITY])
         return data, errors
 
@@ -731,110 +720,95 @@ def _entity_placeholder(user_input: Mapping[str, Any] | None) -> dict[str, str]:
     return {"entity": str((user_input or {}).get(CONF_LOAD_ENTITY, ""))}
 
 
-def _configured_as(entry: ConfigEntry, subentry_type: str, entity_id: str) -> bool:
-    """Whether `entity_id` is already one of the entry's loads of `subentry_type`."""
+def _configured_as(
+    entry: ConfigEntry, subentry_type: str, entity_id: str, *, exclude: str | None = None
+) -> bool:
+    """Whether `entity_id` is already one of the entry's loads of `subentry_type` (other than
+    the subentry `exclude`, the one being changed)."""
     return any(
-        subentry.subentry_type == subentry_type and subentry.data.get(CONF_LOAD_ENTITY) == entity_id
+        subentry.subentry_type == subentry_type
+        and subentry.data.get(CONF_LOAD_ENTITY) == entity_id
+        and subentry.subentry_id != exclude
         for subentry in entry.subentries.values()
     )
 
 
-# --- subentries: surplus loads (issue 19, surplus_loads.py) -----------------------------------
+class LoadSubentryFlow(SwitchedLoadSubentryFlow):
+    """Add or change one optional load (load_shedding.py)."""
 
-SURPLUS_LOAD_DEFAULTS: Final[dict[str, Any]] = {
-    CONF_PRIORITY: 10,
-    CONF_MIN_SOC: 90,
-    CONF_MAX_DISCHARGE_POWER: 100,
-    CONF_DISCHARGE_TIME: 120,
-    CONF_MIN_ON_TIME: 5,
-    CONF_MIN_OFF_TIME: 10,
-}
-
-
-def _surplus_load_schema(values: Mapping[str, Any]) -> vol.Schema:
-    def box(maximum: float, unit: str) -> NumberSelector:
-        return NumberSelector(
-            NumberSelectorConfig(
-                min=0, max=maximum, step=1, unit_of_measurement=unit, mode=NumberSelectorMode.BOX
-            )
-        )
-
-    return vol.Schema(
+    SUBENTRY_TYPE = SUBENTRY_LOAD
+    OTHER_TYPE = SUBENTRY_SURPLUS_LOAD
+    OTHER_ERROR = "load_is_surplus"
+    DEFAULTS = MappingProxyType(
         {
-            vol.Required(
-                CONF_LOAD_ENTITY, default=values.get(CONF_LOAD_ENTITY, vol.UNDEFINED)
-            ): EntitySelector(EntitySelectorConfig(domain=LOAD_DOMAINS)),
-            vol.Required(CONF_PRIORITY, default=values[CONF_PRIORITY]): NumberSelector(
-                NumberSelectorConfig(
-                    min=PRIORITY_MIN, max=PRIORITY_MAX, step=1, mode=NumberSelectorMode.BOX
-                )
-            ),
-            vol.Required(CONF_MIN_SOC, default=values[CONF_MIN_SOC]): box(100, PERCENTAGE),
-            vol.Required(CONF_MAX_DISCHARGE_POWER, default=values[CONF_MAX_DISCHARGE_POWER]): box(
-                DISCHARGE_W_MAX, UnitOfPower.WATT
-            ),
-            vol.Required(CONF_DISCHARGE_TIME, default=values[CONF_DISCHARGE_TIME]): box(
-                DISCHARGE_TIME_MAX_S, UnitOfTime.SECONDS
-            ),
-            vol.Required(CONF_MIN_ON_TIME, default=values[CONF_MIN_ON_TIME]): box(
-                MIN_TIME_MAX_S / 60, UnitOfTime.MINUTES
-            ),
-            vol.Required(CONF_MIN_OFF_TIME, default=values[CONF_MIN_OFF_TIME]): box(
-                MIN_TIME_MAX_S / 60, UnitOfTime.MINUTES
-            ),
+            CONF_PRIORITY: 10,
+            CONF_SHED_BELOW: 30,
+            CONF_RESTORE_ABOVE: 50,
+            CONF_MIN_OFF_TIME: 10,
+            CONF_MIN_ON_TIME: 5,
         }
     )
 
-
-class SurplusLoadSubentryFlow(ConfigSubentryFlow):
-    """Add or change one surplus load. Saving reloads the box (shedding_manager.py)."""
-
-    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            data, errors = self._validate(user_input, exclude=None)
-            if not errors:
-                return self.async_create_entry(
-                    title=self._title(data[CONF_LOAD_ENTITY]),
-                    data=data,
-                    unique_id=data[CONF_LOAD_ENTITY],
-                )
-        return self.async_show_form(
-            step_id="user",
-            data_schema=_surplus_load_schema({**SURPLUS_LOAD_DEFAULTS, **(user_input or {})}),
-            errors=errors,
-            description_placeholders=_entity_placeholder(user_input),
+    def _schema(self, values: Mapping[str, Any]) -> vol.Schema:
+        return vol.Schema(
+            {
+                **_load_and_priority(values),
+                vol.Required(CONF_SHED_BELOW, default=values[CONF_SHED_BELOW]): _box(
+                    100, PERCENTAGE
+                ),
+                vol.Required(CONF_RESTORE_ABOVE, default=values[CONF_RESTORE_ABOVE]): _box(
+                    100, PERCENTAGE
+                ),
+                vol.Required(CONF_MIN_OFF_TIME, default=values[CONF_MIN_OFF_TIME]): _minutes(),
+                vol.Required(CONF_MIN_ON_TIME, default=values[CONF_MIN_ON_TIME]): _minutes(),
+            }
         )
 
-    async def async_step_reconfigure(
-        self, user_input: dict[str, Any] | None = None
-    ) -> SubentryFlowResult:
-        subentry = self._get_reconfigure_subentry()
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            data, errors = self._validate(user_input, exclude=subentry.subentry_id)
-            if not errors:
-                return self.async_update_and_abort(
-                    self._get_entry(),
-                    subentry,
-                    title=self._title(data[CONF_LOAD_ENTITY]),
-                    data=data,
-                    unique_id=data[CONF_LOAD_ENTITY],
-                )
-        values = {**SURPLUS_LOAD_DEFAULTS, **subentry.data, **(user_input or {})}
-        return self.async_show_form(
-            step_id="reconfigure",
-            data_schema=_surplus_load_schema(values),
-            errors=errors,
-            description_placeholders=_entity_placeholder(user_input),
+    def _settings_errors(self, data: Mapping[str, Any]) -> dict[str, str]:
+        return settings_errors(
+            priority=float(data[CONF_PRIORITY]),
+            shed_below=float(data[CONF_SHED_BELOW]),
+            restore_above=float(data[CONF_RESTORE_ABOVE]),
+            min_off_s=float(data[CONF_MIN_OFF_TIME]) * 60,
+            min_on_s=float(data[CONF_MIN_ON_TIME]) * 60,
         )
 
-    def _validate(
-        self, user_input: Mapping[str, Any], *, exclude: str | None
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        """The subentry data and the form's errors (field -> key)."""
-        data = {**SURPLUS_LOAD_DEFAULTS, **user_input}
-        errors = surplus_settings_errors(
+
+class SurplusLoadSubentryFlow(SwitchedLoadSubentryFlow):
+    """Add or change one surplus load (issue 19, surplus_loads.py)."""
+
+    SUBENTRY_TYPE = SUBENTRY_SURPLUS_LOAD
+    OTHER_TYPE = SUBENTRY_LOAD
+    OTHER_ERROR = "load_is_shed"
+    DEFAULTS = MappingProxyType(
+        {
+            CONF_PRIORITY: 10,
+            CONF_MIN_SOC: 90,
+            CONF_MAX_DISCHARGE_POWER: 100,
+            CONF_DISCHARGE_TIME: 120,
+            CONF_MIN_ON_TIME: 5,
+            CONF_MIN_OFF_TIME: 10,
+        }
+    )
+
+    def _schema(self, values: Mapping[str, Any]) -> vol.Schema:
+        return vol.Schema(
+            {
+                **_load_and_priority(values),
+                vol.Required(CONF_MIN_SOC, default=values[CONF_MIN_SOC]): _box(100, PERCENTAGE),
+                vol.Required(
+                    CONF_MAX_DISCHARGE_POWER, default=values[CONF_MAX_DISCHARGE_POWER]
+                ): _box(DISCHARGE_W_MAX, UnitOfPower.WATT),
+                vol.Required(CONF_DISCHARGE_TIME, default=values[CONF_DISCHARGE_TIME]): _box(
+                    DISCHARGE_TIME_MAX_S, UnitOfTime.SECONDS
+                ),
+                vol.Required(CONF_MIN_ON_TIME, default=values[CONF_MIN_ON_TIME]): _minutes(),
+                vol.Required(CONF_MIN_OFF_TIME, default=values[CONF_MIN_OFF_TIME]): _minutes(),
+            }
+        )
+
+    def _settings_errors(self, data: Mapping[str, Any]) -> dict[str, str]:
+        return surplus_settings_errors(
             priority=float(data[CONF_PRIORITY]),
             min_soc=float(data[CONF_MIN_SOC]),
             max_discharge_w=float(data[CONF_MAX_DISCHARGE_POWER]),
@@ -842,20 +816,3 @@ class SurplusLoadSubentryFlow(ConfigSubentryFlow):
             min_on_s=float(data[CONF_MIN_ON_TIME]) * 60,
             min_off_s=float(data[CONF_MIN_OFF_TIME]) * 60,
         )
-        entity_id = str(data[CONF_LOAD_ENTITY])
-        entry = self._get_entry()
-        if any(
-            subentry.subentry_type == SUBENTRY_SURPLUS_LOAD
-            and subentry.data.get(CONF_LOAD_ENTITY) == entity_id
-            and subentry.subentry_id != exclude
-            for subentry in entry.subentries.values()
-        ):
-            errors[CONF_LOAD_ENTITY] = "load_already_configured"
-        elif _configured_as(entry, SUBENTRY_LOAD, entity_id):
-            errors[CONF_LOAD_ENTITY] = "load_is_shed"
-        data[CONF_PRIORITY] = int(data[CONF_PRIORITY])
-        return data, errors
-
-    def _title(self, entity_id: str) -> str:
-        state = self.hass.states.get(entity_id)
-        return state.name if state is not None else entity_id

@@ -4,16 +4,13 @@ The agent publishes; nothing here polls. `SbmsCoordinator` subscribes to the age
 keeps the latest announce, state and configuration as one `SbmsData` snapshot and hands every
 new snapshot to the entities and listeners. Requests and the matching of their answers are the
 `AgentClient`'s (agent_client.py); the coordinator checks the agent can answer, hands the
-client the answers and turns its failures into translated errors.
-
-`SbmsRuntimeData` is everything one config entry owns while it is loaded.
-"""
+client the answers and turns its failures into translated errors."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from homeassistant.components import mqtt
 from homeassistant.components.mqtt.models import ReceiveMessage
@@ -53,11 +50,6 @@ from .models import (
 from .repairs import BoxIssues
 
 _T = TypeVar("_T")
-
-if TYPE_CHECKING:
-    from .backfill import HistoryBackfill
-    from .shedding_manager import SheddingManager
-    from .surplus_manager import SurplusManager
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,28 +94,12 @@ class HoldDuration:
     hours: float = HOLD_DURATION_DEFAULT_H
 
 
-@dataclass(slots=True)
-class SbmsRuntimeData:
-    """What one loaded config entry owns; nothing of it is kept in `hass.data`."""
-
-    coordinator: SbmsCoordinator
-    shedding: SheddingManager
-    surplus: SurplusManager
-    hold: HoldDuration = field(default_factory=HoldDuration)
-    # None without the recorder (no long-term statistics to fill); set once the platforms
-    # exist, because it finds the sensors' entities in the registry.
-    backfill: HistoryBackfill | None = None
-
-
-SbmsConfigEntry = ConfigEntry[SbmsRuntimeData]
-
-
 class SbmsCoordinator(DataUpdateCoordinator[SbmsData]):
     """Subscribes to one agent's topics and keeps its latest data; sends its requests."""
 
-    config_entry: SbmsConfigEntry
+    config_entry: ConfigEntry
 
-    def __init__(self, hass: HomeAssistant, entry: SbmsConfigEntry, announce: Announce) -> None:
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry, announce: Announce) -> None:
         super().__init__(
             hass,
             LOGGER,

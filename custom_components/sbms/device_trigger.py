@@ -35,7 +35,7 @@ from .const import (
     KIND_AGENT_OFFLINE,
     KIND_AGENT_ONLINE,
 )
-from .coordinator import SbmsConfigEntry
+from .runtime_data import SbmsConfigEntry
 
 TRIGGER_DUAL_PV_LEVEL: Final = "dual_pv_level"
 

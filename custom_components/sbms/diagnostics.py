@@ -15,8 +15,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 
 from .const import DOMAIN
-from .coordinator import SbmsConfigEntry
 from .models import AgentConfig, Announce
+from .runtime_data import SbmsConfigEntry
 
 TO_REDACT = {
     "serial",

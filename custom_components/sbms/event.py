@@ -7,9 +7,9 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import AGENT_EVENT_KINDS, LOGGER
-from .coordinator import SbmsConfigEntry
 from .entity import SbmsEntity
 from .models import AgentEvent
+from .runtime_data import SbmsConfigEntry
 
 # Push entities: nothing to poll, so no limit on parallel updates.
 PARALLEL_UPDATES = 0

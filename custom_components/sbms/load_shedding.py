@@ -27,16 +27,20 @@ Rules, in the order they are checked for each load:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, Final
 
-SOC_MIN: Final = 0.0
-SOC_MAX: Final = 100.0
-PRIORITY_MIN: Final = 1
-PRIORITY_MAX: Final = 100
-# Longer minimum times are a configuration mistake, not a wish: a load held off for a week.
-MIN_TIME_MAX_S: Final = 24 * 3600.0
+from .switched_loads import (
+    SOC_MAX,
+    SOC_MIN,
+    SwitchAction,
+    SwitchConditions,
+    SwitchDecision,
+    SwitchedLoad,
+    SwitchedRuntime,
+    min_time_errors,
+    priority_errors,
+)
 
 
 class LoadStatus(StrEnum):
@@ -58,75 +62,35 @@ class Reason(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class LoadSettings:
+class LoadSettings(SwitchedLoad):
     """One optional load as the user configured it."""
 
-    load_id: str
-    entity_id: str
-    priority: int
     shed_below: float
     restore_above: float
-    min_off_s: float = 0.0
-    min_on_s: float = 0.0
 
 
 def settings_errors(
     *, priority: float, shed_below: float, restore_above: float, min_off_s: float, min_on_s: float
 ) -> dict[str, str]:
     """Form field -> error key for a bad combination (empty when the settings are usable)."""
-    errors: dict[str, str] = {}
-    if not PRIORITY_MIN <= priority <= PRIORITY_MAX or priority != int(priority):
-        errors["priority"] = "invalid_priority"
+    errors = priority_errors(priority)
     if not SOC_MIN <= shed_below < SOC_MAX:
         errors["shed_below"] = "invalid_soc"
     if not SOC_MIN < restore_above <= SOC_MAX:
         errors["restore_above"] = "invalid_soc"
     elif "shed_below" not in errors and restore_above <= shed_below:
         errors["restore_above"] = "restore_not_above_shed"
-    for key, seconds in (("min_off_time", min_off_s), ("min_on_time", min_on_s)):
-        if not 0 <= seconds <= MIN_TIME_MAX_S:
-            errors[key] = "invalid_min_time"
-    return errors
+    return errors | min_time_errors(min_off_s=min_off_s, min_on_s=min_on_s)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class LoadRuntime:
-    """What shedding remembers about one load; persisted across restarts.
+class LoadRuntime(SwitchedRuntime[LoadStatus, Reason]):
+    """What shedding remembers about one load (switched_loads.py); `switched_at` is when
+    shedding last switched it off, the start of its minimum off time."""
 
-    `observed_on` is the load's last seen on/off state and `changed_at` when it last changed
-    (or was switched by us): the minimum on time counts from there. `switched_at` is when shedding
-    last switched it off, the start of its minimum off time.
-    """
+    REASON = Reason
 
     status: LoadStatus = LoadStatus.NORMAL
-    reason: Reason | None = None
-    observed_on: bool | None = None
-    changed_at: float | None = None
-    switched_at: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status.value,
-            "reason": None if self.reason is None else self.reason.value,
-            "observed_on": self.observed_on,
-            "changed_at": self.changed_at,
-            "switched_at": self.switched_at,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LoadRuntime:
-        """Stored runtime; anything unreadable falls back to a fresh state (never a switch)."""
-        try:
-            reason = data.get("reason")
-            return cls(
-                status=LoadStatus(data.get("status", LoadStatus.NORMAL)),
-                reason=None if reason is None else Reason(reason),
-                observed_on=_optional_bool(data.get("observed_on")),
-                changed_at=_optional_float(data.get("changed_at")),
-                switched_at=_optional_float(data.get("switched_at")),
-            )
-        except (ValueError, TypeError):
-            return cls()
 
     @property
     def shed(self) -> bool:
@@ -134,38 +98,18 @@ class LoadRuntime:
         return self.status in (LoadStatus.SHED, LoadStatus.WAITING_TO_RESTORE)
 
 
-def _optional_bool(value: Any) -> bool | None:
-    return value if isinstance(value, bool) else None
-
-
-def _optional_float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Conditions:
-    """The inputs of one decision.
+class Conditions(SwitchConditions):
+    """The inputs of one decision (switched_loads.py), and shedding's own.
 
-    `lvd_since` is when the present LVD trip began (None: no LVD); `loads_on` maps a load id to
-    its on/off state, None while unknown or unavailable. `soc_uncertainty` is half the agent's
-    ~95 % band around `soc` (None: not known); `pessimistic` decides on its low side.
+    `lvd_since` is when the present LVD trip began (None: no LVD). `soc_uncertainty` is half the
+    agent's ~95 % band around `soc` (None: not known); `pessimistic` decides on its low side.
     """
 
-    now: float
-    enabled: bool
-    available: bool
-    soc: float | None
     low_soc_alarm: bool = False
     lvd_since: float | None = None
-    loads_on: Mapping[str, bool | None] = field(default_factory=dict)
     soc_uncertainty: float | None = None
     pessimistic: bool = False
-
-    @property
-    def data_ok(self) -> bool:
-        return self.available and self.soc is not None
 
     @property
     def decision_soc(self) -> float | None:
@@ -175,24 +119,16 @@ class Conditions:
         return max(SOC_MIN, self.soc - self.soc_uncertainty)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Action:
-    """Switch one load; `turn_on` False means off."""
+class Action(SwitchAction[Reason]):
+    """Shed (off) or restore (on) one load."""
 
-    load_id: str
-    entity_id: str
-    turn_on: bool
-    reason: Reason
+    __slots__ = ()
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Decision:
-    """The switching to do now (offs first, lowest priority first; then ons, highest first),
-    every load's new runtime, and when to decide again if nothing else happens."""
+class Decision(SwitchDecision[Action, LoadRuntime]):
+    """Offs first, lowest priority first; then ons, highest first."""
 
-    actions: tuple[Action, ...]
-    runtime: dict[str, LoadRuntime]
-    next_check: float | None
+    __slots__ = ()
 
 
 def decide(

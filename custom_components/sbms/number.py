@@ -26,9 +26,10 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import HOLD_DURATION_DEFAULT_H, HOLD_DURATION_MAX_H, HOLD_DURATION_MIN_H
-from .coordinator import HoldDuration, SbmsConfigEntry, SbmsCoordinator
+from .coordinator import HoldDuration, SbmsCoordinator
 from .entity import SbmsEntity
 from .models import Announce
+from .runtime_data import SbmsConfigEntry
 from .settings import SETTINGS, Setting
 
 # Every change goes through the agent one request at a time; no polling happens here.

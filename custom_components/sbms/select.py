@@ -25,10 +25,11 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import DOMAIN, OUTPUT_TYPE_NAMES
-from .coordinator import SbmsConfigEntry, SbmsCoordinator, SbmsData
+from .coordinator import SbmsCoordinator, SbmsData
 from .entity import SbmsEntity
 from .identity import entity_unique_id
 from .models import OutputInfo
+from .runtime_data import SbmsConfigEntry
 from .settings import output_type_in_force
 
 

@@ -28,14 +28,17 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
 from .const import OUTPUT_TYPE_DUAL_PV
-from .coordinator import SbmsConfigEntry, SbmsCoordinator
+from .coordinator import SbmsCoordinator
 from .entity import SbmsEntity
 from .history import CounterFn, MeasurementFn
 from .load_shedding import LoadSettings, LoadStatus
+from .loads_manager import SwitchedLoadsManager
 from .models import AgentConfig, Announce, BoxState, HistoryRecord, Reading
-from .shedding_manager import LOAD_STATE_KEY, SheddingManager
+from .runtime_data import SbmsConfigEntry
+from .shedding_manager import LOAD_STATE_KEY
 from .surplus_loads import SurplusLoadSettings, SurplusStatus
-from .surplus_manager import SURPLUS_STATE_KEY, SurplusManager
+from .surplus_manager import SURPLUS_STATE_KEY
+from .switched_loads import SwitchedLoad
 
 # Push entities: nothing to poll, so no limit on parallel updates.
 PARALLEL_UPDATES = 0
@@ -696,16 +699,15 @@ async def async_setup_entry(
     remove_listener = coordinator.async_add_listener(add_when_read)
     entry.async_on_unload(lambda: remove_listener() if waiting else None)
     add_when_read()
-    manager = entry.runtime_data.shedding
-    async_add_entities(
-        SbmsLoadStateSensor(coordinator, manager, load, manager.titles.get(load.load_id, ""))
-        for load in manager.loads
-    )
-    surplus = entry.runtime_data.surplus
-    async_add_entities(
-        SbmsSurplusLoadStateSensor(coordinator, surplus, load, surplus.titles.get(load.load_id, ""))
-        for load in surplus.loads
-    )
+    runtime = entry.runtime_data
+    for manager, description in (
+        (runtime.shedding, LOAD_STATE),
+        (runtime.surplus, SURPLUS_LOAD_STATE),
+    ):
+        async_add_entities(
+            SbmsSwitchedLoadSensor(coordinator, manager, description, load)
+            for load in manager.loads
+        )
 
 
 def _reported(
@@ -752,77 +754,65 @@ class SbmsSensorEntity(SbmsEntity, SensorEntity):
         return attributes or None
 
 
-LOAD_STATE = SensorEntityDescription(
+# --- the loads of load shedding and of surplus loads (issue 19): one sensor a load ------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SwitchedLoadSensorDescription(SensorEntityDescription):
+    """The per-load sensor of one kind of switched loads; `settings_fn`: the load's settings
+    its attributes show beyond the entity and priority."""
+
+    settings_fn: Callable[[Any], dict[str, Any]]
+
+
+def _shed_settings(load: LoadSettings) -> dict[str, Any]:
+    return {"shed_below": load.shed_below, "restore_above": load.restore_above}
+
+
+def _surplus_settings(load: SurplusLoadSettings) -> dict[str, Any]:
+    return {
+        "min_soc": load.min_soc,
+        "max_discharge_power": load.max_discharge_w,
+        "discharge_time": load.discharge_s,
+    }
+
+
+LOAD_STATE = SwitchedLoadSensorDescription(
     key=LOAD_STATE_KEY,
     translation_key="load_shedding_state",
     device_class=SensorDeviceClass.ENUM,
     options=[status.value for status in LoadStatus],
+    settings_fn=_shed_settings,
 )
-
-
-class SbmsLoadStateSensor(SbmsEntity, SensorEntity):
-    """What load shedding does with one optional load, and why."""
-
-    def __init__(
-        self,
-        coordinator: SbmsCoordinator,
-        manager: SheddingManager,
-        load: LoadSettings,
-        title: str,
-    ) -> None:
-        super().__init__(coordinator, LOAD_STATE, key_suffix=f"_{load.load_id}")
-        self._manager = manager
-        self._load = load
-        self._attr_translation_placeholders = {"load": title}
-
-    @property
-    def native_value(self) -> str:
-        return self._manager.state_of(self._load.load_id).status.value
-
-    @property
-    def extra_state_attributes(self) -> dict[str, Any]:
-        reason = self._manager.state_of(self._load.load_id).reason
-        return {
-            "reason": None if reason is None else reason.value,
-            "load_entity_id": self._load.entity_id,
-            "priority": self._load.priority,
-            "shed_below": self._load.shed_below,
-            "restore_above": self._load.restore_above,
-        }
-
-    async def async_added_to_hass(self) -> None:
-        await super().async_added_to_hass()
-        self.async_on_remove(self._manager.async_add_listener(self.async_write_ha_state))
-
-
-# --- surplus loads (issue 19) ------------------------------------------------------------------
-
-SURPLUS_LOAD_STATE = SensorEntityDescription(
+SURPLUS_LOAD_STATE = SwitchedLoadSensorDescription(
     key=SURPLUS_STATE_KEY,
     translation_key="surplus_load_state",
     device_class=SensorDeviceClass.ENUM,
     options=[status.value for status in SurplusStatus],
+    settings_fn=_surplus_settings,
 )
 
 
-class SbmsSurplusLoadStateSensor(SbmsEntity, SensorEntity):
-    """What surplus loads do with one load, and why."""
+class SbmsSwitchedLoadSensor(SbmsEntity, SensorEntity):
+    """What load shedding or surplus loads do with one load, and why."""
+
+    entity_description: SwitchedLoadSensorDescription
 
     def __init__(
         self,
         coordinator: SbmsCoordinator,
-        manager: SurplusManager,
-        load: SurplusLoadSettings,
-        title: str,
+        manager: SwitchedLoadsManager[Any, Any, Any],
+        description: SwitchedLoadSensorDescription,
+        load: SwitchedLoad,
     ) -> None:
-        super().__init__(coordinator, SURPLUS_LOAD_STATE, key_suffix=f"_{load.load_id}")
+        super().__init__(coordinator, description, key_suffix=f"_{load.load_id}")
         self._manager = manager
         self._load = load
-        self._attr_translation_placeholders = {"load": title}
+        self._attr_translation_placeholders = {"load": manager.titles.get(load.load_id, "")}
 
     @property
     def native_value(self) -> str:
-        return self._manager.state_of(self._load.load_id).status.value
+        return str(self._manager.state_of(self._load.load_id).status.value)
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
@@ -831,9 +821,7 @@ class SbmsSurplusLoadStateSensor(SbmsEntity, SensorEntity):
             "reason": None if reason is None else reason.value,
             "load_entity_id": self._load.entity_id,
             "priority": self._load.priority,
-            "min_soc": self._load.min_soc,
-            "max_discharge_power": self._load.max_discharge_w,
-            "discharge_time": self._load.discharge_s,
+            **self.entity_description.settings_fn(self._load),
         }
 
     async def async_added_to_hass(self) -> None:

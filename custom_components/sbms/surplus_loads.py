@@ -37,11 +37,21 @@ Rules, in order:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, Final
+from typing import Final
 
-from .load_shedding import MIN_TIME_MAX_S, PRIORITY_MAX, PRIORITY_MIN, SOC_MAX, SOC_MIN
+from .switched_loads import (
+    SOC_MAX,
+    SOC_MIN,
+    SwitchAction,
+    SwitchConditions,
+    SwitchDecision,
+    SwitchedLoad,
+    SwitchedRuntime,
+    min_time_errors,
+    priority_errors,
+)
 
 # A box's discharge beyond this is no setting but a mistake (the agent allows 1000 A).
 DISCHARGE_W_MAX: Final = 100_000.0
@@ -70,17 +80,12 @@ class SurplusReason(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class SurplusLoadSettings:
+class SurplusLoadSettings(SwitchedLoad):
     """One surplus load as the user configured it."""
 
-    load_id: str
-    entity_id: str
-    priority: int
     min_soc: float
     max_discharge_w: float
     discharge_s: float
-    min_on_s: float = 0.0
-    min_off_s: float = 0.0
 
 
 def settings_errors(
@@ -93,112 +98,49 @@ def settings_errors(
     min_off_s: float,
 ) -> dict[str, str]:
     """Form field -> error key for a bad value (empty when the settings are usable)."""
-    errors: dict[str, str] = {}
-    if not PRIORITY_MIN <= priority <= PRIORITY_MAX or priority != int(priority):
-        errors["priority"] = "invalid_priority"
+    errors = priority_errors(priority)
     if not SOC_MIN <= min_soc < SOC_MAX:
         errors["min_soc"] = "invalid_soc"
     if not 0 <= max_discharge_w <= DISCHARGE_W_MAX:
         errors["max_discharge_power"] = "invalid_discharge_power"
     if not 0 <= discharge_s <= DISCHARGE_TIME_MAX_S:
         errors["discharge_time"] = "invalid_discharge_time"
-    for key, seconds in (("min_off_time", min_off_s), ("min_on_time", min_on_s)):
-        if not 0 <= seconds <= MIN_TIME_MAX_S:
-            errors[key] = "invalid_min_time"
-    return errors
+    return errors | min_time_errors(min_off_s=min_off_s, min_on_s=min_on_s)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class SurplusRuntime:
-    """What surplus loads remember about one load; persisted across restarts.
+class SurplusRuntime(SwitchedRuntime[SurplusStatus, SurplusReason]):
+    """What surplus loads remember about one load (switched_loads.py). `switched_at`: when we
+    last switched it (the minimum off time and the settling count from there).
+    `discharging_since`: when the battery began discharging beyond this load's limit, None
+    while it does not."""
 
-    `observed_on`/`changed_at`: its last seen on/off and when that changed (or we switched it):
-    the minimum on time counts from there. `switched_at`: when we last switched it (the minimum
-    off time and the settling count from there). `discharging_since`: when the battery began
-    discharging beyond this load's limit, None while it does not.
-    """
+    REASON = SurplusReason
 
     status: SurplusStatus = SurplusStatus.IDLE
-    reason: SurplusReason | None = None
-    observed_on: bool | None = None
-    changed_at: float | None = None
-    switched_at: float | None = None
     discharging_since: float | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status.value,
-            "reason": None if self.reason is None else self.reason.value,
-            "observed_on": self.observed_on,
-            "changed_at": self.changed_at,
-            "switched_at": self.switched_at,
-            "discharging_since": self.discharging_since,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SurplusRuntime:
-        """Stored runtime; anything unreadable falls back to a fresh state (never a switch)."""
-        try:
-            reason = data.get("reason")
-            return cls(
-                status=SurplusStatus(data.get("status", SurplusStatus.IDLE)),
-                reason=None if reason is None else SurplusReason(reason),
-                observed_on=_optional_bool(data.get("observed_on")),
-                changed_at=_optional_float(data.get("changed_at")),
-                switched_at=_optional_float(data.get("switched_at")),
-                discharging_since=_optional_float(data.get("discharging_since")),
-            )
-        except (ValueError, TypeError):
-            return cls()
-
-
-def _optional_bool(value: Any) -> bool | None:
-    return value if isinstance(value, bool) else None
-
-
-def _optional_float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class SurplusConditions:
-    """The inputs of one decision. `battery_power`: W, positive while charging (None: no good
-    measurement); `loads_on`: load id -> on/off, None while unknown or unavailable."""
+class SurplusConditions(SwitchConditions):
+    """The inputs of one decision (switched_loads.py), and surplus loads' own. `battery_power`:
+    W, positive while charging (None: no good measurement)."""
 
-    now: float
-    enabled: bool
-    available: bool
-    soc: float | None
     surplus: bool
     battery_power: float | None
-    loads_on: Mapping[str, bool | None] = field(default_factory=dict)
     settle_s: float = SETTLE_S
 
-    @property
-    def data_ok(self) -> bool:
-        return self.available and self.soc is not None
+
+class SurplusAction(SwitchAction[SurplusReason]):
+    """Switch one surplus load on or off."""
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SurplusAction:
-    """Switch one load; `turn_on` False means off."""
+class SurplusDecision(SwitchDecision[SurplusAction, SurplusRuntime]):
+    """Offs first, lowest priority first; then at most one on."""
 
-    load_id: str
-    entity_id: str
-    turn_on: bool
-    reason: SurplusReason
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SurplusDecision:
-    """The switching to do now (offs first, lowest priority first; then at most one on), every
-    load's new runtime, and when to decide again if nothing else happens."""
-
-    actions: tuple[SurplusAction, ...]
-    runtime: dict[str, SurplusRuntime]
-    next_check: float | None
+    __slots__ = ()
 
 
 def decide(

@@ -24,12 +24,12 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import HOLD_DURATION_MAX_H
-from .coordinator import HoldDuration, SbmsConfigEntry, SbmsCoordinator
+from .coordinator import HoldDuration, SbmsCoordinator
 from .entity import SbmsEntity
+from .loads_manager import SwitchedLoadsManager
 from .models import AgentConfig
 from .number import holdable_outputs
-from .shedding_manager import SheddingManager
-from .surplus_manager import SurplusManager
+from .runtime_data import SbmsConfigEntry
 
 # Every change goes through the agent one request at a time; no polling happens here.
 PARALLEL_UPDATES = 1
@@ -88,8 +88,8 @@ async def async_setup_entry(
     async_add_entities(entities)
     async_add_entities(
         [
-            SbmsLoadSheddingSwitch(coordinator, runtime.shedding),
-            SbmsSurplusLoadsSwitch(coordinator, runtime.surplus),
+            SbmsSwitchedLoadsSwitch(coordinator, LOAD_SHEDDING, runtime.shedding),
+            SbmsSwitchedLoadsSwitch(coordinator, SURPLUS_LOADS, runtime.surplus),
         ]
     )
 
@@ -147,47 +147,27 @@ class SbmsConfigSwitch(SbmsEntity, SwitchEntity):
         await self.coordinator.async_set_config(self.entity_description.changes_fn(False))
 
 
+# The master switches of load shedding and of surplus loads (issue 19), Home Assistant settings
+# kept across restarts. Off, nothing is switched: what shedding switched off stays off, what
+# surplus loads switched on stays on.
 LOAD_SHEDDING = SwitchEntityDescription(
     key="load_shedding", translation_key="load_shedding", entity_category=EntityCategory.CONFIG
 )
-
-
-class SbmsLoadSheddingSwitch(SbmsEntity, SwitchEntity):
-    """The master switch of optional-load shedding, a Home Assistant setting kept across
-    restarts. Off, nothing is switched; what shedding switched off stays off."""
-
-    def __init__(self, coordinator: SbmsCoordinator, manager: SheddingManager) -> None:
-        super().__init__(coordinator, LOAD_SHEDDING)
-        self._manager = manager
-
-    @property
-    def is_on(self) -> bool:
-        return self._manager.enabled
-
-    async def async_turn_on(self, **kwargs: Any) -> None:
-        self._manager.async_set_enabled(True)
-
-    async def async_turn_off(self, **kwargs: Any) -> None:
-        self._manager.async_set_enabled(False)
-
-    async def async_added_to_hass(self) -> None:
-        await super().async_added_to_hass()
-        self.async_on_remove(self._manager.async_add_listener(self.async_write_ha_state))
-
-
-# --- surplus loads (issue 19) ------------------------------------------------------------------
-
 SURPLUS_LOADS = SwitchEntityDescription(
     key="surplus_loads", translation_key="surplus_loads", entity_category=EntityCategory.CONFIG
 )
 
 
-class SbmsSurplusLoadsSwitch(SbmsEntity, SwitchEntity):
-    """The master switch of surplus loads, a Home Assistant setting kept across restarts.
-    Off, nothing is switched; what surplus loads switched on stays on."""
+class SbmsSwitchedLoadsSwitch(SbmsEntity, SwitchEntity):
+    """The master switch of one kind of switched loads (loads_manager.py)."""
 
-    def __init__(self, coordinator: SbmsCoordinator, manager: SurplusManager) -> None:
-        super().__init__(coordinator, SURPLUS_LOADS)
+    def __init__(
+        self,
+        coordinator: SbmsCoordinator,
+        description: SwitchEntityDescription,
+        manager: SwitchedLoadsManager[Any, Any, Any],
+    ) -> None:
+        super().__init__(coordinator, description)
         self._manager = manager
 
     @property

@@ -317,3 +317,52 @@ def test_the_cycle_check_sees_a_cycle() -> None:
         "d": {},
     }
     assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def _integration_graph() -> dict[str, dict[str, Import]]:
+    """Integration module -> the integration modules it imports, each with one import that
+    shows it. Every import counts: at the top, inside a function, and behind `TYPE_CHECKING`
+    (a cycle only the type checker follows is still one for a reader)."""
+    graph: dict[str, dict[str, Import]] = {}
+    for module in sorted(INTEGRATION.glob("*.py")):
+        source = module.stem
+        edges = graph.setdefault(source, {})
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    targets.append(node.module.split(".")[0])
+                else:  # `from . import x`: a module, or a name of the package's __init__
+                    targets += [
+                        alias.name if (INTEGRATION / f"{alias.name}.py").is_file() else "__init__"
+                        for alias in node.names
+                    ]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "custom_components.sbms."
+            ):
+                assert node.module is not None
+                targets.append(node.module.split(".")[2])
+            for target in targets:
+                if target != source:
+                    edges.setdefault(target, Import(module, f".{target}", node.lineno))
+    return graph
+
+
+def test_no_cycles_between_integration_modules() -> None:
+    """The integration's modules form one-way layers (docs/architecture.md, "The integration's
+    modules"): a cycle is named with one import for each of its arrows."""
+    graph = _integration_graph()
+    assert {"coordinator", "sensor", "shedding_manager"} <= set(graph)  # the reader sees them
+    named = [
+        " -> ".join([*cycle, cycle[0]])
+        + ": "
+        + "; ".join(str(graph[a][b]) for a, b in zip(cycle, [*cycle[1:], cycle[0]], strict=True))
+        for cycle in _cycles(graph)
+    ]
+    assert named == []
+
+
+def test_the_integration_reader_sees_type_checking_and_package_imports() -> None:
+    graph = _integration_graph()
+    assert "__init__" in graph["config_flow"]  # `from . import ENTRY_VERSION`
+    assert "coordinator" in graph["entity"]

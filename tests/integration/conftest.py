@@ -20,6 +20,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from tests.helpers.hass import SetupBox, connect_mqtt, mqtt_settled, wait_for
 from tests.helpers.mqtt_broker import MosquittoBroker
 from tests.integration.fake_agent import FakeAgent
+from tests.integration.switched_loads import MANAGERS_CLOCK, Clock
 
 # pytest-homeassistant-custom-component logs every SQL statement of the recorder at INFO: a
 # week of statistics would be megabytes of it in CI's output.
@@ -85,3 +86,17 @@ def setup_box(hass: HomeAssistant) -> SetupBox:
         return entry
 
     return setup
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    """The clock of the load-shedding and surplus-load managers, moved by the test."""
+    clock = Clock()
+    with patch(MANAGERS_CLOCK, clock.now):
+        yield clock
+
+
+@pytest.fixture
+def stored_clock(clock: Clock, hass_storage: dict[str, Any]) -> tuple[Clock, dict[str, Any]]:
+    """The clock and Home Assistant's (in-memory) storage, for the restart tests."""
+    return clock, hass_storage

@@ -4,36 +4,29 @@ the higher one, after its delays, and leaves them alone while SoC is unavailable
 
 from __future__ import annotations
 
-import shutil
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from homeassistant.components import automation
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
-from homeassistant.util import dt as dt_util
-from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
-ROOT = Path(__file__).resolve().parents[2]
-BLUEPRINT = ROOT / "blueprints" / "automation" / "sbms" / "optional_load_shedding.yaml"
+from tests.integration.blueprints import (
+    blueprint_meta,
+    install_blueprint,
+    later,
+    set_up_automation,
+    states_of,
+)
+
+BLUEPRINT = "sbms/optional_load_shedding.yaml"
 SOC = "sensor.battery_soc"
 LOADS = ["input_boolean.heater", "input_boolean.pump"]
 
 
-class _InputLoader(yaml.SafeLoader):
-    """Reads `!input name` tags as plain text, to check the file's shape without HA."""
-
-
-_InputLoader.add_constructor("!input", lambda loader, node: f"!input {node.value}")
-
-
 def test_blueprint_file_declares_what_users_and_home_assistant_need() -> None:
-    data = yaml.load(BLUEPRINT.read_text("utf-8"), Loader=_InputLoader)
-    meta = data["blueprint"]
+    meta = blueprint_meta(BLUEPRINT)
     assert meta["domain"] == "automation"
     assert meta["homeassistant"]["min_version"] == "2025.4.0"
     assert set(meta["input"]) == {
@@ -57,46 +50,32 @@ async def set_soc(hass: HomeAssistant, value: str) -> None:
 
 
 def loads_state(hass: HomeAssistant) -> list[str]:
-    states = [hass.states.get(entity_id) for entity_id in LOADS]
-    return [state.state if state is not None else "missing" for state in states]
-
-
-async def later(hass: HomeAssistant, seconds: float) -> None:
-    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=seconds))
-    await hass.async_block_till_done()
+    return states_of(hass, LOADS)
 
 
 @pytest.fixture
 async def automation_from_blueprint(hass: HomeAssistant, tmp_path: Path) -> dict[str, Any]:
     """The blueprint copied where Home Assistant looks for it, and an automation using it."""
-    hass.config.config_dir = str(tmp_path)
-    target = Path(hass.config.path("blueprints/automation/sbms/optional_load_shedding.yaml"))
-    target.parent.mkdir(parents=True)
-    shutil.copy(BLUEPRINT, target)
-    assert await async_setup_component(hass, "homeassistant", {})
+    await install_blueprint(hass, tmp_path, BLUEPRINT)
     assert await async_setup_component(
         hass, "input_boolean", {"input_boolean": {"heater": {"initial": True}, "pump": {}}}
     )
     await hass.services.async_call("input_boolean", "turn_on", {"entity_id": LOADS[1]})
     await set_soc(hass, "70")
-    config = {
-        "id": "shedding",
-        "alias": "Shed optional loads",
-        "use_blueprint": {
-            "path": "sbms/optional_load_shedding.yaml",
-            "input": {
-                "soc_sensor": SOC,
-                "loads": LOADS,
-                "shed_below": 30,
-                "restore_above": 55,
-                "shed_delay": {"seconds": 30},
-                "restore_delay": {"minutes": 5},
-            },
+    return await set_up_automation(
+        hass,
+        "shedding",
+        "Shed optional loads",
+        BLUEPRINT,
+        {
+            "soc_sensor": SOC,
+            "loads": LOADS,
+            "shed_below": 30,
+            "restore_above": 55,
+            "shed_delay": {"seconds": 30},
+            "restore_delay": {"minutes": 5},
         },
-    }
-    assert await async_setup_component(hass, automation.DOMAIN, {automation.DOMAIN: [config]})
-    await hass.async_block_till_done()
-    return config
+    )
 
 
 async def test_automation_from_blueprint_sheds_and_restores(

@@ -21,7 +21,7 @@ from homeassistant.helpers import entity_registry as er
 from custom_components import sbms
 from custom_components.sbms import ENTRY_MINOR_VERSION, ENTRY_VERSION
 from custom_components.sbms.const import CONF_AGENT_ID, CONF_SERIAL, CONF_TOPIC_PREFIX, DOMAIN
-from custom_components.sbms.coordinator import SbmsRuntimeData
+from custom_components.sbms.runtime_data import SbmsRuntimeData
 from custom_components.sbms.settings import SETTINGS
 from tests.helpers.hass import SetupBox, box_device, wait_for
 from tests.integration.fake_agent import DEVICE_IDENTIFIER, SERIAL, FakeAgent, unique_id

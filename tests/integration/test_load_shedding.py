@@ -8,25 +8,19 @@ offset, and `async_fire_time_changed` fires the timers that end minimum on/off t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
-from unittest.mock import patch
 
 import pytest
-from homeassistant.const import EVENT_CALL_SERVICE, STATE_OFF, STATE_ON
-from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.core import Event, HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
-from homeassistant.setup import async_setup_component
-from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
-    async_fire_time_changed,
 )
 
 from custom_components.sbms.const import (
     CONF_PESSIMISTIC_SOC,
-    DOMAIN,
     EVENT_LOAD_SHEDDING,
     SUBENTRY_LOAD,
 )
@@ -35,7 +29,15 @@ from custom_components.sbms.load_shedding import LoadStatus
 from custom_components.sbms.logbook import describe
 from custom_components.sbms.shedding_manager import LOAD_STATE_KEY, storage_key
 from tests.helpers.hass import SetupBox, wait_for
-from tests.integration.fake_agent import FakeAgent, unique_id
+from tests.integration.fake_agent import FakeAgent
+from tests.integration.switched_loads import (
+    Calls,
+    Clock,
+    Kind,
+    input_boolean_loads,
+    state,
+    subentry,
+)
 
 HEATER = "input_boolean.heater"
 PUMP = "input_boolean.pump"
@@ -44,20 +46,18 @@ PUMP = "input_boolean.pump"
 def load_subentry(
     subentry_id: str, entity_id: str, *, priority: int, shed: float, restore: float, **times: float
 ) -> dict[str, Any]:
-    return {
-        "subentry_id": subentry_id,
-        "subentry_type": SUBENTRY_LOAD,
-        "title": subentry_id.capitalize(),
-        "unique_id": entity_id,
-        "data": {
-            "entity_id": entity_id,
+    return subentry(
+        SUBENTRY_LOAD,
+        subentry_id,
+        entity_id,
+        {
             "priority": priority,
             "shed_below": shed,
             "restore_above": restore,
             "min_off_time": times.get("min_off", 0.0),
             "min_on_time": times.get("min_on", 0.0),
         },
-    }
+    )
 
 
 def two_loads(*, min_off: float = 0.0, min_on: float = 0.0) -> list[dict[str, Any]]:
@@ -72,57 +72,10 @@ def two_loads(*, min_off: float = 0.0, min_on: float = 0.0) -> list[dict[str, An
     ]
 
 
-class Clock:
-    """The manager's clock, ahead of real time by `offset` seconds."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def now(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, hass: HomeAssistant, seconds: float) -> None:
-        self.offset += seconds
-        async_fire_time_changed(hass, dt_util.utc_from_timestamp(self.now()))
-
-
-@pytest.fixture
-def clock() -> Iterator[Clock]:
-    clock = Clock()
-    with patch("custom_components.sbms.shedding_manager._now", clock.now):
-        yield clock
-
-
-class Calls:
-    """turn_on/turn_off service calls of the loads, in order."""
-
-    def __init__(self) -> None:
-        self.log: list[tuple[str, str]] = []
-
-    @callback
-    def record(self, event: Event[Any]) -> None:
-        entity = event.data.get("service_data", {}).get("entity_id")
-        if event.data["domain"] == "input_boolean":
-            self.log.append((event.data["service"], entity))
-
-    def take(self) -> list[tuple[str, str]]:
-        taken, self.log = self.log, []
-        return taken
-
-
 @pytest.fixture
 async def loads(hass: HomeAssistant) -> Calls:
     """Two input_boolean loads, both on; every switching of them is recorded."""
-    assert await async_setup_component(
-        hass, "input_boolean", {"input_boolean": {"heater": {}, "pump": {}}}
-    )
-    for entity_id in (HEATER, PUMP):
-        await hass.services.async_call(
-            "input_boolean", "turn_on", {"entity_id": entity_id}, blocking=True
-        )
-    calls = Calls()
-    hass.bus.async_listen(EVENT_CALL_SERVICE, calls.record)
-    return calls
+    return await input_boolean_loads(hass, ("heater", "pump"), on=True)
 
 
 async def set_soc(
@@ -134,30 +87,10 @@ async def set_soc(
     await hass.async_block_till_done()
 
 
-def state(hass: HomeAssistant, entity_id: str) -> str:
-    current = hass.states.get(entity_id)
-    assert current is not None, entity_id
-    return current.state
-
-
-def load_sensor(hass: HomeAssistant, subentry_id: str) -> str:
-    entity_id = er.async_get(hass).async_get_entity_id(
-        "sensor", DOMAIN, unique_id(f"{LOAD_STATE_KEY}_{subentry_id}")
-    )
-    assert entity_id is not None
-    return entity_id
-
-
-def master_switch(hass: HomeAssistant) -> str:
-    entity_id = er.async_get(hass).async_get_entity_id("switch", DOMAIN, unique_id("load_shedding"))
-    assert entity_id is not None
-    return entity_id
-
-
-def events_of(hass: HomeAssistant) -> list[dict[str, Any]]:
-    seen: list[dict[str, Any]] = []
-    hass.bus.async_listen(EVENT_LOAD_SHEDDING, lambda event: seen.append(dict(event.data)))
-    return seen
+KIND = Kind(LOAD_STATE_KEY, "load_shedding", EVENT_LOAD_SHEDDING)
+load_sensor = KIND.load_sensor
+master_switch = KIND.master_switch
+events_of = KIND.events_of
 
 
 async def test_soc_walk_sheds_in_priority_order_and_restores_in_reverse(
@@ -407,12 +340,6 @@ async def test_master_switch_off_switches_nothing_and_is_kept(
     await hass.services.async_call("switch", "turn_on", {"entity_id": switch}, blocking=True)
     await hass.async_block_till_done()
     assert loads.take() == [("turn_off", HEATER), ("turn_off", PUMP)]
-
-
-@pytest.fixture
-def stored_clock(clock: Clock, hass_storage: dict[str, Any]) -> tuple[Clock, dict[str, Any]]:
-    """The clock and Home Assistant's (in-memory) storage, for the restart tests."""
-    return clock, hass_storage
 
 
 async def test_restart_restores_shed_state_and_timers_without_switching(

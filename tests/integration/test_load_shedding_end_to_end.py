@@ -22,13 +22,13 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.sbms.const import DOMAIN, EVENT_LOAD_SHEDDING, EVENT_SBMS, SUBENTRY_LOAD
+from custom_components.sbms.const import EVENT_LOAD_SHEDDING, EVENT_SBMS, SUBENTRY_LOAD
 from custom_components.sbms.coordinator import SbmsCoordinator
 from tests.helpers.hass import mqtt_settled, wait_for
 from tests.helpers.mqtt_broker import MosquittoBroker
+from tests.integration.agent_process import agent_process, discover_and_confirm
 
 AGENT_ID = "night"
-ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 150.0  # a safety net against hanging, never a measurement
 SPEED = 100.0  # simulated seconds per real second: 50 % to LVD in about 45 s
 HEATER = "input_boolean.heater"
@@ -62,19 +62,8 @@ def night_agent(mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iterator[subpro
         "20",
         "--quiet",
     ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log)
-    try:
+    with agent_process(command, log_path) as process:
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.returncode not in (0, -15):
-            print(log_path.read_text(errors="replace"))
 
 
 class Timeline:
@@ -105,19 +94,6 @@ class Timeline:
         return [(kind, what) for kind, what, _ in self.entries]
 
 
-async def _discover_and_confirm(hass: HomeAssistant) -> MockConfigEntry:
-    def flows() -> list[Any]:
-        return hass.config_entries.flow.async_progress_by_handler(DOMAIN)
-
-    await wait_for(hass, lambda: bool(flows()), timeout_s=WAIT_S)
-    (flow,) = flows()
-    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {})
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    entry: MockConfigEntry = result["result"]
-    await wait_for(hass, lambda: entry.state is ConfigEntryState.LOADED)
-    return entry
-
-
 async def _add_load(hass: HomeAssistant, entry: MockConfigEntry, load: dict[str, Any]) -> None:
     result = await hass.config_entries.subentries.async_init(
         (entry.entry_id, SUBENTRY_LOAD), context={"source": SOURCE_USER}
@@ -143,7 +119,7 @@ async def test_loads_are_shed_in_priority_order_before_the_agents_lvd_trips(
     hass.bus.async_listen(EVENT_SBMS, timeline.on_box_event)
     await mqtt_settled(hass)
 
-    entry = await _discover_and_confirm(hass)
+    entry = await discover_and_confirm(hass, timeout_s=WAIT_S)
     for load in LOADS:
         await _add_load(hass, entry, load)
     await wait_for(hass, lambda: entry.state is ConfigEntryState.LOADED)

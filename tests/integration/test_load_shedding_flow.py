@@ -7,17 +7,22 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER
+from homeassistant.config_entries import SOURCE_RECONFIGURE
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
-from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sbms.const import DOMAIN, SUBENTRY_LOAD
 from custom_components.sbms.shedding_manager import LOAD_STATE_KEY
-from tests.helpers.hass import SetupBox, wait_for
+from tests.helpers.hass import SetupBox
 from tests.integration.fake_agent import FakeAgent, unique_id
+from tests.integration.switched_loads import (
+    box_with_input_booleans,
+    reloaded,
+    start_flow,
+    submit,
+)
 
 GOOD = {
     "entity_id": "input_boolean.heater",
@@ -31,21 +36,13 @@ GOOD = {
 
 @pytest.fixture
 async def box(hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox) -> MockConfigEntry:
-    assert await async_setup_component(
-        hass, "input_boolean", {"input_boolean": {"heater": {"name": "Water heater"}, "ac": {}}}
+    return await box_with_input_booleans(
+        hass, agent, setup_box, {"heater": {"name": "Water heater"}, "ac": {}}
     )
-    return await setup_box(agent)
 
 
 async def start(hass: HomeAssistant, entry: MockConfigEntry, **context: Any) -> dict[str, Any]:
-    result = await hass.config_entries.subentries.async_init(
-        (entry.entry_id, SUBENTRY_LOAD), context={"source": SOURCE_USER, **context}
-    )
-    return dict(result)
-
-
-async def submit(hass: HomeAssistant, flow_id: str, values: dict[str, Any]) -> dict[str, Any]:
-    return dict(await hass.config_entries.subentries.async_configure(flow_id, values))
+    return await start_flow(hass, entry, SUBENTRY_LOAD, **context)
 
 
 def sensor_ids(hass: HomeAssistant, entry: MockConfigEntry) -> set[str]:
@@ -55,11 +52,6 @@ def sensor_ids(hass: HomeAssistant, entry: MockConfigEntry) -> set[str]:
         for entity in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
         if entity.unique_id.startswith(prefix)
     }
-
-
-async def reloaded(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    await hass.async_block_till_done()
-    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state is not None)
 
 
 async def test_adding_a_load_creates_its_subentry_and_sensor(

@@ -104,7 +104,7 @@ def test_every_flow_error_and_abort_is_translated() -> None:
     source = "".join(
         (COMPONENT / name).read_text("utf-8") for name in ("config_flow.py", "discovery.py")
     )
-    used = set(re.findall(r'(?:reason=|AnnounceError\(|\] = |"base": )"(\w+)"', source))
+    used = set(re.findall(r'(?:reason=|AnnounceError\(|\] = |_ERROR = |"base": )"(\w+)"', source))
     assert used, "no flow errors found: the pattern is stale"
     strings = _strings()
     known = (

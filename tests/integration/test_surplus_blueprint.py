@@ -6,38 +6,31 @@ are unavailable."""
 
 from __future__ import annotations
 
-import shutil
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from homeassistant.components import automation
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
-from homeassistant.util import dt as dt_util
-from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
-ROOT = Path(__file__).resolve().parents[2]
-BLUEPRINT = ROOT / "blueprints" / "automation" / "sbms" / "surplus_loads.yaml"
+from tests.integration.blueprints import (
+    blueprint_meta,
+    install_blueprint,
+    later,
+    set_up_automation,
+    states_of,
+)
+
+BLUEPRINT = "sbms/surplus_loads.yaml"
 SURPLUS = "binary_sensor.sbms_surplus_available"
 DISCHARGE = "sensor.sbms_battery_power_discharging"
 SOC = "sensor.sbms_soc"
 LOADS = ["input_boolean.boiler", "input_boolean.pump"]
 
 
-class _InputLoader(yaml.SafeLoader):
-    """Reads `!input name` tags as plain text, to check the file's shape without HA."""
-
-
-_InputLoader.add_constructor("!input", lambda loader, node: f"!input {node.value}")
-
-
 def test_blueprint_file_declares_what_users_and_home_assistant_need() -> None:
-    data = yaml.load(BLUEPRINT.read_text("utf-8"), Loader=_InputLoader)
-    meta = data["blueprint"]
+    meta = blueprint_meta(BLUEPRINT)
     assert meta["domain"] == "automation"
     assert meta["homeassistant"]["min_version"] == "2025.4.0"
     assert set(meta["input"]) == {
@@ -61,49 +54,35 @@ async def set_state(hass: HomeAssistant, entity_id: str, value: str) -> None:
 
 
 def loads_state(hass: HomeAssistant) -> list[str]:
-    states = [hass.states.get(entity_id) for entity_id in LOADS]
-    return [state.state if state is not None else "missing" for state in states]
-
-
-async def later(hass: HomeAssistant, seconds: float) -> None:
-    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=seconds))
-    await hass.async_block_till_done()
+    return states_of(hass, LOADS)
 
 
 @pytest.fixture
 async def automation_from_blueprint(hass: HomeAssistant, tmp_path: Path) -> dict[str, Any]:
     """The blueprint copied where Home Assistant looks for it, and an automation using it."""
-    hass.config.config_dir = str(tmp_path)
-    target = Path(hass.config.path("blueprints/automation/sbms/surplus_loads.yaml"))
-    target.parent.mkdir(parents=True)
-    shutil.copy(BLUEPRINT, target)
-    assert await async_setup_component(hass, "homeassistant", {})
+    await install_blueprint(hass, tmp_path, BLUEPRINT)
     assert await async_setup_component(
         hass, "input_boolean", {"input_boolean": {"boiler": {}, "pump": {}}}
     )
     await set_state(hass, SURPLUS, STATE_OFF)
     await set_state(hass, DISCHARGE, "20")
     await set_state(hass, SOC, "97")
-    config = {
-        "id": "surplus",
-        "alias": "Surplus loads",
-        "use_blueprint": {
-            "path": "sbms/surplus_loads.yaml",
-            "input": {
-                "surplus_sensor": SURPLUS,
-                "battery_discharge_sensor": DISCHARGE,
-                "soc_sensor": SOC,
-                "loads": LOADS,
-                "min_soc": 90,
-                "max_discharge": 200,
-                "discharge_delay": {"minutes": 2},
-                "surplus_delay": {"seconds": 30},
-            },
+    return await set_up_automation(
+        hass,
+        "surplus",
+        "Surplus loads",
+        BLUEPRINT,
+        {
+            "surplus_sensor": SURPLUS,
+            "battery_discharge_sensor": DISCHARGE,
+            "soc_sensor": SOC,
+            "loads": LOADS,
+            "min_soc": 90,
+            "max_discharge": 200,
+            "discharge_delay": {"minutes": 2},
+            "surplus_delay": {"seconds": 30},
         },
-    }
-    assert await async_setup_component(hass, automation.DOMAIN, {automation.DOMAIN: [config]})
-    await hass.async_block_till_done()
-    return config
+    )
 
 
 async def test_surplus_switches_on_and_a_long_discharge_switches_off(

@@ -5,26 +5,29 @@ the bus. The manager's clock is patched to run ahead by a test-controlled offset
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from typing import Any
-from unittest.mock import patch
 
 import pytest
-from homeassistant.const import EVENT_CALL_SERVICE, STATE_OFF, STATE_ON
-from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.core import Event, HomeAssistant
 from homeassistant.helpers import entity_registry as er
-from homeassistant.setup import async_setup_component
-from homeassistant.util import dt as dt_util
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.sbms.const import DOMAIN, EVENT_SURPLUS_LOAD, SUBENTRY_SURPLUS_LOAD
+from custom_components.sbms.const import EVENT_SURPLUS_LOAD, SUBENTRY_SURPLUS_LOAD
 from custom_components.sbms.diagnostics import async_get_config_entry_diagnostics
 from custom_components.sbms.logbook import describe_surplus
 from custom_components.sbms.surplus_loads import SETTLE_S
 from custom_components.sbms.surplus_manager import SURPLUS_STATE_KEY, storage_key
 from tests.helpers.hass import SetupBox, wait_for
-from tests.integration.fake_agent import FakeAgent, example, unique_id
+from tests.integration.fake_agent import FakeAgent, example
+from tests.integration.switched_loads import (
+    Calls,
+    Clock,
+    Kind,
+    input_boolean_loads,
+    state,
+    subentry,
+)
 
 BOILER = "input_boolean.boiler"
 PUMP = "input_boolean.pump"
@@ -33,13 +36,11 @@ PUMP = "input_boolean.pump"
 def surplus_subentry(
     subentry_id: str, entity_id: str, *, priority: int, **values: float
 ) -> dict[str, Any]:
-    return {
-        "subentry_id": subentry_id,
-        "subentry_type": SUBENTRY_SURPLUS_LOAD,
-        "title": subentry_id.capitalize(),
-        "unique_id": entity_id,
-        "data": {
-            "entity_id": entity_id,
+    return subentry(
+        SUBENTRY_SURPLUS_LOAD,
+        subentry_id,
+        entity_id,
+        {
             "priority": priority,
             "min_soc": values.get("min_soc", 90.0),
             "max_discharge_power": values.get("max_discharge_power", 100.0),
@@ -47,7 +48,7 @@ def surplus_subentry(
             "min_off_time": values.get("min_off", 0.0),
             "min_on_time": values.get("min_on", 0.0),
         },
-    }
+    )
 
 
 def two_loads(**values: float) -> list[dict[str, Any]]:
@@ -58,53 +59,10 @@ def two_loads(**values: float) -> list[dict[str, Any]]:
     ]
 
 
-class Clock:
-    """The manager's clock, ahead of real time by `offset` seconds."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def now(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, hass: HomeAssistant, seconds: float) -> None:
-        self.offset += seconds
-        async_fire_time_changed(hass, dt_util.utc_from_timestamp(self.now()))
-
-
-@pytest.fixture
-def clock() -> Iterator[Clock]:
-    clock = Clock()
-    with patch("custom_components.sbms.surplus_manager._now", clock.now):
-        yield clock
-
-
-class Calls:
-    """turn_on/turn_off service calls of the loads, in order."""
-
-    def __init__(self) -> None:
-        self.log: list[tuple[str, str]] = []
-
-    @callback
-    def record(self, event: Event[Any]) -> None:
-        entity = event.data.get("service_data", {}).get("entity_id")
-        if event.data["domain"] == "input_boolean":
-            self.log.append((event.data["service"], entity))
-
-    def take(self) -> list[tuple[str, str]]:
-        taken, self.log = self.log, []
-        return taken
-
-
 @pytest.fixture
 async def loads(hass: HomeAssistant) -> Calls:
     """Two input_boolean loads, both off; every switching of them is recorded."""
-    assert await async_setup_component(
-        hass, "input_boolean", {"input_boolean": {"boiler": {}, "pump": {}}}
-    )
-    calls = Calls()
-    hass.bus.async_listen(EVENT_CALL_SERVICE, calls.record)
-    return calls
+    return await input_boolean_loads(hass, ("boiler", "pump"), on=False)
 
 
 async def box_state(
@@ -129,30 +87,10 @@ async def box_state(
     await hass.async_block_till_done()
 
 
-def state(hass: HomeAssistant, entity_id: str) -> str:
-    current = hass.states.get(entity_id)
-    assert current is not None, entity_id
-    return current.state
-
-
-def load_sensor(hass: HomeAssistant, subentry_id: str) -> str:
-    entity_id = er.async_get(hass).async_get_entity_id(
-        "sensor", DOMAIN, unique_id(f"{SURPLUS_STATE_KEY}_{subentry_id}")
-    )
-    assert entity_id is not None
-    return entity_id
-
-
-def master_switch(hass: HomeAssistant) -> str:
-    entity_id = er.async_get(hass).async_get_entity_id("switch", DOMAIN, unique_id("surplus_loads"))
-    assert entity_id is not None
-    return entity_id
-
-
-def events_of(hass: HomeAssistant) -> list[dict[str, Any]]:
-    seen: list[dict[str, Any]] = []
-    hass.bus.async_listen(EVENT_SURPLUS_LOAD, lambda event: seen.append(dict(event.data)))
-    return seen
+KIND = Kind(SURPLUS_STATE_KEY, "surplus_loads", EVENT_SURPLUS_LOAD)
+load_sensor = KIND.load_sensor
+master_switch = KIND.master_switch
+events_of = KIND.events_of
 
 
 async def test_surplus_switches_loads_on_in_priority_order_and_a_discharge_off_in_reverse(
@@ -256,12 +194,6 @@ async def test_a_load_someone_else_switched_on_is_never_switched_off(
     await box_state(hass, agent, entry, battery_power=-900.0, soc=20.0)
     assert loads.take() == []
     assert state(hass, BOILER) == STATE_ON
-
-
-@pytest.fixture
-def stored_clock(clock: Clock, hass_storage: dict[str, Any]) -> tuple[Clock, dict[str, Any]]:
-    """The clock and Home Assistant's (in-memory) storage, for the restart tests."""
-    return clock, hass_storage
 
 
 async def test_master_switch_off_switches_nothing_and_is_kept(

@@ -39,9 +39,9 @@ from custom_components.sbms.identity import entity_unique_id
 from custom_components.sbms.models import BoxState
 from tests.helpers.hass import mqtt_settled, wait_for
 from tests.helpers.mqtt_broker import MosquittoBroker
+from tests.integration.agent_process import agent_process, discover_and_confirm
 
 AGENT_ID = "sunny"
-ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 240.0  # a safety net against hanging, never a measurement
 BOILER = "input_boolean.boiler"
 MAX_DISCHARGE_W = 300.0
@@ -81,19 +81,8 @@ def heat_box(
         "--control",
         str(control),
     ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log)
-    try:
+    with agent_process(command, log_path) as process:
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.returncode not in (0, -15):
-            print(log_path.read_text(errors="replace"))
 
 
 class Timeline:
@@ -117,19 +106,6 @@ class Timeline:
     @callback
     def on_surplus_load(self, event: Event[Any]) -> None:
         self.switched.append((event.data["action"], event.data["reason"], self.latest()))
-
-
-async def _discover_and_confirm(hass: HomeAssistant) -> MockConfigEntry:
-    def flows() -> list[Any]:
-        return hass.config_entries.flow.async_progress_by_handler(DOMAIN)
-
-    await wait_for(hass, lambda: bool(flows()), timeout_s=WAIT_S)
-    (flow,) = flows()
-    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {})
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    entry: MockConfigEntry = result["result"]
-    await wait_for(hass, lambda: entry.state is ConfigEntryState.LOADED)
-    return entry
 
 
 def _entity(hass: HomeAssistant, platform: str, key: str) -> str:
@@ -159,7 +135,7 @@ async def test_a_sunny_day_diverts_and_a_surplus_load_comes_on_and_goes_off(
     async_track_state_change_event(hass, [BOILER], follow_load)
     await mqtt_settled(hass)
 
-    entry = await _discover_and_confirm(hass)
+    entry = await discover_and_confirm(hass, timeout_s=WAIT_S)
     result = await hass.config_entries.subentries.async_init(
         (entry.entry_id, SUBENTRY_SURPLUS_LOAD), context={"source": SOURCE_USER}
     )

@@ -7,18 +7,23 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER
+from homeassistant.config_entries import SOURCE_RECONFIGURE
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.translation import async_get_translations
-from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sbms.const import DOMAIN, SUBENTRY_LOAD, SUBENTRY_SURPLUS_LOAD
 from custom_components.sbms.surplus_manager import SURPLUS_STATE_KEY
-from tests.helpers.hass import SetupBox, wait_for
+from tests.helpers.hass import SetupBox
 from tests.integration.fake_agent import FakeAgent, unique_id
+from tests.integration.switched_loads import (
+    box_with_input_booleans,
+    reloaded,
+    start_flow,
+    submit,
+)
 
 GOOD = {
     "entity_id": "input_boolean.boiler",
@@ -41,28 +46,15 @@ SHED = {
 
 @pytest.fixture
 async def box(hass: HomeAssistant, agent: FakeAgent, setup_box: SetupBox) -> MockConfigEntry:
-    assert await async_setup_component(
-        hass, "input_boolean", {"input_boolean": {"boiler": {"name": "Boiler"}, "pump": {}}}
+    return await box_with_input_booleans(
+        hass, agent, setup_box, {"boiler": {"name": "Boiler"}, "pump": {}}
     )
-    return await setup_box(agent)
 
 
 async def start(
     hass: HomeAssistant, entry: MockConfigEntry, subentry_type: str = SUBENTRY_SURPLUS_LOAD
 ) -> dict[str, Any]:
-    result = await hass.config_entries.subentries.async_init(
-        (entry.entry_id, subentry_type), context={"source": SOURCE_USER}
-    )
-    return dict(result)
-
-
-async def submit(hass: HomeAssistant, flow_id: str, values: dict[str, Any]) -> dict[str, Any]:
-    return dict(await hass.config_entries.subentries.async_configure(flow_id, values))
-
-
-async def reloaded(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    await hass.async_block_till_done()
-    await wait_for(hass, lambda: entry.runtime_data.coordinator.data.state is not None)
+    return await start_flow(hass, entry, subentry_type)
 
 
 async def error_text(hass: HomeAssistant, subentry_type: str, key: str, entity: str) -> str:
